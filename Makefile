@@ -1,0 +1,64 @@
+# lantern_async: a C loader built with PGXS, and a Go library built with
+# go build -buildmode=c-shared that the loader dlopen()s inside each worker.
+#
+#   make            build both libraries
+#   make install    install them and the extension files into pg_config's directories
+#   make test       build, install, run the Go unit tests and the integration tests
+#   make demo       set up what is missing, then show a background index build
+#   make bench      (placeholder for later issues)
+
+PG_CONFIG ?= pg_config
+GO ?= go
+
+EXTENSION = lantern_async
+MODULE_big = lantern_async
+OBJS = cgo/loader/loader.o cgo/loader/guc.o cgo/loader/shmem.o \
+       cgo/loader/submit.o cgo/loader/golib.o
+DATA = sql/lantern_async--0.1.0.sql
+PGFILEDESC = "lantern_async - background tasks inside PostgreSQL"
+
+GO_LIB = lantern_async_go.so
+EXTRA_CLEAN = $(GO_LIB) lantern_async_go.h
+
+# The Go library's C helpers include server headers; their PostgreSQL symbols
+# resolve at dlopen() time against the postgres executable.
+export CGO_CFLAGS = -I$(shell $(PG_CONFIG) --includedir-server) -O2 -Wall -Wno-unused-function
+# Go's async preemption signal (SIGURG) is also PostgreSQL's latch wake-up
+# signal: turn preemption off at link time (environment variables never
+# reach Go inside a PostgreSQL process).
+GO_LDFLAGS = -X=runtime.godebugDefault=asyncpreemptoff=1
+GO_SOURCES = $(shell find cgo bgworker control -name '*.go' -o -name '*.c' -o -name '*.h') go.mod go.sum
+
+all: $(GO_LIB)
+
+$(GO_LIB): $(GO_SOURCES)
+	$(GO) build -trimpath -buildmode=c-shared -ldflags='$(GO_LDFLAGS)' -o $@ ./cgo
+
+install: install-golib
+
+install-golib: $(GO_LIB) installdirs
+	$(INSTALL_SHLIB) $(GO_LIB) '$(DESTDIR)$(pkglibdir)/$(GO_LIB)'
+
+uninstall: uninstall-golib
+
+uninstall-golib:
+	rm -f '$(DESTDIR)$(pkglibdir)/$(GO_LIB)'
+
+unit:
+	$(GO) vet ./...
+	$(GO) test -count=1 ./bgworker/... ./control/...
+
+test: all unit
+	$(MAKE) install
+	$(GO) test -count=1 -timeout 20m ./tests/...
+
+demo:
+	tests/demo/demo.sh
+
+.PHONY: install-golib uninstall-golib unit test demo
+
+# No JIT bitcode: it would need clang on every build machine, for no gain here.
+override with_llvm = no
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

@@ -1,0 +1,61 @@
+// Package bgworker is the loop of a lantern_async worker process: claim the
+// oldest pending task of the worker's role, run it, reset the session,
+// record the outcome. It never imports "C": the PostgreSQL side sits
+// behind the Queue and Session interfaces, so it is tested with fakes.
+//
+// Task lifecycle (the status column of lantern.tasks):
+//
+//	pending ──claim──▶ running ──▶ succeeded
+//	                          └──▶ failed   (error, open transaction, worker lost, server stopped)
+//
+// The final status, duration and error_message are written once, after
+// the whole query string has finished.
+package bgworker
+
+import (
+	"errors"
+
+	"github.com/lanterndata/lantern_async/bgworker/pgerr"
+)
+
+// Status is the value of lantern.tasks.status.
+type Status string
+
+// The statuses a task goes through.
+const (
+	Pending   Status = "pending"
+	Running   Status = "running"
+	Succeeded Status = "succeeded"
+	Failed    Status = "failed"
+)
+
+// Task is a claimed row of lantern.tasks.
+type Task struct {
+	JobID int64
+	Query string
+}
+
+// Outcome is what gets recorded for a task once it has finished.
+type Outcome struct {
+	JobID    int64
+	Status   Status
+	Message  string // psql-style error text; empty on success
+	SQLState string // empty on success
+}
+
+// OutcomeOf turns the result of running a task's query into its outcome.
+func OutcomeOf(task Task, runErr error) Outcome {
+	if runErr == nil {
+		return Outcome{JobID: task.JobID, Status: Succeeded}
+	}
+	var pgErr *pgerr.Error
+	if !errors.As(runErr, &pgErr) {
+		pgErr = pgerr.New("XX000", runErr.Error())
+	}
+	return Outcome{
+		JobID:    task.JobID,
+		Status:   Failed,
+		Message:  pgErr.Psql(task.Query),
+		SQLState: pgErr.Code,
+	}
+}

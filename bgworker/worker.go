@@ -1,0 +1,66 @@
+package bgworker
+
+import "fmt"
+
+// Queue is lantern.tasks as one worker sees it: the pending tasks of its
+// own role.
+type Queue interface {
+	// Claim marks the oldest pending task running and returns it; ok is
+	// false when there is none. The claim is committed durably.
+	Claim() (task Task, ok bool, err error)
+	// Settle records a running task's outcome, once.
+	Settle(Outcome) error
+}
+
+// Session is the worker's own database session, where tasks run.
+type Session interface {
+	// Execute runs a query string like psql -c; a failure is a *pgerr.Error.
+	Execute(query string) error
+	// Reset discards all session state a task may have left behind.
+	Reset() error
+}
+
+// Logger writes to the server log.
+type Logger interface {
+	Logf(format string, args ...any)
+}
+
+// Worker runs tasks until its role has none left or it is asked to stop.
+type Worker struct {
+	Queue         Queue
+	Session       Session
+	StopRequested func() bool
+	Log           Logger
+}
+
+// Run loops until no task is pending (nil) or something is broken (an
+// error: the process should exit and let the dispatcher start a fresh one).
+func (w *Worker) Run() error {
+	for !w.StopRequested() {
+		task, ok, err := w.Queue.Claim()
+		if err != nil {
+			return fmt.Errorf("could not claim a task: %w", err)
+		}
+		if !ok {
+			return nil
+		}
+		if err := w.runOne(task); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runOne keeps the order execute → reset → record: the task's settings
+// must never affect the bookkeeping that records it.
+func (w *Worker) runOne(task Task) error {
+	outcome := OutcomeOf(task, w.Session.Execute(task.Query))
+	resetErr := w.Session.Reset()
+	if err := w.Queue.Settle(outcome); err != nil {
+		return fmt.Errorf("could not record the outcome of task %d: %w", task.JobID, err)
+	}
+	if resetErr != nil {
+		return fmt.Errorf("could not reset the session after task %d: %w", task.JobID, resetErr)
+	}
+	return nil
+}

@@ -1,0 +1,105 @@
+package main
+
+/*
+#include <stdlib.h>
+#include "la_call.h"
+#include "la_shared.h"
+*/
+import "C"
+
+import (
+	"time"
+	"unsafe"
+
+	"github.com/lanterndata/lantern_async/bgworker"
+	"github.com/lanterndata/lantern_async/control"
+)
+
+// cluster is control.Cluster over the dispatcher's helpers.
+type cluster struct {
+	pg  *pg
+	out *clusterOut
+}
+
+// clusterOut holds the helpers' out-parameters in C memory, allocated once.
+type clusterOut struct {
+	ready C.bool
+	rows  *C.LaQueueRow
+	nrows C.int
+	count C.int64_t
+	view  C.LaSlotView
+	lost  [64]C.int64_t
+}
+
+func (c *cluster) outs() *clusterOut {
+	if c.out == nil {
+		c.out = (*clusterOut)(C.calloc(1, C.size_t(unsafe.Sizeof(clusterOut{}))))
+	}
+	return c.out
+}
+
+func (c *cluster) Installed() (bool, error) {
+	o := c.outs()
+	if !C.la_bk_ready(&o.ready, c.pg.err) {
+		return false, c.pg.lastError()
+	}
+	return bool(o.ready), nil
+}
+
+func (c *cluster) ReconcileNeeded() bool { return bool(C.la_reconcile_needed()) }
+func (c *cluster) MarkReconciled()       { C.la_reconcile_done() }
+func (c *cluster) Capacity() int         { return int(C.la_slot_count()) }
+
+func (c *cluster) Queues() ([]control.RoleQueue, error) {
+	o := c.outs()
+	if !C.la_bk_queues(&o.rows, &o.nrows, c.pg.err) {
+		return nil, c.pg.lastError()
+	}
+	rows := unsafe.Slice(o.rows, int(o.nrows))
+	queues := make([]control.RoleQueue, 0, len(rows))
+	for _, r := range rows {
+		queues = append(queues, control.RoleQueue{
+			Username:  C.GoString(r.username),
+			RoleID:    uint32(r.roleid),
+			CanLogin:  bool(r.canlogin),
+			OldestJob: int64(r.oldest_jobid),
+			Pending:   int64(r.pending),
+		})
+	}
+	return queues, nil
+}
+
+func (c *cluster) Slots() []control.Slot {
+	o := c.outs()
+	var slots []control.Slot
+	for i := C.int(0); i < C.la_slot_count(); i++ {
+		C.la_slot_view(i, &o.view)
+		if o.view.state == C.LA_SLOT_FREE {
+			continue
+		}
+		slots = append(slots, control.Slot{RoleID: uint32(o.view.roleid), JobID: int64(o.view.jobid)})
+	}
+	return slots
+}
+
+func (c *cluster) Launch(roleID uint32) (bool, error) {
+	return C.la_launch_worker(C.uint32_t(roleID), c.pg.err) >= 0, nil
+}
+
+func (c *cluster) Reap() []int64 {
+	o := c.outs()
+	n := C.la_reap_workers(&o.lost[0], C.int(len(o.lost)))
+	lost := make([]int64, 0, int(n))
+	for _, id := range o.lost[:n] {
+		lost = append(lost, int64(id))
+	}
+	return lost
+}
+
+func (c *cluster) Settle(username string, from bgworker.Status, o bgworker.Outcome) (int64, error) {
+	return settle(c.pg, username, from, o, &c.outs().count)
+}
+
+func (c *cluster) Wait(timeout time.Duration) bool {
+	return C.la_wait(C.long(timeout.Milliseconds())) != 0
+}

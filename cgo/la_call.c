@@ -1,0 +1,112 @@
+/*
+ * la_call.c - error capture, thread guard and memory contexts for the C
+ * helpers that Go calls
+ */
+#include "postgres.h"
+
+#include <pthread.h>
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "utils/memutils.h"
+
+#include "la_call.h"
+
+static pthread_t la_main_thread;
+static MemoryContext la_result_cxt = NULL;
+static MemoryContext la_task_cxt = NULL;
+
+/* Called once from the Go entry point, on PostgreSQL's main thread. */
+void
+la_call_init(void)
+{
+	la_main_thread = pthread_self();
+	la_result_cxt = AllocSetContextCreate(TopMemoryContext,
+										  "lantern_async results",
+										  ALLOCSET_DEFAULT_SIZES);
+	la_task_cxt = AllocSetContextCreate(TopMemoryContext,
+										"lantern_async task",
+										ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(la_task_cxt);
+}
+
+MemoryContext
+la_result_context(void)
+{
+	return la_result_cxt;
+}
+
+MemoryContext
+la_task_context(void)
+{
+	return la_task_cxt;
+}
+
+/*
+ * Everything one task allocates between transactions lives here, the way
+ * MessageContext serves one query in a normal backend; reset it between
+ * tasks so nothing accumulates in TopMemoryContext.
+ */
+void
+la_reset_task_context(void)
+{
+	MemoryContextSwitchTo(la_task_cxt);
+	MemoryContextReset(la_task_cxt);
+}
+
+static char *
+la_copy_field(const char *value)
+{
+	return value ? MemoryContextStrdup(la_result_cxt, value) : NULL;
+}
+
+/*
+ * Start of every helper: refuse calls from the wrong thread (a goroutine
+ * that is not the one pinned to PostgreSQL's thread) and clear the previous
+ * call's results.
+ */
+bool
+la_call_begin(LaError *err)
+{
+	memset(err, 0, sizeof(*err));
+	if (!pthread_equal(pthread_self(), la_main_thread))
+	{
+		err->elevel = ERROR;
+		strlcpy(err->sqlstate, "XX000", sizeof(err->sqlstate));
+		err->message = "lantern_async called PostgreSQL from a thread other than the main thread";
+		return false;
+	}
+	MemoryContextReset(la_result_cxt);
+	return true;
+}
+
+/*
+ * PG_CATCH body of every helper.  Copy the error out before flushing it,
+ * then abort whatever transaction is open: a task may have left BEGIN open,
+ * so AbortCurrentTransaction would not be enough.
+ */
+void
+la_call_fail(LaError *err, int saved_holdoff, int saved_cancel_holdoff)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(la_result_cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+
+	err->elevel = edata->elevel;
+	strlcpy(err->sqlstate, unpack_sql_state(edata->sqlerrcode), sizeof(err->sqlstate));
+	err->message = la_copy_field(edata->message);
+	err->detail = la_copy_field(edata->detail);
+	err->hint = la_copy_field(edata->hint);
+	err->context = la_copy_field(edata->context);
+	err->internalquery = la_copy_field(edata->internalquery);
+	err->cursorpos = edata->cursorpos;
+	err->internalpos = edata->internalpos;
+
+	AbortOutOfAnyTransaction();
+	/* errfinish zeroed the holdoff counts before the longjmp; put them back. */
+	InterruptHoldoffCount = saved_holdoff;
+	QueryCancelHoldoffCount = saved_cancel_holdoff;
+	MemoryContextSwitchTo(la_task_cxt);
+}

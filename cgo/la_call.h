@@ -1,0 +1,69 @@
+/*
+ * la_call.h - the contract of every C helper that Go calls
+ *
+ * Each helper runs its PostgreSQL calls inside PG_TRY; an ERROR is copied
+ * into an LaError, the error state flushed and any transaction aborted, and
+ * the helper returns false.  No ERROR ever unwinds through Go frames.
+ * Helpers may only be called from the thread that entered Go from C.
+ */
+#ifndef LA_CALL_H
+#define LA_CALL_H
+
+#include "postgres.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct LaError
+{
+	int			elevel;
+	char		sqlstate[6];
+	char	   *message;
+	char	   *detail;
+	char	   *hint;
+	char	   *context;
+	char	   *internalquery;
+	int			cursorpos;
+	int			internalpos;
+} LaError;
+
+/* la_call.c */
+extern void la_call_init(void);
+extern bool la_call_begin(LaError *err);
+extern void la_call_fail(LaError *err, int saved_holdoff, int saved_cancel_holdoff);
+extern MemoryContext la_result_context(void);
+extern MemoryContext la_task_context(void);
+extern void la_reset_task_context(void);
+
+/* la_log.c */
+extern void la_log(int level, const char *message);
+
+/* la_wait.c */
+extern int	la_wait(long timeout_ms);
+
+/* la_exec.c */
+extern bool la_exec_task(const char *query, LaError *err);
+extern bool la_reset_session(LaError *err);
+
+/* la_bookkeeping.c */
+typedef struct LaQueueRow
+{
+	char	   *username;
+	int64_t		oldest_jobid;
+	int64_t		pending;
+	uint32_t	roleid;			/* 0 when no such role exists */
+	bool		canlogin;
+} LaQueueRow;
+
+extern bool la_bk_ready(bool *ready, LaError *err);
+extern bool la_bk_claim(int slot, int64_t *jobid, char **query, LaError *err);
+extern bool la_bk_settle(int64_t jobid, const char *username, const char *from_status,
+						 const char *to_status, const char *message, const char *sqlstate,
+						 int64_t *count, LaError *err);
+extern bool la_bk_queues(LaQueueRow **rows, int *nrows, LaError *err);
+
+/* la_launch.c */
+extern int	la_launch_worker(uint32_t roleid, LaError *err);
+extern int	la_reap_workers(int64_t *lost_jobids, int max);
+
+#endif							/* LA_CALL_H */

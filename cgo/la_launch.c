@@ -1,0 +1,105 @@
+/*
+ * la_launch.c - the dispatcher's side of worker processes: launching them
+ * into slots and reaping the slots of those that ended
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "utils/memutils.h"
+
+#include "la_call.h"
+#include "la_shared.h"
+
+/* Handles live in the dispatcher's memory; indexes match the slots. */
+static BackgroundWorkerHandle **la_handles = NULL;
+
+static void
+la_launch_init(void)
+{
+	if (la_handles == NULL)
+		la_handles = MemoryContextAllocZero(TopMemoryContext,
+											sizeof(BackgroundWorkerHandle *) * la_slot_count());
+}
+
+/*
+ * Start a worker that runs the pending tasks of one role in this database.
+ * Returns its slot, or -1 when no slot or no background worker process is
+ * free (the dispatcher tries again on its next round).
+ */
+int
+la_launch_worker(uint32_t roleid, LaError *err)
+{
+	BackgroundWorker worker;
+	int			slot;
+
+	if (!la_call_begin(err))
+		return -1;
+	la_launch_init();
+	slot = la_slot_reserve(MyDatabaseId, (Oid) roleid);
+	if (slot < 0)
+		return -1;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, LA_LIBRARY_NAME);
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "lantern_async_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, LA_WORKER_TYPE " %d", slot);
+	snprintf(worker.bgw_type, BGW_MAXLEN, LA_WORKER_TYPE);
+	worker.bgw_main_arg = Int32GetDatum(slot);
+	/* The postmaster signals us when it starts or stops: a wake-up to reap. */
+	worker.bgw_notify_pid = MyProcPid;
+
+	if (!RegisterDynamicBackgroundWorker(&worker, &la_handles[slot]))
+	{
+		la_handles[slot] = NULL;
+		la_slot_release(slot);
+		return -1;
+	}
+	return slot;
+}
+
+static bool
+la_launch_stopped(int index)
+{
+	pid_t		pid;
+
+	return la_handles != NULL && la_handles[index] != NULL &&
+		GetBackgroundWorkerPid(la_handles[index], &pid) == BGWH_STOPPED;
+}
+
+/*
+ * Free the slots of workers that are gone.  Returns how many of them were
+ * in the middle of a task, and those tasks' jobids in lost_jobids.
+ */
+int
+la_reap_workers(int64_t *lost_jobids, int max)
+{
+	int			nlost = 0;
+
+	for (int i = 0; i < la_slot_count(); i++)
+	{
+		LaSlotView view;
+
+		la_slot_view(i, &view);
+		if (view.state == LA_SLOT_FREE)
+			continue;
+		if (view.state != LA_SLOT_EXITED && !la_launch_stopped(i))
+			continue;
+		if (view.jobid != 0)
+		{
+			if (nlost == max)
+				continue;		/* reap it next round */
+			lost_jobids[nlost++] = view.jobid;
+		}
+		if (la_handles != NULL && la_handles[i] != NULL)
+		{
+			pfree(la_handles[i]);
+			la_handles[i] = NULL;
+		}
+		la_slot_release(i);
+	}
+	return nlost;
+}

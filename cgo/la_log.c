@@ -1,0 +1,29 @@
+/*
+ * la_log.c - server log messages from Go
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+
+#include "la_call.h"
+
+/*
+ * errfinish() ends with CHECK_FOR_INTERRUPTS(), which could FATAL here when
+ * a SIGTERM is pending; hold interrupts so that logging never exits the
+ * process and shutdown goes through la_wait() instead.
+ */
+void
+la_log(int level, const char *message)
+{
+	HOLD_INTERRUPTS();
+	PG_TRY();
+	{
+		ereport(level, (errmsg_internal("%s", message)));
+	}
+	PG_CATCH();
+	{
+		FlushErrorState();
+	}
+	PG_END_TRY();
+	RESUME_INTERRUPTS();
+}

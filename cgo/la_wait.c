@@ -1,0 +1,45 @@
+/*
+ * la_wait.c - sleeping on the process latch, signals and interrupts
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/interrupt.h"
+#include "storage/latch.h"
+#include "utils/guc.h"
+
+#include "la_call.h"
+
+/*
+ * Sleep until the latch is set or the timeout passes, then absorb what
+ * arrived: a config reload, a ProcSignalBarrier (DROP DATABASE waits for
+ * every process to absorb one), a stray cancel.  Returns 1 when SIGTERM asked
+ * the process to stop; Go then returns and the C caller exits.
+ */
+int
+la_wait(long timeout_ms)
+{
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 timeout_ms, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+
+	if (ProcDiePending)
+		return 1;
+	PG_TRY();
+	{
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		CHECK_FOR_INTERRUPTS();
+	}
+	PG_CATCH();
+	{
+		/* e.g. a cancel aimed at nothing: there is no statement to cancel */
+		FlushErrorState();
+	}
+	PG_END_TRY();
+	return ProcDiePending ? 1 : 0;
+}

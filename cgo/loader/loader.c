@@ -1,0 +1,103 @@
+/*
+ * loader.c - the part of lantern_async that the postmaster loads
+ *
+ * Why a separate loader: shared_preload_libraries are loaded by the
+ * postmaster, which later fork()s every backend without exec().  A Go
+ * c-shared library starts the Go runtime and its threads as soon as it is
+ * loaded; after fork() only the forking thread survives, so the runtime of
+ * every child would be broken (a goroutine, time.Sleep or GC hangs forever).
+ * This library is therefore plain C: it defines the GUCs and shared memory,
+ * registers the dispatcher, and provides the background-worker entry
+ * points.  Each worker dlopen()s the Go library itself, after the fork
+ * (golib.c).
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "tcop/tcopprot.h"
+
+#include "la_loader.h"
+#include "la_shared.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+PGDLLEXPORT void lantern_async_dispatcher_main(Datum arg);
+PGDLLEXPORT void lantern_async_worker_main(Datum arg);
+
+static void
+la_register_dispatcher(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 5;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, LA_LIBRARY_NAME);
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "lantern_async_dispatcher_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, LA_DISPATCHER_TYPE);
+	snprintf(worker.bgw_type, BGW_MAXLEN, LA_DISPATCHER_TYPE);
+	RegisterBackgroundWorker(&worker);
+}
+
+void
+_PG_init(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("lantern_async must be loaded via shared_preload_libraries"),
+				 errhint("Add lantern_async to shared_preload_libraries in postgresql.conf and restart the server.")));
+
+	la_guc_define();
+	la_shmem_install_hooks();
+	la_register_dispatcher();
+}
+
+/*
+ * Common start of every lantern_async process.  PostgreSQL's own handlers
+ * go in first so that signals arriving during start-up are not lost.
+ */
+static void
+la_worker_signals(void)
+{
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+}
+
+void
+lantern_async_dispatcher_main(Datum arg)
+{
+	la_worker_signals();
+	la_dispatcher_attach();
+	BackgroundWorkerInitializeConnection(la_database, NULL, 0);
+	pgstat_report_appname(LA_DISPATCHER_TYPE);
+	la_golib_run("LanternAsyncDispatcherMain", 0);
+}
+
+void
+lantern_async_worker_main(Datum arg)
+{
+	int			slot = DatumGetInt32(arg);
+	Oid			dboid;
+	Oid			roleid;
+
+	/* Attach before connecting: a refused connection must still mark the slot. */
+	la_slot_attach(slot);
+	la_worker_signals();
+	la_slot_target(slot, &dboid, &roleid);
+
+	/*
+	 * A real session of the submitting role: the task's SQL gets exactly that
+	 * role's rights, and nothing it runs can reach a superuser identity.
+	 */
+	BackgroundWorkerInitializeConnectionByOid(dboid, roleid, 0);
+	pgstat_report_appname(LA_WORKER_TYPE);
+	la_golib_run("LanternAsyncWorkerMain", slot);
+}

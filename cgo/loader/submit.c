@@ -1,0 +1,194 @@
+/*
+ * submit.c - lantern.async_task(): queue a task and wake the dispatcher at commit
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
+#include "commands/dbcommands.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+
+#include "la_shared.h"
+
+PG_FUNCTION_INFO_V1(lantern_async_task);
+
+/* Tasks this backend queued in the current transaction. */
+static int	la_queued_in_xact = 0;
+static bool la_xact_callback_registered = false;
+
+/*
+ * Wake the dispatcher at commit, never at insert: only then is the row
+ * durable and visible to it.  An aborted or prepared transaction queues
+ * nothing runnable yet (COMMIT PREPARED relies on the dispatcher's timeout).
+ */
+static void
+la_submit_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (la_queued_in_xact > 0)
+				la_dispatcher_wake();
+			la_queued_in_xact = 0;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			la_queued_in_xact = 0;
+			break;
+		default:
+			break;
+	}
+}
+
+static char *
+la_submit_query_arg(FunctionCallInfo fcinfo)
+{
+	char	   *query;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("task query must not be null")));
+	query = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (query[strspn(query, " \t\n\r\f\v")] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("task query must not be empty")));
+	return query;
+}
+
+/* The worker logs in as the submitting role, which PostgreSQL 15 requires to have LOGIN. */
+static void
+la_submit_check_role(Oid roleid)
+{
+	HeapTuple	tuple;
+	bool		canlogin;
+	char	   *rolename;
+
+	tuple = SearchSysCache1(AUTHOID, ObjectIdGetDatum(roleid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for role %u", roleid);
+	canlogin = ((Form_pg_authid) GETSTRUCT(tuple))->rolcanlogin;
+	rolename = pstrdup(NameStr(((Form_pg_authid) GETSTRUCT(tuple))->rolname));
+	ReleaseSysCache(tuple);
+
+	if (!canlogin)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\" cannot submit background tasks", rolename),
+				 errdetail("A task runs in a session of the role that submitted it, "
+						   "and role \"%s\" does not have the LOGIN attribute.", rolename),
+				 errhint("Submit the task as a role that can log in (for example after RESET ROLE), "
+						 "or grant LOGIN to role \"%s\".", rolename)));
+}
+
+static void
+la_submit_check_database(void)
+{
+	if (strcmp(get_database_name(MyDatabaseId), la_database) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("lantern_async only runs tasks in database \"%s\"", la_database),
+				 errhint("Submit the task in database \"%s\", or change lantern_async.database and restart the server.",
+						 la_database)));
+}
+
+static Oid
+la_submit_table_owner(void)
+{
+	Oid			relid = get_relname_relid("tasks", get_namespace_oid("lantern", false));
+	HeapTuple	tuple;
+	Oid			owner;
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation \"lantern.tasks\" does not exist"),
+				 errhint("Run CREATE EXTENSION lantern_async.")));
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+	return owner;
+}
+
+/*
+ * Insert the row as the table's owner: callers have no INSERT right on
+ * lantern.tasks, so a row can only enter through this function, and its
+ * username is the caller's CURRENT_USER, not the owner's.  Should anything
+ * fail, transaction abort restores the user id and the GUC nest level.
+ */
+static int64
+la_submit_insert(const char *query, const char *job_name, const char *username)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	char		nulls[3] = {' ', job_name ? ' ' : 'n', ' '};
+	bool		isnull;
+	int64		jobid;
+
+	values[0] = CStringGetTextDatum(query);
+	values[1] = job_name ? CStringGetTextDatum(job_name) : (Datum) 0;
+	values[2] = CStringGetTextDatum(username);
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(la_submit_table_owner(),
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("INSERT INTO lantern.tasks (query, job_name, username, status) "
+							  "VALUES ($1, $2, $3, 'pending') RETURNING jobid",
+							  3, argtypes, values, nulls, false, 1) != SPI_OK_INSERT_RETURNING ||
+		SPI_processed != 1)
+		elog(ERROR, "could not queue the task");
+	jobid = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+
+	AtEOXact_GUC(true, save_nestlevel);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	return jobid;
+}
+
+Datum
+lantern_async_task(PG_FUNCTION_ARGS)
+{
+	char	   *query = la_submit_query_arg(fcinfo);
+	char	   *job_name = NULL;
+	Oid			roleid = GetUserId();
+	int64		jobid;
+
+	if (PG_NARGS() > 1 && !PG_ARGISNULL(1))
+		job_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	la_submit_check_database();
+	la_submit_check_role(roleid);
+	jobid = la_submit_insert(query, job_name, GetUserNameFromId(roleid, false));
+
+	if (!la_xact_callback_registered)
+	{
+		RegisterXactCallback(la_submit_xact_callback, NULL);
+		la_xact_callback_registered = true;
+	}
+	la_queued_in_xact++;
+	PG_RETURN_INT64(jobid);
+}

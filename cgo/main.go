@@ -1,0 +1,68 @@
+// Command lantern_async_go is the Go half of lantern_async, built with
+// -buildmode=c-shared and dlopen()ed by the C loader inside each background
+// worker after fork (see loader/loader.c). It holds the entry points and
+// the adapters that give the pure-Go packages bgworker and control their
+// PostgreSQL side.
+//
+// Only the goroutine running inside an entry point may call PostgreSQL:
+// it is the one pinned to PostgreSQL's single thread. Every C helper
+// checks this.
+package main
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/loader
+#cgo LDFLAGS: -Wl,--unresolved-symbols=ignore-all
+#include "la_call.h"
+*/
+import "C"
+
+import (
+	"runtime"
+	"time"
+
+	"github.com/lanterndata/lantern_async/bgworker"
+	"github.com/lanterndata/lantern_async/control"
+)
+
+// dispatcherNaptime bounds how long a missed wake-up can delay a task.
+const dispatcherNaptime = time.Second
+
+// Exit codes for the C caller's proc_exit: 1 makes the postmaster restart a
+// static worker such as the dispatcher; dynamic workers never restart.
+const (
+	exitDone    = 0
+	exitRestart = 1
+)
+
+func main() {}
+
+func enter() {
+	runtime.LockOSThread()
+	C.la_call_init()
+}
+
+//export LanternAsyncWorkerMain
+func LanternAsyncWorkerMain(slot C.int) C.int {
+	enter()
+	pg := newPG()
+	w := bgworker.Worker{
+		Queue:         &taskQueue{pg: pg, slot: slot},
+		Session:       &session{pg: pg},
+		StopRequested: pg.stopRequested,
+		Log:           pg,
+	}
+	if err := w.Run(); err != nil {
+		pg.Logf("lantern_async worker: %v", err)
+		return exitRestart
+	}
+	return exitDone
+}
+
+//export LanternAsyncDispatcherMain
+func LanternAsyncDispatcherMain(C.int) C.int {
+	enter()
+	pg := newPG()
+	d := control.Dispatcher{Cluster: &cluster{pg: pg}, Log: pg, Naptime: dispatcherNaptime}
+	d.Run()
+	return exitRestart
+}

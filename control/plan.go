@@ -1,0 +1,68 @@
+// Package control is the dispatcher of lantern_async: it watches the
+// queue in lantern.tasks and keeps enough worker processes running, one
+// role per worker, within lantern_async.max_workers. It never imports "C":
+// the PostgreSQL side sits behind the Cluster interface.
+package control
+
+// RoleQueue summarizes the pending tasks of one role.
+type RoleQueue struct {
+	Username  string
+	RoleID    uint32 // 0 when no role of that name exists any more
+	CanLogin  bool
+	OldestJob int64
+	Pending   int64
+}
+
+// Slot is a worker slot in use: its role, and the task it runs (0 while
+// it starts up or looks for its next task).
+type Slot struct {
+	RoleID uint32
+	JobID  int64
+}
+
+// Plan is what one dispatcher round decides.
+type Plan struct {
+	Launch []uint32    // one worker per entry, for that role
+	Refuse []RoleQueue // roles whose tasks can never run: fail them
+}
+
+// PlanRound decides which workers to start. Roles are served oldest task
+// first, one worker per role per pass, so a role with a long queue cannot
+// take every slot from a role that submitted earlier. A worker that is not
+// running a task yet will claim one, so it counts against its role's queue.
+func PlanRound(queues []RoleQueue, slots []Slot, capacity int) Plan {
+	var plan Plan
+	free := capacity - len(slots)
+	need := make([]int64, len(queues))
+	waiting := idleByRole(slots)
+	for i, q := range queues {
+		if q.RoleID == 0 || !q.CanLogin {
+			plan.Refuse = append(plan.Refuse, q)
+			continue
+		}
+		need[i] = max(q.Pending-waiting[q.RoleID], 0)
+	}
+	for launched := true; launched && free > 0; {
+		launched = false
+		for i, q := range queues {
+			if need[i] == 0 || free == 0 {
+				continue
+			}
+			plan.Launch = append(plan.Launch, q.RoleID)
+			need[i]--
+			free--
+			launched = true
+		}
+	}
+	return plan
+}
+
+func idleByRole(slots []Slot) map[uint32]int64 {
+	idle := make(map[uint32]int64)
+	for _, s := range slots {
+		if s.JobID == 0 {
+			idle[s.RoleID]++
+		}
+	}
+	return idle
+}

@@ -1,0 +1,260 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+)
+
+func TestSubmitReturnsJobIDAtOnce(t *testing.T) {
+	begin(t)
+	su := connect(t, superuser)
+	before := queryOne[time.Time](t, su, "SELECT now()")
+
+	const q = "SELECT pg_sleep(3)"
+	start := time.Now()
+	id := submit(t, su, q)
+	elapsed := time.Since(start)
+	require.Less(t, elapsed, 1500*time.Millisecond, "async_task must not wait for the query")
+	require.Positive(t, id)
+
+	r := getTask(t, su, id)
+	require.Equal(t, id, r.JobID)
+	require.Equal(t, q, r.Query)
+	require.Equal(t, superuser, r.Username)
+	require.Contains(t, []string{"pending", "running"}, deref(r.Status))
+	require.Nil(t, r.Duration, "duration is only set at the end")
+	require.Nil(t, r.ErrorMessage, "error_message is only set at the end")
+	require.False(t, r.StartedAt.Before(before), "started_at %v before submit time %v", r.StartedAt, before)
+
+	requireSucceeded(t, su, id)
+
+	// A later submission gets a larger jobid.
+	id2 := submit(t, su, "SELECT 1")
+	require.Greater(t, id2, id)
+	requireSucceeded(t, su, id2)
+}
+
+func TestPendingInsideSubmittingTransaction(t *testing.T) {
+	begin(t)
+	su := connect(t, superuser)
+	tx, err := su.Begin(ctx(t))
+	require.NoError(t, err)
+	var id int64
+	require.NoError(t, tx.QueryRow(ctx(t), "SELECT lantern.async_task('SELECT 1')").Scan(&id))
+	var status *string
+	var dur, em *string
+	require.NoError(t, tx.QueryRow(ctx(t),
+		"SELECT status, duration::text, error_message FROM lantern.tasks WHERE jobid = $1", id).Scan(&status, &dur, &em))
+	require.Equal(t, "pending", deref(status))
+	require.Nil(t, dur)
+	require.Nil(t, em)
+	require.NoError(t, tx.Commit(ctx(t)))
+	requireSucceeded(t, su, id)
+}
+
+// observeTask polls the task until it is final, recording every distinct
+// status in order and checking that duration and error_message stay NULL
+// until then. It returns the observed statuses and when (since submitted)
+// the final status was first seen.
+func observeTask(t *testing.T, conn *pgx.Conn, id int64, submitted time.Time) (seen []string, finalAt time.Duration) {
+	t.Helper()
+	var early []string // duration/error_message set before the end
+	requirePoll(t, waitTimeout, fmt.Sprintf("task %d to finish", id), func() (bool, string) {
+		var st *string
+		var hasDur, hasErr bool
+		err := conn.QueryRow(context.Background(),
+			"SELECT status, duration IS NOT NULL, error_message IS NOT NULL FROM lantern.tasks WHERE jobid = $1",
+			id).Scan(&st, &hasDur, &hasErr)
+		if err != nil {
+			return false, err.Error()
+		}
+		s := deref(st)
+		if len(seen) == 0 || seen[len(seen)-1] != s {
+			seen = append(seen, s)
+		}
+		final := s == "succeeded" || s == "failed"
+		if !final && (hasDur || hasErr) {
+			early = append(early, fmt.Sprintf("status=%q duration set=%v error_message set=%v", s, hasDur, hasErr))
+		}
+		if final {
+			finalAt = time.Since(submitted)
+		}
+		return final, fmt.Sprintf("statuses so far %v", seen)
+	})
+	require.Empty(t, early, "duration/error_message must be written only with the final status")
+	return seen, finalAt
+}
+
+// isSubsequence reports whether seen is an ordered subsequence of of.
+func isSubsequence(seen, of []string) bool {
+	i := 0
+	for _, s := range seen {
+		for i < len(of) && of[i] != s {
+			i++
+		}
+		if i == len(of) {
+			return false
+		}
+		i++
+	}
+	return true
+}
+
+func TestStatusLifecycle(t *testing.T) {
+	begin(t)
+	su := connect(t, superuser)
+	submitted := time.Now()
+	id := submit(t, su, "SELECT pg_sleep(2)")
+	seen, _ := observeTask(t, su, id, submitted)
+	require.True(t, isSubsequence(seen, []string{"pending", "running", "succeeded"}),
+		"observed statuses %v", seen)
+	require.Contains(t, seen, "running", "a 2 s task must be observed as 'running'")
+
+	r := getTask(t, su, id)
+	require.Equal(t, "succeeded", deref(r.Status))
+	require.Nil(t, r.ErrorMessage)
+	require.NotNil(t, r.Duration)
+	require.GreaterOrEqual(t, *r.Duration, 1.9, "duration of a pg_sleep(2) task")
+	require.Less(t, *r.Duration, waitTimeout.Seconds())
+	require.Empty(t, taskSQLState(t, id), "no lantern.task_errors row for a succeeded task")
+}
+
+func TestNoIntermediateSucceeded(t *testing.T) {
+	t.Run("all statements succeed", func(t *testing.T) {
+		begin(t)
+		su := connect(t, superuser)
+		submitted := time.Now()
+		id := submit(t, su, "SELECT pg_sleep(1); SELECT pg_sleep(1); SELECT pg_sleep(1)")
+		seen, finalAt := observeTask(t, su, id, submitted)
+		require.Equal(t, "succeeded", seen[len(seen)-1], "observed %v", seen)
+		require.True(t, isSubsequence(seen, []string{"pending", "running", "succeeded"}), "observed %v", seen)
+		require.GreaterOrEqual(t, finalAt, 3*time.Second,
+			"final status seen %s after submit, before the whole string could have run", finalAt)
+		r := getTask(t, su, id)
+		require.GreaterOrEqual(t, deref(r.Duration), 2.9)
+	})
+	t.Run("last statement fails", func(t *testing.T) {
+		begin(t)
+		su := connect(t, superuser)
+		submitted := time.Now()
+		id := submit(t, su, "SELECT pg_sleep(1); SELECT pg_sleep(1); SELECT 1/0")
+		seen, finalAt := observeTask(t, su, id, submitted)
+		require.NotContains(t, seen, "succeeded", "observed %v", seen)
+		require.Equal(t, "failed", seen[len(seen)-1], "observed %v", seen)
+		require.GreaterOrEqual(t, finalAt, 2*time.Second)
+		r := getTask(t, su, id)
+		require.Equal(t, "ERROR:  division by zero", deref(r.ErrorMessage))
+		require.NotNil(t, r.Duration)
+	})
+}
+
+func TestSucceededTask(t *testing.T) {
+	begin(t)
+	su := connect(t, superuser)
+	tbl := ident(t, uniq("ok"))
+	mustExec(t, su, fmt.Sprintf("CREATE TABLE %s(a int); INSERT INTO %[1]s SELECT generate_series(1, 1000)", tbl))
+
+	q := fmt.Sprintf("CREATE INDEX %s_a_idx ON %[1]s (a)", tbl)
+	name := "build index on " + tbl
+	id := submitNamed(t, su, q, name)
+	status, errMsg := waitTask(t, su, id)
+	require.Equal(t, "succeeded", status)
+	require.Empty(t, errMsg)
+
+	r := getTask(t, su, id)
+	require.Equal(t, q, r.Query)
+	require.Equal(t, name, deref(r.JobName))
+	require.Equal(t, superuser, r.Username)
+	require.Nil(t, r.ErrorMessage, "error_message IS NULL on success")
+	require.NotNil(t, r.Duration, "duration IS NOT NULL on success")
+	require.GreaterOrEqual(t, *r.Duration, 0.0)
+	require.Empty(t, taskSQLState(t, id))
+
+	require.True(t, queryOne[bool](t, su, "SELECT to_regclass($1) IS NOT NULL", tbl+"_a_idx"), "index was built")
+}
+
+func TestJobNameStored(t *testing.T) {
+	begin(t)
+	su := connect(t, superuser)
+	names := []string{"nightly reindex", "it's \"quoted\" — ünïcödé"}
+	var ids []int64
+	for _, n := range names {
+		ids = append(ids, submitNamed(t, su, "SELECT 1", n))
+	}
+	for i, id := range ids {
+		requireSucceeded(t, su, id)
+		r := getTask(t, su, id)
+		require.NotNil(t, r.JobName, "job_name of task %d", id)
+		require.Equal(t, names[i], *r.JobName)
+	}
+}
+
+func TestFailedTaskErrorMessage(t *testing.T) {
+	uTbl := uniq("dup")
+	cases := []struct {
+		name, query, want, sqlstate string
+	}{
+		{
+			name:     "undefined column",
+			query:    "SELECT pg_sleep(haha);",
+			want:     "ERROR:  column \"haha\" does not exist\nLINE 1: SELECT pg_sleep(haha);\n                        ^",
+			sqlstate: "42703",
+		},
+		{
+			name:     "syntax error",
+			query:    "SELEC 1",
+			want:     "ERROR:  syntax error at or near \"SELEC\"\nLINE 1: SELEC 1\n        ^",
+			sqlstate: "42601",
+		},
+		{
+			name:  "hint",
+			query: "SELECT lantern_test_no_such_fn(1)",
+			want: "ERROR:  function lantern_test_no_such_fn(integer) does not exist\n" +
+				"LINE 1: SELECT lantern_test_no_such_fn(1)\n" +
+				"               ^\n" +
+				"HINT:  No function matches the given name and argument types. You might need to add explicit type casts.",
+			sqlstate: "42883",
+		},
+		{
+			name:  "detail",
+			query: fmt.Sprintf("CREATE TABLE %s(a int PRIMARY KEY); INSERT INTO %[1]s VALUES (1), (1)", uTbl),
+			want: fmt.Sprintf("ERROR:  duplicate key value violates unique constraint \"%s_pkey\"\n"+
+				"DETAIL:  Key (a)=(1) already exists.", uTbl),
+			sqlstate: "23505",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			begin(t)
+			su := connect(t, superuser)
+			id := submit(t, su, tc.query)
+			errMsg := requireFailed(t, su, id)
+			require.Equal(t, tc.want, errMsg)
+			r := getTask(t, su, id)
+			require.NotNil(t, r.Duration, "duration is set on failure too")
+			require.Equal(t, tc.query, r.Query)
+			require.Equal(t, tc.sqlstate, taskSQLState(t, id), "lantern.task_errors.sqlstate")
+		})
+	}
+}
+
+// TestStatusesAreKnown checks no row ever carries a status outside the
+// documented set (run after the other lifecycle tests have produced rows).
+func TestStatusesAreKnown(t *testing.T) {
+	begin(t)
+	su := connect(t, superuser)
+	rows, err := su.Query(ctx(t), "SELECT DISTINCT coalesce(status, '<NULL>') FROM lantern.tasks")
+	require.NoError(t, err)
+	statuses, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	for _, s := range statuses {
+		require.True(t, slices.Contains([]string{"pending", "running", "succeeded", "failed"}, s),
+			"unexpected status %q", s)
+	}
+}

@@ -1,0 +1,187 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// column describes one attribute as the catalogs report it.
+type column struct {
+	Name    string
+	Type    string
+	NotNull bool
+	Default *string
+}
+
+func strp(s string) *string { return &s }
+
+func tableColumns(t *testing.T, table string) []column {
+	t.Helper()
+	conn := connect(t, superuser)
+	rows, err := conn.Query(ctx(t), `
+		SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+		       pg_get_expr(d.adbin, d.adrelid)
+		FROM pg_attribute a
+		LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+		WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped
+		ORDER BY a.attnum`, table)
+	require.NoError(t, err)
+	var cols []column
+	for rows.Next() {
+		var c column
+		require.NoError(t, rows.Scan(&c.Name, &c.Type, &c.NotNull, &c.Default))
+		cols = append(cols, c)
+	}
+	require.NoError(t, rows.Err())
+	return cols
+}
+
+func TestTasksTableStructure(t *testing.T) {
+	begin(t)
+	want := []column{
+		{"jobid", "bigint", true, strp("nextval('lantern.tasks_jobid_seq'::regclass)")},
+		{"query", "text", true, nil},
+		{"pg_cron_job_name", "text", false, nil},
+		{"job_name", "text", false, nil},
+		{"username", "text", true, strp("CURRENT_USER")},
+		{"started_at", "timestamp with time zone", true, strp("now()")},
+		{"duration", "interval", false, nil},
+		{"status", "text", false, nil},
+		{"error_message", "text", false, nil},
+	}
+	require.Equal(t, want, tableColumns(t, "lantern.tasks"))
+
+	// The same through information_schema (column order and defaults).
+	conn := connect(t, superuser)
+	rows, err := conn.Query(ctx(t), `
+		SELECT column_name, data_type, is_nullable, column_default
+		FROM information_schema.columns
+		WHERE table_schema = 'lantern' AND table_name = 'tasks'
+		ORDER BY ordinal_position`)
+	require.NoError(t, err)
+	var got []string
+	for rows.Next() {
+		var name, typ, nullable string
+		var def *string
+		require.NoError(t, rows.Scan(&name, &typ, &nullable, &def))
+		got = append(got, fmt.Sprintf("%s %s %s %s", name, typ, nullable, deref(def)))
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, []string{
+		"jobid bigint NO nextval('lantern.tasks_jobid_seq'::regclass)",
+		"query text NO ",
+		"pg_cron_job_name text YES ",
+		"job_name text YES ",
+		"username text NO CURRENT_USER",
+		"started_at timestamp with time zone NO now()",
+		"duration interval YES ",
+		"status text YES ",
+		"error_message text YES ",
+	}, got)
+
+	require.Equal(t, "S", queryOne[string](t, conn,
+		"SELECT relkind::text FROM pg_class WHERE oid = to_regclass('lantern.tasks_jobid_seq')"),
+		"sequence lantern.tasks_jobid_seq")
+	require.True(t, queryOne[bool](t, conn,
+		"SELECT relrowsecurity FROM pg_class WHERE oid = 'lantern.tasks'::regclass"),
+		"row-level security must be enabled on lantern.tasks")
+}
+
+func TestTaskErrorsTableStructure(t *testing.T) {
+	begin(t)
+	require.Equal(t, []column{
+		{"jobid", "bigint", true, nil},
+		{"sqlstate", "text", true, nil},
+	}, tableColumns(t, "lantern.task_errors"))
+
+	conn := connect(t, superuser)
+	pk := queryOne[[]string](t, conn, `
+		SELECT array_agg(a.attname::text ORDER BY a.attnum)
+		FROM pg_index i
+		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+		WHERE i.indrelid = 'lantern.task_errors'::regclass AND i.indisprimary`)
+	require.Equal(t, []string{"jobid"}, pk, "primary key of lantern.task_errors")
+}
+
+func TestSchemaAndFunctions(t *testing.T) {
+	begin(t)
+	conn := connect(t, superuser)
+	require.Equal(t, 1, queryOne[int](t, conn, "SELECT count(*)::int FROM pg_namespace WHERE nspname = 'lantern'"))
+	require.Equal(t, 1, queryOne[int](t, conn,
+		"SELECT count(*)::int FROM pg_extension WHERE extname = 'lantern_async'"))
+
+	rows, err := conn.Query(ctx(t), `
+		SELECT pg_get_function_identity_arguments(p.oid), p.prorettype::regtype::text, p.proretset
+		FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+		WHERE n.nspname = 'lantern' AND p.proname = 'async_task'
+		ORDER BY p.pronargs`)
+	require.NoError(t, err)
+	var got []string
+	for rows.Next() {
+		var args, ret string
+		var set bool
+		require.NoError(t, rows.Scan(&args, &ret, &set))
+		got = append(got, fmt.Sprintf("async_task(%s) returns %s setof=%v", args, ret, set))
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, []string{
+		"async_task(query text) returns bigint setof=false",
+		"async_task(query text, job_name text) returns bigint setof=false",
+	}, got)
+
+	// Named notation works with those parameter names.
+	id := queryOne[int64](t, conn, "SELECT lantern.async_task(query => 'SELECT 1', job_name => 'named notation')")
+	requireSucceeded(t, conn, id)
+	require.Equal(t, "named notation", deref(getTask(t, conn, id).JobName))
+}
+
+func TestCreateExtensionInOtherDatabase(t *testing.T) {
+	begin(t)
+	db := ident(t, uniq("other"))
+	su := connect(t, superuser)
+	mustExec(t, su, "CREATE DATABASE "+db)
+	t.Cleanup(func() {
+		c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = cluster.Exec(c, dbName, "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)")
+	})
+
+	other := connectDB(t, db, superuser)
+	_, err := other.Exec(ctx(t), "CREATE EXTENSION lantern_async")
+	require.Error(t, err, "CREATE EXTENSION lantern_async must fail outside lantern_async.database")
+	require.Contains(t, err.Error(), "lantern_async.database")
+	require.Equal(t, 0, queryOne[int](t, other,
+		"SELECT count(*)::int FROM pg_extension WHERE extname = 'lantern_async'"))
+}
+
+func TestBackgroundProcesses(t *testing.T) {
+	begin(t)
+	su := connect(t, superuser)
+	n, err := countBackends(su, backendDispatcher)
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "exactly one %q", backendDispatcher)
+
+	// Idle: no worker (earlier tests' workers may take a moment to exit).
+	requirePoll(t, waitTimeout, "no "+backendWorker+" while idle", func() (bool, string) {
+		n, err := countBackends(su, backendWorker)
+		return err == nil && n == 0, fmt.Sprintf("%d workers, err=%v", n, err)
+	})
+
+	id := submit(t, su, "SELECT pg_sleep(2)")
+	requirePoll(t, waitTimeout, "a "+backendWorker+" while the task runs", func() (bool, string) {
+		n, err := countBackends(su, backendWorker)
+		return err == nil && n == 1, fmt.Sprintf("%d workers, err=%v", n, err)
+	})
+	requireSucceeded(t, su, id)
+	requirePoll(t, waitTimeout, "the worker to go away after the task", func() (bool, string) {
+		n, err := countBackends(su, backendWorker)
+		return err == nil && n == 0, fmt.Sprintf("%d workers, err=%v", n, err)
+	})
+	n, err = countBackends(su, backendDispatcher)
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "still exactly one %q", backendDispatcher)
+}
