@@ -112,6 +112,7 @@ la_bk_execute(const char *sql, int nargs, Oid *types, Datum *values,
 		volatile bool la_ok_ = true; \
 		if (!la_call_begin(err)) \
 			return false; \
+		la_reset_task_context(); \
 		PG_TRY(); \
 		{ \
 			la_bk_open(&(bk));

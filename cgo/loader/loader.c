@@ -19,6 +19,7 @@
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "tcop/tcopprot.h"
+#include "utils/guc.h"
 
 #include "la_loader.h"
 #include "la_shared.h"
@@ -98,6 +99,7 @@ lantern_async_worker_main(Datum arg)
 	 * role's rights, and nothing it runs can reach a superuser identity.
 	 */
 	BackgroundWorkerInitializeConnectionByOid(dboid, roleid, 0);
-	pgstat_report_appname(LA_WORKER_TYPE);
+	/* As if sent by a client: DISCARD ALL between tasks keeps it. */
+	SetConfigOption("application_name", LA_WORKER_TYPE, PGC_BACKEND, PGC_S_CLIENT);
 	la_golib_run("LanternAsyncWorkerMain", slot);
 }
