@@ -36,6 +36,10 @@ type Dispatcher struct {
 	Cluster Cluster
 	Log     bgworker.Logger
 	Naptime time.Duration // fallback for a missed wake-up, e.g. after COMMIT PREPARED
+
+	// lost holds reaped tasks not yet marked failed: Reap reports each only
+	// once, so they are kept until Settle succeeds.
+	lost []int64
 }
 
 // Run returns when the process is asked to stop.
@@ -52,10 +56,8 @@ func (d *Dispatcher) Run() {
 
 func (d *Dispatcher) round() error {
 	c := d.Cluster
-	for _, jobID := range c.Reap() {
-		if _, err := c.Settle("", bgworker.Running, failure(jobID, workerLost())); err != nil {
-			return err
-		}
+	if err := d.settleLost(); err != nil {
+		return err
 	}
 	installed, err := c.Installed()
 	if err != nil || !installed {
@@ -80,6 +82,17 @@ func (d *Dispatcher) round() error {
 		if ok, err := c.Launch(roleID); err != nil || !ok {
 			return err
 		}
+	}
+	return nil
+}
+
+func (d *Dispatcher) settleLost() error {
+	d.lost = append(d.lost, d.Cluster.Reap()...)
+	for len(d.lost) > 0 {
+		if _, err := d.Cluster.Settle("", bgworker.Running, failure(d.lost[0], workerLost())); err != nil {
+			return err
+		}
+		d.lost = d.lost[1:]
 	}
 	return nil
 }

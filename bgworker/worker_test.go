@@ -1,0 +1,276 @@
+package bgworker
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"testing"
+
+	"github.com/lanterndata/lantern_async/bgworker/pgerr"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// callLog is the order of calls across the fake Queue and Session.
+type callLog []string
+
+func (l *callLog) add(call string) { *l = append(*l, call) }
+
+// fakeQueue hands out tasks in order and records what gets settled.
+type fakeQueue struct {
+	log       *callLog
+	tasks     []Task
+	claimErr  error // returned by every Claim when set
+	settleErr error // returned by every Settle when set (after recording)
+	claims    int
+	settled   []Outcome
+}
+
+func (q *fakeQueue) Claim() (Task, bool, error) {
+	q.claims++
+	if q.claimErr != nil {
+		q.log.add("claim: error")
+		return Task{}, false, q.claimErr
+	}
+	if len(q.tasks) == 0 {
+		q.log.add("claim: none")
+		return Task{}, false, nil
+	}
+	task := q.tasks[0]
+	q.tasks = q.tasks[1:]
+	q.log.add("claim " + strconv.FormatInt(task.JobID, 10))
+	return task, true, nil
+}
+
+func (q *fakeQueue) Settle(o Outcome) error {
+	q.log.add("settle " + strconv.FormatInt(o.JobID, 10))
+	q.settled = append(q.settled, o)
+	return q.settleErr
+}
+
+// fakeSession returns scripted results per query.
+type fakeSession struct {
+	log      *callLog
+	results  map[string]error // Execute result by query; nil when absent
+	resetErr error
+}
+
+func (s *fakeSession) Execute(query string) error {
+	s.log.add("execute " + query)
+	return s.results[query]
+}
+
+func (s *fakeSession) Reset() error {
+	s.log.add("reset")
+	return s.resetErr
+}
+
+type fakeLogger struct{ lines []string }
+
+func (l *fakeLogger) Logf(format string, args ...any) {
+	l.lines = append(l.lines, fmt.Sprintf(format, args...))
+}
+
+// fixture is a worker wired to fakes that share one call log.
+type fixture struct {
+	log     callLog
+	queue   *fakeQueue
+	session *fakeSession
+	worker  *Worker
+}
+
+func newFixture(tasks ...Task) *fixture {
+	f := &fixture{}
+	f.queue = &fakeQueue{log: &f.log, tasks: tasks}
+	f.session = &fakeSession{log: &f.log, results: map[string]error{}}
+	f.worker = &Worker{
+		Queue:         f.queue,
+		Session:       f.session,
+		StopRequested: func() bool { return false },
+		Log:           &fakeLogger{},
+	}
+	return f
+}
+
+// haha is the error PostgreSQL 15 raises for hahaQuery.
+const hahaQuery = "SELECT pg_sleep(haha);"
+
+func hahaErr() *pgerr.Error {
+	return &pgerr.Error{Severity: "ERROR", Code: "42703", Message: `column "haha" does not exist`, Position: 17}
+}
+
+func TestRunReturnsNilWhenNoTaskIsPending(t *testing.T) {
+	f := newFixture()
+	require.NoError(t, f.worker.Run())
+	assert.Equal(t, callLog{"claim: none"}, f.log)
+	assert.Empty(t, f.queue.settled)
+}
+
+func TestRunRunsTasksInClaimOrderExecuteResetSettle(t *testing.T) {
+	f := newFixture(
+		Task{JobID: 3, Query: "SELECT 3"},
+		Task{JobID: 1, Query: "SET work_mem = '1MB'"},
+		Task{JobID: 2, Query: "SELECT 2"},
+	)
+	// A failed task is recorded, not a reason to stop.
+	f.session.results["SET work_mem = '1MB'"] = pgerr.New("25001", "boom")
+
+	require.NoError(t, f.worker.Run())
+	assert.Equal(t, callLog{
+		"claim 3", "execute SELECT 3", "reset", "settle 3",
+		"claim 1", "execute SET work_mem = '1MB'", "reset", "settle 1",
+		"claim 2", "execute SELECT 2", "reset", "settle 2",
+		"claim: none",
+	}, f.log)
+	require.Len(t, f.queue.settled, 3)
+	assert.Equal(t, []Status{Succeeded, Failed, Succeeded},
+		[]Status{f.queue.settled[0].Status, f.queue.settled[1].Status, f.queue.settled[2].Status})
+}
+
+func TestRunRecordsOutcome(t *testing.T) {
+	hahaPsql := "ERROR:  column \"haha\" does not exist\n" +
+		"LINE 1: SELECT pg_sleep(haha);\n" +
+		"                        ^"
+	tests := []struct {
+		name    string
+		query   string
+		execErr error
+		want    Outcome
+	}{
+		{
+			name:  "success",
+			query: "SELECT 1",
+			want:  Outcome{JobID: 42, Status: Succeeded},
+		},
+		{
+			name:    "pgerr with position",
+			query:   hahaQuery,
+			execErr: hahaErr(),
+			want:    Outcome{JobID: 42, Status: Failed, Message: hahaPsql, SQLState: "42703"},
+		},
+		{
+			name:    "wrapped pgerr",
+			query:   hahaQuery,
+			execErr: fmt.Errorf("running task: %w", hahaErr()),
+			want:    Outcome{JobID: 42, Status: Failed, Message: hahaPsql, SQLState: "42703"},
+		},
+		{
+			name:  "pgerr with detail and hint",
+			query: "SELECT 1/0",
+			execErr: &pgerr.Error{Severity: "ERROR", Code: "22012", Message: "division by zero",
+				Detail: "d", Hint: "h"},
+			want: Outcome{JobID: 42, Status: Failed, SQLState: "22012",
+				Message: "ERROR:  division by zero\nDETAIL:  d\nHINT:  h"},
+		},
+		{
+			name:    "non-pgerr error",
+			query:   "SELECT 1",
+			execErr: errors.New("connection lost"),
+			want:    Outcome{JobID: 42, Status: Failed, Message: "ERROR:  connection lost", SQLState: "XX000"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(Task{JobID: 42, Query: tc.query})
+			f.session.results[tc.query] = tc.execErr
+
+			require.NoError(t, f.worker.Run())
+			assert.Equal(t, []Outcome{tc.want}, f.queue.settled)
+			if tc.execErr != nil {
+				var pgErr *pgerr.Error
+				if errors.As(tc.execErr, &pgErr) {
+					assert.Equal(t, pgErr.Psql(tc.query), f.queue.settled[0].Message)
+				}
+			}
+		})
+	}
+}
+
+func TestRunFailures(t *testing.T) {
+	errClaim := errors.New("claim failed")
+	errSettle := errors.New("settle failed")
+	errReset := errors.New("reset failed")
+	tasks := []Task{{JobID: 1, Query: "SELECT 1"}, {JobID: 2, Query: "SELECT 2"}}
+	tests := []struct {
+		name      string
+		claimErr  error
+		settleErr error
+		resetErr  error
+		wantErr   error
+		wantLog   callLog
+		settled   []int64
+	}{
+		{
+			name:     "claim error settles nothing",
+			claimErr: errClaim,
+			wantErr:  errClaim,
+			wantLog:  callLog{"claim: error"},
+		},
+		{
+			name:      "settle error stops the worker",
+			settleErr: errSettle,
+			wantErr:   errSettle,
+			wantLog:   callLog{"claim 1", "execute SELECT 1", "reset", "settle 1"},
+			settled:   []int64{1},
+		},
+		{
+			name:     "reset error still settles, then stops the worker",
+			resetErr: errReset,
+			wantErr:  errReset,
+			wantLog:  callLog{"claim 1", "execute SELECT 1", "reset", "settle 1"},
+			settled:  []int64{1},
+		},
+		{
+			name:      "settle and reset errors report the settle error",
+			settleErr: errSettle,
+			resetErr:  errReset,
+			wantErr:   errSettle,
+			wantLog:   callLog{"claim 1", "execute SELECT 1", "reset", "settle 1"},
+			settled:   []int64{1},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(tasks...)
+			f.queue.claimErr = tc.claimErr
+			f.queue.settleErr = tc.settleErr
+			f.session.resetErr = tc.resetErr
+
+			err := f.worker.Run()
+			require.Error(t, err)
+			assert.ErrorIs(t, err, tc.wantErr)
+			assert.Equal(t, tc.wantLog, f.log)
+			var settled []int64
+			for _, o := range f.queue.settled {
+				settled = append(settled, o.JobID)
+			}
+			assert.Equal(t, tc.settled, settled)
+		})
+	}
+}
+
+func TestRunHonoursStopRequest(t *testing.T) {
+	tasks := []Task{{JobID: 1, Query: "SELECT 1"}, {JobID: 2, Query: "SELECT 2"}}
+	tests := []struct {
+		name      string
+		stopAfter int // settled tasks after which a stop is requested
+		wantLog   callLog
+	}{
+		{name: "before the first claim", stopAfter: 0, wantLog: nil},
+		{
+			name:      "between tasks",
+			stopAfter: 1,
+			wantLog:   callLog{"claim 1", "execute SELECT 1", "reset", "settle 1"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(tasks...)
+			f.worker.StopRequested = func() bool { return len(f.queue.settled) >= tc.stopAfter }
+
+			require.NoError(t, f.worker.Run())
+			assert.Equal(t, tc.wantLog, f.log)
+			assert.Equal(t, tc.stopAfter, f.queue.claims)
+		})
+	}
+}
