@@ -28,7 +28,7 @@ type clusterOut struct {
 	nrows C.int
 	count C.int64_t
 	view  C.LaSlotView
-	lost  [64]C.int64_t
+	ended [64]C.LaSlotView
 }
 
 func (c *cluster) outs() *clusterOut {
@@ -86,14 +86,14 @@ func (c *cluster) Launch(roleID uint32) (bool, error) {
 	return C.la_launch_worker(C.uint32_t(roleID), c.pg.err) >= 0, nil
 }
 
-func (c *cluster) Reap() []int64 {
+func (c *cluster) Reap() []control.Exit {
 	o := c.outs()
-	n := C.la_reap_workers(&o.lost[0], C.int(len(o.lost)))
-	lost := make([]int64, 0, int(n))
-	for _, id := range o.lost[:n] {
-		lost = append(lost, int64(id))
+	n := C.la_reap_workers(&o.ended[0], C.int(len(o.ended)))
+	exits := make([]control.Exit, 0, int(n))
+	for _, v := range o.ended[:n] {
+		exits = append(exits, control.Exit{RoleID: uint32(v.roleid), JobID: int64(v.jobid), Clean: bool(v.clean_exit)})
 	}
-	return lost
+	return exits
 }
 
 func (c *cluster) Settle(username string, from bgworker.Status, o bgworker.Outcome) (int64, error) {

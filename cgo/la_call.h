@@ -64,6 +64,7 @@ extern bool la_bk_queues(LaQueueRow **rows, int *nrows, LaError *err);
 
 /* la_launch.c */
 extern int	la_launch_worker(uint32_t roleid, LaError *err);
-extern int	la_reap_workers(int64_t *lost_jobids, int max);
+#include "la_shared.h"
+extern int	la_reap_workers(LaSlotView *ended, int max);
 
 #endif							/* LA_CALL_H */

@@ -71,15 +71,15 @@ la_launch_stopped(int index)
 }
 
 /*
- * Free the slots of workers that are gone.  Returns how many of them were
- * in the middle of a task, and those tasks' jobids in lost_jobids.
+ * Free the slots of workers that are gone and return their last state
+ * (role, the task they were running if any, whether they ended normally).
  */
 int
-la_reap_workers(int64_t *lost_jobids, int max)
+la_reap_workers(LaSlotView *ended, int max)
 {
-	int			nlost = 0;
+	int			nended = 0;
 
-	for (int i = 0; i < la_slot_count(); i++)
+	for (int i = 0; i < la_slot_count() && nended < max; i++)
 	{
 		LaSlotView view;
 
@@ -88,12 +88,7 @@ la_reap_workers(int64_t *lost_jobids, int max)
 			continue;
 		if (view.state != LA_SLOT_EXITED && !la_launch_stopped(i))
 			continue;
-		if (view.jobid != 0)
-		{
-			if (nlost == max)
-				continue;		/* reap it next round */
-			lost_jobids[nlost++] = view.jobid;
-		}
+		ended[nended++] = view;
 		if (la_handles != NULL && la_handles[i] != NULL)
 		{
 			pfree(la_handles[i]);
@@ -101,5 +96,5 @@ la_reap_workers(int64_t *lost_jobids, int max)
 		}
 		la_slot_release(i);
 	}
-	return nlost;
+	return nended;
 }

@@ -62,7 +62,13 @@ func LanternAsyncWorkerMain(slot C.int) C.int {
 func LanternAsyncDispatcherMain(C.int) C.int {
 	enter()
 	pg := newPG()
-	d := control.Dispatcher{Cluster: &cluster{pg: pg}, Log: pg, Naptime: dispatcherNaptime}
+	d := control.Dispatcher{
+		Cluster: &cluster{pg: pg},
+		Log:     pg,
+		Naptime: dispatcherNaptime,
+		Backoff: control.Backoff{Min: time.Second, Max: time.Minute},
+		Now:     time.Now,
+	}
 	d.Run()
 	return exitRestart
 }

@@ -20,9 +20,8 @@ type Cluster interface {
 	Slots() []Slot
 	// Launch starts a worker for a role; false when none could be started now.
 	Launch(roleID uint32) (bool, error)
-	// Reap frees the slots of ended workers and returns the tasks they
-	// were running when they ended.
-	Reap() []int64
+	// Reap frees the slots of ended workers and tells how each ended.
+	Reap() []Exit
 	// Settle moves tasks from one status to a final outcome (see bgworker.Queue);
 	// JobID 0 means every task in that status, username "" every role.
 	Settle(username string, from bgworker.Status, outcome bgworker.Outcome) (int64, error)
@@ -36,6 +35,9 @@ type Dispatcher struct {
 	Cluster Cluster
 	Log     bgworker.Logger
 	Naptime time.Duration // fallback for a missed wake-up, e.g. after COMMIT PREPARED
+
+	Backoff Backoff
+	Now     func() time.Time
 
 	// lost holds reaped tasks not yet marked failed: Reap reports each only
 	// once, so they are kept until Settle succeeds.
@@ -72,7 +74,7 @@ func (d *Dispatcher) round() error {
 	if err != nil {
 		return err
 	}
-	plan := PlanRound(queues, c.Slots(), c.Capacity())
+	plan := PlanRound(d.launchable(queues), c.Slots(), c.Capacity())
 	for _, q := range plan.Refuse {
 		if _, err := c.Settle(q.Username, bgworker.Pending, failure(0, roleUnusable(q))); err != nil {
 			return err
@@ -87,7 +89,12 @@ func (d *Dispatcher) round() error {
 }
 
 func (d *Dispatcher) settleLost() error {
-	d.lost = append(d.lost, d.Cluster.Reap()...)
+	for _, e := range d.Cluster.Reap() {
+		d.observe(e)
+		if e.JobID != 0 {
+			d.lost = append(d.lost, e.JobID)
+		}
+	}
 	for len(d.lost) > 0 {
 		if _, err := d.Cluster.Settle("", bgworker.Running, failure(d.lost[0], workerLost())); err != nil {
 			return err
@@ -95,6 +102,25 @@ func (d *Dispatcher) settleLost() error {
 		d.lost = d.lost[1:]
 	}
 	return nil
+}
+
+func (d *Dispatcher) observe(e Exit) {
+	d.Backoff.Observe(e, d.Now())
+	if delay := d.Backoff.Delay(e.RoleID); delay > 0 {
+		d.Log.Logf("lantern_async dispatcher: a worker for role %d ended before it could run a task; next launch for that role in %v", e.RoleID, delay)
+	}
+}
+
+// launchable drops the roles whose workers keep failing to start.
+func (d *Dispatcher) launchable(queues []RoleQueue) []RoleQueue {
+	now := d.Now()
+	kept := queues[:0:0]
+	for _, q := range queues {
+		if !d.Backoff.Waiting(q.RoleID, now) {
+			kept = append(kept, q)
+		}
+	}
+	return kept
 }
 
 // reconcile fails the tasks a previous server life left 'running': no

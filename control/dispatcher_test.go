@@ -29,7 +29,7 @@ type fakeCluster struct {
 	queuesErrs      []error
 	slots           []Slot
 	capacity        int
-	reaps           [][]int64
+	reaps           [][]Exit
 	launchOK        bool
 	launchErr       error
 	settleErrs      []error
@@ -91,7 +91,7 @@ func (c *fakeCluster) Launch(roleID uint32) (bool, error) {
 	return c.launchOK, c.launchErr
 }
 
-func (c *fakeCluster) Reap() []int64 {
+func (c *fakeCluster) Reap() []Exit {
 	c.record("Reap")
 	return pop(&c.reaps)
 }
@@ -135,12 +135,25 @@ func (l *fakeLogger) Logf(format string, args ...any) {
 
 const naptime = 7 * time.Second
 
+var epoch = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+func fixedNow() time.Time { return epoch }
+
+// lostJobs are exits of workers that died while running these tasks.
+func lostJobs(ids ...int64) []Exit {
+	exits := make([]Exit, 0, len(ids))
+	for _, id := range ids {
+		exits = append(exits, Exit{RoleID: roleA, JobID: id})
+	}
+	return exits
+}
+
 // runRounds runs a dispatcher over c for the given number of rounds.
 func runRounds(t *testing.T, c *fakeCluster, rounds int) *fakeLogger {
 	t.Helper()
 	c.rounds = rounds
 	log := &fakeLogger{}
-	(&Dispatcher{Cluster: c, Log: log, Naptime: naptime}).Run()
+	(&Dispatcher{Cluster: c, Log: log, Naptime: naptime, Now: fixedNow}).Run()
 	require.Len(t, c.waits, rounds, "rounds run")
 	for _, w := range c.waits {
 		assert.Equal(t, naptime, w, "Wait timeout")
@@ -236,7 +249,7 @@ func TestDispatcherRetriesFailedReconcile(t *testing.T) {
 
 func TestDispatcherSettlesReapedJobs(t *testing.T) {
 	c := newCluster()
-	c.reaps = [][]int64{{7, 8}, nil, {9}}
+	c.reaps = [][]Exit{lostJobs(7, 8), nil, lostJobs(9)}
 
 	log := runRounds(t, c, 3)
 	require.Len(t, c.settles, 3)
@@ -246,15 +259,11 @@ func TestDispatcherSettlesReapedJobs(t *testing.T) {
 	assert.Empty(t, log.lines)
 }
 
-// BUG (control/dispatcher.go, round, lines 55-59): the job ids Reap returns
-// are handed out once, but when settling one of them fails, round returns
-// at once, and neither that job nor the rest of the batch is ever settled:
-// those tasks stay 'running' with no process running them until the next
-// server restart. This test fails until the dispatcher keeps unsettled
-// reaped jobs and retries them.
+// Reap reports each ended worker once: a task whose settle failed must be
+// retried in a later round, and the rest of its batch too.
 func TestDispatcherKeepsReapedJobsWhenSettleFails(t *testing.T) {
 	c := newCluster()
-	c.reaps = [][]int64{{7, 8}}
+	c.reaps = [][]Exit{lostJobs(7, 8)}
 	c.settleErrs = []error{errors.New("lock timeout")}
 
 	log := runRounds(t, c, 2)

@@ -59,7 +59,8 @@ la_golib_open(const char *path)
 	return handle;
 }
 
-void
+/* Returns the Go entry point's exit code, for proc_exit(). */
+int
 la_golib_run(const char *entry_name, int arg)
 {
 	char		path[MAXPGPATH];
@@ -80,5 +81,5 @@ la_golib_run(const char *entry_name, int arg)
 	 */
 	PG_exception_stack = NULL;
 	code = entry(arg);
-	proc_exit(code);
+	return code;
 }

@@ -6,6 +6,6 @@
 
 extern void la_guc_define(void);
 extern void la_shmem_install_hooks(void);
-extern void la_golib_run(const char *entry, int arg) pg_attribute_noreturn();
+extern int	la_golib_run(const char *entry, int arg);
 
 #endif							/* LA_LOADER_H */

@@ -33,6 +33,7 @@ typedef struct LaSlotView
 	Oid			roleid;
 	int			pid;
 	int64		jobid;			/* task being run, 0 when none */
+	bool		clean_exit;		/* the worker ran out of tasks and ended normally */
 } LaSlotView;
 
 /* GUCs (guc.c) */
@@ -46,6 +47,7 @@ extern int	la_slot_reserve(Oid dboid, Oid roleid);
 extern void la_slot_release(int index);
 extern void la_slot_attach(int index);
 extern void la_slot_set_job(int index, int64 jobid);
+extern void la_slot_mark_clean(int index);
 extern void la_slot_target(int index, Oid *dboid, Oid *roleid);
 extern void la_dispatcher_attach(void);
 extern void la_dispatcher_wake(void);

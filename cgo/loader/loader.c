@@ -18,6 +18,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/ipc.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 
@@ -79,7 +80,7 @@ lantern_async_dispatcher_main(Datum arg)
 	la_dispatcher_attach();
 	BackgroundWorkerInitializeConnection(la_database, NULL, 0);
 	pgstat_report_appname(LA_DISPATCHER_TYPE);
-	la_golib_run("LanternAsyncDispatcherMain", 0);
+	proc_exit(la_golib_run("LanternAsyncDispatcherMain", 0));
 }
 
 void
@@ -101,5 +102,7 @@ lantern_async_worker_main(Datum arg)
 	BackgroundWorkerInitializeConnectionByOid(dboid, roleid, 0);
 	/* As if sent by a client: DISCARD ALL between tasks keeps it. */
 	SetConfigOption("application_name", LA_WORKER_TYPE, PGC_BACKEND, PGC_S_CLIENT);
-	la_golib_run("LanternAsyncWorkerMain", slot);
+	if (la_golib_run("LanternAsyncWorkerMain", slot) == 0)
+		la_slot_mark_clean(slot);
+	proc_exit(0);
 }

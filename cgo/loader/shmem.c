@@ -27,6 +27,7 @@ typedef struct LaSlot
 	Oid			roleid;
 	int			pid;
 	int64		jobid;
+	bool		clean_exit;
 } LaSlot;
 
 typedef struct LaShmem
@@ -103,6 +104,7 @@ la_slot_view(int index, LaSlotView *view)
 	view->roleid = slot->roleid;
 	view->pid = slot->pid;
 	view->jobid = slot->jobid;
+	view->clean_exit = slot->clean_exit;
 	SpinLockRelease(&la_shmem->mutex);
 }
 
@@ -124,6 +126,7 @@ la_slot_reserve(Oid dboid, Oid roleid)
 		slot->roleid = roleid;
 		slot->pid = 0;
 		slot->jobid = 0;
+		slot->clean_exit = false;
 		found = i;
 		break;
 	}
@@ -172,6 +175,14 @@ la_slot_set_job(int index, int64 jobid)
 {
 	SpinLockAcquire(&la_shmem->mutex);
 	la_shmem->slots[index].jobid = jobid;
+	SpinLockRelease(&la_shmem->mutex);
+}
+
+void
+la_slot_mark_clean(int index)
+{
+	SpinLockAcquire(&la_shmem->mutex);
+	la_shmem->slots[index].clean_exit = true;
 	SpinLockRelease(&la_shmem->mutex);
 }
 
