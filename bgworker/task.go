@@ -6,7 +6,8 @@
 // Task lifecycle (the status column of lantern.tasks):
 //
 //	pending ──claim──▶ running ──▶ succeeded
-//	                          └──▶ failed   (error, open transaction, worker lost, server stopped)
+//	   │                      ├──▶ failed   (error, open transaction, worker lost, server stopped)
+//	   └──cancel_task──▶ canceled ◀──cancel_task──┘
 //
 // The final status, duration and error_message are written once, after
 // the whole query string has finished.
@@ -27,7 +28,14 @@ const (
 	Running   Status = "running"
 	Succeeded Status = "succeeded"
 	Failed    Status = "failed"
+	Canceled  Status = "canceled"
 )
+
+// CanceledMessage is the error_message of a task stopped by lantern.cancel_task().
+const CanceledMessage = "Canceled by user"
+
+// queryCanceled is SQLSTATE 57014, raised by a cancel signal.
+const queryCanceled = "57014"
 
 // Task is a claimed row of lantern.tasks.
 type Task struct {

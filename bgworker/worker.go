@@ -10,6 +10,9 @@ type Queue interface {
 	Claim() (task Task, ok bool, err error)
 	// Settle records a running task's outcome, once.
 	Settle(Outcome) error
+	// CancelRequested tells whether lantern.cancel_task() stopped this task
+	// (rather than, say, an administrator's pg_cancel_backend()).
+	CancelRequested(jobID int64) bool
 }
 
 // Session is the worker's own database session, where tasks run.
@@ -55,6 +58,9 @@ func (w *Worker) Run() error {
 // must never affect the bookkeeping that records it.
 func (w *Worker) runOne(task Task) error {
 	outcome := OutcomeOf(task, w.Session.Execute(task.Query))
+	if outcome.SQLState == queryCanceled && w.Queue.CancelRequested(task.JobID) {
+		outcome = Outcome{JobID: task.JobID, Status: Canceled, Message: CanceledMessage, SQLState: queryCanceled}
+	}
 	resetErr := w.Session.Reset()
 	if err := w.Queue.Settle(outcome); err != nil {
 		return fmt.Errorf("could not record the outcome of task %d: %w", task.JobID, err)

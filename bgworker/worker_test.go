@@ -24,6 +24,7 @@ type fakeQueue struct {
 	settleErr error // returned by every Settle when set (after recording)
 	claims    int
 	settled   []Outcome
+	canceled  map[int64]bool // tasks lantern.cancel_task() stopped
 }
 
 func (q *fakeQueue) Claim() (Task, bool, error) {
@@ -46,6 +47,10 @@ func (q *fakeQueue) Settle(o Outcome) error {
 	q.log.add("settle " + strconv.FormatInt(o.JobID, 10))
 	q.settled = append(q.settled, o)
 	return q.settleErr
+}
+
+func (q *fakeQueue) CancelRequested(jobID int64) bool {
+	return q.canceled[jobID]
 }
 
 // fakeSession returns scripted results per query.
@@ -273,4 +278,18 @@ func TestRunHonoursStopRequest(t *testing.T) {
 			assert.Equal(t, tc.stopAfter, f.queue.claims)
 		})
 	}
+}
+
+func TestRunRecordsCancelByCancelTaskAsCanceled(t *testing.T) {
+	canceledErr := &pgerr.Error{Severity: "ERROR", Code: "57014", Message: "canceling statement due to user request"}
+	f := newFixture(Task{JobID: 1, Query: "SELECT pg_sleep(60)"}, Task{JobID: 2, Query: "SELECT pg_sleep(61)"})
+	f.session.results = map[string]error{"SELECT pg_sleep(60)": canceledErr, "SELECT pg_sleep(61)": canceledErr}
+	f.queue.canceled = map[int64]bool{1: true}
+
+	require.NoError(t, f.worker.Run())
+	require.Len(t, f.queue.settled, 2)
+	assert.Equal(t, Outcome{JobID: 1, Status: Canceled, Message: "Canceled by user", SQLState: "57014"}, f.queue.settled[0])
+	// A cancel from elsewhere (pg_cancel_backend) is an ordinary failure.
+	assert.Equal(t, Failed, f.queue.settled[1].Status)
+	assert.Equal(t, "ERROR:  canceling statement due to user request", f.queue.settled[1].Message)
 }

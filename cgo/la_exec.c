@@ -184,5 +184,11 @@ la_exec_task(const char *query, LaError *err)
 bool
 la_reset_session(LaError *err)
 {
-	return la_exec("DISCARD ALL", err, false);
+	bool		ok;
+
+	/* A late cancel aimed at the finished task must not break the reset. */
+	HOLD_CANCEL_INTERRUPTS();
+	ok = la_exec("DISCARD ALL", err, false);
+	RESUME_CANCEL_INTERRUPTS();
+	return ok;
 }

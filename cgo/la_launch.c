@@ -32,6 +32,8 @@ la_launch_worker(uint32_t roleid, LaError *err)
 {
 	BackgroundWorker worker;
 	int			slot;
+	bool		registered;
+	MemoryContext oldcxt;
 
 	if (!la_call_begin(err))
 		return -1;
@@ -52,7 +54,11 @@ la_launch_worker(uint32_t roleid, LaError *err)
 	/* The postmaster signals us when it starts or stops: a wake-up to reap. */
 	worker.bgw_notify_pid = MyProcPid;
 
-	if (!RegisterDynamicBackgroundWorker(&worker, &la_handles[slot]))
+	/* The handle is palloc'd: it must outlive the per-task context. */
+	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	registered = RegisterDynamicBackgroundWorker(&worker, &la_handles[slot]);
+	MemoryContextSwitchTo(oldcxt);
+	if (!registered)
 	{
 		la_handles[slot] = NULL;
 		la_slot_release(slot);

@@ -52,6 +52,10 @@ func (q *taskQueue) Settle(outcome bgworker.Outcome) error {
 	return err
 }
 
+func (q *taskQueue) CancelRequested(jobID int64) bool {
+	return bool(C.la_slot_cancel_requested(q.slot, C.int64(jobID)))
+}
+
 // settle is the common path of every status change from Go.
 func settle(p *pg, username string, from bgworker.Status, o bgworker.Outcome, count *C.int64_t) (int64, error) {
 	cFrom := C.CString(string(from))

@@ -24,6 +24,20 @@ CREATE FUNCTION lantern.async_task(query text, job_name text)
     LANGUAGE C VOLATILE PARALLEL UNSAFE
     AS 'MODULE_PATHNAME', 'lantern_async_task';
 
+-- Same rule as pg_cancel_backend(): the task's role, a role with its
+-- privileges, or a superuser. Returns false when the task does not exist or
+-- has already finished.
+CREATE FUNCTION lantern.cancel_task(jobid bigint)
+    RETURNS boolean
+    LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'lantern_async_cancel_task';
+
+-- The caller's own unfinished tasks (a superuser's: everybody's).
+CREATE FUNCTION lantern.cancel_all_async_tasks()
+    RETURNS void
+    LANGUAGE C VOLATILE PARALLEL UNSAFE
+    AS 'MODULE_PATHNAME', 'lantern_async_cancel_all_tasks';
+
 DO $$
 DECLARE
     served text := pg_catalog.current_setting('lantern_async.database');
@@ -65,7 +79,8 @@ CREATE TABLE lantern.task_errors (
 REVOKE ALL ON lantern.tasks, lantern.task_errors, lantern.tasks_jobid_seq FROM PUBLIC;
 GRANT USAGE ON SCHEMA lantern TO PUBLIC;
 GRANT SELECT ON lantern.tasks, lantern.task_errors TO PUBLIC;
-GRANT EXECUTE ON FUNCTION lantern.async_task(text), lantern.async_task(text, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lantern.async_task(text), lantern.async_task(text, text),
+    lantern.cancel_task(bigint), lantern.cancel_all_async_tasks() TO PUBLIC;
 
 ALTER TABLE lantern.tasks ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tasks_own_rows ON lantern.tasks FOR SELECT
@@ -78,6 +93,8 @@ CREATE POLICY task_errors_own_rows ON lantern.task_errors FOR SELECT
 -- The queue is small and hot: vacuum it often.
 ALTER TABLE lantern.tasks SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_analyze_scale_factor = 0.01);
 
-COMMENT ON TABLE lantern.tasks IS 'Background tasks submitted with lantern.async_task(); status: pending, running, succeeded, failed';
+COMMENT ON TABLE lantern.tasks IS 'Background tasks submitted with lantern.async_task(); status: pending, running, succeeded, failed, canceled';
 COMMENT ON FUNCTION lantern.async_task(text) IS 'Queue a query to run in the background as the current user; returns its jobid';
 COMMENT ON FUNCTION lantern.async_task(text, text) IS 'Queue a query, with a job name, to run in the background as the current user; returns its jobid';
+COMMENT ON FUNCTION lantern.cancel_task(bigint) IS 'Cancel a pending or running task; false when it does not exist or has finished';
+COMMENT ON FUNCTION lantern.cancel_all_async_tasks() IS 'Cancel the caller''s unfinished tasks (a superuser''s: all)';

@@ -37,13 +37,22 @@ func uniq(base string) string {
 	return fmt.Sprintf("%s_%d", base, nameCounter.Add(1))
 }
 
-// begin must be the first call of every test: on failure it appends the
-// server log tail, and after the test it checks the dispatcher is alive.
+// begin must be the first call of every test: it waits until the server is
+// ready (so that the crash of an earlier test does not fail this one), on
+// failure it appends the server log tail, and after the test it checks the
+// dispatcher is alive.
 func begin(t *testing.T) {
 	t.Helper()
+	if ok, last := serverReady(t, waitTimeout); !ok {
+		t.Fatalf("server not ready before the test: %s\n--- server log (last %d lines) ---\n%s",
+			last, logTailLines, cluster.LogTail(logTailLines))
+	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("--- server log (last %d lines) ---\n%s", logTailLines, cluster.LogTail(logTailLines))
+			if crashes := crashMarkers(cluster.Log()); crashes != "" {
+				t.Logf("--- crash markers in the whole server log ---\n%s", crashes)
+			}
 		}
 	})
 	t.Cleanup(func() { requireHealthy(t) })
@@ -97,6 +106,23 @@ func pgCode(err error) string {
 		return pgErr.Code
 	}
 	return ""
+}
+
+// errorText renders a server error the way psql shows it (message, DETAIL,
+// HINT); pgx's Error() carries the primary message only.
+func errorText(err error) string {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return err.Error()
+	}
+	s := pgErr.Severity + ":  " + pgErr.Message
+	if pgErr.Detail != "" {
+		s += "\nDETAIL:  " + pgErr.Detail
+	}
+	if pgErr.Hint != "" {
+		s += "\nHINT:  " + pgErr.Hint
+	}
+	return s
 }
 
 // requirePgError asserts err is a server error with SQLSTATE code.
@@ -154,12 +180,54 @@ func poll(t *testing.T, waitFor time.Duration, cond func() (bool, string), msgAn
 	return ok, last
 }
 
-// requirePoll is poll that stops the test on timeout.
+// connLost is what a polling condition reports (with true, to stop
+// polling) when its connection died, e.g. because the server crashed.
+const connLost = "connection closed: the server crashed or restarted (see the server log)"
+
+// lost reports whether conn died; conditions use it to stop polling early.
+func lost(conn *pgx.Conn) (bool, string) {
+	if conn.IsClosed() {
+		return true, connLost
+	}
+	return false, ""
+}
+
+// requirePoll is poll that stops the test on timeout or when the condition
+// reported connLost.
 func requirePoll(t *testing.T, waitFor time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	if ok, last := poll(t, waitFor, cond, what); !ok {
+	ok, last := poll(t, waitFor, cond, what)
+	if !ok {
 		t.Fatalf("timed out after %s waiting for %s; last observation: %s", waitFor, what, last)
 	}
+	if last == connLost {
+		t.Fatalf("while waiting for %s: %s", what, connLost)
+	}
+}
+
+var crashRe = regexp.MustCompile(`terminated by signal|PANIC:|SIGSEGV|SIGABRT|fatal error:|^panic:|server process .* was terminated|all server processes terminated|signal arrived during`)
+
+// crashMarkers extracts the lines of the server log that reveal a crash of
+// a server process (and the first line of each Go stack following one).
+func crashMarkers(log string) string {
+	var out []string
+	lines := strings.Split(log, "\n")
+	for i, l := range lines {
+		if !crashRe.MatchString(l) {
+			continue
+		}
+		out = append(out, l)
+		if strings.Contains(l, "signal arrived during") {
+			// The Go runtime's stack follows: keep the top frames.
+			for j := i + 1; j < len(lines) && j <= i+8; j++ {
+				out = append(out, "    "+lines[j])
+			}
+		}
+	}
+	if len(out) > 80 {
+		out = append(out[:80], fmt.Sprintf("... (%d more)", len(out)-80))
+	}
+	return strings.Join(out, "\n")
 }
 
 // never asserts cond stays false for d (same in-flight guard as poll).
@@ -195,6 +263,9 @@ func never(t *testing.T, d time.Duration, cond func() (bool, string), what strin
 func waitTask(t *testing.T, conn *pgx.Conn, jobid int64) (status, errMsg string) {
 	t.Helper()
 	requirePoll(t, waitTimeout, fmt.Sprintf("task %d to finish", jobid), func() (bool, string) {
+		if l, msg := lost(conn); l {
+			return l, msg
+		}
 		var st, em *string
 		err := conn.QueryRow(context.Background(),
 			"SELECT status, error_message FROM lantern.tasks WHERE jobid = $1", jobid).Scan(&st, &em)
@@ -293,25 +364,38 @@ func countBackends(conn *pgx.Conn, backendType string) (int, error) {
 // restarting for a moment, so this waits a little).
 func requireHealthy(t *testing.T) {
 	t.Helper()
-	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := cluster.Connect(c, dbName, superuser)
-	if err != nil {
-		t.Errorf("health check: cannot connect: %v", err)
-		return
+	if ok, last := serverReady(t, 10*time.Second); !ok {
+		t.Errorf("health check after %s: want exactly one %q in pg_stat_activity, last saw: %s",
+			t.Name(), backendDispatcher, last)
 	}
-	defer conn.Close(context.Background())
-	ok, last := poll(t, 10*time.Second, func() (bool, string) {
+}
+
+// serverReady waits until the server accepts connections and exactly one
+// dispatcher runs (reconnecting as needed, e.g. during crash recovery).
+func serverReady(t *testing.T, waitFor time.Duration) (bool, string) {
+	t.Helper()
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close(context.Background())
+		}
+	}()
+	return poll(t, waitFor, func() (bool, string) {
+		if conn == nil || conn.IsClosed() {
+			c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			var err error
+			if conn, err = cluster.Connect(c, dbName, superuser); err != nil {
+				conn = nil
+				return false, err.Error()
+			}
+		}
 		n, err := countBackends(conn, backendDispatcher)
 		if err != nil {
 			return false, err.Error()
 		}
 		return n == 1, fmt.Sprintf("%d processes with backend_type %q", n, backendDispatcher)
 	}, "exactly one "+backendDispatcher)
-	if !ok {
-		t.Errorf("health check after %s: want exactly one %q in pg_stat_activity, last saw: %s",
-			t.Name(), backendDispatcher, last)
-	}
 }
 
 var identRe = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)

@@ -66,6 +66,9 @@ func observeTask(t *testing.T, conn *pgx.Conn, id int64, submitted time.Time) (s
 	t.Helper()
 	var early []string // duration/error_message set before the end
 	requirePoll(t, waitTimeout, fmt.Sprintf("task %d to finish", id), func() (bool, string) {
+		if l, msg := lost(conn); l {
+			return l, msg
+		}
 		var st *string
 		var hasDur, hasErr bool
 		err := conn.QueryRow(context.Background(),

@@ -61,6 +61,7 @@ func TestTransactionLeftOpen(t *testing.T) {
 	tbl := ident(t, uniq("x"))
 	id := submit(t, su, fmt.Sprintf("BEGIN; CREATE TABLE %s(a int)", tbl))
 	msg := requireFailed(t, su, id)
+	t.Logf("error_message: %q", msg)
 	low := strings.ToLower(msg)
 	require.Contains(t, low, "transaction", "error_message: %q", msg)
 	require.Contains(t, low, "rolled back", "error_message: %q", msg)
@@ -118,8 +119,8 @@ func TestVacuumInMultiStatementFails(t *testing.T) {
 
 func TestStatementsWithOutput(t *testing.T) {
 	for name, q := range map[string]string{
-		"many rows":         "SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g",
-		"several results":   "SELECT 1; SELECT 'two'; VALUES (3), (4)",
+		"many rows":          "SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g",
+		"several results":    "SELECT 1; SELECT 'two'; VALUES (3), (4)",
 		"notice and warning": "DO $$BEGIN RAISE NOTICE 'note'; RAISE WARNING 'warn'; END$$",
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -61,6 +61,21 @@ _PG_init(void)
 	la_register_dispatcher();
 }
 
+static int	la_worker_slot = -1;
+
+/*
+ * PostgreSQL's cancel handler, minus cancels that lantern.cancel_task()
+ * aimed at a task this worker has already finished: those must not stop
+ * the next task.  A pg_cancel_backend() from an administrator passes.
+ */
+static void
+la_worker_cancel_handler(SIGNAL_ARGS)
+{
+	if (la_worker_slot >= 0 && la_slot_cancel_is_stale(la_worker_slot))
+		return;
+	StatementCancelHandler(postgres_signal_arg);
+}
+
 /*
  * Common start of every lantern_async process.  PostgreSQL's own handlers
  * go in first so that signals arriving during start-up are not lost.
@@ -92,6 +107,8 @@ lantern_async_worker_main(Datum arg)
 
 	/* Attach before connecting: a refused connection must still mark the slot. */
 	la_slot_attach(slot);
+	la_worker_slot = slot;
+	pqsignal(SIGINT, la_worker_cancel_handler);
 	la_worker_signals();
 	la_slot_target(slot, &dboid, &roleid);
 

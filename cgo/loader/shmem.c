@@ -11,6 +11,9 @@
 #include "postgres.h"
 
 #include "miscadmin.h"
+#include <signal.h>
+
+#include "port/atomics.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
@@ -26,8 +29,10 @@ typedef struct LaSlot
 	Oid			dboid;
 	Oid			roleid;
 	int			pid;
-	int64		jobid;
 	bool		clean_exit;
+	/* Atomics: the worker's SIGINT handler reads them without the lock. */
+	pg_atomic_uint64 jobid;		/* task being run, 0 when none */
+	pg_atomic_uint64 cancel_jobid;	/* task lantern.cancel_task() stopped, 0 when none */
 } LaSlot;
 
 typedef struct LaShmem
@@ -74,6 +79,11 @@ la_shmem_startup(void)
 		SpinLockInit(&la_shmem->mutex);
 		la_shmem->dispatcher_procno = -1;
 		la_shmem->nslots = la_max_workers;
+		for (int i = 0; i < la_shmem->nslots; i++)
+		{
+			pg_atomic_init_u64(&la_shmem->slots[i].jobid, 0);
+			pg_atomic_init_u64(&la_shmem->slots[i].cancel_jobid, 0);
+		}
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -103,7 +113,7 @@ la_slot_view(int index, LaSlotView *view)
 	view->state = slot->state;
 	view->roleid = slot->roleid;
 	view->pid = slot->pid;
-	view->jobid = slot->jobid;
+	view->jobid = (int64) pg_atomic_read_u64(&slot->jobid);
 	view->clean_exit = slot->clean_exit;
 	SpinLockRelease(&la_shmem->mutex);
 }
@@ -125,8 +135,9 @@ la_slot_reserve(Oid dboid, Oid roleid)
 		slot->dboid = dboid;
 		slot->roleid = roleid;
 		slot->pid = 0;
-		slot->jobid = 0;
 		slot->clean_exit = false;
+		pg_atomic_write_u64(&slot->jobid, 0);
+		pg_atomic_write_u64(&slot->cancel_jobid, 0);
 		found = i;
 		break;
 	}
@@ -137,8 +148,16 @@ la_slot_reserve(Oid dboid, Oid roleid)
 void
 la_slot_release(int index)
 {
+	LaSlot	   *slot = &la_shmem->slots[index];
+
 	SpinLockAcquire(&la_shmem->mutex);
-	memset(&la_shmem->slots[index], 0, sizeof(LaSlot));
+	slot->state = LA_SLOT_FREE;
+	slot->dboid = InvalidOid;
+	slot->roleid = InvalidOid;
+	slot->pid = 0;
+	slot->clean_exit = false;
+	pg_atomic_write_u64(&slot->jobid, 0);
+	pg_atomic_write_u64(&slot->cancel_jobid, 0);
 	SpinLockRelease(&la_shmem->mutex);
 }
 
@@ -173,9 +192,55 @@ la_slot_attach(int index)
 void
 la_slot_set_job(int index, int64 jobid)
 {
+	LaSlot	   *slot = &la_shmem->slots[index];
+
 	SpinLockAcquire(&la_shmem->mutex);
-	la_shmem->slots[index].jobid = jobid;
+	pg_atomic_write_u64(&slot->cancel_jobid, 0);
+	pg_atomic_write_u64(&slot->jobid, (uint64) jobid);
 	SpinLockRelease(&la_shmem->mutex);
+}
+
+/*
+ * Ask the worker running a task to cancel it.  The signal is sent with the
+ * lock held, so the worker cannot move on to its next task (which needs the
+ * lock to publish its jobid) before the signal is pending; its handler
+ * then drops a cancel whose task is no longer the one running.
+ */
+bool
+la_slot_request_cancel(int64 jobid)
+{
+	bool		sent = false;
+
+	SpinLockAcquire(&la_shmem->mutex);
+	for (int i = 0; i < la_shmem->nslots; i++)
+	{
+		LaSlot	   *slot = &la_shmem->slots[i];
+
+		if (slot->state != LA_SLOT_ACTIVE ||
+			pg_atomic_read_u64(&slot->jobid) != (uint64) jobid)
+			continue;
+		pg_atomic_write_u64(&slot->cancel_jobid, (uint64) jobid);
+		sent = kill(slot->pid, SIGINT) == 0;
+		break;
+	}
+	SpinLockRelease(&la_shmem->mutex);
+	return sent;
+}
+
+bool
+la_slot_cancel_requested(int index, int64 jobid)
+{
+	return pg_atomic_read_u64(&la_shmem->slots[index].cancel_jobid) == (uint64) jobid;
+}
+
+/* Async-signal-safe: a cancel_task() aimed at a task this worker no longer runs. */
+bool
+la_slot_cancel_is_stale(int index)
+{
+	LaSlot	   *slot = &la_shmem->slots[index];
+	uint64		cancel = pg_atomic_read_u64(&slot->cancel_jobid);
+
+	return cancel != 0 && cancel != pg_atomic_read_u64(&slot->jobid);
 }
 
 void

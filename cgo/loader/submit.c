@@ -16,6 +16,7 @@
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
+#include "la_loader.h"
 #include "la_shared.h"
 
 PG_FUNCTION_INFO_V1(lantern_async_task);
@@ -103,38 +104,11 @@ la_submit_check_database(void)
 						 la_database)));
 }
 
-static Oid
-la_submit_table_owner(void)
-{
-	Oid			relid = get_relname_relid("tasks", get_namespace_oid("lantern", false));
-	HeapTuple	tuple;
-	Oid			owner;
-
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation \"lantern.tasks\" does not exist"),
-				 errhint("Run CREATE EXTENSION lantern_async.")));
-	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
-	ReleaseSysCache(tuple);
-	return owner;
-}
-
-/*
- * Insert the row as the table's owner: callers have no INSERT right on
- * lantern.tasks, so a row can only enter through this function, and its
- * username is the caller's CURRENT_USER, not the owner's.  Should anything
- * fail, transaction abort restores the user id and the GUC nest level.
- */
+/* Inserted as the table's owner (elevate.c), with the caller's CURRENT_USER. */
 static int64
 la_submit_insert(const char *query, const char *job_name, const char *username)
 {
-	Oid			save_userid;
-	int			save_sec_context;
-	int			save_nestlevel;
+	LaElevation e;
 	Oid			argtypes[3] = {TEXTOID, TEXTOID, TEXTOID};
 	Datum		values[3];
 	char		nulls[3] = {' ', job_name ? ' ' : 'n', ' '};
@@ -145,27 +119,14 @@ la_submit_insert(const char *query, const char *job_name, const char *username)
 	values[1] = job_name ? CStringGetTextDatum(job_name) : (Datum) 0;
 	values[2] = CStringGetTextDatum(username);
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(la_submit_table_owner(),
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	la_elevate_begin(&e);
 	if (SPI_execute_with_args("INSERT INTO lantern.tasks (query, job_name, username, status) "
 							  "VALUES ($1, $2, $3, 'pending') RETURNING jobid",
 							  3, argtypes, values, nulls, false, 1) != SPI_OK_INSERT_RETURNING ||
 		SPI_processed != 1)
 		elog(ERROR, "could not queue the task");
 	jobid = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
-
-	AtEOXact_GUC(true, save_nestlevel);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	la_elevate_end(&e);
 	return jobid;
 }
 
