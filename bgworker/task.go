@@ -41,11 +41,17 @@ const queryCanceled = "57014"
 type Task struct {
 	JobID int64
 	Query string
+	// Table is the OID of the lantern.tasks it was claimed from: its outcome
+	// must not land in a table re-created since (DROP/CREATE EXTENSION
+	// restarts the jobids).
+	Table uint32
 }
 
 // Outcome is what gets recorded for a task once it has finished.
 type Outcome struct {
 	JobID    int64
+	Table    uint32 // see Task.Table; 0 for any
+
 	Status   Status
 	Message  string // psql-style error text; empty on success
 	SQLState string // empty on success
@@ -54,7 +60,7 @@ type Outcome struct {
 // OutcomeOf turns the result of running a task's query into its outcome.
 func OutcomeOf(task Task, runErr error) Outcome {
 	if runErr == nil {
-		return Outcome{JobID: task.JobID, Status: Succeeded}
+		return Outcome{JobID: task.JobID, Table: task.Table, Status: Succeeded}
 	}
 	var pgErr *pgerr.Error
 	if !errors.As(runErr, &pgErr) {
@@ -62,6 +68,7 @@ func OutcomeOf(task Task, runErr error) Outcome {
 	}
 	return Outcome{
 		JobID:    task.JobID,
+		Table:    task.Table,
 		Status:   Failed,
 		Message:  pgErr.Psql(task.Query),
 		SQLState: pgErr.Code,

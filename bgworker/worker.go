@@ -59,7 +59,7 @@ func (w *Worker) Run() error {
 func (w *Worker) runOne(task Task) error {
 	outcome := OutcomeOf(task, w.Session.Execute(task.Query))
 	if outcome.SQLState == queryCanceled && w.Queue.CancelRequested(task.JobID) {
-		outcome = Outcome{JobID: task.JobID, Status: Canceled, Message: CanceledMessage, SQLState: queryCanceled}
+		outcome = Outcome{JobID: task.JobID, Table: task.Table, Status: Canceled, Message: CanceledMessage, SQLState: queryCanceled}
 	}
 	resetErr := w.Session.Reset()
 	if err := w.Queue.Settle(outcome); err != nil {

@@ -91,7 +91,12 @@ func (c *cluster) Reap() []control.Exit {
 	n := C.la_reap_workers(&o.ended[0], C.int(len(o.ended)))
 	exits := make([]control.Exit, 0, int(n))
 	for _, v := range o.ended[:n] {
-		exits = append(exits, control.Exit{RoleID: uint32(v.roleid), JobID: int64(v.jobid), Clean: bool(v.clean_exit)})
+		exits = append(exits, control.Exit{
+			RoleID: uint32(v.roleid),
+			JobID:  int64(v.jobid),
+			Table:  uint32(v.tasks_relid),
+			Clean:  bool(v.clean_exit),
+		})
 	}
 	return exits
 }

@@ -30,7 +30,8 @@ typedef struct LaBookkeeping
 	int			saved_sec_context;
 	int			saved_holdoff;
 	int			saved_cancel_holdoff;
-	bool		installed;		/* lantern.tasks exists in this database */
+	Oid			tasks_relid;	/* lantern.tasks, InvalidOid when not installed */
+	bool		installed;
 } LaBookkeeping;
 
 static void
@@ -40,15 +41,16 @@ la_bk_pin(const char *name, const char *value)
 							 GUC_ACTION_SAVE, true, 0, false);
 }
 
-static bool
-la_bk_installed(void)
+/* The queue table, when the extension is installed in this database. */
+static Oid
+la_bk_tasks_relid(void)
 {
 	Oid			nsp;
 
 	if (!OidIsValid(get_extension_oid("lantern_async", true)))
-		return false;
+		return InvalidOid;
 	nsp = get_namespace_oid("lantern", true);
-	return OidIsValid(nsp) && OidIsValid(get_relname_relid("tasks", nsp));
+	return OidIsValid(nsp) ? get_relname_relid("tasks", nsp) : InvalidOid;
 }
 
 /*
@@ -83,7 +85,8 @@ la_bk_open(LaBookkeeping *bk)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
-	bk->installed = la_bk_installed();
+	bk->tasks_relid = la_bk_tasks_relid();
+	bk->installed = OidIsValid(bk->tasks_relid);
 }
 
 static void
@@ -145,7 +148,7 @@ la_bk_ready(bool *ready, LaError *err)
  * 'running' the dispatcher can tell which process owns it.
  */
 bool
-la_bk_claim(int slot, int64_t *jobid, char **query, LaError *err)
+la_bk_claim(int slot, int64_t *jobid, char **query, uint32_t *tasks_relid, LaError *err)
 {
 	LaBookkeeping bk;
 	Oid			types[1] = {TEXTOID};
@@ -173,7 +176,8 @@ la_bk_claim(int slot, int64_t *jobid, char **query, LaError *err)
 			*jobid = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
 			*query = MemoryContextStrdup(la_result_context(),
 										 TextDatumGetCString(SPI_getbinval(row, desc, 2, &isnull)));
-			la_slot_set_job(slot, *jobid);
+			*tasks_relid = bk.tasks_relid;
+			la_slot_set_job(slot, *jobid, bk.tasks_relid);
 		}
 	}
 	LA_BK_END(bk, err);
@@ -182,9 +186,11 @@ la_bk_claim(int slot, int64_t *jobid, char **query, LaError *err)
 /*
  * Move tasks from one status to a final one, once: jobid 0 means any job,
  * a NULL username any role.  Records the SQLSTATE of a failure beside it.
+ * A tasks_relid other than 0 must still be the current lantern.tasks: after
+ * DROP and CREATE EXTENSION, a jobid of the old table may name a new task.
  */
 bool
-la_bk_settle(int64_t jobid, const char *username, const char *from_status,
+la_bk_settle(int64_t jobid, uint32_t tasks_relid, const char *username, const char *from_status,
 			 const char *to_status, const char *message, const char *sqlstate,
 			 int64_t *count, LaError *err)
 {
@@ -195,7 +201,7 @@ la_bk_settle(int64_t jobid, const char *username, const char *from_status,
 
 	*count = 0;
 	LA_BK_BEGIN(bk, err);
-	if (bk.installed)
+	if (bk.installed && (tasks_relid == 0 || tasks_relid == bk.tasks_relid))
 	{
 		bool		isnull;
 

@@ -56,8 +56,10 @@ typedef struct LaQueueRow
 } LaQueueRow;
 
 extern bool la_bk_ready(bool *ready, LaError *err);
-extern bool la_bk_claim(int slot, int64_t *jobid, char **query, LaError *err);
-extern bool la_bk_settle(int64_t jobid, const char *username, const char *from_status,
+extern bool la_bk_claim(int slot, int64_t *jobid, char **query, uint32_t *tasks_relid,
+						LaError *err);
+extern bool la_bk_settle(int64_t jobid, uint32_t tasks_relid, const char *username,
+						 const char *from_status,
 						 const char *to_status, const char *message, const char *sqlstate,
 						 int64_t *count, LaError *err);
 extern bool la_bk_queues(LaQueueRow **rows, int *nrows, LaError *err);

@@ -24,6 +24,7 @@ type taskQueue struct {
 type claimOut struct {
 	jobid C.int64_t
 	query *C.char
+	relid C.uint32_t
 	count C.int64_t
 }
 
@@ -36,19 +37,19 @@ func (q *taskQueue) outs() *claimOut {
 
 func (q *taskQueue) Claim() (bgworker.Task, bool, error) {
 	o := q.outs()
-	if !C.la_bk_claim(q.slot, &o.jobid, &o.query, q.pg.err) {
+	if !C.la_bk_claim(q.slot, &o.jobid, &o.query, &o.relid, q.pg.err) {
 		return bgworker.Task{}, false, q.pg.lastError()
 	}
 	if o.jobid == 0 {
 		return bgworker.Task{}, false, nil
 	}
-	return bgworker.Task{JobID: int64(o.jobid), Query: C.GoString(o.query)}, true, nil
+	return bgworker.Task{JobID: int64(o.jobid), Query: C.GoString(o.query), Table: uint32(o.relid)}, true, nil
 }
 
 func (q *taskQueue) Settle(outcome bgworker.Outcome) error {
 	_, err := settle(q.pg, "", bgworker.Running, outcome, &q.outs().count)
 	// Only now, with the outcome committed, does the slot stop naming the task.
-	C.la_slot_set_job(q.slot, 0)
+	C.la_slot_set_job(q.slot, 0, 0)
 	return err
 }
 
@@ -69,7 +70,7 @@ func settle(p *pg, username string, from bgworker.Status, o bgworker.Outcome, co
 	cState := optionalCString(o.SQLState)
 	defer C.free(unsafe.Pointer(cState))
 
-	if !C.la_bk_settle(C.int64_t(o.JobID), cUser, cFrom, cTo, cMessage, cState, count, p.err) {
+	if !C.la_bk_settle(C.int64_t(o.JobID), C.uint32_t(o.Table), cUser, cFrom, cTo, cMessage, cState, count, p.err) {
 		return 0, p.lastError()
 	}
 	return int64(*count), nil

@@ -5,7 +5,8 @@ import "time"
 // Exit is how a worker ended, as its slot recorded it.
 type Exit struct {
 	RoleID uint32
-	JobID  int64 // the task it was running, 0 when none
+	JobID  int64  // the task it was running, 0 when none
+	Table  uint32 // the lantern.tasks that task came from
 	Clean  bool  // it ran out of tasks and returned normally
 }
 

@@ -41,7 +41,7 @@ type Dispatcher struct {
 
 	// lost holds reaped tasks not yet marked failed: Reap reports each only
 	// once, so they are kept until Settle succeeds.
-	lost []int64
+	lost []Exit
 }
 
 // Run returns when the process is asked to stop.
@@ -92,11 +92,13 @@ func (d *Dispatcher) settleLost() error {
 	for _, e := range d.Cluster.Reap() {
 		d.observe(e)
 		if e.JobID != 0 {
-			d.lost = append(d.lost, e.JobID)
+			d.lost = append(d.lost, e)
 		}
 	}
 	for len(d.lost) > 0 {
-		if _, err := d.Cluster.Settle("", bgworker.Running, failure(d.lost[0], workerLost())); err != nil {
+		lost := failure(d.lost[0].JobID, workerLost())
+		lost.Table = d.lost[0].Table
+		if _, err := d.Cluster.Settle("", bgworker.Running, lost); err != nil {
 			return err
 		}
 		d.lost = d.lost[1:]

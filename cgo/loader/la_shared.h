@@ -33,6 +33,7 @@ typedef struct LaSlotView
 	Oid			roleid;
 	int			pid;
 	int64		jobid;			/* task being run, 0 when none */
+	Oid			tasks_relid;	/* the lantern.tasks it was claimed from */
 	bool		clean_exit;		/* the worker ran out of tasks and ended normally */
 } LaSlotView;
 
@@ -46,7 +47,7 @@ extern void la_slot_view(int index, LaSlotView *view);
 extern int	la_slot_reserve(Oid dboid, Oid roleid);
 extern void la_slot_release(int index);
 extern void la_slot_attach(int index);
-extern void la_slot_set_job(int index, int64 jobid);
+extern void la_slot_set_job(int index, int64 jobid, Oid tasks_relid);
 extern void la_slot_mark_clean(int index);
 extern bool la_slot_request_cancel(int64 jobid);
 extern bool la_slot_cancel_requested(int index, int64 jobid);

@@ -29,6 +29,7 @@ typedef struct LaSlot
 	Oid			dboid;
 	Oid			roleid;
 	int			pid;
+	Oid			tasks_relid;
 	bool		clean_exit;
 	/* Atomics: the worker's SIGINT handler reads them without the lock. */
 	pg_atomic_uint64 jobid;		/* task being run, 0 when none */
@@ -114,6 +115,7 @@ la_slot_view(int index, LaSlotView *view)
 	view->roleid = slot->roleid;
 	view->pid = slot->pid;
 	view->jobid = (int64) pg_atomic_read_u64(&slot->jobid);
+	view->tasks_relid = slot->tasks_relid;
 	view->clean_exit = slot->clean_exit;
 	SpinLockRelease(&la_shmem->mutex);
 }
@@ -155,6 +157,7 @@ la_slot_release(int index)
 	slot->dboid = InvalidOid;
 	slot->roleid = InvalidOid;
 	slot->pid = 0;
+	slot->tasks_relid = InvalidOid;
 	slot->clean_exit = false;
 	pg_atomic_write_u64(&slot->jobid, 0);
 	pg_atomic_write_u64(&slot->cancel_jobid, 0);
@@ -190,11 +193,12 @@ la_slot_attach(int index)
 }
 
 void
-la_slot_set_job(int index, int64 jobid)
+la_slot_set_job(int index, int64 jobid, Oid tasks_relid)
 {
 	LaSlot	   *slot = &la_shmem->slots[index];
 
 	SpinLockAcquire(&la_shmem->mutex);
+	slot->tasks_relid = tasks_relid;
 	pg_atomic_write_u64(&slot->cancel_jobid, 0);
 	pg_atomic_write_u64(&slot->jobid, (uint64) jobid);
 	SpinLockRelease(&la_shmem->mutex);
