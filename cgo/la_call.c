@@ -81,15 +81,16 @@ la_call_begin(LaError *err)
 }
 
 /*
- * PG_CATCH body of every helper.  Copy the error out before flushing it,
- * then abort whatever transaction is open: a task may have left BEGIN open,
- * so AbortCurrentTransaction would not be enough.
+ * PG_CATCH body of every helper.  Log the error as a backend would, copy it
+ * out before flushing it, then abort whatever transaction is open: a task
+ * may have left BEGIN open, so AbortCurrentTransaction would not be enough.
  */
 void
 la_call_fail(LaError *err, int saved_holdoff, int saved_cancel_holdoff)
 {
 	ErrorData  *edata;
 
+	EmitErrorReport();
 	MemoryContextSwitchTo(la_result_cxt);
 	edata = CopyErrorData();
 	FlushErrorState();
