@@ -32,6 +32,9 @@ GO_SOURCES = $(shell find cgo bgworker control -name '*.go' -o -name '*.c' -o -n
 
 all: $(GO_LIB)
 
+# PGXS does not track header dependencies: a changed struct must rebuild every user.
+$(OBJS): $(wildcard cgo/loader/*.h)
+
 $(GO_LIB): $(GO_SOURCES)
 	$(GO) build -trimpath -buildmode=c-shared -ldflags='$(GO_LDFLAGS)' -o $@ ./cgo
 

@@ -20,6 +20,8 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "storage/lmgr.h"
 
 #include "la_call.h"
 #include "la_shared.h"
@@ -46,11 +48,23 @@ static Oid
 la_bk_tasks_relid(void)
 {
 	Oid			nsp;
+	Oid			relid;
 
 	if (!OidIsValid(get_extension_oid("lantern_async", true)))
 		return InvalidOid;
 	nsp = get_namespace_oid("lantern", true);
-	return OidIsValid(nsp) ? get_relname_relid("tasks", nsp) : InvalidOid;
+	relid = OidIsValid(nsp) ? get_relname_relid("tasks", nsp) : InvalidOid;
+	if (!OidIsValid(relid))
+		return InvalidOid;
+
+	/*
+	 * Lock it before use, then look again: a DROP EXTENSION that committed
+	 * while we waited for the lock has removed it.
+	 */
+	LockRelationOid(relid, AccessShareLock);
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+		return InvalidOid;
+	return relid;
 }
 
 /*

@@ -257,7 +257,7 @@ func TestStatusesAreKnown(t *testing.T) {
 	statuses, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	require.NoError(t, err)
 	for _, s := range statuses {
-		require.True(t, slices.Contains([]string{"pending", "running", "succeeded", "failed"}, s),
+		require.True(t, slices.Contains([]string{"pending", "running", "succeeded", "failed", "canceled"}, s),
 			"unexpected status %q", s)
 	}
 }

@@ -44,13 +44,21 @@ la_cancel_pending(int64 jobid)
 	Oid			argtypes[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(jobid)};
 
-	if (SPI_execute_with_args("UPDATE lantern.tasks SET status = 'canceled', "
-							  "       error_message = 'Canceled by user', "
-							  "       duration = clock_timestamp() - started_at "
-							  "WHERE jobid = $1 AND status = 'pending'",
-							  1, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
+	bool		isnull;
+
+	/* 57014 as for a canceled running task, so task_errors reads the same. */
+	if (SPI_execute_with_args("WITH canceled AS ("
+							  "  UPDATE lantern.tasks SET status = 'canceled', "
+							  "         error_message = 'Canceled by user', "
+							  "         duration = clock_timestamp() - started_at "
+							  "  WHERE jobid = $1 AND status = 'pending' RETURNING jobid), "
+							  "recorded AS ("
+							  "  INSERT INTO lantern.task_errors (jobid, sqlstate) "
+							  "  SELECT jobid, '57014' FROM canceled) "
+							  "SELECT count(*) FROM canceled",
+							  1, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not cancel task " INT64_FORMAT, jobid);
-	return SPI_processed == 1;
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) == 1;
 }
 
 /*
@@ -78,7 +86,7 @@ la_cancel_one(int64 jobid)
 		if (strcmp(status, "pending") == 0)
 			canceled = la_cancel_pending(jobid);
 		else if (strcmp(status, "running") == 0)
-			canceled = la_slot_request_cancel(jobid);
+			canceled = la_slot_request_cancel(jobid, e.tasks_relid);
 	}
 	la_elevate_end(&e);
 	return canceled;

@@ -21,7 +21,7 @@
 #include "la_loader.h"
 
 static Oid
-la_elevate_table_owner(void)
+la_elevate_table_owner(Oid *tasks_relid)
 {
 	Oid			nsp = get_namespace_oid("lantern", true);
 	Oid			relid = OidIsValid(nsp) ? get_relname_relid("tasks", nsp) : InvalidOid;
@@ -38,6 +38,7 @@ la_elevate_table_owner(void)
 		elog(ERROR, "cache lookup failed for relation %u", relid);
 	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
 	ReleaseSysCache(tuple);
+	*tasks_relid = relid;
 	return owner;
 }
 
@@ -45,7 +46,7 @@ void
 la_elevate_begin(LaElevation *e)
 {
 	GetUserIdAndSecContext(&e->caller, &e->saved_sec_context);
-	SetUserIdAndSecContext(la_elevate_table_owner(),
+	SetUserIdAndSecContext(la_elevate_table_owner(&e->tasks_relid),
 						   e->saved_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	e->nestlevel = NewGUCNestLevel();

@@ -14,6 +14,7 @@ typedef struct LaElevation
 	Oid			caller;			/* CURRENT_USER of the SQL function's caller */
 	int			saved_sec_context;
 	int			nestlevel;
+	Oid			tasks_relid;	/* the current lantern.tasks */
 } LaElevation;
 
 extern void la_elevate_begin(LaElevation *e);

@@ -49,7 +49,7 @@ extern void la_slot_release(int index);
 extern void la_slot_attach(int index);
 extern void la_slot_set_job(int index, int64 jobid, Oid tasks_relid);
 extern void la_slot_mark_clean(int index);
-extern bool la_slot_request_cancel(int64 jobid);
+extern bool la_slot_request_cancel(int64 jobid, Oid tasks_relid);
 extern bool la_slot_cancel_requested(int index, int64 jobid);
 extern bool la_slot_cancel_is_stale(int index);
 extern void la_slot_target(int index, Oid *dboid, Oid *roleid);

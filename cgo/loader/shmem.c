@@ -211,7 +211,7 @@ la_slot_set_job(int index, int64 jobid, Oid tasks_relid)
  * then drops a cancel whose task is no longer the one running.
  */
 bool
-la_slot_request_cancel(int64 jobid)
+la_slot_request_cancel(int64 jobid, Oid tasks_relid)
 {
 	bool		sent = false;
 
@@ -220,7 +220,8 @@ la_slot_request_cancel(int64 jobid)
 	{
 		LaSlot	   *slot = &la_shmem->slots[i];
 
-		if (slot->state != LA_SLOT_ACTIVE ||
+		/* After DROP/CREATE EXTENSION an old table's task may hold the same jobid. */
+		if (slot->state != LA_SLOT_ACTIVE || slot->tasks_relid != tasks_relid ||
 			pg_atomic_read_u64(&slot->jobid) != (uint64) jobid)
 			continue;
 		pg_atomic_write_u64(&slot->cancel_jobid, (uint64) jobid);

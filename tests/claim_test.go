@@ -1,0 +1,291 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+)
+
+// Claiming is atomic: many sessions submit at once while max_workers
+// workers race to claim, and every task runs exactly once.
+//
+// Start order within a role with several workers is not re-tested here:
+// TestDispatchOrderFIFO (concurrency_test.go) already checks with all 4
+// workers serving one role that no task leaves 'pending' while an earlier
+// one is still pending, and TestTasksStartInJobidOrder the exact order
+// through one worker. With concurrent submitters jobid order is not commit
+// order, so the mixed-submitter test below cannot check order.
+
+// clmSubmitter describes how one goroutine submits its tasks.
+type clmSubmitter struct {
+	role string
+	// batch > 1: submit in explicit transactions of batch tasks each.
+	batch int
+	// rollback: also submit one task in a transaction that is rolled back;
+	// it must never run.
+	rollback bool
+}
+
+// clmResult is what one submitting goroutine did.
+type clmResult struct {
+	ids        []int64
+	keys       []string
+	rolledBack []string // keys whose submission was rolled back
+	err        error
+}
+
+func clmSubmitAll(t *testing.T, tbl string, subs []clmSubmitter, perSession int) (ids []int64, keys, rolledBack []string) {
+	t.Helper()
+	// Connect first, so that the submissions themselves overlap.
+	conns := make([]*pgx.Conn, len(subs))
+	for i, s := range subs {
+		conns[i] = connect(t, s.role)
+	}
+	results := make([]clmResult, len(subs))
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for g, s := range subs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			results[g] = clmRun(conns[g], tbl, g, s, perSession)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for g, r := range results {
+		require.NoError(t, r.err, "submitter %d (%+v)", g, subs[g])
+		ids = append(ids, r.ids...)
+		keys = append(keys, r.keys...)
+		rolledBack = append(rolledBack, r.rolledBack...)
+	}
+	return ids, keys, rolledBack
+}
+
+func clmTaskQuery(tbl, key string) string {
+	// The short sleep keeps each worker busy long enough for several
+	// workers to be claiming from the same queue at once.
+	return fmt.Sprintf("INSERT INTO %s(task_key) VALUES (%s); SELECT pg_sleep(0.01)", tbl, lit(key))
+}
+
+// clmRun submits perSession tasks on conn; it runs in its own goroutine, so
+// it returns errors instead of failing the test.
+func clmRun(conn *pgx.Conn, tbl string, g int, s clmSubmitter, perSession int) (r clmResult) {
+	c, cancel := context.WithTimeout(context.Background(), 2*waitTimeout)
+	defer cancel()
+	submitOne := func(q interface {
+		QueryRow(context.Context, string, ...any) pgx.Row
+	}, key string) (int64, error) {
+		var id int64
+		err := q.QueryRow(c, "SELECT lantern.async_task($1, $2)", clmTaskQuery(tbl, key), key).Scan(&id)
+		return id, err
+	}
+	for i := 0; i < perSession; {
+		n := max(s.batch, 1)
+		n = min(n, perSession-i)
+		if n == 1 {
+			key := fmt.Sprintf("s%02d_t%03d", g, i)
+			id, err := submitOne(conn, key)
+			if err != nil {
+				r.err = fmt.Errorf("submit %s: %w", key, err)
+				return r
+			}
+			r.ids, r.keys = append(r.ids, id), append(r.keys, key)
+			i++
+			continue
+		}
+		tx, err := conn.Begin(c)
+		if err != nil {
+			r.err = err
+			return r
+		}
+		var ids []int64
+		var keys []string
+		for j := range n {
+			key := fmt.Sprintf("s%02d_t%03d", g, i+j)
+			id, err := submitOne(tx, key)
+			if err != nil {
+				_ = tx.Rollback(c)
+				r.err = fmt.Errorf("submit %s: %w", key, err)
+				return r
+			}
+			ids, keys = append(ids, id), append(keys, key)
+		}
+		if err := tx.Commit(c); err != nil {
+			r.err = fmt.Errorf("commit: %w", err)
+			return r
+		}
+		r.ids, r.keys = append(r.ids, ids...), append(r.keys, keys...)
+		i += n
+		if s.rollback && i == n { // once, after the first batch
+			tx, err := conn.Begin(c)
+			if err != nil {
+				r.err = err
+				return r
+			}
+			key := fmt.Sprintf("s%02d_rolledback", g)
+			if _, err := submitOne(tx, key); err != nil {
+				_ = tx.Rollback(c)
+				r.err = fmt.Errorf("submit %s: %w", key, err)
+				return r
+			}
+			if err := tx.Rollback(c); err != nil {
+				r.err = err
+				return r
+			}
+			r.rolledBack = append(r.rolledBack, key)
+		}
+	}
+	return r
+}
+
+// clmWaitAll waits until every task of ids is final, recording the most
+// worker processes seen at once, in total and for a single role.
+func clmWaitAll(t *testing.T, su *pgx.Conn, ids []int64) (maxWorkers, maxWorkersOneRole int) {
+	t.Helper()
+	requirePoll(t, 4*waitTimeout, fmt.Sprintf("all %d tasks to finish", len(ids)), func() (bool, string) {
+		if l, msg := lost(su); l {
+			return l, msg
+		}
+		var total, perRole int
+		if err := su.QueryRow(context.Background(), `
+			SELECT coalesce(sum(n), 0)::int, coalesce(max(n), 0)::int FROM (
+				SELECT usename, count(*) AS n FROM pg_stat_activity
+				WHERE backend_type = $1 AND state = 'active' GROUP BY usename) w`,
+			backendWorker).Scan(&total, &perRole); err != nil {
+			return false, err.Error()
+		}
+		maxWorkers, maxWorkersOneRole = max(maxWorkers, total), max(maxWorkersOneRole, perRole)
+		var final, running, pending int
+		if err := su.QueryRow(context.Background(), `
+			SELECT count(*) FILTER (WHERE status IN ('succeeded', 'failed', 'canceled'))::int,
+			       count(*) FILTER (WHERE status = 'running')::int,
+			       count(*) FILTER (WHERE status = 'pending')::int
+			FROM lantern.tasks WHERE jobid = ANY($1)`, ids).Scan(&final, &running, &pending); err != nil {
+			return false, err.Error()
+		}
+		return final == len(ids), fmt.Sprintf("%d final, %d running, %d pending of %d", final, running, pending, len(ids))
+	})
+	return maxWorkers, maxWorkersOneRole
+}
+
+func TestClaimAtomicUnderConcurrentSubmit(t *testing.T) {
+	cases := []struct {
+		name       string
+		roles      int
+		sessions   int
+		perSession int
+	}{
+		// 20 sessions of 3 roles, 300 tasks: workers of different roles and
+		// of the same role claim at the same time.
+		{"3 roles", 3, 20, 15},
+		// One role: all workers compete for the same role's queue.
+		{"1 role", 1, 20, 10},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			begin(t)
+			su := connect(t, superuser)
+			require.Equal(t, 4, cluster.MaxWorkers(), "lantern_async.max_workers of the test cluster")
+
+			tbl := ident(t, uniq("claim_counts"))
+			mustExec(t, su, fmt.Sprintf("CREATE TABLE %s(task_key text NOT NULL, who text NOT NULL DEFAULT current_user, pid int NOT NULL DEFAULT pg_backend_pid())", tbl))
+			var roles []string
+			for range tc.roles {
+				r := ident(t, uniq("claimer"))
+				mustExec(t, su, fmt.Sprintf("CREATE ROLE %s LOGIN; GRANT INSERT ON %s TO %[1]s", r, tbl))
+				roles = append(roles, r)
+			}
+			var subs []clmSubmitter
+			for g := range tc.sessions {
+				s := clmSubmitter{role: roles[g%len(roles)]}
+				if g%2 == 1 {
+					s.batch = 5
+					s.rollback = g%4 == 1
+				}
+				subs = append(subs, s)
+			}
+
+			ids, keys, rolledBack := clmSubmitAll(t, tbl, subs, tc.perSession)
+			require.Len(t, ids, tc.sessions*tc.perSession)
+			require.NotEmpty(t, rolledBack)
+			sorted := slices.Clone(ids)
+			slices.Sort(sorted)
+			require.Len(t, slices.Compact(sorted), len(ids), "jobids are unique")
+
+			maxWorkers, maxOneRole := clmWaitAll(t, su, ids)
+			t.Logf("%d tasks; at most %d workers at once, at most %d for one role", len(ids), maxWorkers, maxOneRole)
+
+			// Every task succeeded.
+			rows, err := su.Query(ctx(t), `
+				SELECT jobid, coalesce(status, '<NULL>'), coalesce(error_message, '') FROM lantern.tasks
+				WHERE jobid = ANY($1) AND status IS DISTINCT FROM 'succeeded' ORDER BY jobid LIMIT 10`, ids)
+			require.NoError(t, err)
+			bad, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
+				var id int64
+				var st, em string
+				err := r.Scan(&id, &st, &em)
+				return fmt.Sprintf("%d %s %s", id, st, em), err
+			})
+			require.NoError(t, err)
+			require.Empty(t, bad, "tasks that did not succeed (first 10)")
+
+			// Each key exactly once: none run twice, none skipped.
+			rows, err = su.Query(ctx(t), fmt.Sprintf(
+				"SELECT task_key, count(*)::int FROM %s GROUP BY task_key HAVING count(*) > 1 ORDER BY 1", tbl))
+			require.NoError(t, err)
+			dups, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
+				var k string
+				var n int
+				err := r.Scan(&k, &n)
+				return fmt.Sprintf("%s x%d", k, n), err
+			})
+			require.NoError(t, err)
+			require.Empty(t, dups, "keys inserted more than once (tasks run twice)")
+			rows, err = su.Query(ctx(t), fmt.Sprintf("SELECT DISTINCT task_key FROM %s", tbl))
+			require.NoError(t, err)
+			got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			require.NoError(t, err)
+			sort.Strings(got)
+			want := slices.Clone(keys)
+			sort.Strings(want)
+			require.Equal(t, want, got, "the set of keys inserted is exactly the set of tasks submitted")
+			for _, k := range rolledBack {
+				require.NotContains(t, got, k, "a task whose submission was rolled back ran")
+			}
+
+			// Nothing else was queued for these roles: the tasks rows are
+			// exactly the committed submissions.
+			require.Equal(t, len(ids), queryOne[int](t, su,
+				"SELECT count(*)::int FROM lantern.tasks WHERE username = ANY($1)", roles))
+			require.Equal(t, 0, queryOne[int](t, su,
+				"SELECT count(*)::int FROM lantern.tasks WHERE username = ANY($1) AND job_name = ANY($2)",
+				roles, rolledBack), "no row for a rolled-back submission")
+
+			// Each task ran in a session of the role that submitted it: a
+			// worker never claims another role's task.
+			rows, err = su.Query(ctx(t), fmt.Sprintf(`
+				SELECT c.task_key || ' ran as ' || c.who || ', submitted by ' || t.username
+				FROM %s c JOIN lantern.tasks t ON t.job_name = c.task_key AND t.jobid = ANY($1)
+				WHERE c.who <> t.username ORDER BY 1 LIMIT 10`, tbl), ids)
+			require.NoError(t, err)
+			wrongRole, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			require.NoError(t, err)
+			require.Empty(t, wrongRole)
+
+			require.LessOrEqual(t, maxWorkers, cluster.MaxWorkers(), "worker processes never exceed max_workers")
+			require.GreaterOrEqual(t, maxWorkers, 2, "several workers were claiming at once")
+			if tc.roles == 1 {
+				require.GreaterOrEqual(t, maxOneRole, 2, "several workers of one role were claiming at once")
+			}
+			crsRequireNoOrphans(t, su)
+		})
+	}
+}
