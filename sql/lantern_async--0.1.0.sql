@@ -68,7 +68,7 @@ CREATE TABLE lantern.tasks (
 -- The workers claim the oldest pending task of their role through this index.
 CREATE INDEX tasks_pending_idx ON lantern.tasks (username, jobid) WHERE status = 'pending';
 
--- The SQLSTATE of each failed task, beside its psql-style error_message.
+-- The SQLSTATE of each failed or canceled task, beside its error_message.
 CREATE TABLE lantern.task_errors (
     jobid bigint PRIMARY KEY REFERENCES lantern.tasks (jobid) ON DELETE CASCADE,
     sqlstate text NOT NULL
