@@ -44,6 +44,26 @@ la_exec_finish_xact(void)
 	}
 }
 
+/*
+ * psql -c would feed COPY FROM STDIN from its own stdin; a background task
+ * has no client, and PostgreSQL would silently read nothing.
+ */
+static void
+la_exec_refuse_client_input(RawStmt *parsetree)
+{
+	CopyStmt   *copy;
+
+	if (!IsA(parsetree->stmt, CopyStmt))
+		return;
+	copy = (CopyStmt *) parsetree->stmt;
+	if (copy->is_from && copy->filename == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("COPY FROM STDIN is not supported in a background task"),
+				 errdetail("A background task has no client to read the data from."),
+				 errhint("Copy from a server file or program, or load the data with INSERT.")));
+}
+
 /* Analyze, plan and run one statement to completion, discarding its output. */
 static void
 la_exec_statement(RawStmt *parsetree, const char *query)
@@ -57,6 +77,7 @@ la_exec_statement(RawStmt *parsetree, const char *query)
 	DestReceiver *receiver;
 	QueryCompletion qc;
 
+	la_exec_refuse_client_input(parsetree);
 	if (analyze_requires_snapshot(parsetree))
 	{
 		PushActiveSnapshot(GetTransactionSnapshot());
