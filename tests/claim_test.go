@@ -22,8 +22,8 @@ import (
 // through one worker. With concurrent submitters jobid order is not commit
 // order, so the mixed-submitter test below cannot check order.
 
-// clmSubmitter describes how one goroutine submits its tasks.
-type clmSubmitter struct {
+// submitter describes how one goroutine submits its tasks.
+type submitter struct {
 	role string
 	// batch > 1: submit in explicit transactions of batch tasks each.
 	batch int
@@ -32,22 +32,24 @@ type clmSubmitter struct {
 	rollback bool
 }
 
-// clmResult is what one submitting goroutine did.
-type clmResult struct {
+// submitResult is what one submitting goroutine did.
+type submitResult struct {
 	ids        []int64
 	keys       []string
 	rolledBack []string // keys whose submission was rolled back
 	err        error
 }
 
-func clmSubmitAll(t *testing.T, tbl string, subs []clmSubmitter, perSession int) (ids []int64, keys, rolledBack []string) {
+// submitConcurrently starts the submitters at the same time, each on a
+// connection of its own, and collects what they submitted.
+func submitConcurrently(t *testing.T, tbl string, subs []submitter, perSession int) (ids []int64, keys, rolledBack []string) {
 	t.Helper()
 	// Connect first, so that the submissions themselves overlap.
 	conns := make([]*pgx.Conn, len(subs))
 	for i, s := range subs {
 		conns[i] = connect(t, s.role)
 	}
-	results := make([]clmResult, len(subs))
+	results := make([]submitResult, len(subs))
 	start := make(chan struct{})
 	var wg sync.WaitGroup
 	for g, s := range subs {
@@ -55,7 +57,7 @@ func clmSubmitAll(t *testing.T, tbl string, subs []clmSubmitter, perSession int)
 		go func() {
 			defer wg.Done()
 			<-start
-			results[g] = clmRun(conns[g], tbl, g, s, perSession)
+			results[g] = runSubmitter(conns[g], tbl, g, s, perSession)
 		}()
 	}
 	close(start)
@@ -69,22 +71,20 @@ func clmSubmitAll(t *testing.T, tbl string, subs []clmSubmitter, perSession int)
 	return ids, keys, rolledBack
 }
 
-func clmTaskQuery(tbl, key string) string {
+func claimTaskQuery(tbl, key string) string {
 	// The short sleep keeps each worker busy long enough for several
 	// workers to be claiming from the same queue at once.
 	return fmt.Sprintf("INSERT INTO %s(task_key) VALUES (%s); SELECT pg_sleep(0.01)", tbl, lit(key))
 }
 
-// clmRun submits perSession tasks on conn; it runs in its own goroutine, so
-// it returns errors instead of failing the test.
-func clmRun(conn *pgx.Conn, tbl string, g int, s clmSubmitter, perSession int) (r clmResult) {
+// runSubmitter submits perSession tasks on conn; it runs in its own
+// goroutine, so it returns errors instead of failing the test.
+func runSubmitter(conn *pgx.Conn, tbl string, g int, s submitter, perSession int) (r submitResult) {
 	c, cancel := context.WithTimeout(context.Background(), 2*waitTimeout)
 	defer cancel()
-	submitOne := func(q interface {
-		QueryRow(context.Context, string, ...any) pgx.Row
-	}, key string) (int64, error) {
+	submitOne := func(q queryRower, key string) (int64, error) {
 		var id int64
-		err := q.QueryRow(c, "SELECT lantern.async_task($1, $2)", clmTaskQuery(tbl, key), key).Scan(&id)
+		err := q.QueryRow(c, "SELECT lantern.async_task($1, $2)", claimTaskQuery(tbl, key), key).Scan(&id)
 		return id, err
 	}
 	for i := 0; i < perSession; {
@@ -146,14 +146,11 @@ func clmRun(conn *pgx.Conn, tbl string, g int, s clmSubmitter, perSession int) (
 	return r
 }
 
-// clmWaitAll waits until every task of ids is final, recording the most
-// worker processes seen at once, in total and for a single role.
-func clmWaitAll(t *testing.T, su *pgx.Conn, ids []int64) (maxWorkers, maxWorkersOneRole int) {
+// waitAllCountingWorkers waits until every task of ids is final, recording
+// the most worker processes seen at once, in total and for a single role.
+func waitAllCountingWorkers(t *testing.T, su *pgx.Conn, ids []int64) (maxWorkers, maxWorkersOneRole int) {
 	t.Helper()
-	requirePoll(t, 4*waitTimeout, fmt.Sprintf("all %d tasks to finish", len(ids)), func() (bool, string) {
-		if l, msg := lost(su); l {
-			return l, msg
-		}
+	requirePoll(t, 4*waitTimeout, fmt.Sprintf("all %d tasks to finish", len(ids)), whileConnected(su, func() (bool, string) {
 		var total, perRole int
 		if err := su.QueryRow(context.Background(), `
 			SELECT coalesce(sum(n), 0)::int, coalesce(max(n), 0)::int FROM (
@@ -172,7 +169,7 @@ func clmWaitAll(t *testing.T, su *pgx.Conn, ids []int64) (maxWorkers, maxWorkers
 			return false, err.Error()
 		}
 		return final == len(ids), fmt.Sprintf("%d final, %d running, %d pending of %d", final, running, pending, len(ids))
-	})
+	}))
 	return maxWorkers, maxWorkersOneRole
 }
 
@@ -199,13 +196,13 @@ func TestClaimAtomicUnderConcurrentSubmit(t *testing.T) {
 			mustExec(t, su, fmt.Sprintf("CREATE TABLE %s(task_key text NOT NULL, who text NOT NULL DEFAULT current_user, pid int NOT NULL DEFAULT pg_backend_pid())", tbl))
 			var roles []string
 			for range tc.roles {
-				r := ident(t, uniq("claimer"))
-				mustExec(t, su, fmt.Sprintf("CREATE ROLE %s LOGIN; GRANT INSERT ON %s TO %[1]s", r, tbl))
+				r := newLoginRole(t, su, "claimer")
+				mustExec(t, su, fmt.Sprintf("GRANT INSERT ON %s TO %s", tbl, r))
 				roles = append(roles, r)
 			}
-			var subs []clmSubmitter
+			var subs []submitter
 			for g := range tc.sessions {
-				s := clmSubmitter{role: roles[g%len(roles)]}
+				s := submitter{role: roles[g%len(roles)]}
 				if g%2 == 1 {
 					s.batch = 5
 					s.rollback = g%4 == 1
@@ -213,46 +210,29 @@ func TestClaimAtomicUnderConcurrentSubmit(t *testing.T) {
 				subs = append(subs, s)
 			}
 
-			ids, keys, rolledBack := clmSubmitAll(t, tbl, subs, tc.perSession)
+			ids, keys, rolledBack := submitConcurrently(t, tbl, subs, tc.perSession)
 			require.Len(t, ids, tc.sessions*tc.perSession)
 			require.NotEmpty(t, rolledBack)
 			sorted := slices.Clone(ids)
 			slices.Sort(sorted)
 			require.Len(t, slices.Compact(sorted), len(ids), "jobids are unique")
 
-			maxWorkers, maxOneRole := clmWaitAll(t, su, ids)
+			maxWorkers, maxOneRole := waitAllCountingWorkers(t, su, ids)
 			t.Logf("%d tasks; at most %d workers at once, at most %d for one role", len(ids), maxWorkers, maxOneRole)
 
 			// Every task succeeded.
-			rows, err := su.Query(ctx(t), `
-				SELECT jobid, coalesce(status, '<NULL>'), coalesce(error_message, '') FROM lantern.tasks
+			bad := queryAll[string](t, su, `
+				SELECT format('%s %s %s', jobid, coalesce(status, '<NULL>'), coalesce(error_message, ''))
+				FROM lantern.tasks
 				WHERE jobid = ANY($1) AND status IS DISTINCT FROM 'succeeded' ORDER BY jobid LIMIT 10`, ids)
-			require.NoError(t, err)
-			bad, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
-				var id int64
-				var st, em string
-				err := r.Scan(&id, &st, &em)
-				return fmt.Sprintf("%d %s %s", id, st, em), err
-			})
-			require.NoError(t, err)
 			require.Empty(t, bad, "tasks that did not succeed (first 10)")
 
 			// Each key exactly once: none run twice, none skipped.
-			rows, err = su.Query(ctx(t), fmt.Sprintf(
-				"SELECT task_key, count(*)::int FROM %s GROUP BY task_key HAVING count(*) > 1 ORDER BY 1", tbl))
-			require.NoError(t, err)
-			dups, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
-				var k string
-				var n int
-				err := r.Scan(&k, &n)
-				return fmt.Sprintf("%s x%d", k, n), err
-			})
-			require.NoError(t, err)
+			dups := queryAll[string](t, su, fmt.Sprintf(`
+				SELECT format('%%s x%%s', task_key, count(*)) FROM %s
+				GROUP BY task_key HAVING count(*) > 1 ORDER BY task_key`, tbl))
 			require.Empty(t, dups, "keys inserted more than once (tasks run twice)")
-			rows, err = su.Query(ctx(t), fmt.Sprintf("SELECT DISTINCT task_key FROM %s", tbl))
-			require.NoError(t, err)
-			got, err := pgx.CollectRows(rows, pgx.RowTo[string])
-			require.NoError(t, err)
+			got := queryAll[string](t, su, fmt.Sprintf("SELECT DISTINCT task_key FROM %s", tbl))
 			sort.Strings(got)
 			want := slices.Clone(keys)
 			sort.Strings(want)
@@ -271,13 +251,10 @@ func TestClaimAtomicUnderConcurrentSubmit(t *testing.T) {
 
 			// Each task ran in a session of the role that submitted it: a
 			// worker never claims another role's task.
-			rows, err = su.Query(ctx(t), fmt.Sprintf(`
+			wrongRole := queryAll[string](t, su, fmt.Sprintf(`
 				SELECT c.task_key || ' ran as ' || c.who || ', submitted by ' || t.username
 				FROM %s c JOIN lantern.tasks t ON t.job_name = c.task_key AND t.jobid = ANY($1)
 				WHERE c.who <> t.username ORDER BY 1 LIMIT 10`, tbl), ids)
-			require.NoError(t, err)
-			wrongRole, err := pgx.CollectRows(rows, pgx.RowTo[string])
-			require.NoError(t, err)
 			require.Empty(t, wrongRole)
 
 			require.LessOrEqual(t, maxWorkers, cluster.MaxWorkers(), "worker processes never exceed max_workers")
@@ -285,7 +262,7 @@ func TestClaimAtomicUnderConcurrentSubmit(t *testing.T) {
 			if tc.roles == 1 {
 				require.GreaterOrEqual(t, maxOneRole, 2, "several workers of one role were claiming at once")
 			}
-			crsRequireNoOrphans(t, su)
+			requireNoOrphans(t, su)
 		})
 	}
 }

@@ -15,26 +15,12 @@ import (
 // Tests of DROP EXTENSION / CREATE EXTENSION while the background workers
 // are busy. They re-create the extension, which empties lantern.tasks and
 // restarts the jobids for every later test; they leave the grants as
-// TestMain's setupCluster made them. Helpers of this file start with "ext".
+// TestMain's setupCluster made them.
 
-// extGrants repeats what setupCluster grants on the extension's objects.
-func extGrants(c context.Context, conn *pgx.Conn) error {
-	roles := strings.Join(testRoles, ", ")
-	for _, g := range []string{
-		"GRANT USAGE ON SCHEMA lantern TO " + roles,
-		"GRANT EXECUTE ON FUNCTION lantern.async_task(text), lantern.async_task(text, text) TO " + roles,
-		"GRANT SELECT ON lantern.tasks TO " + roles,
-	} {
-		if _, err := conn.Exec(c, g); err != nil {
-			return fmt.Errorf("%s: %w", g, err)
-		}
-	}
-	return nil
-}
-
-// extEnsureInstalled registers a cleanup that re-creates the extension (with
-// the grants) if the test left it dropped, so that later tests still work.
-func extEnsureInstalled(t *testing.T) {
+// restoreExtensionAtEnd registers a cleanup that re-creates the extension
+// (with the grants) if the test left it dropped, so that later tests still
+// work.
+func restoreExtensionAtEnd(t *testing.T) {
 	t.Helper()
 	t.Cleanup(func() {
 		c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -59,13 +45,13 @@ func extEnsureInstalled(t *testing.T) {
 			t.Errorf("cleanup: CREATE EXTENSION lantern_async: %v", err)
 			return
 		}
-		if err := extGrants(c, conn); err != nil {
+		if err := grantExtensionAccess(c, conn); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
 	})
 }
 
-func extDrop(t *testing.T, su *pgx.Conn) {
+func dropExtension(t *testing.T, su *pgx.Conn) {
 	t.Helper()
 	start := time.Now()
 	mustExec(t, su, "DROP EXTENSION lantern_async")
@@ -73,59 +59,56 @@ func extDrop(t *testing.T, su *pgx.Conn) {
 	require.False(t, queryOne[bool](t, su, "SELECT to_regclass('lantern.tasks') IS NOT NULL"))
 }
 
-func extCreate(t *testing.T, su *pgx.Conn) {
+func createExtension(t *testing.T, su *pgx.Conn) {
 	t.Helper()
 	mustExec(t, su, "CREATE EXTENSION lantern_async")
-	require.NoError(t, extGrants(ctx(t), su))
+	require.NoError(t, grantExtensionAccess(ctx(t), su))
 }
 
-// extNextJobID is the jobid the next async_task will get.
-func extNextJobID(t *testing.T, su *pgx.Conn) int64 {
+// recreateExtension drops and creates the extension: a new, empty
+// lantern.tasks whose jobids start again at 1.
+func recreateExtension(t *testing.T, su *pgx.Conn) {
+	t.Helper()
+	dropExtension(t, su)
+	createExtension(t, su)
+}
+
+// nextJobID is the jobid the next async_task will get.
+func nextJobID(t *testing.T, su *pgx.Conn) int64 {
 	t.Helper()
 	return queryOne[int64](t, su,
 		"SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM lantern.tasks_jobid_seq")
 }
 
-// extWaitPidGone waits until no server process has pid any more.
-func extWaitPidGone(t *testing.T, su *pgx.Conn, pid int32) {
+// waitProcessGone waits until no server process has pid any more.
+func waitProcessGone(t *testing.T, su *pgx.Conn, pid int) {
 	t.Helper()
-	requirePoll(t, waitTimeout, fmt.Sprintf("process %d to exit", pid), func() (bool, string) {
-		if l, msg := lost(su); l {
-			return l, msg
-		}
-		var qs []string
-		rows, err := su.Query(context.Background(),
-			"SELECT coalesce(query, '') FROM pg_stat_activity WHERE pid = $1", pid)
-		if err == nil {
-			qs, err = pgx.CollectRows(rows, pgx.RowTo[string])
-		}
+	requirePoll(t, waitTimeout, fmt.Sprintf("process %d to exit", pid), whileConnected(su, func() (bool, string) {
+		qs, err := queryRows[string](su, "SELECT coalesce(query, '') FROM pg_stat_activity WHERE pid = $1", pid)
 		if err != nil {
 			return false, err.Error()
 		}
 		if len(qs) == 0 {
 			return true, ""
 		}
-		q := &qs[0]
-		return false, fmt.Sprintf("still there, query %q", deref(q))
-	})
+		return false, fmt.Sprintf("still there, query %q", qs[0])
+	}))
 }
 
-var extErrorLineRe = regexp.MustCompile(`(?m)^.*\b(ERROR|FATAL|PANIC):.*$`)
+var errorLineRe = regexp.MustCompile(`(?m)^.*\b(ERROR|FATAL|PANIC):.*$`)
 
-// extLogPrefixRe matches the default log_line_prefix '%m [%p] '.
-var extLogPrefixRe = regexp.MustCompile(`^\S+ \S+ \S+ \[\d+\] `)
+// logPrefixRe matches the default log_line_prefix '%m [%p] '.
+var logPrefixRe = regexp.MustCompile(`^\S+ \S+ \S+ \[\d+\] `)
 
-func extErrorLines(log string) []string {
-	return extErrorLineRe.FindAllString(log, -1)
+func errorLines(log string) []string {
+	return errorLineRe.FindAllString(log, -1)
 }
 
 func TestDropExtensionWhileBusy(t *testing.T) {
 	begin(t)
-	extEnsureInstalled(t)
+	restoreExtensionAtEnd(t)
 	su := connect(t, superuser)
-	marker := ident(t, uniq("drop_marker"))
-	mustExec(t, su, fmt.Sprintf("CREATE TABLE %s(a int)", marker))
-	mustExec(t, su, fmt.Sprintf("GRANT INSERT ON %s TO alice", marker))
+	marker := markerTable(t, su, "drop_marker", "alice")
 	require.Equal(t, 4, cluster.MaxWorkers(), "the test fills exactly 4 worker slots")
 
 	// Four running tasks (one per role fills every slot) and two pending.
@@ -133,53 +116,41 @@ func TestDropExtensionWhileBusy(t *testing.T) {
 	for _, role := range []string{"alice", "bob", "carol", superuser} {
 		running = append(running, submit(t, connect(t, role), "SELECT pg_sleep(5)"))
 	}
-	requirePoll(t, waitTimeout, "4 tasks running", func() (bool, string) {
-		if l, msg := lost(su); l {
-			return l, msg
-		}
+	requirePoll(t, waitTimeout, "4 tasks running", whileConnected(su, func() (bool, string) {
 		st, err := statusesOf(su, running)
 		if err != nil {
 			return false, err.Error()
 		}
-		return count(st, "running") == 4, fmt.Sprintf("statuses %v", st)
-	})
+		return countStatus(st, "running") == 4, fmt.Sprintf("statuses %v", st)
+	}))
 	alice := connect(t, "alice")
-	pending := []int64{
-		submit(t, alice, fmt.Sprintf("INSERT INTO %s VALUES (1)", marker)),
-		submit(t, alice, fmt.Sprintf("INSERT INTO %s VALUES (2)", marker)),
-	}
+	pending := []int64{submit(t, alice, markerInsert(marker, 1)), submit(t, alice, markerInsert(marker, 2))}
 	st, err := statusesOf(su, pending)
 	require.NoError(t, err)
 	require.Equal(t, []string{"pending", "pending"}, st)
 
 	logBefore := len(cluster.Log())
-	extDrop(t, su)
+	dropExtension(t, su)
 	n, err := countBackends(su, backendDispatcher)
 	require.NoError(t, err)
 	require.Equal(t, 1, n, "the dispatcher right after DROP EXTENSION")
 
 	// The running workers finish their pg_sleep(5) with nowhere to record
 	// the outcome, and must exit.
-	requirePoll(t, waitTimeout, "every "+backendWorker+" to exit after the drop", func() (bool, string) {
-		if l, msg := lost(su); l {
-			return l, msg
-		}
-		n, err := countBackends(su, backendWorker)
-		return err == nil && n == 0, fmt.Sprintf("%d workers, err=%v", n, err)
-	})
-	atExit := extErrorLines(cluster.Log()[logBefore:])
+	waitWorkerCount(t, su, 0, "every "+backendWorker+" to exit after the drop")
+	atExit := errorLines(cluster.Log()[logBefore:])
 	// Then ~3 s (three dispatcher rounds) more with no table: nothing
 	// may start repeating in the log.
 	never(t, 3*time.Second, func() (bool, string) {
-		lines := extErrorLines(cluster.Log()[logBefore:])
+		lines := errorLines(cluster.Log()[logBefore:])
 		return len(lines) > len(atExit), strings.Join(lines[len(atExit):], "\n")
 	}, "new ERROR/FATAL lines in the server log while the extension is dropped")
 	// No message may repeat: the same ERROR twice means a loop keeps
 	// failing on the missing table.
-	after := extErrorLines(cluster.Log()[logBefore:])
+	after := errorLines(cluster.Log()[logBefore:])
 	seen := map[string]int{}
 	for _, l := range after {
-		seen[extLogPrefixRe.ReplaceAllString(l, "")]++
+		seen[logPrefixRe.ReplaceAllString(l, "")]++
 	}
 	for msg, n := range seen {
 		require.Equal(t, 1, n, "server log line repeated %d times since DROP EXTENSION: %s", n, msg)
@@ -192,9 +163,9 @@ func TestDropExtensionWhileBusy(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, n, "the dispatcher is still alive while the extension is dropped")
 
-	extCreate(t, su)
-	require.Equal(t, 0, queryOne[int](t, su, "SELECT count(*)::int FROM lantern.tasks"), "the new queue is empty")
-	id := submit(t, alice, fmt.Sprintf("INSERT INTO %s VALUES (3)", marker))
+	createExtension(t, su)
+	require.Equal(t, 0, countTasks(t, su), "the new queue is empty")
+	id := submit(t, alice, markerInsert(marker, 3))
 	requireSucceeded(t, alice, id)
 	require.Equal(t, []int{3}, markerValues(t, marker), "tasks pending at the drop must never run")
 	require.Equal(t, "alice", getTask(t, su, id).Username)
@@ -202,8 +173,7 @@ func TestDropExtensionWhileBusy(t *testing.T) {
 	// The roles' access is as TestMain left it.
 	for _, role := range testRoles {
 		conn := connect(t, role)
-		id := submit(t, conn, "SELECT 1")
-		requireSucceeded(t, conn, id)
+		requireSucceeded(t, conn, submit(t, conn, "SELECT 1"))
 	}
 	require.Equal(t, 0, queryOne[int](t, su,
 		"SELECT count(*)::int FROM lantern.tasks WHERE status IN ('pending', 'running')"))
@@ -219,36 +189,30 @@ func TestStaleOutcomeAfterRecreate(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			begin(t)
-			extEnsureInstalled(t)
+			restoreExtensionAtEnd(t)
 			su := connect(t, superuser)
 			alice := connect(t, "alice")
 			// Start from a fresh table, so that the colliding jobid is small.
-			extDrop(t, su)
-			extCreate(t, su)
+			recreateExtension(t, su)
 
-			oldQ := fmt.Sprintf(c.oldQuery, uniq("stale_old"))
-			old := submit(t, alice, oldQ)
-			oldPid := cnlWaitActive(t, su, old, oldQ)
+			old := startTask(t, su, alice, fmt.Sprintf(c.oldQuery, uniq("stale_old")))
 
-			extDrop(t, su)
-			extCreate(t, su)
-			newQ := fmt.Sprintf("SELECT pg_sleep(8) /* %s */", uniq("stale_new"))
-			var id int64
+			recreateExtension(t, su)
 			for {
-				next := extNextJobID(t, su)
-				require.LessOrEqual(t, next, old, "the new table's jobids went past the old task's %d", old)
-				if next == old {
-					id = submit(t, alice, newQ)
+				next := nextJobID(t, su)
+				require.LessOrEqual(t, next, old.id, "the new table's jobids went past the old task's %d", old.id)
+				if next == old.id {
 					break
 				}
 				requireSucceeded(t, alice, submit(t, alice, "SELECT 1"))
 			}
-			require.Equal(t, old, id, "the new task has the old task's jobid")
-			newPid := cnlWaitActive(t, su, id, newQ)
-			require.NotEqual(t, oldPid, newPid)
+			newTask := startTask(t, su, alice, sleepQuery(8, "stale_new"))
+			id := newTask.id
+			require.Equal(t, old.id, id, "the new task has the old task's jobid")
+			require.NotEqual(t, old.pid, newTask.pid)
 
 			// The old task finishes (after 4 s) and its worker goes away.
-			extWaitPidGone(t, su, oldPid)
+			waitProcessGone(t, su, old.pid)
 			r := getTask(t, su, id)
 			require.Equal(t, "running", deref(r.Status),
 				"the new task %d is still sleeping: the old task's outcome must not land on it (error_message %q)",
@@ -271,41 +235,26 @@ func TestStaleOutcomeAfterRecreate(t *testing.T) {
 // new task, not the old one.
 func TestCancelAfterRecreateTargetsNewTask(t *testing.T) {
 	begin(t)
-	extEnsureInstalled(t)
+	restoreExtensionAtEnd(t)
 	su := connect(t, superuser)
 	alice := connect(t, "alice")
-	extDrop(t, su)
-	extCreate(t, su)
+	recreateExtension(t, su)
 
-	oldQ := fmt.Sprintf("SELECT pg_sleep(6) /* %s */", uniq("recreate_cancel_old"))
-	old := submit(t, alice, oldQ)
-	oldPid := cnlWaitActive(t, su, old, oldQ)
+	old := startTask(t, su, alice, sleepQuery(6, "recreate_cancel_old"))
 
-	extDrop(t, su)
-	extCreate(t, su)
-	require.Equal(t, old, extNextJobID(t, su), "the new table's first jobid")
-	newQ := fmt.Sprintf("SELECT pg_sleep(60) /* %s */", uniq("recreate_cancel_new"))
-	id := submit(t, alice, newQ)
-	require.Equal(t, old, id)
-	newPid := cnlWaitActive(t, su, id, newQ)
+	recreateExtension(t, su)
+	require.Equal(t, old.id, nextJobID(t, su), "the new table's first jobid")
+	newTask := startTask(t, su, alice, sleepQuery(60, "recreate_cancel_new"))
+	require.Equal(t, old.id, newTask.id)
 
-	cnlRequireCancel(t, alice, id, true)
-	activeQ := "SELECT count(*)::int FROM pg_stat_activity WHERE pid = $1 AND state = 'active' AND query = $2"
-	newStopped, _ := poll(t, time.Second, func() (bool, string) {
-		if l, msg := lost(su); l {
-			return l, msg
-		}
-		var n int
-		if err := su.QueryRow(context.Background(), activeQ, newPid, newQ).Scan(&n); err != nil {
-			return false, err.Error()
-		}
-		return n == 0, fmt.Sprintf("%d active rows", n)
-	}, "the new task's worker to stop within 1 s of cancel_task")
-	oldActive := queryOne[int](t, su, activeQ, oldPid, oldQ) == 1
+	requireCancelTask(t, alice, newTask.id, true)
+	newStopped, _ := poll(t, time.Second, stoppedRunning(su, newTask), "the new task's worker to stop within 1 s of cancel_task")
+	oldActive, err := stillRunning(su, old)
+	require.NoError(t, err)
 	require.True(t, newStopped && oldActive,
 		"cancel_task(%d) after re-creating the extension: new task (worker %d) stopped=%v, old table's task with the same jobid (worker %d) still running=%v",
-		id, newPid, newStopped, oldPid, oldActive)
-	cnlRequireCanceled(t, alice, id, "57014")
+		newTask.id, newTask.pid, newStopped, old.pid, oldActive)
+	requireCanceled(t, alice, newTask.id, "57014")
 	// The old task was not the target: it runs to its end.
-	extWaitPidGone(t, su, oldPid)
+	waitProcessGone(t, su, old.pid)
 }

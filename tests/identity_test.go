@@ -30,8 +30,7 @@ func TestUsernameIsCurrentUserAfterSetRole(t *testing.T) {
 	mustExec(t, su, "RESET ROLE")
 	requireSucceeded(t, su, id)
 	require.Equal(t, "alice", getTask(t, su, id).Username)
-	require.Equal(t, "alice", queryOne[string](t, su,
-		"SELECT tableowner::text FROM pg_tables WHERE schemaname = 'public' AND tablename = $1", tbl))
+	require.Equal(t, "alice", tableOwner(t, su, tbl))
 }
 
 func TestTaskRunsAsSubmitter(t *testing.T) {
@@ -48,9 +47,7 @@ func TestTaskRunsAsSubmitter(t *testing.T) {
 	require.Equal(t, "alice", cu, "current_user inside the task")
 	require.Equal(t, "alice", sessionUser, "session_user inside the task")
 	require.Equal(t, "off", isSuper, "is_superuser inside alice's task")
-	require.Equal(t, "alice", queryOne[string](t, su,
-		"SELECT tableowner::text FROM pg_tables WHERE schemaname = 'public' AND tablename = $1", tbl),
-		"a table created by alice's task is owned by alice")
+	require.Equal(t, "alice", tableOwner(t, su, tbl), "a table created by alice's task is owned by alice")
 }
 
 // A non-superuser's task must not be able to regain the worker's own
@@ -67,8 +64,7 @@ func TestTaskCannotEscalate(t *testing.T) {
 		if status == "succeeded" {
 			require.Equal(t, "alice", queryOne[string](t, su, fmt.Sprintf("SELECT cu FROM %s", tbl)),
 				"RESET ROLE in alice's task must leave it running as alice")
-			require.Equal(t, "alice", queryOne[string](t, su,
-				"SELECT tableowner::text FROM pg_tables WHERE schemaname = 'public' AND tablename = $1", tbl))
+			require.Equal(t, "alice", tableOwner(t, su, tbl))
 		} else {
 			t.Logf("RESET ROLE task failed: %s", msg)
 		}
@@ -94,9 +90,8 @@ func TestOwnershipEnforced(t *testing.T) {
 	mustExec(t, alice, fmt.Sprintf("CREATE TABLE %s(a int); INSERT INTO %[1]s VALUES (1), (2)", tbl))
 
 	bobID := submit(t, bob, fmt.Sprintf("CREATE INDEX ON %s (a)", tbl))
-	msg := requireFailed(t, bob, bobID)
+	msg := requireFailedWithSQLState(t, bob, bobID, "42501")
 	require.Contains(t, msg, "must be owner of table "+tbl)
-	require.Equal(t, "42501", taskSQLState(t, bobID))
 	require.Equal(t, "bob", getTask(t, su, bobID).Username)
 
 	aliceID := submit(t, alice, fmt.Sprintf("CREATE INDEX %s_a_idx ON %[1]s (a)", tbl))
@@ -118,7 +113,7 @@ func TestNoLoginRoleRefused(t *testing.T) {
 		GRANT EXECUTE ON FUNCTION lantern.async_task(text), lantern.async_task(text, text) TO %[1]s;
 		GRANT SELECT ON lantern.tasks TO %[1]s;
 		GRANT %[1]s TO alice`, role))
-	before := queryOne[int64](t, su, "SELECT count(*) FROM lantern.tasks")
+	before := countTasks(t, su)
 
 	for _, via := range []string{superuser, "alice"} {
 		t.Run("SET ROLE from "+via, func(t *testing.T) {
@@ -139,7 +134,7 @@ func TestNoLoginRoleRefused(t *testing.T) {
 		})
 	}
 	require.Equal(t, 0, queryOne[int](t, su, "SELECT count(*)::int FROM lantern.tasks WHERE username = $1", role))
-	require.Equal(t, before, queryOne[int64](t, su, "SELECT count(*) FROM lantern.tasks"), "nothing was queued")
+	require.Equal(t, before, countTasks(t, su), "nothing was queued")
 }
 
 func TestRowLevelSecurity(t *testing.T) {

@@ -9,13 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Tests of unusual task query strings. Helpers of this file start with "inp".
-
-// inpCountTasks counts all rows of lantern.tasks (as the superuser).
-func inpCountTasks(t *testing.T, su *pgx.Conn) int {
-	t.Helper()
-	return queryOne[int](t, su, "SELECT count(*)::int FROM lantern.tasks")
-}
+// Tests of unusual task query strings.
 
 func TestSubmitNullOrEmptyQuery(t *testing.T) {
 	begin(t)
@@ -38,12 +32,12 @@ func TestSubmitNullOrEmptyQuery(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			for _, conn := range []*pgx.Conn{alice, su} {
-				before := inpCountTasks(t, su)
+				before := countTasks(t, su)
 				var id *int64
 				err := conn.QueryRow(ctx(t), c.sql, c.args...).Scan(&id)
 				pgErr := requirePgError(t, err, c.code, "%s (user %s) returned jobid %v", c.sql, conn.Config().User, id)
 				require.Equal(t, c.msg, pgErr.Message)
-				require.Equal(t, before, inpCountTasks(t, su), "nothing may be queued by %s", c.sql)
+				require.Equal(t, before, countTasks(t, su), "nothing may be queued by %s", c.sql)
 			}
 		})
 	}
@@ -79,11 +73,9 @@ func TestTaskSubmitsTask(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
 	alice := connect(t, "alice")
-	marker := ident(t, uniq("nested_marker"))
-	mustExec(t, su, fmt.Sprintf("CREATE TABLE %s(a int)", marker))
-	mustExec(t, su, fmt.Sprintf("GRANT INSERT ON %s TO alice", marker))
+	marker := markerTable(t, su, "nested_marker", "alice")
 
-	inner := fmt.Sprintf("INSERT INTO %s VALUES (1)", marker)
+	inner := markerInsert(marker, 1)
 	outer := submit(t, alice, fmt.Sprintf("SELECT lantern.async_task(%s)", lit(inner)))
 	requireSucceeded(t, alice, outer)
 
@@ -116,4 +108,15 @@ func TestCommentOrEmptyStatementQuery(t *testing.T) {
 			require.Empty(t, taskSQLState(t, id))
 		})
 	}
+}
+
+// psql -c would read COPY FROM STDIN data from its own stdin; a task has no
+// client, so it must fail clearly rather than load nothing.
+func TestCopyFromStdinRefused(t *testing.T) {
+	begin(t)
+	su := connect(t, superuser)
+	table := markerTable(t, su, "copy_stdin")
+	jobid := submit(t, su, "COPY "+table+" FROM STDIN")
+	errMsg := requireFailedWithSQLState(t, su, jobid, "0A000")
+	require.True(t, strings.HasPrefix(errMsg, "ERROR:  COPY FROM STDIN is not supported in a background task\nDETAIL:  "), errMsg)
 }

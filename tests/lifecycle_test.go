@@ -45,8 +45,7 @@ func TestPendingInsideSubmittingTransaction(t *testing.T) {
 	su := connect(t, superuser)
 	tx, err := su.Begin(ctx(t))
 	require.NoError(t, err)
-	var id int64
-	require.NoError(t, tx.QueryRow(ctx(t), "SELECT lantern.async_task('SELECT 1')").Scan(&id))
+	id := submit(t, tx, "SELECT 1")
 	var status *string
 	var dur, em *string
 	require.NoError(t, tx.QueryRow(ctx(t),
@@ -58,17 +57,17 @@ func TestPendingInsideSubmittingTransaction(t *testing.T) {
 	requireSucceeded(t, su, id)
 }
 
-// observeTask polls the task until it is final, recording every distinct
-// status in order and checking that duration and error_message stay NULL
-// until then. It returns the observed statuses and when (since submitted)
-// the final status was first seen.
-func observeTask(t *testing.T, conn *pgx.Conn, id int64, submitted time.Time) (seen []string, finalAt time.Duration) {
+// observeTask submits query through conn and polls the task until it is
+// final, recording every distinct status in order and checking that
+// duration and error_message stay NULL until then. It returns the jobid,
+// the observed statuses and when (since the submit) the final status was
+// first seen.
+func observeTask(t *testing.T, conn *pgx.Conn, query string) (id int64, seen []string, finalAt time.Duration) {
 	t.Helper()
+	submitted := time.Now()
+	id = submit(t, conn, query)
 	var early []string // duration/error_message set before the end
-	requirePoll(t, waitTimeout, fmt.Sprintf("task %d to finish", id), func() (bool, string) {
-		if l, msg := lost(conn); l {
-			return l, msg
-		}
+	requirePoll(t, waitTimeout, fmt.Sprintf("task %d to finish", id), whileConnected(conn, func() (bool, string) {
 		var st *string
 		var hasDur, hasErr bool
 		err := conn.QueryRow(context.Background(),
@@ -89,9 +88,9 @@ func observeTask(t *testing.T, conn *pgx.Conn, id int64, submitted time.Time) (s
 			finalAt = time.Since(submitted)
 		}
 		return final, fmt.Sprintf("statuses so far %v", seen)
-	})
+	}))
 	require.Empty(t, early, "duration/error_message must be written only with the final status")
-	return seen, finalAt
+	return id, seen, finalAt
 }
 
 // isSubsequence reports whether seen is an ordered subsequence of of.
@@ -112,9 +111,7 @@ func isSubsequence(seen, of []string) bool {
 func TestStatusLifecycle(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
-	submitted := time.Now()
-	id := submit(t, su, "SELECT pg_sleep(2)")
-	seen, _ := observeTask(t, su, id, submitted)
+	id, seen, _ := observeTask(t, su, "SELECT pg_sleep(2)")
 	require.True(t, isSubsequence(seen, []string{"pending", "running", "succeeded"}),
 		"observed statuses %v", seen)
 	require.Contains(t, seen, "running", "a 2 s task must be observed as 'running'")
@@ -132,9 +129,7 @@ func TestNoIntermediateSucceeded(t *testing.T) {
 	t.Run("all statements succeed", func(t *testing.T) {
 		begin(t)
 		su := connect(t, superuser)
-		submitted := time.Now()
-		id := submit(t, su, "SELECT pg_sleep(1); SELECT pg_sleep(1); SELECT pg_sleep(1)")
-		seen, finalAt := observeTask(t, su, id, submitted)
+		id, seen, finalAt := observeTask(t, su, "SELECT pg_sleep(1); SELECT pg_sleep(1); SELECT pg_sleep(1)")
 		require.Equal(t, "succeeded", seen[len(seen)-1], "observed %v", seen)
 		require.True(t, isSubsequence(seen, []string{"pending", "running", "succeeded"}), "observed %v", seen)
 		require.GreaterOrEqual(t, finalAt, 3*time.Second,
@@ -145,9 +140,7 @@ func TestNoIntermediateSucceeded(t *testing.T) {
 	t.Run("last statement fails", func(t *testing.T) {
 		begin(t)
 		su := connect(t, superuser)
-		submitted := time.Now()
-		id := submit(t, su, "SELECT pg_sleep(1); SELECT pg_sleep(1); SELECT 1/0")
-		seen, finalAt := observeTask(t, su, id, submitted)
+		id, seen, finalAt := observeTask(t, su, "SELECT pg_sleep(1); SELECT pg_sleep(1); SELECT 1/0")
 		require.NotContains(t, seen, "succeeded", "observed %v", seen)
 		require.Equal(t, "failed", seen[len(seen)-1], "observed %v", seen)
 		require.GreaterOrEqual(t, finalAt, 2*time.Second)
@@ -237,12 +230,10 @@ func TestFailedTaskErrorMessage(t *testing.T) {
 			begin(t)
 			su := connect(t, superuser)
 			id := submit(t, su, tc.query)
-			errMsg := requireFailed(t, su, id)
-			require.Equal(t, tc.want, errMsg)
+			require.Equal(t, tc.want, requireFailedWithSQLState(t, su, id, tc.sqlstate))
 			r := getTask(t, su, id)
 			require.NotNil(t, r.Duration, "duration is set on failure too")
 			require.Equal(t, tc.query, r.Query)
-			require.Equal(t, tc.sqlstate, taskSQLState(t, id), "lantern.task_errors.sqlstate")
 		})
 	}
 }
@@ -252,11 +243,7 @@ func TestFailedTaskErrorMessage(t *testing.T) {
 func TestStatusesAreKnown(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
-	rows, err := su.Query(ctx(t), "SELECT DISTINCT coalesce(status, '<NULL>') FROM lantern.tasks")
-	require.NoError(t, err)
-	statuses, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	require.NoError(t, err)
-	for _, s := range statuses {
+	for _, s := range queryAll[string](t, su, "SELECT DISTINCT coalesce(status, '<NULL>') FROM lantern.tasks") {
 		require.True(t, slices.Contains([]string{"pending", "running", "succeeded", "failed", "canceled"}, s),
 			"unexpected status %q", s)
 	}

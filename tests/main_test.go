@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/lanterndata/lantern_async/tests/internal/pgcluster"
 )
 
@@ -114,13 +115,23 @@ func setupCluster(ctx context.Context) error {
 			return fmt.Errorf("create role %s: %w", r, err)
 		}
 	}
-	roles := strings.Join(testRoles, ", ")
-	if _, err := conn.Exec(ctx, "GRANT CREATE ON SCHEMA public TO "+roles); err != nil {
+	if _, err := conn.Exec(ctx, "GRANT CREATE ON SCHEMA public TO "+strings.Join(testRoles, ", ")); err != nil {
 		return err
 	}
-	// The extension is expected to grant these to PUBLIC already; granting
-	// again is harmless. A failure here (e.g. a missing function) is only
-	// logged: the structure tests pinpoint it.
+	// A failure here (e.g. a missing function) is only logged: the structure
+	// tests pinpoint it.
+	if err := grantExtensionAccess(ctx, conn); err != nil {
+		log.Printf("warning: %v", err)
+	}
+	return nil
+}
+
+// grantExtensionAccess grants the test roles the use of the extension's
+// objects. The extension is expected to grant these to PUBLIC already;
+// granting again is harmless. A test that re-creates the extension calls it
+// again.
+func grantExtensionAccess(ctx context.Context, conn *pgx.Conn) error {
+	roles := strings.Join(testRoles, ", ")
 	var errs []error
 	for _, g := range []string{
 		"GRANT USAGE ON SCHEMA lantern TO " + roles,
@@ -131,8 +142,5 @@ func setupCluster(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("%s: %w", g, err))
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		log.Printf("warning: %v", err)
-	}
-	return nil
+	return errors.Join(errs...)
 }

@@ -14,11 +14,11 @@ import (
 )
 
 // Tests that need a server configured differently from the shared one:
-// each starts its own cluster. Helpers of this file start with "pre".
+// each starts its own cluster.
 
-// preStart starts an extra cluster with opts, skipping the test when the
+// startExtraCluster starts an extra cluster with opts, skipping the test when the
 // backend cannot do it; the cluster is closed when the test ends.
-func preStart(t *testing.T, opts pgcluster.Options) *pgcluster.Cluster {
+func startExtraCluster(t *testing.T, opts pgcluster.Options) *pgcluster.Cluster {
 	t.Helper()
 	c, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
@@ -41,16 +41,12 @@ func preStart(t *testing.T, opts pgcluster.Options) *pgcluster.Cluster {
 
 func TestCreateExtensionWithoutPreload(t *testing.T) {
 	begin(t)
-	if cluster.Backend() == pgcluster.BackendDocker {
-		t.Skipf("NoPreload is %v", pgcluster.ErrNotSupported)
-	}
-	extra := preStart(t, pgcluster.Options{NoPreload: true})
-	conn, err := extra.Connect(ctx(t), dbName, superuser)
-	require.NoError(t, err)
-	defer conn.Close(context.Background())
+	skipOnDocker(t, "NoPreload")
+	extra := startExtraCluster(t, pgcluster.Options{NoPreload: true})
+	conn := connectTo(t, extra, dbName, superuser)
 	require.Empty(t, queryOne[string](t, conn, "SHOW shared_preload_libraries"))
 
-	_, err = conn.Exec(ctx(t), "CREATE EXTENSION lantern_async")
+	_, err := conn.Exec(ctx(t), "CREATE EXTENSION lantern_async")
 	require.Error(t, err, "CREATE EXTENSION lantern_async without shared_preload_libraries")
 	t.Logf("refused as psql shows it:\n%s", errorText(err))
 	var pgErr *pgconn.PgError
@@ -71,13 +67,11 @@ func TestMaxWorkersClampedToWorkerProcesses(t *testing.T) {
 	// Without logical replication workers, PostgreSQL registers no launcher
 	// and the dispatcher and the tasks have the 3 background worker slots
 	// to themselves.
-	extra := preStart(t, pgcluster.Options{MaxWorkers: 8, ExtraConf: []string{
+	extra := startExtraCluster(t, pgcluster.Options{MaxWorkers: 8, ExtraConf: []string{
 		"max_worker_processes = 3",
 		"max_logical_replication_workers = 0",
 	}})
-	conn, err := extra.Connect(ctx(t), dbName, superuser)
-	require.NoError(t, err)
-	defer conn.Close(context.Background())
+	conn := connectTo(t, extra, dbName, superuser)
 
 	require.Equal(t, "3", queryOne[string](t, conn, "SHOW max_worker_processes"))
 	require.Equal(t, "2", queryOne[string](t, conn, "SHOW lantern_async.max_workers"),
@@ -93,38 +87,27 @@ func TestMaxWorkersClampedToWorkerProcesses(t *testing.T) {
 
 	// The lowered value is the one in force: three tasks never run more
 	// than two at a time, and all of them finish.
-	_, err = conn.Exec(ctx(t), "CREATE EXTENSION lantern_async")
-	require.NoError(t, err)
+	mustExec(t, conn, "CREATE EXTENSION lantern_async")
 	// One role each, so that the dispatcher wants three workers at once.
 	var ids []int64
 	for _, role := range []string{"r1", "r2", "r3"} {
-		_, err := conn.Exec(ctx(t), "CREATE ROLE "+role+" LOGIN")
-		require.NoError(t, err)
+		mustExec(t, conn, "CREATE ROLE "+role+" LOGIN")
 		rc, err := extra.Connect(ctx(t), dbName, role)
 		require.NoError(t, err)
 		ids = append(ids, submit(t, rc, "SELECT pg_sleep(1.5)"))
 		require.NoError(t, rc.Close(ctx(t)))
 	}
 	maxRunning, maxWorkers := 0, 0
-	requirePoll(t, waitTimeout, "the 3 tasks to finish", func() (bool, string) {
-		if l, msg := lost(conn); l {
-			return l, msg
-		}
-		st, err := statusesOf(conn, ids)
+	requirePoll(t, waitTimeout, "the 3 tasks to finish", whileConnected(conn, func() (bool, string) {
+		st, workers, err := statusesAndWorkers(conn, ids)
 		if err != nil {
 			return false, err.Error()
 		}
-		n, err := countBackends(conn, backendWorker)
-		if err != nil {
-			return false, err.Error()
-		}
-		maxRunning = max(maxRunning, count(st, "running"))
-		maxWorkers = max(maxWorkers, n)
-		return count(st, "succeeded")+count(st, "failed") == len(ids), fmt.Sprintf("statuses %v", st)
-	})
-	for _, id := range ids {
-		requireSucceeded(t, conn, id)
-	}
+		maxRunning = max(maxRunning, countStatus(st, "running"))
+		maxWorkers = max(maxWorkers, workers)
+		return allFinal(st), fmt.Sprintf("statuses %v", st)
+	}))
+	requireSucceeded(t, conn, ids...)
 	require.Equal(t, 2, maxRunning, "tasks of three roles running at once with lantern_async.max_workers = 2")
 	require.LessOrEqual(t, maxWorkers, 2, "%s processes at once with lantern_async.max_workers = 2", backendWorker)
 	t.Logf("at most %d running tasks and %d worker processes seen at once", maxRunning, maxWorkers)

@@ -17,23 +17,23 @@ import (
 // ROLE, SET SESSION AUTHORIZATION, pg_read_file, ownership, RLS on
 // lantern.tasks, direct writes by one role); these extend them.
 
-// prvRole creates a fresh plain LOGIN role that may create tables in public.
-func prvRole(t *testing.T, su *pgx.Conn, base string) string {
+// newCreatorRole creates a fresh plain LOGIN role that may create tables in public.
+func newCreatorRole(t *testing.T, su *pgx.Conn, base string) string {
 	t.Helper()
-	r := ident(t, uniq(base))
-	mustExec(t, su, fmt.Sprintf("CREATE ROLE %s LOGIN; GRANT CREATE ON SCHEMA public TO %[1]s", r))
+	r := newLoginRole(t, su, base)
+	mustExec(t, su, fmt.Sprintf("GRANT CREATE ON SCHEMA public TO %s", r))
 	return r
 }
 
-// prvAttrs is what must not change about an attacking role.
-type prvAttrs struct {
+// roleAttrs is what must not change about an attacking role.
+type roleAttrs struct {
 	Super, CreateRole, CreateDB, BypassRLS, Replication bool
 	MemberOf                                            []string
 }
 
-func prvRoleAttrs(t *testing.T, su *pgx.Conn, role string) prvAttrs {
+func readRoleAttrs(t *testing.T, su *pgx.Conn, role string) roleAttrs {
 	t.Helper()
-	var a prvAttrs
+	var a roleAttrs
 	require.NoError(t, su.QueryRow(ctx(t), `
 		SELECT rolsuper, rolcreaterole, rolcreatedb, rolbypassrls, rolreplication,
 		       coalesce((SELECT array_agg(g.rolname::text ORDER BY g.rolname) FROM pg_auth_members m
@@ -43,9 +43,9 @@ func prvRoleAttrs(t *testing.T, su *pgx.Conn, role string) prvAttrs {
 	return a
 }
 
-// prvWhoTable creates, as role, a table the role owns for the identity
+// whoTable creates, as role, a table the role owns for the identity
 // probes.
-func prvWhoTable(t *testing.T, conn *pgx.Conn) string {
+func whoTable(t *testing.T, conn *pgx.Conn) string {
 	t.Helper()
 	tbl := ident(t, uniq("who"))
 	mustExec(t, conn, fmt.Sprintf(
@@ -53,15 +53,15 @@ func prvWhoTable(t *testing.T, conn *pgx.Conn) string {
 	return tbl
 }
 
-// prvProbeQuery records session_user, current_user and is_superuser as seen
+// probeQuery records session_user, current_user and is_superuser as seen
 // inside a task.
-func prvProbeQuery(tbl, label string) string {
+func probeQuery(tbl, label string) string {
 	return fmt.Sprintf("INSERT INTO %s(label, su, cu, issu) SELECT %s, session_user, current_user, current_setting('is_superuser')",
 		tbl, lit(label))
 }
 
-// prvRequireProbe waits for a probe task and asserts it ran as role.
-func prvRequireProbe(t *testing.T, conn, su *pgx.Conn, id int64, tbl, label, role string) {
+// requireProbeRanAs waits for a probe task and asserts it ran as role.
+func requireProbeRanAs(t *testing.T, conn, su *pgx.Conn, id int64, tbl, label, role string) {
 	t.Helper()
 	requireSucceeded(t, conn, id)
 	var sessionUser, currentUser, isSuper string
@@ -71,7 +71,7 @@ func prvRequireProbe(t *testing.T, conn, su *pgx.Conn, id int64, tbl, label, rol
 		"session_user, current_user, is_superuser inside a task of %s (%s)", role, label)
 }
 
-func prvFileExists(path string) bool {
+func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return !errors.Is(err, os.ErrNotExist)
 }
@@ -84,18 +84,18 @@ func prvFileExists(path string) bool {
 func TestTaskPrivilegeEscalationRefused(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
-	role := prvRole(t, su, "attacker")
+	role := newCreatorRole(t, su, "attacker")
 	other := ident(t, uniq("notgranted"))
 	mustExec(t, su, fmt.Sprintf("CREATE ROLE %s NOLOGIN", other))
 	conn := connect(t, role)
-	who := prvWhoTable(t, conn)
+	who := whoTable(t, conn)
 	evil := ident(t, uniq("evil"))
 	pwned := fmt.Sprintf("/tmp/lantern_async_pwned_%d_%d", os.Getpid(), nameCounter.Add(1))
-	require.False(t, prvFileExists(pwned))
+	require.False(t, fileExists(pwned))
 	t.Cleanup(func() { _ = os.Remove(pwned) })
 
-	attrsBefore := prvRoleAttrs(t, su, role)
-	require.Equal(t, prvAttrs{MemberOf: []string{}}, attrsBefore, "a plain role")
+	attrsBefore := readRoleAttrs(t, su, role)
+	require.Equal(t, roleAttrs{MemberOf: []string{}}, attrsBefore, "a plain role")
 	extBefore := queryOne[int](t, su, "SELECT count(*)::int FROM pg_extension WHERE extname = 'dblink'")
 	autoConfBefore := queryOne[int](t, su, "SELECT count(*)::int FROM pg_file_settings WHERE name = 'work_mem'")
 
@@ -127,17 +127,16 @@ func TestTaskPrivilegeEscalationRefused(t *testing.T) {
 			label := ident(t, uniq("probe"))
 			id := submit(t, conn, a.sql)
 			// Queued right behind it: likely run by the same worker process.
-			probe := submit(t, conn, prvProbeQuery(who, label))
+			probe := submit(t, conn, probeQuery(who, label))
 
-			msg := requireFailed(t, conn, id)
+			msg := requireFailedWithSQLState(t, conn, id, a.code)
 			require.True(t, strings.HasPrefix(msg, "ERROR:  "), "error_message %q", msg)
 			require.Contains(t, msg, a.msg)
-			require.Equal(t, a.code, taskSQLState(t, id), "SQLSTATE of %q (error_message %q)", a.sql, msg)
-			prvRequireProbe(t, conn, su, probe, who, label, role)
+			requireProbeRanAs(t, conn, su, probe, who, label, role)
 
-			require.Equal(t, attrsBefore, prvRoleAttrs(t, su, role), "the attacking role's attributes and memberships")
+			require.Equal(t, attrsBefore, readRoleAttrs(t, su, role), "the attacking role's attributes and memberships")
 			require.Equal(t, 0, queryOne[int](t, su, "SELECT count(*)::int FROM pg_roles WHERE rolname = $1", evil), "role %s", evil)
-			require.False(t, prvFileExists(pwned), "%s must not exist", pwned)
+			require.False(t, fileExists(pwned), "%s must not exist", pwned)
 			require.Equal(t, extBefore, queryOne[int](t, su, "SELECT count(*)::int FROM pg_extension WHERE extname = 'dblink'"))
 			require.Equal(t, autoConfBefore, queryOne[int](t, su, "SELECT count(*)::int FROM pg_file_settings WHERE name = 'work_mem'"),
 				"postgresql.auto.conf unchanged")
@@ -151,7 +150,7 @@ func TestTaskPrivilegeEscalationRefused(t *testing.T) {
 		_, err := conn.Exec(ctx(t), a.sql)
 		requirePgError(t, err, a.code, "%s in a client session of %s", a.sql, role)
 	}
-	require.Equal(t, attrsBefore, prvRoleAttrs(t, su, role))
+	require.Equal(t, attrsBefore, readRoleAttrs(t, su, role))
 }
 
 // TestTaskSetRoleToGrantedRole: SET ROLE to a role the submitter IS a member
@@ -160,37 +159,35 @@ func TestTaskPrivilegeEscalationRefused(t *testing.T) {
 func TestTaskSetRoleToGrantedRole(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
-	role := prvRole(t, su, "member")
+	role := newCreatorRole(t, su, "member")
 	group := ident(t, uniq("grp"))
 	tbl := ident(t, uniq("grp_only"))
 	mustExec(t, su, fmt.Sprintf(`CREATE ROLE %[1]s NOLOGIN; GRANT %[1]s TO %[2]s; GRANT CREATE ON SCHEMA public TO %[1]s;
 		CREATE TABLE %[3]s(cu text, su text); ALTER TABLE %[3]s OWNER TO %[1]s`, group, role, tbl))
 	conn := connect(t, role)
-	who := prvWhoTable(t, conn)
+	who := whoTable(t, conn)
 
 	// The role does not inherit the group's rights: without SET ROLE it has
 	// none on the group's table, so the difference SET ROLE makes shows.
 	mustExec(t, su, fmt.Sprintf("ALTER ROLE %s NOINHERIT", role))
 	denied := submit(t, conn, fmt.Sprintf("INSERT INTO %s SELECT current_user, session_user", tbl))
-	msg := requireFailed(t, conn, denied)
+	msg := requireFailedWithSQLState(t, conn, denied, "42501")
 	require.Contains(t, msg, "permission denied for table "+tbl)
-	require.Equal(t, "42501", taskSQLState(t, denied))
 
 	id := submit(t, conn, fmt.Sprintf("SET ROLE %s; INSERT INTO %s SELECT current_user, session_user", group, tbl))
 	label := ident(t, uniq("after_setrole"))
-	probe := submit(t, conn, prvProbeQuery(who, label))
+	probe := submit(t, conn, probeQuery(who, label))
 	requireSucceeded(t, conn, id)
 	var cu, sessionUser string
 	require.NoError(t, su.QueryRow(ctx(t), fmt.Sprintf("SELECT cu, su FROM %s", tbl)).Scan(&cu, &sessionUser))
 	require.Equal(t, group, cu, "current_user after SET ROLE inside the task")
 	require.Equal(t, role, sessionUser, "session_user inside the task")
-	prvRequireProbe(t, conn, su, probe, who, label, role)
+	requireProbeRanAs(t, conn, su, probe, who, label, role)
 
 	// An object created after SET ROLE belongs to the group.
 	created := ident(t, uniq("grp_created"))
 	requireSucceeded(t, conn, submit(t, conn, fmt.Sprintf("SET ROLE %s; CREATE TABLE %s(a int)", group, created)))
-	require.Equal(t, group, queryOne[string](t, su,
-		"SELECT tableowner::text FROM pg_tables WHERE schemaname = 'public' AND tablename = $1", created))
+	require.Equal(t, group, tableOwner(t, su, created))
 	require.Equal(t, role, getTask(t, su, id).Username, "the task is still recorded as the submitter's")
 }
 
@@ -202,7 +199,7 @@ func TestTaskSetRoleToGrantedRole(t *testing.T) {
 func TestQueueProtections(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
-	roleA, roleB := prvRole(t, su, "qa"), prvRole(t, su, "qb")
+	roleA, roleB := newCreatorRole(t, su, "qa"), newCreatorRole(t, su, "qb")
 	a, b := connect(t, roleA), connect(t, roleB)
 
 	aOK := submitNamed(t, a, "SELECT 1", "a ok")
@@ -305,7 +302,7 @@ func TestQueueProtections(t *testing.T) {
 func TestTaskCannotTouchQueue(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
-	role := prvRole(t, su, "intask")
+	role := newCreatorRole(t, su, "intask")
 	conn := connect(t, role)
 	out := ident(t, uniq("intask_out"))
 	mustExec(t, conn, fmt.Sprintf("CREATE TABLE %s(label text, n bigint, cu text)", out))
@@ -351,20 +348,16 @@ func TestTaskCannotTouchQueue(t *testing.T) {
 		lit(fmt.Sprintf("CREATE TABLE %s AS SELECT session_user::text AS su, current_user::text AS cu", nestedOut))))
 	requireSucceeded(t, conn, parent)
 	var nested int64
-	requirePoll(t, waitTimeout, "the nested task to be visible", func() (bool, string) {
-		if l, msg := lost(su); l {
-			return l, msg
-		}
+	requirePoll(t, waitTimeout, "the nested task to be visible", whileConnected(su, func() (bool, string) {
 		err := su.QueryRow(ctx(t), "SELECT jobid FROM lantern.tasks WHERE job_name = 'nested' AND jobid > $1 AND username = $2",
 			parent, role).Scan(&nested)
 		return err == nil, fmt.Sprint(err)
-	})
+	}))
 	requireSucceeded(t, conn, nested)
 	var sessionUser, currentUser string
 	require.NoError(t, su.QueryRow(ctx(t), "SELECT su, cu FROM "+nestedOut).Scan(&sessionUser, &currentUser))
 	require.Equal(t, []string{role, role}, []string{sessionUser, currentUser})
-	require.Equal(t, role, queryOne[string](t, su,
-		"SELECT tableowner::text FROM pg_tables WHERE schemaname = 'public' AND tablename = $1", nestedOut))
+	require.Equal(t, role, tableOwner(t, su, nestedOut))
 }
 
 // TestCannotSignalOthersProcesses: a role can terminate its own tasks'
@@ -374,16 +367,14 @@ func TestTaskCannotTouchQueue(t *testing.T) {
 func TestCannotSignalOthersProcesses(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
-	lockConn := connect(t, superuser)
-	attacker, victimRole := prvRole(t, su, "sigatk"), prvRole(t, su, "sigvic")
+	attacker, victimRole := newCreatorRole(t, su, "sigatk"), newCreatorRole(t, su, "sigvic")
 	conn, victimConn := connect(t, attacker), connect(t, victimRole)
 
-	key := 9_100_000 + nameCounter.Add(1)
-	mustExec(t, lockConn, "SELECT pg_advisory_lock($1)", key)
-	victim := submit(t, victimConn, fmt.Sprintf("SELECT pg_advisory_xact_lock_shared(%d)", key))
-	waitBlocked(t, su, []int64{victim}, key)
-	victimPid := crsWorkerPid(t, su, getTask(t, su, victim).Query)
-	dispatcher := crsDispatcherPid(t, su)
+	lock := holdAdvisoryLock(t)
+	victim := submit(t, victimConn, lock.waitSQL())
+	lock.waitBlocked(t, su, []int64{victim})
+	victimPid := workerPid(t, su, getTask(t, su, victim).Query)
+	dispatcher := dispatcherPid(t, su)
 
 	for _, target := range []struct {
 		name string
@@ -399,16 +390,14 @@ func TestCannotSignalOthersProcesses(t *testing.T) {
 			pgErr := requirePgError(t, err, "42501", "%s on the %s from a client session", fn, target.name)
 			require.Contains(t, pgErr.Message, target.msg)
 
-			id := submit(t, conn, q)
-			msg := requireFailed(t, conn, id)
+			msg := requireFailedWithSQLState(t, conn, submit(t, conn, q), "42501")
 			require.Contains(t, msg, target.msg, "%s on the %s from a task", fn, target.name)
-			require.Equal(t, "42501", taskSQLState(t, id))
 		}
 	}
-	require.Equal(t, dispatcher, crsDispatcherPid(t, su))
+	require.Equal(t, dispatcher, dispatcherPid(t, su))
 	require.Equal(t, "running", deref(getTask(t, su, victim).Status))
-	require.Equal(t, victimPid, crsWorkerPid(t, su, getTask(t, su, victim).Query))
-	mustExec(t, lockConn, "SELECT pg_advisory_unlock($1)", key)
+	require.Equal(t, victimPid, workerPid(t, su, getTask(t, su, victim).Query))
+	lock.release(t)
 	requireSucceeded(t, victimConn, victim)
 }
 
@@ -479,7 +468,7 @@ func TestSecurityDefinerHygiene(t *testing.T) {
 func TestNoLoginRefusedWithHint(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
-	plain := prvRole(t, su, "viaplain")
+	plain := newCreatorRole(t, su, "viaplain")
 	nologin := ident(t, uniq("nl"))
 	fn := ident(t, uniq("nl_submit"))
 	mustExec(t, su, fmt.Sprintf(`CREATE ROLE %[1]s NOLOGIN; GRANT %[1]s TO %[2]s;
@@ -488,7 +477,7 @@ func TestNoLoginRefusedWithHint(t *testing.T) {
 		ALTER FUNCTION public.%[3]s() OWNER TO %[1]s;
 		GRANT EXECUTE ON FUNCTION public.%[3]s() TO %[2]s`, nologin, plain, fn))
 	conn := connect(t, plain)
-	total := queryOne[int64](t, su, "SELECT count(*) FROM lantern.tasks")
+	total := countTasks(t, su)
 
 	check := func(t *testing.T, err error) {
 		t.Helper()
@@ -521,7 +510,7 @@ func TestNoLoginRefusedWithHint(t *testing.T) {
 			"the transaction's earlier submit was rolled back with it")
 	})
 	require.Equal(t, 0, queryOne[int](t, su, "SELECT count(*)::int FROM lantern.tasks WHERE username IN ($1, $2)", nologin, plain))
-	require.Equal(t, total, queryOne[int64](t, su, "SELECT count(*) FROM lantern.tasks"), "nothing was queued")
+	require.Equal(t, total, countTasks(t, su), "nothing was queued")
 
 	// The same role with LOGIN may submit (the refusal is about LOGIN, not
 	// about the role).
@@ -549,23 +538,19 @@ func TestRoleChangedBeforeTaskRuns(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			begin(t)
 			su := connect(t, superuser)
-			role := ident(t, uniq("changed"))
 			// No grants: a role with privileges cannot be dropped.
-			mustExec(t, su, fmt.Sprintf("CREATE ROLE %s LOGIN", role))
+			role := newLoginRole(t, su, "changed")
 			conn := connect(t, role)
 			tx, err := conn.Begin(ctx(t))
 			require.NoError(t, err)
-			var id int64
-			require.NoError(t, tx.QueryRow(ctx(t), "SELECT lantern.async_task('SELECT current_user')").Scan(&id))
+			id := submit(t, tx, "SELECT current_user")
 			mustExec(t, su, fmt.Sprintf(tc.change, role))
 			require.NoError(t, tx.Commit(ctx(t)))
 
-			status, msg := waitTask(t, su, id)
-			require.Equal(t, "failed", status, "error_message %q", msg)
+			msg := requireFailedWithSQLState(t, su, id, tc.code)
 			require.True(t, strings.HasPrefix(msg, "ERROR:  "+fmt.Sprintf(tc.msg, role)), "error_message %q", msg)
-			require.Equal(t, tc.code, taskSQLState(t, id))
 			require.Equal(t, role, getTask(t, su, id).Username)
-			crsRequireNoOrphans(t, su)
+			requireNoOrphans(t, su)
 		})
 	}
 }

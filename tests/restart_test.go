@@ -2,7 +2,6 @@ package tests
 
 import (
 	"errors"
-	"fmt"
 	"testing"
 
 	"github.com/lanterndata/lantern_async/tests/internal/pgcluster"
@@ -16,24 +15,14 @@ import (
 func TestRestart(t *testing.T) {
 	for _, mode := range []pgcluster.StopMode{pgcluster.Fast, pgcluster.Immediate} {
 		t.Run(string(mode), func(t *testing.T) {
-			if cluster.Backend() == pgcluster.BackendDocker {
-				t.Skipf("restart is %v", pgcluster.ErrNotSupported)
-			}
+			skipOnDocker(t, "restart")
 			begin(t)
 			su := connect(t, superuser)
-			lockConn := connect(t, superuser)
-			key := 8_000_000 + nameCounter.Add(1)
-			marker := ident(t, uniq("restart_marker"))
-			mustExec(t, su, fmt.Sprintf("CREATE TABLE %s(a int)", marker))
+			marker := markerTable(t, su, "restart_marker")
 
 			// Occupy every worker, then queue one more task.
-			mustExec(t, lockConn, "SELECT pg_advisory_lock($1)", key)
-			var blockers []int64
-			for range cluster.MaxWorkers() {
-				blockers = append(blockers, submit(t, su, fmt.Sprintf("SELECT pg_advisory_xact_lock_shared(%d)", key)))
-			}
-			waitBlocked(t, su, blockers, key)
-			queued := submit(t, su, fmt.Sprintf("INSERT INTO %s VALUES (1)", marker))
+			blockers := holdAdvisoryLock(t).blockWorkers(t, su, cluster.MaxWorkers())
+			queued := submit(t, su, markerInsert(marker, 1))
 			require.Equal(t, "pending", deref(getTask(t, su, queued).Status), "all workers are busy")
 
 			err := cluster.Restart(mode)
@@ -56,8 +45,7 @@ func TestRestart(t *testing.T) {
 				t.Logf("interrupted task %d ended %s: %s", id, status, msg)
 			}
 
-			after := submit(t, su, fmt.Sprintf("INSERT INTO %s VALUES (2)", marker))
-			requireSucceeded(t, su, after)
+			requireSucceeded(t, su, submit(t, su, markerInsert(marker, 2)))
 			require.Equal(t, []int{1, 2}, markerValues(t, marker))
 		})
 	}

@@ -10,18 +10,12 @@ import (
 
 // These tests pin down the "psql -c" semantics of the query string.
 
-func tableExists(t *testing.T, name string) bool {
-	t.Helper()
-	return queryOne[bool](t, connect(t, superuser), "SELECT to_regclass($1) IS NOT NULL", name)
-}
-
 func TestMultiStatementIsAtomic(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
 	tbl := ident(t, uniq("m1"))
 	id := submit(t, su, fmt.Sprintf("CREATE TABLE %s(a int); SELECT 1/0", tbl))
-	require.Equal(t, "ERROR:  division by zero", requireFailed(t, su, id))
-	require.Equal(t, "22012", taskSQLState(t, id))
+	require.Equal(t, "ERROR:  division by zero", requireFailedWithSQLState(t, su, id, "22012"))
 	require.False(t, tableExists(t, tbl), "the failed string must leave no table %s", tbl)
 }
 
@@ -87,8 +81,7 @@ func TestCreateIndexConcurrentlyInMultiStatementFails(t *testing.T) {
 	mustExec(t, su, fmt.Sprintf("CREATE TABLE %s(a int)", tbl))
 	id := submit(t, su, fmt.Sprintf("CREATE INDEX CONCURRENTLY %s_idx ON %[1]s (a); SELECT 1", tbl))
 	require.Equal(t, "ERROR:  CREATE INDEX CONCURRENTLY cannot run inside a transaction block",
-		requireFailed(t, su, id))
-	require.Equal(t, "25001", taskSQLState(t, id))
+		requireFailedWithSQLState(t, su, id, "25001"))
 	require.False(t, tableExists(t, tbl+"_idx"))
 }
 
@@ -113,8 +106,8 @@ func TestVacuumInMultiStatementFails(t *testing.T) {
 	tbl := ident(t, uniq("vm"))
 	mustExec(t, su, fmt.Sprintf("CREATE TABLE %s(a int)", tbl))
 	id := submit(t, su, fmt.Sprintf("VACUUM %s; SELECT 1", tbl))
-	require.Equal(t, "ERROR:  VACUUM cannot run inside a transaction block", requireFailed(t, su, id))
-	require.Equal(t, "25001", taskSQLState(t, id))
+	require.Equal(t, "ERROR:  VACUUM cannot run inside a transaction block",
+		requireFailedWithSQLState(t, su, id, "25001"))
 }
 
 func TestStatementsWithOutput(t *testing.T) {
@@ -143,20 +136,13 @@ func TestSessionStateNotShared(t *testing.T) {
 	requireSucceeded(t, su, submit(t, su,
 		fmt.Sprintf("CREATE TEMP TABLE %s(a int); SET application_name = 'leaked_%s'; SET search_path = pg_catalog", tmp, out)))
 
-	id := submit(t, su, fmt.Sprintf("SELECT * FROM %s", tmp))
-	require.Equal(t, "42P01", func() string { requireFailed(t, su, id); return taskSQLState(t, id) }(),
-		"a temporary table of an earlier task must not be visible")
+	// A temporary table of an earlier task must not be visible.
+	requireFailedWithSQLState(t, su, submit(t, su, fmt.Sprintf("SELECT * FROM %s", tmp)), "42P01")
 
 	requireSucceeded(t, su, submit(t, su, fmt.Sprintf(
 		"INSERT INTO public.%s VALUES (current_setting('application_name')), (current_setting('search_path'))", out)))
-	rows, err := su.Query(ctx(t), fmt.Sprintf("SELECT v FROM %s", out))
-	require.NoError(t, err)
-	defer rows.Close()
-	for rows.Next() {
-		var v string
-		require.NoError(t, rows.Scan(&v))
+	for _, v := range queryAll[string](t, su, fmt.Sprintf("SELECT v FROM %s", out)) {
 		require.NotEqual(t, "leaked_"+out, v, "application_name leaked from an earlier task")
 		require.NotEqual(t, "pg_catalog", v, "search_path leaked from an earlier task")
 	}
-	require.NoError(t, rows.Err())
 }

@@ -150,7 +150,7 @@ func TestCreateExtensionInOtherDatabase(t *testing.T) {
 		_ = cluster.Exec(c, dbName, "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)")
 	})
 
-	other := connectDB(t, db, superuser)
+	other := connectTo(t, cluster, db, superuser)
 	_, err := other.Exec(ctx(t), "CREATE EXTENSION lantern_async")
 	require.Error(t, err, "CREATE EXTENSION lantern_async must fail outside lantern_async.database")
 	t.Logf("CREATE EXTENSION in %s refused:\n%s", db, errorText(err))
@@ -167,30 +167,12 @@ func TestBackgroundProcesses(t *testing.T) {
 	require.Equal(t, 1, n, "exactly one %q", backendDispatcher)
 
 	// Idle: no worker (earlier tests' workers may take a moment to exit).
-	requirePoll(t, waitTimeout, "no "+backendWorker+" while idle", func() (bool, string) {
-		if l, msg := lost(su); l {
-			return l, msg
-		}
-		n, err := countBackends(su, backendWorker)
-		return err == nil && n == 0, fmt.Sprintf("%d workers, err=%v", n, err)
-	})
+	waitWorkerCount(t, su, 0, "no "+backendWorker+" while idle")
 
 	id := submit(t, su, "SELECT pg_sleep(2)")
-	requirePoll(t, waitTimeout, "a "+backendWorker+" while the task runs", func() (bool, string) {
-		if l, msg := lost(su); l {
-			return l, msg
-		}
-		n, err := countBackends(su, backendWorker)
-		return err == nil && n == 1, fmt.Sprintf("%d workers, err=%v", n, err)
-	})
+	waitWorkerCount(t, su, 1, "a "+backendWorker+" while the task runs")
 	requireSucceeded(t, su, id)
-	requirePoll(t, waitTimeout, "the worker to go away after the task", func() (bool, string) {
-		if l, msg := lost(su); l {
-			return l, msg
-		}
-		n, err := countBackends(su, backendWorker)
-		return err == nil && n == 0, fmt.Sprintf("%d workers, err=%v", n, err)
-	})
+	waitWorkerCount(t, su, 0, "the worker to go away after the task")
 	n, err = countBackends(su, backendDispatcher)
 	require.NoError(t, err)
 	require.Equal(t, 1, n, "still exactly one %q", backendDispatcher)

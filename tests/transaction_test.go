@@ -6,36 +6,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 )
-
-// markerValues returns the sorted contents of a marker table.
-func markerValues(t *testing.T, tbl string) []int {
-	t.Helper()
-	rows, err := connect(t, superuser).Query(ctx(t), fmt.Sprintf("SELECT a FROM %s ORDER BY a", tbl))
-	require.NoError(t, err)
-	vals, err := pgx.CollectRows(rows, pgx.RowTo[int])
-	require.NoError(t, err)
-	return vals
-}
 
 func TestRolledBackSubmitNeverRuns(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
-	marker := ident(t, uniq("marker"))
-	mustExec(t, su, fmt.Sprintf("CREATE TABLE %s(a int)", marker))
+	marker := markerTable(t, su, "marker")
 
 	tx, err := su.Begin(ctx(t))
 	require.NoError(t, err)
-	var rolledBack int64
-	require.NoError(t, tx.QueryRow(ctx(t), "SELECT lantern.async_task($1)",
-		fmt.Sprintf("INSERT INTO %s VALUES (1)", marker)).Scan(&rolledBack))
+	rolledBack := submit(t, tx, markerInsert(marker, 1))
 	require.NoError(t, tx.Rollback(ctx(t)))
 
 	// A later task that has finished makes the negative check meaningful:
 	// the dispatcher has been through the queue since.
-	later := submit(t, su, fmt.Sprintf("INSERT INTO %s VALUES (2)", marker))
+	later := submit(t, su, markerInsert(marker, 2))
 	require.Greater(t, later, rolledBack)
 	requireSucceeded(t, su, later)
 
@@ -48,19 +34,16 @@ func TestUncommittedSubmitNotRunBeforeCommit(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
 	other := connect(t, superuser)
-	marker := ident(t, uniq("marker"))
-	mustExec(t, su, fmt.Sprintf("CREATE TABLE %s(a int)", marker))
+	marker := markerTable(t, su, "marker")
 
 	tx, err := su.Begin(ctx(t))
 	require.NoError(t, err)
 	defer func() { _ = tx.Rollback(context.Background()) }()
-	var inTx int64
-	require.NoError(t, tx.QueryRow(ctx(t), "SELECT lantern.async_task($1)",
-		fmt.Sprintf("INSERT INTO %s VALUES (1)", marker)).Scan(&inTx))
+	inTx := submit(t, tx, markerInsert(marker, 1))
 
 	// Submitted later but committed first: it must run (the open
 	// transaction does not block the queue) ...
-	committed := submit(t, other, fmt.Sprintf("INSERT INTO %s VALUES (2)", marker))
+	committed := submit(t, other, markerInsert(marker, 2))
 	requireSucceeded(t, other, committed)
 
 	// ... while the uncommitted one stays invisible and unexecuted.
@@ -88,21 +71,15 @@ func TestUncommittedSubmitNotRunBeforeCommit(t *testing.T) {
 func TestSubmitSeveralInOneTransaction(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
-	marker := ident(t, uniq("marker"))
-	mustExec(t, su, fmt.Sprintf("CREATE TABLE %s(a int)", marker))
+	marker := markerTable(t, su, "marker")
 	tx, err := su.Begin(ctx(t))
 	require.NoError(t, err)
 	var ids []int64
 	for i := 1; i <= 3; i++ {
-		var id int64
-		require.NoError(t, tx.QueryRow(ctx(t), "SELECT lantern.async_task($1)",
-			fmt.Sprintf("INSERT INTO %s VALUES (%d)", marker, i)).Scan(&id))
-		ids = append(ids, id)
+		ids = append(ids, submit(t, tx, markerInsert(marker, i)))
 	}
 	require.NoError(t, tx.Commit(ctx(t)))
-	for _, id := range ids {
-		requireSucceeded(t, su, id)
-	}
+	requireSucceeded(t, su, ids...)
 	require.Equal(t, []int{1, 2, 3}, markerValues(t, marker))
 }
 
@@ -111,17 +88,14 @@ func TestSubmitSeveralInOneTransaction(t *testing.T) {
 func TestSubmitInFailedTransactionNeverRuns(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
-	marker := ident(t, uniq("marker"))
-	mustExec(t, su, fmt.Sprintf("CREATE TABLE %s(a int)", marker))
+	marker := markerTable(t, su, "marker")
 	// One simple-protocol message: an implicit transaction that the error
 	// in the second statement rolls back.
-	_, err := su.Exec(ctx(t), fmt.Sprintf(
-		"SELECT lantern.async_task('INSERT INTO %s VALUES (1)'); SELECT 1/0", marker))
+	_, err := su.Exec(ctx(t), fmt.Sprintf("SELECT lantern.async_task(%s); SELECT 1/0", lit(markerInsert(marker, 1))))
 	require.Equal(t, "22012", pgCode(err), "want division by zero, got %v", err)
 
-	later := submit(t, su, fmt.Sprintf("INSERT INTO %s VALUES (2)", marker))
-	requireSucceeded(t, su, later)
+	requireSucceeded(t, su, submit(t, su, markerInsert(marker, 2)))
 	require.Equal(t, 0, queryOne[int](t, su,
-		"SELECT count(*)::int FROM lantern.tasks WHERE query = $1", fmt.Sprintf("INSERT INTO %s VALUES (1)", marker)))
+		"SELECT count(*)::int FROM lantern.tasks WHERE query = $1", markerInsert(marker, 1)))
 	require.Equal(t, []int{2}, markerValues(t, marker))
 }
