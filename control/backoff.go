@@ -7,7 +7,7 @@ type Exit struct {
 	RoleID uint32
 	JobID  int64  // the task it was running, 0 when none
 	Table  uint32 // the lantern.tasks that task came from
-	Clean  bool  // it ran out of tasks and returned normally
+	Clean  bool   // it ran out of tasks and returned normally
 }
 
 // Backoff keeps the dispatcher from relaunching, in a tight loop, workers
