@@ -49,9 +49,8 @@ type Task struct {
 
 // Outcome is what gets recorded for a task once it has finished.
 type Outcome struct {
-	JobID int64
-	Table uint32 // see Task.Table; 0 for any
-
+	JobID    int64
+	Table    uint32 // see Task.Table; 0 for any
 	Status   Status
 	Message  string // psql-style error text; empty on success
 	SQLState string // empty on success

@@ -27,15 +27,21 @@ type clusterOut struct {
 	rows  *C.LaQueueRow
 	nrows C.int
 	count C.int64_t
-	view  C.LaSlotView
-	ended [64]C.LaSlotView
+	// views has one entry per slot, for Slots and Reap: one cgo call a round.
+	views *C.LaSlotView
 }
 
 func (c *cluster) outs() *clusterOut {
 	if c.out == nil {
 		c.out = (*clusterOut)(C.calloc(1, C.size_t(unsafe.Sizeof(clusterOut{}))))
+		c.out.views = (*C.LaSlotView)(C.calloc(C.size_t(C.la_slot_count()), C.sizeof_LaSlotView))
 	}
 	return c.out
+}
+
+// slotViews returns the first n views filled by the last slot helper call.
+func (o *clusterOut) slotViews(n C.int) []C.LaSlotView {
+	return unsafe.Slice(o.views, int(n))
 }
 
 func (c *cluster) Installed() (bool, error) {
@@ -71,26 +77,29 @@ func (c *cluster) Queues() ([]control.RoleQueue, error) {
 
 func (c *cluster) Slots() []control.Slot {
 	o := c.outs()
-	var slots []control.Slot
-	for i := C.int(0); i < C.la_slot_count(); i++ {
-		C.la_slot_view(i, &o.view)
-		if o.view.state == C.LA_SLOT_FREE {
-			continue
-		}
-		slots = append(slots, control.Slot{RoleID: uint32(o.view.roleid), JobID: int64(o.view.jobid)})
+	views := o.slotViews(C.la_read_slots(o.views, C.la_slot_count()))
+	slots := make([]control.Slot, 0, len(views))
+	for _, v := range views {
+		slots = append(slots, control.Slot{RoleID: uint32(v.roleid), JobID: int64(v.jobid)})
 	}
 	return slots
 }
 
 func (c *cluster) Launch(roleID uint32) (bool, error) {
-	return C.la_launch_worker(C.uint32_t(roleID), c.pg.err) >= 0, nil
+	if C.la_launch_worker(C.uint32_t(roleID), c.pg.err) >= 0 {
+		return true, nil
+	}
+	if c.pg.err.message != nil {
+		return false, c.pg.lastError()
+	}
+	return false, nil // no free slot or background worker process: next round
 }
 
 func (c *cluster) Reap() []control.Exit {
 	o := c.outs()
-	n := C.la_reap_workers(&o.ended[0], C.int(len(o.ended)))
-	exits := make([]control.Exit, 0, int(n))
-	for _, v := range o.ended[:n] {
+	views := o.slotViews(C.la_reap_workers(o.views, C.la_slot_count()))
+	exits := make([]control.Exit, 0, len(views))
+	for _, v := range views {
 		exits = append(exits, control.Exit{
 			RoleID: uint32(v.roleid),
 			JobID:  int64(v.jobid),

@@ -16,18 +16,34 @@ static pthread_t la_main_thread;
 static MemoryContext la_result_cxt = NULL;
 static MemoryContext la_task_cxt = NULL;
 
-/* Called once from the Go entry point, on PostgreSQL's main thread. */
-void
+/*
+ * Called once from the Go entry point, on PostgreSQL's main thread.  Returns
+ * false (the error is logged) when even this failed, e.g. out of memory.
+ */
+bool
 la_call_init(void)
 {
+	volatile bool ok = true;
+
 	la_main_thread = pthread_self();
-	la_result_cxt = AllocSetContextCreate(TopMemoryContext,
-										  "lantern_async results",
-										  ALLOCSET_DEFAULT_SIZES);
-	la_task_cxt = AllocSetContextCreate(TopMemoryContext,
-										"lantern_async task",
-										ALLOCSET_DEFAULT_SIZES);
-	MemoryContextSwitchTo(la_task_cxt);
+	PG_TRY();
+	{
+		la_result_cxt = AllocSetContextCreate(TopMemoryContext,
+											  "lantern_async results",
+											  ALLOCSET_DEFAULT_SIZES);
+		la_task_cxt = AllocSetContextCreate(TopMemoryContext,
+											"lantern_async task",
+											ALLOCSET_DEFAULT_SIZES);
+		MemoryContextSwitchTo(la_task_cxt);
+	}
+	PG_CATCH();
+	{
+		EmitErrorReport();
+		FlushErrorState();
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
 }
 
 MemoryContext

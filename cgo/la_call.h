@@ -28,7 +28,7 @@ typedef struct LaError
 } LaError;
 
 /* la_call.c */
-extern void la_call_init(void);
+extern bool la_call_init(void);
 extern bool la_call_begin(LaError *err);
 extern void la_call_fail(LaError *err, int saved_holdoff, int saved_cancel_holdoff);
 extern MemoryContext la_result_context(void);
@@ -67,6 +67,7 @@ extern bool la_bk_queues(LaQueueRow **rows, int *nrows, LaError *err);
 /* la_launch.c */
 extern int	la_launch_worker(uint32_t roleid, LaError *err);
 #include "la_shared.h"
+extern int	la_read_slots(LaSlotView *views, int max);
 extern int	la_reap_workers(LaSlotView *ended, int max);
 
 #endif							/* LA_CALL_H */

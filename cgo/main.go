@@ -36,14 +36,18 @@ const (
 
 func main() {}
 
-func enter() {
+// enter pins this goroutine to PostgreSQL's thread and sets up the helpers'
+// memory; false means the process cannot go on (the error is in the log).
+func enter() bool {
 	runtime.LockOSThread()
-	C.la_call_init()
+	return bool(C.la_call_init())
 }
 
 //export LanternAsyncWorkerMain
 func LanternAsyncWorkerMain(slot C.int) C.int {
-	enter()
+	if !enter() {
+		return exitRestart
+	}
 	pg := newPG()
 	w := bgworker.Worker{
 		Queue:         &taskQueue{pg: pg, slot: slot},
@@ -60,7 +64,9 @@ func LanternAsyncWorkerMain(slot C.int) C.int {
 
 //export LanternAsyncDispatcherMain
 func LanternAsyncDispatcherMain(C.int) C.int {
-	enter()
+	if !enter() {
+		return exitRestart
+	}
 	pg := newPG()
 	d := control.Dispatcher{
 		Cluster: &cluster{pg: pg},

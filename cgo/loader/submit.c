@@ -96,7 +96,12 @@ la_submit_check_role(Oid roleid)
 static void
 la_submit_check_database(void)
 {
-	if (strcmp(get_database_name(MyDatabaseId), la_database) != 0)
+	/* lantern_async.database is fixed at server start: resolve it once. */
+	static Oid	served = InvalidOid;
+
+	if (!OidIsValid(served))
+		served = get_database_oid(la_database, true);
+	if (MyDatabaseId != served)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("lantern_async only runs tasks in database \"%s\"", la_database),
