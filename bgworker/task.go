@@ -56,6 +56,11 @@ type Outcome struct {
 	SQLState string // empty on success
 }
 
+// CanceledOutcome is the outcome of a task lantern.cancel_task() stopped.
+func CanceledOutcome(task Task) Outcome {
+	return Outcome{JobID: task.JobID, Table: task.Table, Status: Canceled, Message: CanceledMessage, SQLState: queryCanceled}
+}
+
 // OutcomeOf turns the result of running a task's query into its outcome.
 func OutcomeOf(task Task, runErr error) Outcome {
 	if runErr == nil {

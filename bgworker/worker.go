@@ -10,15 +10,22 @@ type Queue interface {
 	Claim() (task Task, ok bool, err error)
 	// Settle records a running task's outcome, once.
 	Settle(Outcome) error
-	// CancelRequested tells whether lantern.cancel_task() stopped this task
-	// (rather than, say, an administrator's pg_cancel_backend()).
+	// CancelRequested tells whether lantern.cancel_task() accepted to
+	// cancel this task (rather than, say, an administrator's
+	// pg_cancel_backend() stopping it): it must then end canceled. From
+	// this call on no further cancel is accepted: the outcome is decided.
 	CancelRequested(jobID int64) bool
+	// Done tells the queue that the task's outcome is committed.
+	Done(jobID int64)
 }
 
 // Session is the worker's own database session, where tasks run.
 type Session interface {
-	// Execute runs a query string like psql -c; a failure is a *pgerr.Error.
-	Execute(query string) error
+	// Execute runs a task's query string like psql -c; a failure is a
+	// *pgerr.Error. recorded is true when the task's success was committed
+	// in the same transaction as the end of its work, so there is nothing
+	// left to Settle.
+	Execute(task Task) (recorded bool, err error)
 	// Reset discards all session state a task may have left behind.
 	Reset() error
 }
@@ -55,16 +62,21 @@ func (w *Worker) Run() error {
 }
 
 // runOne keeps the order execute → reset → record: the task's settings
-// must never affect the bookkeeping that records it.
+// must never affect the bookkeeping that records it. (A success recorded
+// with the task's own commit ran with pinned settings of its own.)
 func (w *Worker) runOne(task Task) error {
-	outcome := OutcomeOf(task, w.Session.Execute(task.Query))
-	if outcome.SQLState == queryCanceled && w.Queue.CancelRequested(task.JobID) {
-		outcome = Outcome{JobID: task.JobID, Table: task.Table, Status: Canceled, Message: CanceledMessage, SQLState: queryCanceled}
+	recorded, execErr := w.Session.Execute(task)
+	outcome := OutcomeOf(task, execErr)
+	if w.Queue.CancelRequested(task.JobID) {
+		outcome = CanceledOutcome(task)
 	}
 	resetErr := w.Session.Reset()
-	if err := w.Queue.Settle(outcome); err != nil {
-		return fmt.Errorf("could not record the outcome of task %d: %w", task.JobID, err)
+	if !recorded {
+		if err := w.Queue.Settle(outcome); err != nil {
+			return fmt.Errorf("could not record the outcome of task %d: %w", task.JobID, err)
+		}
 	}
+	w.Queue.Done(task.JobID)
 	if resetErr != nil {
 		return fmt.Errorf("could not reset the session after task %d: %w", task.JobID, resetErr)
 	}

@@ -24,6 +24,7 @@ type fakeQueue struct {
 	settleErr error // returned by every Settle when set (after recording)
 	claims    int
 	settled   []Outcome
+	done      []int64
 	canceled  map[int64]bool // tasks lantern.cancel_task() stopped
 }
 
@@ -53,16 +54,24 @@ func (q *fakeQueue) CancelRequested(jobID int64) bool {
 	return q.canceled[jobID]
 }
 
+func (q *fakeQueue) Done(jobID int64) {
+	q.log.add("done " + strconv.FormatInt(jobID, 10))
+	q.done = append(q.done, jobID)
+}
+
 // fakeSession returns scripted results per query.
 type fakeSession struct {
 	log      *callLog
-	results  map[string]error // Execute result by query; nil when absent
+	results  map[string]error // Execute error by query; nil when absent
+	recorded map[string]bool  // queries whose success Execute commits itself
+	executed []Task
 	resetErr error
 }
 
-func (s *fakeSession) Execute(query string) error {
-	s.log.add("execute " + query)
-	return s.results[query]
+func (s *fakeSession) Execute(task Task) (bool, error) {
+	s.log.add("execute " + task.Query)
+	s.executed = append(s.executed, task)
+	return s.recorded[task.Query], s.results[task.Query]
 }
 
 func (s *fakeSession) Reset() error {
@@ -87,7 +96,7 @@ type fixture struct {
 func newFixture(tasks ...Task) *fixture {
 	f := &fixture{}
 	f.queue = &fakeQueue{log: &f.log, tasks: tasks}
-	f.session = &fakeSession{log: &f.log, results: map[string]error{}}
+	f.session = &fakeSession{log: &f.log, results: map[string]error{}, recorded: map[string]bool{}}
 	f.worker = &Worker{
 		Queue:         f.queue,
 		Session:       f.session,
@@ -111,7 +120,7 @@ func TestRunReturnsNilWhenNoTaskIsPending(t *testing.T) {
 	assert.Empty(t, f.queue.settled)
 }
 
-func TestRunRunsTasksInClaimOrderExecuteResetSettle(t *testing.T) {
+func TestRunRunsTasksInClaimOrderExecuteResetSettleDone(t *testing.T) {
 	f := newFixture(
 		Task{JobID: 3, Query: "SELECT 3"},
 		Task{JobID: 1, Query: "SET work_mem = '1MB'"},
@@ -122,9 +131,9 @@ func TestRunRunsTasksInClaimOrderExecuteResetSettle(t *testing.T) {
 
 	require.NoError(t, f.worker.Run())
 	assert.Equal(t, callLog{
-		"claim 3", "execute SELECT 3", "reset", "settle 3",
-		"claim 1", "execute SET work_mem = '1MB'", "reset", "settle 1",
-		"claim 2", "execute SELECT 2", "reset", "settle 2",
+		"claim 3", "execute SELECT 3", "reset", "settle 3", "done 3",
+		"claim 1", "execute SET work_mem = '1MB'", "reset", "settle 1", "done 1",
+		"claim 2", "execute SELECT 2", "reset", "settle 2", "done 2",
 		"claim: none",
 	}, f.log)
 	require.Len(t, f.queue.settled, 3)
@@ -204,6 +213,7 @@ func TestRunFailures(t *testing.T) {
 		wantErr   error
 		wantLog   callLog
 		settled   []int64
+		done      []int64
 	}{
 		{
 			name:     "claim error settles nothing",
@@ -212,18 +222,19 @@ func TestRunFailures(t *testing.T) {
 			wantLog:  callLog{"claim: error"},
 		},
 		{
-			name:      "settle error stops the worker",
+			name:      "settle error stops the worker before Done",
 			settleErr: errSettle,
 			wantErr:   errSettle,
 			wantLog:   callLog{"claim 1", "execute SELECT 1", "reset", "settle 1"},
 			settled:   []int64{1},
 		},
 		{
-			name:     "reset error still settles, then stops the worker",
+			name:     "reset error still settles and calls Done, then stops the worker",
 			resetErr: errReset,
 			wantErr:  errReset,
-			wantLog:  callLog{"claim 1", "execute SELECT 1", "reset", "settle 1"},
+			wantLog:  callLog{"claim 1", "execute SELECT 1", "reset", "settle 1", "done 1"},
 			settled:  []int64{1},
+			done:     []int64{1},
 		},
 		{
 			name:      "settle and reset errors report the settle error",
@@ -250,6 +261,7 @@ func TestRunFailures(t *testing.T) {
 				settled = append(settled, o.JobID)
 			}
 			assert.Equal(t, tc.settled, settled)
+			assert.Equal(t, tc.done, f.queue.done, "done")
 		})
 	}
 }
@@ -265,7 +277,7 @@ func TestRunHonoursStopRequest(t *testing.T) {
 		{
 			name:      "between tasks",
 			stopAfter: 1,
-			wantLog:   callLog{"claim 1", "execute SELECT 1", "reset", "settle 1"},
+			wantLog:   callLog{"claim 1", "execute SELECT 1", "reset", "settle 1", "done 1"},
 		},
 	}
 	for _, tc := range tests {
@@ -282,14 +294,56 @@ func TestRunHonoursStopRequest(t *testing.T) {
 
 func TestRunRecordsCancelByCancelTaskAsCanceled(t *testing.T) {
 	canceledErr := &pgerr.Error{Severity: "ERROR", Code: "57014", Message: "canceling statement due to user request"}
-	f := newFixture(Task{JobID: 1, Query: "SELECT pg_sleep(60)"}, Task{JobID: 2, Query: "SELECT pg_sleep(61)"})
+	f := newFixture(Task{JobID: 1, Query: "SELECT pg_sleep(60)", Table: 16384}, Task{JobID: 2, Query: "SELECT pg_sleep(61)"})
 	f.session.results = map[string]error{"SELECT pg_sleep(60)": canceledErr, "SELECT pg_sleep(61)": canceledErr}
 	f.queue.canceled = map[int64]bool{1: true}
 
 	require.NoError(t, f.worker.Run())
 	require.Len(t, f.queue.settled, 2)
-	assert.Equal(t, Outcome{JobID: 1, Status: Canceled, Message: "Canceled by user", SQLState: "57014"}, f.queue.settled[0])
+	assert.Equal(t, Outcome{JobID: 1, Table: 16384, Status: Canceled, Message: "Canceled by user", SQLState: "57014"}, f.queue.settled[0])
 	// A cancel from elsewhere (pg_cancel_backend) is an ordinary failure.
 	assert.Equal(t, Failed, f.queue.settled[1].Status)
 	assert.Equal(t, "ERROR:  canceling statement due to user request", f.queue.settled[1].Message)
+}
+
+// Once cancel_task() accepted, its caller was told the task ends canceled,
+// whatever the query itself ended with.
+func TestRunRecordsAcceptedCancelAsCanceledWhateverTheError(t *testing.T) {
+	tests := []struct {
+		name    string
+		execErr error
+	}{
+		{name: "another SQLSTATE", execErr: pgerr.New("25001", "boom")},
+		{name: "non-pgerr error", execErr: errors.New("connection lost")},
+		{name: "success", execErr: nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			task := Task{JobID: 5, Query: "SELECT 5", Table: 16384}
+			f := newFixture(task)
+			f.session.results[task.Query] = tc.execErr
+			f.queue.canceled = map[int64]bool{5: true}
+
+			require.NoError(t, f.worker.Run())
+			want := Outcome{JobID: 5, Table: 16384, Status: Canceled, Message: "Canceled by user", SQLState: "57014"}
+			assert.Equal(t, []Outcome{want}, f.queue.settled)
+			assert.Equal(t, []int64{5}, f.queue.done)
+		})
+	}
+}
+
+func TestRunDoesNotSettleASuccessRecordedWithTheTask(t *testing.T) {
+	tasks := []Task{{JobID: 1, Query: "CREATE INDEX i ON t (v)", Table: 16384}, {JobID: 2, Query: "SELECT 2"}}
+	f := newFixture(tasks...)
+	f.session.recorded[tasks[0].Query] = true
+
+	require.NoError(t, f.worker.Run())
+	assert.Equal(t, callLog{
+		"claim 1", "execute CREATE INDEX i ON t (v)", "reset", "done 1",
+		"claim 2", "execute SELECT 2", "reset", "settle 2", "done 2",
+		"claim: none",
+	}, f.log)
+	assert.Equal(t, []Outcome{{JobID: 2, Status: Succeeded}}, f.queue.settled)
+	assert.Equal(t, []int64{1, 2}, f.queue.done)
+	assert.Equal(t, tasks, f.session.executed, "Execute gets the whole task")
 }

@@ -65,11 +65,12 @@ func (c *cluster) Queues() ([]control.RoleQueue, error) {
 	queues := make([]control.RoleQueue, 0, len(rows))
 	for _, r := range rows {
 		queues = append(queues, control.RoleQueue{
-			Username:  C.GoString(r.username),
-			RoleID:    uint32(r.roleid),
-			CanLogin:  bool(r.canlogin),
-			OldestJob: int64(r.oldest_jobid),
-			Pending:   int64(r.pending),
+			RoleID:     uint32(r.roleid),
+			Username:   C.GoString(r.username),
+			RoleExists: bool(r.role_exists),
+			CanLogin:   bool(r.canlogin),
+			OldestJob:  int64(r.oldest_jobid),
+			Pending:    int64(r.pending),
 		})
 	}
 	return queues, nil
@@ -95,23 +96,32 @@ func (c *cluster) Launch(roleID uint32) (bool, error) {
 	return false, nil // no free slot or background worker process: next round
 }
 
-func (c *cluster) Reap() []control.Exit {
+func (c *cluster) Reap() ([]control.Exit, error) {
 	o := c.outs()
-	views := o.slotViews(C.la_reap_workers(o.views, C.la_slot_count()))
+	n := C.la_reap_workers(o.views, C.la_slot_count(), c.pg.err)
+	if n < 0 {
+		return nil, c.pg.lastError()
+	}
+	views := o.slotViews(n)
 	exits := make([]control.Exit, 0, len(views))
 	for _, v := range views {
 		exits = append(exits, control.Exit{
-			RoleID: uint32(v.roleid),
-			JobID:  int64(v.jobid),
-			Table:  uint32(v.tasks_relid),
-			Clean:  bool(v.clean_exit),
+			RoleID:   uint32(v.roleid),
+			JobID:    int64(v.jobid),
+			Table:    uint32(v.tasks_relid),
+			Canceled: bool(v.cancel_requested),
+			Clean:    bool(v.clean_exit),
+			TasksRun: int64(v.tasks_run),
 		})
 	}
-	return exits
+	return exits, nil
 }
 
-func (c *cluster) Settle(username string, from bgworker.Status, o bgworker.Outcome) (int64, error) {
-	return settle(c.pg, username, from, o, &c.outs().count)
+// Settle never waits for a row lock: a user's open transaction must not
+// hold up the dispatcher (such rows are settled in a later round).
+func (c *cluster) Settle(sel control.Selection, from bgworker.Status, o bgworker.Outcome) (int64, error) {
+	f := settleFilter{roleID: sel.RoleID, unowned: sel.Unowned, skipLocked: true}
+	return settle(c.pg, f, from, o, &c.outs().count)
 }
 
 func (c *cluster) Wait(timeout time.Duration) bool {

@@ -1,281 +1,233 @@
 /*
  * la_bookkeeping.c - the queue in lantern.tasks, through SPI
  *
- * Every helper is one short transaction of fixed SQL, run as the bootstrap
- * superuser with pinned settings whatever session it runs in: a task's
- * role may be read-only by default, have a lock_timeout, or own objects in
- * its search_path, and none of that may break or hijack the bookkeeping.
+ * Every helper is one short transaction of fixed SQL, run through
+ * la_privileged_begin/end (the bootstrap superuser, pinned settings)
+ * whatever session it runs in: a task's role may be read-only by default,
+ * have a lock_timeout, or own objects in its search_path, and none of that
+ * may break or hijack the bookkeeping.  The tables are the extension's own,
+ * found through pg_depend (loader/catalog.c).
  */
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "catalog/namespace.h"
-#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
-#include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
-#include "utils/syscache.h"
-#include "storage/lmgr.h"
 
 #include "la_call.h"
 #include "la_shared.h"
 
-typedef struct LaBookkeeping
-{
-	Oid			saved_userid;
-	int			saved_sec_context;
-	int			saved_holdoff;
-	int			saved_cancel_holdoff;
-	Oid			tasks_relid;	/* lantern.tasks, InvalidOid when not installed */
-	bool		installed;
-} LaBookkeeping;
-
-static void
-la_bk_pin(const char *name, const char *value)
-{
-	(void) set_config_option(name, value, PGC_SUSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-}
-
-/* The queue table, when the extension is installed in this database. */
-static Oid
-la_bk_tasks_relid(void)
-{
-	Oid			nsp;
-	Oid			relid;
-
-	if (!OidIsValid(get_extension_oid("lantern_async", true)))
-		return InvalidOid;
-	nsp = get_namespace_oid("lantern", true);
-	relid = OidIsValid(nsp) ? get_relname_relid("tasks", nsp) : InvalidOid;
-	if (!OidIsValid(relid))
-		return InvalidOid;
-
-	/*
-	 * Lock it before use, then look again: a DROP EXTENSION that committed
-	 * while we waited for the lock has removed it.
-	 */
-	LockRelationOid(relid, AccessShareLock);
-	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
-		return InvalidOid;
-	return relid;
-}
+typedef void (*la_bk_body) (LaPrivileged *p, void *arg);
 
 /*
- * Open the bookkeeping transaction.  Cancel interrupts are held throughout:
- * a cancel aimed at a task must never break a claim or a result.  The GUC
- * nest level opened here is popped by the commit, after the commit record
- * was written with synchronous_commit = on.
+ * Cancel interrupts are held throughout: a cancel aimed at a task must
+ * never break a claim or a result.  Every commit here is flushed before it
+ * returns, whatever synchronous_commit the session has: a claim that a
+ * crash forgot could run its task twice.
  */
 static void
-la_bk_open(LaBookkeeping *bk)
+la_bk_open(LaPrivileged *p)
 {
-	bk->saved_holdoff = InterruptHoldoffCount;
-	bk->saved_cancel_holdoff = QueryCancelHoldoffCount;
 	HOLD_CANCEL_INTERRUPTS();
-
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	XactIsoLevel = XACT_READ_COMMITTED;
 	XactReadOnly = false;
-
-	GetUserIdAndSecContext(&bk->saved_userid, &bk->saved_sec_context);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-						   bk->saved_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	(void) NewGUCNestLevel();
-	la_bk_pin("search_path", "pg_catalog, pg_temp");
-	la_bk_pin("synchronous_commit", "on");
-	la_bk_pin("lock_timeout", "0");
-	la_bk_pin("statement_timeout", "0");
-	la_bk_pin("session_replication_role", "origin");
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	ForceSyncCommit();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	bk->tasks_relid = la_bk_tasks_relid();
-	bk->installed = OidIsValid(bk->tasks_relid);
+	la_privileged_begin(p, RowExclusiveLock);
 }
 
 static void
-la_bk_close(LaBookkeeping *bk)
+la_bk_close(LaPrivileged *p)
 {
+	la_privileged_end(p);
 	PopActiveSnapshot();
-	SPI_finish();
-	SetUserIdAndSecContext(bk->saved_userid, bk->saved_sec_context);
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(la_task_context());
 	RESUME_CANCEL_INTERRUPTS();
 }
 
-static void
-la_bk_execute(const char *sql, int nargs, Oid *types, Datum *values,
-			  const char *nulls, int expected)
+/* Run body in a bookkeeping transaction; body is skipped when the extension is not installed. */
+static bool
+la_bk_run(la_bk_body body, void *arg, LaError *err)
 {
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+	LaPrivileged p;
+	LaSaved		saved;
+	volatile bool ok = true;
 
-	if (rc != expected)
-		elog(ERROR, "lantern_async bookkeeping query failed: %s", SPI_result_code_string(rc));
+	if (!la_call_begin(err))
+		return false;
+	la_reset_task_context();
+	la_save(&saved);
+	PG_TRY();
+	{
+		la_bk_open(&p);
+		if (p.installed)
+			body(&p, arg);
+		la_bk_close(&p);
+	}
+	PG_CATCH();
+	{
+		la_call_fail(err, &saved);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
 }
 
-#define LA_BK_BEGIN(bk, err) \
-	do { \
-		volatile bool la_ok_ = true; \
-		if (!la_call_begin(err)) \
-			return false; \
-		la_reset_task_context(); \
-		PG_TRY(); \
-		{ \
-			la_bk_open(&(bk));
-
-#define LA_BK_END(bk, err) \
-			la_bk_close(&(bk)); \
-		} \
-		PG_CATCH(); \
-		{ \
-			la_call_fail((err), (bk).saved_holdoff, (bk).saved_cancel_holdoff); \
-			la_ok_ = false; \
-		} \
-		PG_END_TRY(); \
-		return la_ok_; \
-	} while (0)
+static void
+la_bk_ready_body(LaPrivileged *p, void *arg)
+{
+	*(bool *) arg = true;
+}
 
 bool
 la_bk_ready(bool *ready, LaError *err)
 {
-	LaBookkeeping bk;
-
-	LA_BK_BEGIN(bk, err);
-	*ready = bk.installed;
-	LA_BK_END(bk, err);
+	*ready = false;
+	return la_bk_run(la_bk_ready_body, ready, err);
 }
 
+typedef struct LaClaim
+{
+	int			slot;
+	int64_t    *jobid;
+	char	  **query;
+	uint32_t   *tasks_relid;
+} LaClaim;
+
 /*
- * Claim the oldest pending task of this session's role.  The slot learns
- * the jobid before the claim commits, so that from the moment the row reads
- * 'running' the dispatcher can tell which process owns it.
+ * Claim the oldest pending task of the role this worker logged in as (by
+ * OID, from task_owners).  The slot learns the jobid before the claim
+ * commits, so that from the moment the row reads 'running' the dispatcher
+ * and cancel_task() can tell which process owns it.
  */
+static void
+la_bk_claim_body(LaPrivileged *p, void *arg)
+{
+	LaClaim    *c = arg;
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(GetAuthenticatedUserId())};
+	int			rc;
+
+	rc = SPI_execute_with_args(psprintf("UPDATE %s SET status = 'running' "
+										"WHERE status = 'pending' AND jobid = ("
+										"  SELECT t.jobid FROM %s t "
+										"  WHERE t.status = 'pending' AND EXISTS ("
+										"    SELECT FROM %s o WHERE o.jobid = t.jobid AND o.roleid = $1) "
+										"  ORDER BY t.jobid LIMIT 1 FOR UPDATE OF t SKIP LOCKED) "
+										"RETURNING jobid, query",
+										p->cat.tasks_name, p->cat.tasks_name, p->cat.task_owners_name),
+							   1, types, values, NULL, false, 0);
+	if (rc != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "lantern_async could not claim a task: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 1)
+	{
+		HeapTuple	row = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		*c->jobid = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
+		*c->query = MemoryContextStrdup(la_result_context(),
+										TextDatumGetCString(SPI_getbinval(row, desc, 2, &isnull)));
+		*c->tasks_relid = p->cat.tasks;
+		la_slot_set_job(c->slot, *c->jobid, p->cat.tasks);
+	}
+}
+
 bool
 la_bk_claim(int slot, int64_t *jobid, char **query, uint32_t *tasks_relid, LaError *err)
 {
-	LaBookkeeping bk;
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
+	LaClaim		c = {slot, jobid, query, tasks_relid};
 
 	*jobid = 0;
 	*query = NULL;
-	LA_BK_BEGIN(bk, err);
-	if (bk.installed)
-	{
-		bool		isnull;
-
-		values[0] = CStringGetTextDatum(GetUserNameFromId(GetSessionUserId(), false));
-		la_bk_execute("UPDATE lantern.tasks SET status = 'running' "
-					  "WHERE jobid = (SELECT jobid FROM lantern.tasks "
-					  "               WHERE status = 'pending' AND username = $1 "
-					  "               ORDER BY jobid LIMIT 1 FOR UPDATE SKIP LOCKED) "
-					  "RETURNING jobid, query",
-					  1, types, values, NULL, SPI_OK_UPDATE_RETURNING);
-		if (SPI_processed == 1)
-		{
-			HeapTuple	row = SPI_tuptable->vals[0];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-
-			*jobid = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
-			*query = MemoryContextStrdup(la_result_context(),
-										 TextDatumGetCString(SPI_getbinval(row, desc, 2, &isnull)));
-			*tasks_relid = bk.tasks_relid;
-			la_slot_set_job(slot, *jobid, bk.tasks_relid);
-		}
-	}
-	LA_BK_END(bk, err);
+	return la_bk_run(la_bk_claim_body, &c, err);
 }
 
+typedef struct LaSettleCall
+{
+	const LaSettle *settle;
+	uint32_t	tasks_relid;
+	int64_t    *count;
+} LaSettleCall;
+
 /*
- * Move tasks from one status to a final one, once: jobid 0 means any job,
- * a NULL username any role.  Records the SQLSTATE of a failure beside it.
  * A tasks_relid other than 0 must still be the current lantern.tasks: after
  * DROP and CREATE EXTENSION, a jobid of the old table may name a new task.
  */
-bool
-la_bk_settle(int64_t jobid, uint32_t tasks_relid, const char *username, const char *from_status,
-			 const char *to_status, const char *message, const char *sqlstate,
-			 int64_t *count, LaError *err)
+static void
+la_bk_settle_body(LaPrivileged *p, void *arg)
 {
-	LaBookkeeping bk;
-	Oid			types[6] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[6];
-	char		nulls[7] = "      ";
+	LaSettleCall *c = arg;
 
-	*count = 0;
-	LA_BK_BEGIN(bk, err);
-	if (bk.installed && (tasks_relid == 0 || tasks_relid == bk.tasks_relid))
-	{
-		bool		isnull;
-
-		values[0] = Int64GetDatum(jobid);
-		values[1] = username ? CStringGetTextDatum(username) : (Datum) 0;
-		nulls[1] = username ? ' ' : 'n';
-		values[2] = CStringGetTextDatum(from_status);
-		values[3] = CStringGetTextDatum(to_status);
-		values[4] = message ? CStringGetTextDatum(message) : (Datum) 0;
-		nulls[4] = message ? ' ' : 'n';
-		values[5] = sqlstate ? CStringGetTextDatum(sqlstate) : (Datum) 0;
-		nulls[5] = sqlstate ? ' ' : 'n';
-		la_bk_execute("WITH settled AS ("
-					  "  UPDATE lantern.tasks SET status = $4, error_message = $5, "
-					  "         duration = clock_timestamp() - started_at "
-					  "  WHERE status = $3 AND ($1 = 0 OR jobid = $1) "
-					  "    AND ($2 IS NULL OR username = $2) "
-					  "  RETURNING jobid), "
-					  "recorded AS ("
-					  "  INSERT INTO lantern.task_errors (jobid, sqlstate) "
-					  "  SELECT jobid, $6 FROM settled WHERE $6 IS NOT NULL) "
-					  "SELECT count(*) FROM settled",
-					  6, types, values, nulls, SPI_OK_SELECT);
-		*count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	}
-	LA_BK_END(bk, err);
+	if (c->tasks_relid == 0 || c->tasks_relid == p->cat.tasks)
+		*c->count = la_queue_settle(&p->cat, c->settle);
 }
 
-/* One row per role with pending tasks, oldest first. */
+bool
+la_bk_settle(const LaSettle *settle, uint32_t tasks_relid, int64_t *count, LaError *err)
+{
+	LaSettleCall c = {settle, tasks_relid, count};
+
+	*count = 0;
+	return la_bk_run(la_bk_settle_body, &c, err);
+}
+
+typedef struct LaQueues
+{
+	LaQueueRow **rows;
+	int		   *nrows;
+} LaQueues;
+
+static void
+la_bk_queue_row(HeapTuple row, TupleDesc desc, LaQueueRow *q)
+{
+	bool		isnull;
+
+	q->roleid = DatumGetObjectId(SPI_getbinval(row, desc, 1, &isnull));
+	q->oldest_jobid = DatumGetInt64(SPI_getbinval(row, desc, 2, &isnull));
+	q->pending = DatumGetInt64(SPI_getbinval(row, desc, 3, &isnull));
+	q->role_exists = DatumGetBool(SPI_getbinval(row, desc, 4, &isnull));
+	q->canlogin = DatumGetBool(SPI_getbinval(row, desc, 5, &isnull));
+	q->username = MemoryContextStrdup(la_result_context(),
+									  TextDatumGetCString(SPI_getbinval(row, desc, 6, &isnull)));
+}
+
+/* One row per role (by OID) with pending tasks, oldest first; roleid 0 for rows with no owner. */
+static void
+la_bk_queues_body(LaPrivileged *p, void *arg)
+{
+	LaQueues   *c = arg;
+	int			rc;
+
+	rc = SPI_execute(psprintf("SELECT coalesce(o.roleid, 0), min(t.jobid), count(*), "
+							  "       r.oid IS NOT NULL, coalesce(r.rolcanlogin, false), min(t.username) "
+							  "FROM %s t LEFT JOIN %s o ON o.jobid = t.jobid "
+							  "LEFT JOIN pg_catalog.pg_authid r ON r.oid = o.roleid "
+							  "WHERE t.status = 'pending' "
+							  "GROUP BY o.roleid, r.oid, r.rolcanlogin ORDER BY 2",
+							  p->cat.tasks_name, p->cat.task_owners_name),
+					 false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "lantern_async could not read the queue: %s", SPI_result_code_string(rc));
+	*c->nrows = (int) SPI_processed;
+	*c->rows = MemoryContextAllocZero(la_result_context(), sizeof(LaQueueRow) * Max(*c->nrows, 1));
+	for (int i = 0; i < *c->nrows; i++)
+		la_bk_queue_row(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, &(*c->rows)[i]);
+}
+
 bool
 la_bk_queues(LaQueueRow **rows, int *nrows, LaError *err)
 {
-	LaBookkeeping bk;
+	LaQueues	c = {rows, nrows};
 
 	*rows = NULL;
 	*nrows = 0;
-	LA_BK_BEGIN(bk, err);
-	if (bk.installed)
-	{
-		la_bk_execute("SELECT t.username, min(t.jobid), count(*), "
-					  "       coalesce(r.oid, 0)::int8, coalesce(r.rolcanlogin, false) "
-					  "FROM lantern.tasks t LEFT JOIN pg_catalog.pg_authid r ON r.rolname = t.username "
-					  "WHERE t.status = 'pending' "
-					  "GROUP BY t.username, r.oid, r.rolcanlogin ORDER BY 2",
-					  0, NULL, NULL, NULL, SPI_OK_SELECT);
-		*nrows = (int) SPI_processed;
-		*rows = MemoryContextAllocZero(la_result_context(), sizeof(LaQueueRow) * Max(*nrows, 1));
-		for (int i = 0; i < *nrows; i++)
-		{
-			HeapTuple	row = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			bool		isnull;
-
-			(*rows)[i].username = MemoryContextStrdup(la_result_context(),
-													  TextDatumGetCString(SPI_getbinval(row, desc, 1, &isnull)));
-			(*rows)[i].oldest_jobid = DatumGetInt64(SPI_getbinval(row, desc, 2, &isnull));
-			(*rows)[i].pending = DatumGetInt64(SPI_getbinval(row, desc, 3, &isnull));
-			(*rows)[i].roleid = (uint32_t) DatumGetInt64(SPI_getbinval(row, desc, 4, &isnull));
-			(*rows)[i].canlogin = DatumGetBool(SPI_getbinval(row, desc, 5, &isnull));
-		}
-	}
-	LA_BK_END(bk, err);
+	return la_bk_run(la_bk_queues_body, &c, err);
 }

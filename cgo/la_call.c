@@ -96,19 +96,51 @@ la_call_begin(LaError *err)
 	return true;
 }
 
+void
+la_save(LaSaved *saved)
+{
+	saved->holdoff = InterruptHoldoffCount;
+	saved->cancel_holdoff = QueryCancelHoldoffCount;
+	saved->context = CurrentMemoryContext;
+}
+
+void
+la_restore(const LaSaved *saved)
+{
+	InterruptHoldoffCount = saved->holdoff;
+	QueryCancelHoldoffCount = saved->cancel_holdoff;
+	MemoryContextSwitchTo(saved->context);
+}
+
+/* Log the error as a backend would; if even that fails, the copy is all we keep. */
+static void
+la_call_log_error(void)
+{
+	PG_TRY();
+	{
+		EmitErrorReport();
+	}
+	PG_CATCH();
+	{
+		/* e.g. out of memory while formatting the log line */
+	}
+	PG_END_TRY();
+}
+
 /*
- * PG_CATCH body of every helper.  Log the error as a backend would, copy it
- * out before flushing it, then abort whatever transaction is open: a task
- * may have left BEGIN open, so AbortCurrentTransaction would not be enough.
+ * PG_CATCH body of every helper.  Copy the error out first (the copy
+ * survives whatever logging does), log it, flush it, then abort whatever
+ * transaction is open: a task may have left BEGIN open, so
+ * AbortCurrentTransaction would not be enough.
  */
 void
-la_call_fail(LaError *err, int saved_holdoff, int saved_cancel_holdoff)
+la_call_fail(LaError *err, const LaSaved *saved)
 {
 	ErrorData  *edata;
 
-	EmitErrorReport();
 	MemoryContextSwitchTo(la_result_cxt);
 	edata = CopyErrorData();
+	la_call_log_error();
 	FlushErrorState();
 
 	err->elevel = edata->elevel;
@@ -122,8 +154,8 @@ la_call_fail(LaError *err, int saved_holdoff, int saved_cancel_holdoff)
 	err->internalpos = edata->internalpos;
 
 	AbortOutOfAnyTransaction();
-	/* errfinish zeroed the holdoff counts before the longjmp; put them back. */
-	InterruptHoldoffCount = saved_holdoff;
-	QueryCancelHoldoffCount = saved_cancel_holdoff;
+	InterruptHoldoffCount = saved->holdoff;
+	QueryCancelHoldoffCount = saved->cancel_holdoff;
+	/* Not saved->context: it may have belonged to the transaction just aborted. */
 	MemoryContextSwitchTo(la_task_cxt);
 }

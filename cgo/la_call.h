@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "la_shared.h"
+
 typedef struct LaError
 {
 	int			elevel;
@@ -27,10 +29,24 @@ typedef struct LaError
 	int			internalpos;
 } LaError;
 
+/*
+ * What a PG_CATCH must put back: errfinish() zeroes the interrupt holdoff
+ * counts before it longjmps, and leaves CurrentMemoryContext wherever the
+ * error was raised.
+ */
+typedef struct LaSaved
+{
+	int			holdoff;
+	int			cancel_holdoff;
+	MemoryContext context;
+} LaSaved;
+
 /* la_call.c */
 extern bool la_call_init(void);
 extern bool la_call_begin(LaError *err);
-extern void la_call_fail(LaError *err, int saved_holdoff, int saved_cancel_holdoff);
+extern void la_save(LaSaved *saved);
+extern void la_restore(const LaSaved *saved);
+extern void la_call_fail(LaError *err, const LaSaved *saved);
 extern MemoryContext la_result_context(void);
 extern MemoryContext la_task_context(void);
 extern void la_reset_task_context(void);
@@ -42,32 +58,31 @@ extern void la_log(int level, const char *message);
 extern int	la_wait(long timeout_ms);
 
 /* la_exec.c */
-extern bool la_exec_task(const char *query, LaError *err);
+extern bool la_exec_task(int slot, int64_t jobid, uint32_t tasks_relid, const char *query,
+						 bool *recorded, LaError *err);
 extern bool la_reset_session(LaError *err);
 
 /* la_bookkeeping.c */
 typedef struct LaQueueRow
 {
-	char	   *username;
+	char	   *username;		/* the name at submit time */
 	int64_t		oldest_jobid;
 	int64_t		pending;
-	uint32_t	roleid;			/* 0 when no such role exists */
+	uint32_t	roleid;			/* 0: tasks not submitted through async_task */
+	bool		role_exists;
 	bool		canlogin;
 } LaQueueRow;
 
 extern bool la_bk_ready(bool *ready, LaError *err);
 extern bool la_bk_claim(int slot, int64_t *jobid, char **query, uint32_t *tasks_relid,
 						LaError *err);
-extern bool la_bk_settle(int64_t jobid, uint32_t tasks_relid, const char *username,
-						 const char *from_status,
-						 const char *to_status, const char *message, const char *sqlstate,
-						 int64_t *count, LaError *err);
+extern bool la_bk_settle(const LaSettle *settle, uint32_t tasks_relid, int64_t *count,
+						 LaError *err);
 extern bool la_bk_queues(LaQueueRow **rows, int *nrows, LaError *err);
 
 /* la_launch.c */
 extern int	la_launch_worker(uint32_t roleid, LaError *err);
-#include "la_shared.h"
 extern int	la_read_slots(LaSlotView *views, int max);
-extern int	la_reap_workers(LaSlotView *ended, int max);
+extern int	la_reap_workers(LaSlotView *ended, int max, LaError *err);
 
 #endif							/* LA_CALL_H */

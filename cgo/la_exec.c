@@ -17,13 +17,35 @@
 #include "utils/backend_status.h"
 #include "utils/memutils.h"
 #include "utils/portal.h"
+#include "storage/proc.h"
+#include "utils/fmgrprotos.h"
 #include "utils/snapmgr.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 
 #include "la_call.h"
+#include "la_shared.h"
 
 static bool la_xact_started = false;
 
+/* The task being run, for the end of its last transaction. */
+typedef struct LaRun
+{
+	bool		active;			/* a task runs (not the reset between tasks) */
+	int			slot;
+	int64		jobid;
+	Oid			tasks_relid;
+	bool		finishing;		/* past la_slot_begin_finishing() */
+	bool		recorded;		/* its success is written in the open transaction */
+} LaRun;
+
+static LaRun la_run;
+
+/*
+ * Like exec_simple_query's start_xact_command: statement_timeout starts
+ * with the first statement of a transaction and covers it to its commit,
+ * so a SET statement_timeout earlier in the string applies to what follows.
+ */
 static void
 la_exec_start_xact(void)
 {
@@ -32,6 +54,13 @@ la_exec_start_xact(void)
 		StartTransactionCommand();
 		la_xact_started = true;
 	}
+	if (StatementTimeout > 0)
+	{
+		if (!get_timeout_active(STATEMENT_TIMEOUT))
+			enable_timeout_after(STATEMENT_TIMEOUT, StatementTimeout);
+	}
+	else if (get_timeout_active(STATEMENT_TIMEOUT))
+		disable_timeout(STATEMENT_TIMEOUT, false);
 }
 
 static void
@@ -39,9 +68,64 @@ la_exec_finish_xact(void)
 {
 	if (la_xact_started)
 	{
+		if (get_timeout_active(STATEMENT_TIMEOUT))
+			disable_timeout(STATEMENT_TIMEOUT, false);
 		CommitTransactionCommand();
 		la_xact_started = false;
 	}
+}
+
+/* Write the task's success into the transaction about to commit its work. */
+static void
+la_exec_record_success(void)
+{
+	LaPrivileged p;
+	LaSettle	s = {
+		.jobid = la_run.jobid,
+		.from_status = "running",
+		.to_status = "succeeded",
+	};
+
+	PushActiveSnapshot(GetTransactionSnapshot());
+	la_privileged_begin(&p, RowExclusiveLock);
+	if (p.installed && p.cat.tasks == la_run.tasks_relid)
+		la_run.recorded = la_queue_settle(&p.cat, &s) == 1;
+	la_privileged_end(&p);
+	PopActiveSnapshot();
+}
+
+/*
+ * Called once the last statement has run, in the transaction that will
+ * commit the end of the task's work: from here on a cancel_task() is too
+ * late (and says so), and an accepted one stops the task now.  The success
+ * is recorded in this same transaction, so that 'succeeded' and the work
+ * commit together or not at all, even across a crash.  A read-only
+ * transaction cannot write it: the worker loop records it right after.
+ */
+static void
+la_exec_finish_task(void)
+{
+	if (!la_run.active || la_run.finishing)
+		return;
+	if (!la_slot_begin_finishing(la_run.slot, la_run.jobid))
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("canceling statement due to user request")));
+	la_run.finishing = true;
+	if (!XactReadOnly)
+		la_exec_record_success();
+}
+
+/* The string's last statement commits an explicit transaction block. */
+static bool
+la_exec_commits_block(RawStmt *parsetree)
+{
+	TransactionStmt *stmt;
+
+	if (!IsA(parsetree->stmt, TransactionStmt) || !IsTransactionBlock())
+		return false;
+	stmt = (TransactionStmt *) parsetree->stmt;
+	return stmt->kind == TRANS_STMT_COMMIT && !stmt->chain;
 }
 
 /*
@@ -124,18 +208,26 @@ la_exec_query_string(const char *query)
 	foreach(cell, parsetrees)
 	{
 		RawStmt    *parsetree = lfirst_node(RawStmt, cell);
+		bool		last = lnext(parsetrees, cell) == NULL;
 
 		la_exec_start_xact();
 		if (implicit_block)
 			BeginImplicitTransactionBlock();
 		CHECK_FOR_INTERRUPTS();
 
+		/* BEGIN ... COMMIT: the outcome goes in before the COMMIT. */
+		if (last && la_exec_commits_block(parsetree))
+			la_exec_finish_task();
+
 		la_exec_statement(parsetree, query);
 
-		if (lnext(parsetrees, cell) == NULL)
+		if (last)
 		{
 			if (implicit_block)
 				EndImplicitTransactionBlock();
+			/* Not after a ROLLBACK or PREPARE, nor with a BEGIN left open. */
+			if (!IsTransactionBlock())
+				la_exec_finish_task();
 			la_exec_finish_xact();
 		}
 		else if (IsA(parsetree->stmt, TransactionStmt))
@@ -157,50 +249,98 @@ la_exec_query_string(const char *query)
 				 errhint("End the task's query with COMMIT.")));
 }
 
+/*
+ * A fresh session's random() sequence starts from a random seed; DISCARD
+ * ALL does not reset a setseed() of the previous task.
+ */
+static void
+la_exec_reseed(void)
+{
+	uint64		r;
+	double		seed;
+
+	if (!pg_strong_random(&r, sizeof(r)))
+		r = (uint64) MyProcPid ^ (uint64) GetCurrentTimestamp();
+	/* 53 random bits, in [-1, 1) as setseed() wants */
+	seed = (double) (r >> 11) / (double) (UINT64CONST(1) << 52) - 1.0;
+	(void) DirectFunctionCall1(setseed, Float8GetDatum(seed));
+}
+
 static bool
-la_exec(const char *query, LaError *err, bool report_activity)
+la_exec(const char *query, LaError *err, bool is_task)
 {
 	volatile bool ok = true;
-	int			saved_holdoff = InterruptHoldoffCount;
-	int			saved_cancel_holdoff = QueryCancelHoldoffCount;
+	LaSaved		saved;
 
 	if (!la_call_begin(err))
 		return false;
+	la_save(&saved);
 
-	if (report_activity)
+	if (is_task)
 		pgstat_report_activity(STATE_RUNNING, query);
 	debug_query_string = query;
 	SetCurrentStatementStartTimestamp();
 	PG_TRY();
 	{
+		/* Accepted before the task started (between claim and here): do not run it. */
+		if (is_task && la_slot_cancel_requested(la_run.slot, la_run.jobid))
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("canceling statement due to user request")));
 		la_exec_query_string(query);
+		if (!is_task)
+			la_exec_reseed();
 	}
 	PG_CATCH();
 	{
 		la_xact_started = false;
-		la_call_fail(err, saved_holdoff, saved_cancel_holdoff);
+		la_run.recorded = false;
+		/* As PostgresMain does after an error: no timer may outlive the statement. */
+		disable_all_timeouts(false);
+		QueryCancelPending = false;
+		la_call_fail(err, &saved);
 		ok = false;
 	}
 	PG_END_TRY();
 	debug_query_string = NULL;
-	if (report_activity)
+	if (is_task)
 		pgstat_report_activity(STATE_IDLE, NULL);
 	MemoryContextSwitchTo(la_task_context());
 	return ok;
 }
 
+/*
+ * Run a claimed task.  *recorded tells whether its success was committed
+ * with its work; otherwise the worker loop records the outcome.
+ */
 bool
-la_exec_task(const char *query, LaError *err)
+la_exec_task(int slot, int64_t jobid, uint32_t tasks_relid, const char *query,
+			 bool *recorded, LaError *err)
 {
-	/* A cancel that arrived between tasks was not aimed at this one. */
+	bool		ok;
+
+	la_run.active = true;
+	la_run.slot = slot;
+	la_run.jobid = jobid;
+	la_run.tasks_relid = tasks_relid;
+	la_run.finishing = false;
+	la_run.recorded = false;
+
+	/*
+	 * An administrator's cancel that arrived between tasks was aimed at
+	 * nothing; ours are in the slot, and checked after this.
+	 */
 	QueryCancelPending = false;
-	return la_exec(query, err, true);
+	ok = la_exec(query, err, true);
+	*recorded = ok && la_run.recorded;
+	la_run.active = false;
+	return ok;
 }
 
 /*
  * Run between tasks, before any bookkeeping, so that nothing a task set
  * (GUCs, roles, temp tables, prepared statements, advisory locks, WITH HOLD
- * cursors) leaks into the next task or into the bookkeeping.
+ * cursors, the random seed) leaks into the next task or into the bookkeeping.
  */
 bool
 la_reset_session(LaError *err)

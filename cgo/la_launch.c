@@ -19,15 +19,11 @@ la_launch_register(uint32_t roleid, int slot)
 {
 	BackgroundWorker worker;
 	MemoryContext oldcxt;
+	char		name[BGW_MAXLEN];
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, LA_LIBRARY_NAME);
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "lantern_async_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, LA_WORKER_TYPE " %d", slot);
-	snprintf(worker.bgw_type, BGW_MAXLEN, LA_WORKER_TYPE);
+	snprintf(name, sizeof(name), LA_WORKER_TYPE " %d", slot);
+	la_worker_describe(&worker, "lantern_async_worker_main", LA_WORKER_TYPE, name,
+					   BGW_NEVER_RESTART);
 	worker.bgw_main_arg = Int32GetDatum(slot);
 	/* The postmaster signals us when it starts or stops: a wake-up to reap. */
 	worker.bgw_notify_pid = MyProcPid;
@@ -50,11 +46,11 @@ int
 la_launch_worker(uint32_t roleid, LaError *err)
 {
 	volatile int slot;
-	int			saved_holdoff = InterruptHoldoffCount;
-	int			saved_cancel_holdoff = QueryCancelHoldoffCount;
+	LaSaved		saved;
 
 	if (!la_call_begin(err))
 		return -1;
+	la_save(&saved);
 	slot = la_slot_reserve(MyDatabaseId, (Oid) roleid);
 	if (slot < 0)
 		return -1;
@@ -64,7 +60,7 @@ la_launch_worker(uint32_t roleid, LaError *err)
 	}
 	PG_CATCH();
 	{
-		la_call_fail(err, saved_holdoff, saved_cancel_holdoff);
+		la_call_fail(err, &saved);
 		if (la_handles != NULL)
 			la_handles[slot] = NULL;
 	}
@@ -92,7 +88,7 @@ la_read_slots(LaSlotView *views, int max)
 	return n;
 }
 
-/* Never errors: GetBackgroundWorkerPid only reads shared memory. */
+/* GetBackgroundWorkerPid takes BackgroundWorkerLock: call it inside PG_TRY. */
 static bool
 la_launch_stopped(int index)
 {
@@ -102,33 +98,55 @@ la_launch_stopped(int index)
 		GetBackgroundWorkerPid(la_handles[index], &pid) == BGWH_STOPPED;
 }
 
+/* Free one slot if its worker is gone; true when it was. */
+static bool
+la_reap_one(int index, LaSlotView *ended)
+{
+	/*
+	 * Ask the postmaster first, read the slot after: a worker that claims a
+	 * task and dies between the two is then seen with its jobid, and its
+	 * task is failed now rather than at the next server start.
+	 */
+	bool		stopped = la_launch_stopped(index);
+	LaSlotView	view;
+
+	la_slot_view(index, &view);
+	if (view.state == LA_SLOT_FREE || (view.state != LA_SLOT_EXITED && !stopped))
+		return false;
+	la_slot_reap(index, ended);
+	if (la_handles != NULL && la_handles[index] != NULL)
+	{
+		pfree(la_handles[index]);
+		la_handles[index] = NULL;
+	}
+	return true;
+}
+
 /*
  * Free the slots of workers that are gone and return their last state
  * (role, the task they were running if any, whether they ended normally).
- * Only shared-memory reads and pfree of our own handles: nothing that can
- * raise an ERROR.
+ * Returns -1 on error.
  */
 int
-la_reap_workers(LaSlotView *ended, int max)
+la_reap_workers(LaSlotView *ended, int max, LaError *err)
 {
-	int			nended = 0;
+	volatile int nended = 0;
+	LaSaved		saved;
 
-	for (int i = 0; i < la_slot_count() && nended < max; i++)
+	if (!la_call_begin(err))
+		return -1;
+	la_save(&saved);
+	PG_TRY();
 	{
-		LaSlotView view;
-
-		la_slot_view(i, &view);
-		if (view.state == LA_SLOT_FREE)
-			continue;
-		if (view.state != LA_SLOT_EXITED && !la_launch_stopped(i))
-			continue;
-		ended[nended++] = view;
-		if (la_handles != NULL && la_handles[i] != NULL)
-		{
-			pfree(la_handles[i]);
-			la_handles[i] = NULL;
-		}
-		la_slot_release(i);
+		for (int i = 0; i < la_slot_count() && nended < max; i++)
+			if (la_reap_one(i, &ended[nended]))
+				nended++;
 	}
+	PG_CATCH();
+	{
+		la_call_fail(err, &saved);
+		nended = -1;
+	}
+	PG_END_TRY();
 	return nended;
 }

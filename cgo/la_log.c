@@ -15,6 +15,9 @@
 void
 la_log(int level, const char *message)
 {
+	LaSaved		saved;
+
+	la_save(&saved);
 	HOLD_INTERRUPTS();
 	PG_TRY();
 	{
@@ -22,7 +25,10 @@ la_log(int level, const char *message)
 	}
 	PG_CATCH();
 	{
+		/* errfinish zeroed the holdoff count: RESUME_INTERRUPTS would make it -1. */
 		FlushErrorState();
+		la_restore(&saved);
+		HOLD_INTERRUPTS();
 	}
 	PG_END_TRY();
 	RESUME_INTERRUPTS();

@@ -20,6 +20,9 @@
 int
 la_wait(long timeout_ms)
 {
+	LaSaved		saved;
+
+	la_save(&saved);
 	PG_TRY();
 	{
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -40,6 +43,7 @@ la_wait(long timeout_ms)
 	{
 		/* e.g. a cancel aimed at nothing: there is no statement to cancel */
 		FlushErrorState();
+		la_restore(&saved);
 	}
 	PG_END_TRY();
 	return ProcDiePending ? 1 : 0;

@@ -27,6 +27,14 @@ import (
 // dispatcherNaptime bounds how long a missed wake-up can delay a task.
 const dispatcherNaptime = time.Second
 
+// A role whose workers end without finishing a task is relaunched no
+// sooner than this, doubling up to the maximum: no user can make the
+// server fork in a loop.
+const (
+	launchBackoffMin = 250 * time.Millisecond
+	launchBackoffMax = time.Minute
+)
+
 // Exit codes for the C caller's proc_exit: 1 makes the postmaster restart a
 // static worker such as the dispatcher; dynamic workers never restart.
 const (
@@ -51,7 +59,7 @@ func LanternAsyncWorkerMain(slot C.int) C.int {
 	pg := newPG()
 	w := bgworker.Worker{
 		Queue:         &taskQueue{pg: pg, slot: slot},
-		Session:       &session{pg: pg},
+		Session:       &session{pg: pg, slot: slot},
 		StopRequested: pg.stopRequested,
 		Log:           pg,
 	}
@@ -72,7 +80,7 @@ func LanternAsyncDispatcherMain(C.int) C.int {
 		Cluster: &cluster{pg: pg},
 		Log:     pg,
 		Naptime: dispatcherNaptime,
-		Backoff: control.Backoff{Min: time.Second, Max: time.Minute},
+		Backoff: control.Backoff{Min: launchBackoffMin, Max: launchBackoffMax},
 		Now:     time.Now,
 	}
 	d.Run()

@@ -47,30 +47,47 @@ func (q *taskQueue) Claim() (bgworker.Task, bool, error) {
 }
 
 func (q *taskQueue) Settle(outcome bgworker.Outcome) error {
-	_, err := settle(q.pg, "", bgworker.Running, outcome, &q.outs().count)
-	// Only now, with the outcome committed, does the slot stop naming the task.
-	C.la_slot_set_job(q.slot, 0, 0)
+	// Its own running row: nobody else locks it, so no need to skip locks.
+	_, err := settle(q.pg, settleFilter{}, bgworker.Running, outcome, &q.outs().count)
 	return err
 }
 
+func (q *taskQueue) Done(int64) {
+	// Only now, with the outcome committed, does the slot stop naming the task.
+	C.la_slot_task_done(q.slot)
+}
+
+// CancelRequested closes the task to cancels (the outcome is being
+// decided now) and tells whether one was accepted before.
 func (q *taskQueue) CancelRequested(jobID int64) bool {
-	return bool(C.la_slot_cancel_requested(q.slot, C.int64(jobID)))
+	return !bool(C.la_slot_begin_finishing(q.slot, C.int64(jobID)))
+}
+
+// settleFilter picks the tasks a settle may change besides the jobid.
+type settleFilter struct {
+	roleID     uint32 // 0: any role
+	unowned    bool   // only rows not submitted through async_task
+	skipLocked bool   // leave rows a user holds locked for later
 }
 
 // settle is the common path of every status change from Go.
-func settle(p *pg, username string, from bgworker.Status, o bgworker.Outcome, count *C.int64_t) (int64, error) {
-	cFrom := C.CString(string(from))
-	defer C.free(unsafe.Pointer(cFrom))
-	cTo := C.CString(string(o.Status))
-	defer C.free(unsafe.Pointer(cTo))
-	cUser := optionalCString(username)
-	defer C.free(unsafe.Pointer(cUser))
-	cMessage := optionalCString(o.Message)
-	defer C.free(unsafe.Pointer(cMessage))
-	cState := optionalCString(o.SQLState)
-	defer C.free(unsafe.Pointer(cState))
+func settle(p *pg, f settleFilter, from bgworker.Status, o bgworker.Outcome, count *C.int64_t) (int64, error) {
+	s := (*C.LaSettle)(C.calloc(1, C.sizeof_LaSettle))
+	defer C.free(unsafe.Pointer(s))
+	s.jobid = C.int64(o.JobID)
+	s.roleid = C.Oid(f.roleID)
+	s.unowned = C.bool(f.unowned)
+	s.skip_locked = C.bool(f.skipLocked)
+	s.from_status = C.CString(string(from))
+	defer C.free(unsafe.Pointer(s.from_status))
+	s.to_status = C.CString(string(o.Status))
+	defer C.free(unsafe.Pointer(s.to_status))
+	s.message = optionalCString(o.Message)
+	defer C.free(unsafe.Pointer(s.message))
+	s.sqlstate = optionalCString(o.SQLState)
+	defer C.free(unsafe.Pointer(s.sqlstate))
 
-	if !C.la_bk_settle(C.int64_t(o.JobID), C.uint32_t(o.Table), cUser, cFrom, cTo, cMessage, cState, count, p.err) {
+	if !C.la_bk_settle(s, C.uint32_t(o.Table), count, p.err) {
 		return 0, p.lastError()
 	}
 	return int64(*count), nil
@@ -86,16 +103,22 @@ func optionalCString(s string) *C.char {
 
 // session is bgworker.Session over the execution helpers.
 type session struct {
-	pg *pg
+	pg   *pg
+	slot C.int
+	// recorded is an out-parameter in C memory, allocated once.
+	recorded *C.bool
 }
 
-func (s *session) Execute(query string) error {
-	cQuery := C.CString(query)
-	defer C.free(unsafe.Pointer(cQuery))
-	if !C.la_exec_task(cQuery, s.pg.err) {
-		return s.pg.lastError()
+func (s *session) Execute(task bgworker.Task) (bool, error) {
+	if s.recorded == nil {
+		s.recorded = (*C.bool)(C.calloc(1, C.sizeof_bool))
 	}
-	return nil
+	cQuery := C.CString(task.Query)
+	defer C.free(unsafe.Pointer(cQuery))
+	if !C.la_exec_task(s.slot, C.int64_t(task.JobID), C.uint32_t(task.Table), cQuery, s.recorded, s.pg.err) {
+		return false, s.pg.lastError()
+	}
+	return bool(*s.recorded), nil
 }
 
 func (s *session) Reset() error {

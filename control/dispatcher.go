@@ -1,6 +1,7 @@
 package control
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/lanterndata/lantern_async/bgworker"
@@ -21,13 +22,20 @@ type Cluster interface {
 	// Launch starts a worker for a role; false when none could be started now.
 	Launch(roleID uint32) (bool, error)
 	// Reap frees the slots of ended workers and tells how each ended.
-	Reap() []Exit
-	// Settle moves tasks from one status to a final outcome (see bgworker.Queue);
-	// JobID 0 means every task in that status, username "" every role.
-	Settle(username string, from bgworker.Status, outcome bgworker.Outcome) (int64, error)
+	Reap() ([]Exit, error)
+	// Settle moves tasks from one status to a final outcome, once; outcome's
+	// JobID 0 means every task in that status that sel picks. Rows a user
+	// holds locked are left for a later round, never waited for.
+	Settle(sel Selection, from bgworker.Status, outcome bgworker.Outcome) (int64, error)
 	// Wait sleeps until woken or the timeout passes; true means stop.
 	Wait(timeout time.Duration) bool
 	Capacity() int
+}
+
+// Selection narrows the tasks a Settle changes.
+type Selection struct {
+	RoleID  uint32 // only the tasks of the role with this OID; 0: every role
+	Unowned bool   // only the rows that were not submitted through async_task
 }
 
 // Dispatcher runs rounds until asked to stop.
@@ -50,10 +58,20 @@ func (d *Dispatcher) Run() {
 		if err := d.round(); err != nil {
 			d.Log.Logf("lantern_async dispatcher: %v", err)
 		}
-		if d.Cluster.Wait(d.Naptime) {
+		if d.Cluster.Wait(d.nap()) {
 			return
 		}
 	}
+}
+
+// nap is how long to sleep: the naptime, or less when a role's backoff
+// ends sooner (a wake-up arrives at commit or when a worker ends anyway).
+func (d *Dispatcher) nap() time.Duration {
+	now := d.Now()
+	if next, ok := d.Backoff.NextExpiry(now); ok && next.Sub(now) < d.Naptime {
+		return max(next.Sub(now), time.Millisecond)
+	}
+	return d.Naptime
 }
 
 func (d *Dispatcher) round() error {
@@ -76,7 +94,8 @@ func (d *Dispatcher) round() error {
 	}
 	plan := PlanRound(d.launchable(queues), c.Slots(), c.Capacity())
 	for _, q := range plan.Refuse {
-		if _, err := c.Settle(q.Username, bgworker.Pending, failure(0, roleUnusable(q))); err != nil {
+		sel := Selection{RoleID: q.RoleID, Unowned: q.RoleID == 0}
+		if _, err := c.Settle(sel, bgworker.Pending, failure(0, unrunnable(q))); err != nil {
 			return err
 		}
 	}
@@ -89,16 +108,18 @@ func (d *Dispatcher) round() error {
 }
 
 func (d *Dispatcher) settleLost() error {
-	for _, e := range d.Cluster.Reap() {
+	exits, err := d.Cluster.Reap()
+	if err != nil {
+		return err
+	}
+	for _, e := range exits {
 		d.observe(e)
 		if e.JobID != 0 {
 			d.lost = append(d.lost, e)
 		}
 	}
 	for len(d.lost) > 0 {
-		lost := failure(d.lost[0].JobID, workerLost())
-		lost.Table = d.lost[0].Table
-		if _, err := d.Cluster.Settle("", bgworker.Running, lost); err != nil {
+		if _, err := d.Cluster.Settle(Selection{}, bgworker.Running, lostOutcome(d.lost[0])); err != nil {
 			return err
 		}
 		d.lost = d.lost[1:]
@@ -106,10 +127,22 @@ func (d *Dispatcher) settleLost() error {
 	return nil
 }
 
+// lostOutcome is the outcome of the task a worker was running when it
+// ended: canceled when cancel_task() had accepted to cancel it (its
+// caller was told it would end canceled), failed otherwise.
+func lostOutcome(e Exit) bgworker.Outcome {
+	o := failure(e.JobID, workerLost())
+	if e.Canceled {
+		o = bgworker.CanceledOutcome(bgworker.Task{JobID: e.JobID})
+	}
+	o.Table = e.Table
+	return o
+}
+
 func (d *Dispatcher) observe(e Exit) {
 	d.Backoff.Observe(e, d.Now())
 	if delay := d.Backoff.Delay(e.RoleID); delay > 0 {
-		d.Log.Logf("lantern_async dispatcher: a worker for role %d ended before it could run a task; next launch for that role in %v", e.RoleID, delay)
+		d.Log.Logf("lantern_async dispatcher: a worker for role %d ended without finishing a task; next launch for that role in %v", e.RoleID, delay)
 	}
 }
 
@@ -129,7 +162,7 @@ func (d *Dispatcher) launchable(queues []RoleQueue) []RoleQueue {
 // process runs them any more, and their SQL may not be idempotent, so they
 // are never re-run.
 func (d *Dispatcher) reconcile() error {
-	n, err := d.Cluster.Settle("", bgworker.Running, failure(0, serverStopped()))
+	n, err := d.Cluster.Settle(Selection{}, bgworker.Running, failure(0, serverStopped()))
 	if err != nil {
 		return err
 	}
@@ -158,14 +191,21 @@ func serverStopped() *pgerr.Error {
 	return e
 }
 
-func roleUnusable(q RoleQueue) *pgerr.Error {
-	if q.RoleID == 0 {
-		e := pgerr.New("42704", `role "`+q.Username+`" does not exist`)
-		e.Detail = "The role that submitted this task was dropped or renamed before the task could run."
+func unrunnable(q RoleQueue) *pgerr.Error {
+	switch {
+	case q.RoleID == 0:
+		e := pgerr.New("42501", "this task was not submitted through lantern.async_task()")
+		e.Detail = "Only tasks queued by lantern.async_task() record the role they run as; rows inserted any other way never run."
+		e.Hint = "Submit the query with lantern.async_task()."
+		return e
+	case !q.RoleExists:
+		e := pgerr.New("42704", "the role that submitted this task no longer exists")
+		e.Detail = fmt.Sprintf(`Role %q (OID %d) was dropped before the task could run; a role created later under the same name is a different role.`, q.Username, q.RoleID)
+		return e
+	default:
+		e := pgerr.New("28000", fmt.Sprintf(`role %q is not permitted to log in`, q.Username))
+		e.Detail = "A task runs in a session of the role that submitted it, and the role lost the LOGIN attribute before the task could run."
+		e.Hint = `Grant LOGIN to the role and submit the task again.`
 		return e
 	}
-	e := pgerr.New("28000", `role "`+q.Username+`" is not permitted to log in`)
-	e.Detail = "A task runs in a session of the role that submitted it, and the role lost the LOGIN attribute before the task could run."
-	e.Hint = `Grant LOGIN to the role and submit the task again.`
-	return e
 }

@@ -13,13 +13,13 @@ import (
 )
 
 type settleCall struct {
-	Username string
-	From     bgworker.Status
-	Outcome  bgworker.Outcome
+	Sel     Selection
+	From    bgworker.Status
+	Outcome bgworker.Outcome
 }
 
 // fakeCluster is a scripted Cluster that records what the dispatcher does.
-// Per-call scripts (reaps, queuesErrs, settleErrs) are consumed one entry
+// Per-call scripts (reaps, reapErrs, queuesErrs, settleErrs) are consumed one entry
 // per call; once empty, the call has the default result.
 type fakeCluster struct {
 	installed       bool
@@ -30,6 +30,7 @@ type fakeCluster struct {
 	slots           []Slot
 	capacity        int
 	reaps           [][]Exit
+	reapErrs        []error // a failed Reap reaps nothing
 	launchOK        bool
 	launchErr       error
 	settleErrs      []error
@@ -91,14 +92,17 @@ func (c *fakeCluster) Launch(roleID uint32) (bool, error) {
 	return c.launchOK, c.launchErr
 }
 
-func (c *fakeCluster) Reap() []Exit {
+func (c *fakeCluster) Reap() ([]Exit, error) {
 	c.record("Reap")
-	return pop(&c.reaps)
+	if err := pop(&c.reapErrs); err != nil {
+		return nil, err
+	}
+	return pop(&c.reaps), nil
 }
 
-func (c *fakeCluster) Settle(username string, from bgworker.Status, o bgworker.Outcome) (int64, error) {
+func (c *fakeCluster) Settle(sel Selection, from bgworker.Status, o bgworker.Outcome) (int64, error) {
 	c.record("Settle")
-	c.settles = append(c.settles, settleCall{Username: username, From: from, Outcome: o})
+	c.settles = append(c.settles, settleCall{Sel: sel, From: from, Outcome: o})
 	if err := pop(&c.settleErrs); err != nil {
 		return 0, err
 	}
@@ -135,6 +139,9 @@ func (l *fakeLogger) Logf(format string, args ...any) {
 
 const naptime = 7 * time.Second
 
+// tasksTable is the OID of lantern.tasks the reaped tasks came from.
+const tasksTable uint32 = 16384
+
 var epoch = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
 func fixedNow() time.Time { return epoch }
@@ -143,7 +150,7 @@ func fixedNow() time.Time { return epoch }
 func lostJobs(ids ...int64) []Exit {
 	exits := make([]Exit, 0, len(ids))
 	for _, id := range ids {
-		exits = append(exits, Exit{RoleID: roleA, JobID: id})
+		exits = append(exits, Exit{RoleID: roleA, JobID: id, Table: tasksTable})
 	}
 	return exits
 }
@@ -162,9 +169,9 @@ func runRounds(t *testing.T, c *fakeCluster, rounds int) *fakeLogger {
 }
 
 // assertFailure checks a settle call that fails tasks with a given message.
-func assertFailure(t *testing.T, got settleCall, username string, from bgworker.Status, jobID int64, code, msgPrefix string) {
+func assertFailure(t *testing.T, got settleCall, sel Selection, from bgworker.Status, jobID int64, code, msgPrefix string) {
 	t.Helper()
-	assert.Equal(t, username, got.Username, "username")
+	assert.Equal(t, sel, got.Sel, "selection")
 	assert.Equal(t, from, got.From, "from")
 	assert.Equal(t, jobID, got.Outcome.JobID, "job id")
 	assert.Equal(t, bgworker.Failed, got.Outcome.Status, "status")
@@ -217,7 +224,7 @@ func TestDispatcherReconcilesOnce(t *testing.T) {
 
 	log := runRounds(t, c, 3)
 	require.Len(t, c.settles, 1)
-	assertFailure(t, c.settles[0], "", bgworker.Running, 0, "57P01", serverStoppedMsg)
+	assertFailure(t, c.settles[0], Selection{}, bgworker.Running, 0, "57P01", serverStoppedMsg)
 	assert.Equal(t, 1, c.reconciled)
 	// Reconciled before anything is launched in the first round.
 	assert.Equal(t, []string{
@@ -238,7 +245,7 @@ func TestDispatcherRetriesFailedReconcile(t *testing.T) {
 	log := runRounds(t, c, 3)
 	require.Len(t, c.settles, 2)
 	for _, s := range c.settles {
-		assertFailure(t, s, "", bgworker.Running, 0, "57P01", serverStoppedMsg)
+		assertFailure(t, s, Selection{}, bgworker.Running, 0, "57P01", serverStoppedMsg)
 	}
 	assert.Equal(t, 1, c.reconciled)
 	require.Len(t, log.lines, 1)
@@ -254,7 +261,8 @@ func TestDispatcherSettlesReapedJobs(t *testing.T) {
 	log := runRounds(t, c, 3)
 	require.Len(t, c.settles, 3)
 	for i, jobID := range []int64{7, 8, 9} {
-		assertFailure(t, c.settles[i], "", bgworker.Running, jobID, "57P01", workerLostMsg)
+		assertFailure(t, c.settles[i], Selection{}, bgworker.Running, jobID, "57P01", workerLostMsg)
+		assert.Equal(t, tasksTable, c.settles[i].Outcome.Table, "table")
 	}
 	assert.Empty(t, log.lines)
 }
@@ -276,17 +284,29 @@ func TestDispatcherKeepsReapedJobsWhenSettleFails(t *testing.T) {
 	assert.True(t, settled[8], "job 8 is settled although job 7's settle failed")
 }
 
-func TestDispatcherRefusesUnusableRoles(t *testing.T) {
+func TestDispatcherRefusesUnrunnableQueues(t *testing.T) {
 	tests := []struct {
 		name   string
 		queue  RoleQueue
+		sel    Selection
 		code   string
 		prefix string
+		detail string
 	}{
-		{name: "dropped role", queue: queue("ghost", 0, 2),
-			code: "42704", prefix: `ERROR:  role "ghost" does not exist`},
+		{name: "rows not submitted through async_task", queue: unowned("mallory", 2),
+			sel:  Selection{RoleID: 0, Unowned: true},
+			code: "42501", prefix: "ERROR:  this task was not submitted through lantern.async_task()\nDETAIL:  "},
+		{name: "dropped role", queue: dropped(queue("ghost", roleB, 2)),
+			sel:  Selection{RoleID: roleB},
+			code: "42704", prefix: "ERROR:  the role that submitted this task no longer exists\nDETAIL:  ",
+			detail: `Role "ghost" (OID 20) was dropped`},
+		{name: "dropped role that cannot log in either", queue: noLogin(dropped(queue("ghost", roleB, 2))),
+			sel:  Selection{RoleID: roleB},
+			code: "42704", prefix: "ERROR:  the role that submitted this task no longer exists\nDETAIL:  ",
+			detail: `Role "ghost" (OID 20) was dropped`},
 		{name: "role without login", queue: noLogin(queue("locked", roleC, 2)),
-			code: "28000", prefix: `ERROR:  role "locked" is not permitted to log in`},
+			sel:  Selection{RoleID: roleC},
+			code: "28000", prefix: `ERROR:  role "locked" is not permitted to log in` + "\nDETAIL:  "},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -295,11 +315,42 @@ func TestDispatcherRefusesUnusableRoles(t *testing.T) {
 
 			log := runRounds(t, c, 1)
 			require.Len(t, c.settles, 1)
-			assertFailure(t, c.settles[0], tc.queue.Username, bgworker.Pending, 0, tc.code, tc.prefix)
+			assertFailure(t, c.settles[0], tc.sel, bgworker.Pending, 0, tc.code, tc.prefix)
+			assert.Contains(t, c.settles[0].Outcome.Message, tc.detail)
 			assert.Equal(t, []uint32{roleA}, c.launches)
 			assert.Empty(t, log.lines)
 		})
 	}
+}
+
+func TestDispatcherSettlesLostTasksCanceledOrFailed(t *testing.T) {
+	c := newCluster()
+	c.reaps = [][]Exit{{
+		{RoleID: roleA, JobID: 7, Table: tasksTable, Canceled: true},
+		{RoleID: roleB, JobID: 8, Table: tasksTable},
+	}}
+
+	runRounds(t, c, 1)
+	require.Len(t, c.settles, 2)
+	assert.Equal(t, settleCall{Sel: Selection{}, From: bgworker.Running, Outcome: bgworker.Outcome{
+		JobID: 7, Table: tasksTable, Status: bgworker.Canceled, Message: "Canceled by user", SQLState: "57014",
+	}}, c.settles[0])
+	assertFailure(t, c.settles[1], Selection{}, bgworker.Running, 8, "57P01", workerLostMsg)
+	assert.Equal(t, tasksTable, c.settles[1].Outcome.Table, "table")
+}
+
+func TestDispatcherLogsReapErrorAndGoesOn(t *testing.T) {
+	errReap := errors.New("slot array corrupt")
+	c := newCluster()
+	c.reapErrs = []error{errReap}
+	c.queues = []RoleQueue{queue("a", roleA, 1)}
+
+	log := runRounds(t, c, 2)
+	require.Len(t, log.lines, 1)
+	assert.Contains(t, log.lines[0], errReap.Error())
+	// The failed round stops at Reap; the next one runs in full.
+	assert.Equal(t, []string{"Reap", "Wait", "Reap", "Installed"}, c.calls[:4])
+	assert.Equal(t, []uint32{roleA}, c.launches)
 }
 
 func TestDispatcherLaunchesThePlan(t *testing.T) {

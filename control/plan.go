@@ -4,13 +4,19 @@
 // the PostgreSQL side sits behind the Cluster interface.
 package control
 
-// RoleQueue summarizes the pending tasks of one role.
+// RoleQueue summarizes the pending tasks of one role, followed by OID.
 type RoleQueue struct {
-	Username  string
-	RoleID    uint32 // 0 when no role of that name exists any more
-	CanLogin  bool
-	OldestJob int64
-	Pending   int64
+	RoleID     uint32 // from lantern.task_owners; 0 for rows that have none
+	Username   string // the name the tasks were submitted under
+	RoleExists bool   // a role with that OID still exists
+	CanLogin   bool
+	OldestJob  int64
+	Pending    int64
+}
+
+// runnable tells whether a worker can run this queue's tasks.
+func (q RoleQueue) runnable() bool {
+	return q.RoleID != 0 && q.RoleExists && q.CanLogin
 }
 
 // Slot is a worker slot in use: its role, and the task it runs (0 while
@@ -23,7 +29,7 @@ type Slot struct {
 // Plan is what one dispatcher round decides.
 type Plan struct {
 	Launch []uint32    // one worker per entry, for that role
-	Refuse []RoleQueue // roles whose tasks can never run: fail them
+	Refuse []RoleQueue // queues whose tasks can never run: fail them
 }
 
 // PlanRound decides which workers to start. Roles are served oldest task
@@ -36,7 +42,7 @@ func PlanRound(queues []RoleQueue, slots []Slot, capacity int) Plan {
 	need := make([]int64, len(queues))
 	waiting := idleByRole(slots)
 	for i, q := range queues {
-		if q.RoleID == 0 || !q.CanLogin {
+		if !q.runnable() {
 			plan.Refuse = append(plan.Refuse, q)
 			continue
 		}

@@ -13,8 +13,20 @@ const (
 	roleC uint32 = 30
 )
 
+// queue is a runnable queue of a role that still exists and can log in.
 func queue(name string, roleID uint32, pending int64) RoleQueue {
-	return RoleQueue{Username: name, RoleID: roleID, CanLogin: true, Pending: pending}
+	return RoleQueue{Username: name, RoleID: roleID, RoleExists: true, CanLogin: true, Pending: pending}
+}
+
+// unowned is a queue of rows not submitted through async_task, under a
+// name that may well still be a role that can log in.
+func unowned(name string, pending int64) RoleQueue {
+	return queue(name, 0, pending)
+}
+
+func dropped(q RoleQueue) RoleQueue {
+	q.RoleExists = false
+	return q
 }
 
 func noLogin(q RoleQueue) RoleQueue {
@@ -27,7 +39,8 @@ func busy(roleID uint32, job int64) Slot { return Slot{RoleID: roleID, JobID: jo
 
 func TestPlanRound(t *testing.T) {
 	a, b, c := queue("a", roleA, 10), queue("b", roleB, 2), queue("c", roleC, 1)
-	ghost := queue("ghost", 0, 3)
+	stray := unowned("mallory", 3)
+	ghost := dropped(queue("ghost", roleB, 3))
 	locked := noLogin(queue("locked", roleC, 3))
 	tests := []struct {
 		name     string
@@ -67,16 +80,18 @@ func TestPlanRound(t *testing.T) {
 			launch: []uint32{roleA, roleB, roleC, roleA, roleB, roleA, roleA, roleA, roleA, roleA}},
 		{name: "round robin after idle slots", queues: []RoleQueue{a, b}, slots: []Slot{idle(roleB)}, capacity: 4,
 			launch: []uint32{roleA, roleB, roleA}},
+		{name: "rows not submitted through async_task are refused", queues: []RoleQueue{stray}, capacity: 4,
+			refuse: []RoleQueue{stray}},
 		{name: "role that does not exist is refused", queues: []RoleQueue{ghost}, capacity: 4,
 			refuse: []RoleQueue{ghost}},
 		{name: "role that cannot log in is refused", queues: []RoleQueue{locked}, capacity: 4,
 			refuse: []RoleQueue{locked}},
-		{name: "refused roles take no capacity",
-			queues: []RoleQueue{ghost, queue("b", roleB, 5), locked}, capacity: 2,
-			launch: []uint32{roleB, roleB}, refuse: []RoleQueue{ghost, locked}},
+		{name: "refused queues take no capacity",
+			queues: []RoleQueue{ghost, queue("a", roleA, 5), stray, locked}, capacity: 2,
+			launch: []uint32{roleA, roleA}, refuse: []RoleQueue{ghost, stray, locked}},
 		{name: "refused even without capacity",
-			queues: []RoleQueue{ghost, locked}, slots: []Slot{busy(roleA, 1)}, capacity: 1,
-			refuse: []RoleQueue{ghost, locked}},
+			queues: []RoleQueue{ghost, stray, locked}, slots: []Slot{busy(roleA, 1)}, capacity: 1,
+			refuse: []RoleQueue{ghost, stray, locked}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,10 +1,12 @@
 /*
  * cancel.c - lantern.cancel_task() and lantern.cancel_all_async_tasks()
  *
- * A pending task is marked canceled at once.  A running one is stopped by a
- * cancel signal to its worker, which then records it as canceled; the row
- * changes only there, so a task that finishes before the signal lands keeps
- * its real outcome.
+ * A pending task is marked canceled at once, in the caller's transaction.
+ * A running one is stopped through its worker's slot (shmem.c): the cancel
+ * is accepted there, under the slot lock, unless the worker has already
+ * begun committing the task's outcome; an accepted cancel always ends the
+ * task canceled.  Neither path holds a row lock on a running task, so a
+ * caller that keeps its transaction open blocks nobody.
  */
 #include "postgres.h"
 
@@ -21,12 +23,52 @@
 PG_FUNCTION_INFO_V1(lantern_async_cancel_task);
 PG_FUNCTION_INFO_V1(lantern_async_cancel_all_tasks);
 
-/* Same rule as pg_cancel_backend(): the task's role, or a role with its privileges. */
-static void
-la_cancel_check_permission(Oid caller, int64 jobid, const char *username)
-{
-	Oid			owner = get_role_oid(username, true);
+#define LA_CANCELED_MESSAGE "Canceled by user"
+#define LA_CANCELED_SQLSTATE "57014"
 
+typedef struct LaTaskState
+{
+	bool		found;
+	char	   *status;			/* NULL when the column is NULL */
+	Oid			owner;			/* InvalidOid: not submitted through async_task */
+} LaTaskState;
+
+/* Read a task's status and owner, without locking anything. */
+static LaTaskState
+la_cancel_read(const LaCatalog *cat, int64 jobid)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(jobid)};
+	LaTaskState state = {false, NULL, InvalidOid};
+	int			rc;
+
+	rc = SPI_execute_with_args(psprintf("SELECT t.status, o.roleid FROM %s t "
+										"LEFT JOIN %s o ON o.jobid = t.jobid WHERE t.jobid = $1",
+										cat->tasks_name, cat->task_owners_name),
+							   1, types, values, NULL, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not look up task " INT64_FORMAT, jobid);
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+		Datum		owner;
+
+		state.found = true;
+		state.status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		owner = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		state.owner = isnull ? InvalidOid : DatumGetObjectId(owner);
+	}
+	return state;
+}
+
+/*
+ * Same rule as pg_cancel_backend(): the task's role, a role with its
+ * privileges, or a superuser.  Checked before anything is locked, and the
+ * error names nobody: the caller may not even see the row.
+ */
+static void
+la_cancel_check_permission(Oid caller, int64 jobid, Oid owner)
+{
 	if (superuser_arg(caller))
 		return;
 	if (OidIsValid(owner) && has_privs_of_role(caller, owner))
@@ -34,100 +76,85 @@ la_cancel_check_permission(Oid caller, int64 jobid, const char *username)
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			 errmsg("permission denied to cancel task " INT64_FORMAT, jobid),
-			 errdetail("Only roles with privileges of role \"%s\", which submitted the task, may cancel it.",
-					   username)));
+			 errdetail("Only the role that submitted a task, a role with its privileges, or a superuser may cancel it.")));
 }
 
 static bool
-la_cancel_pending(int64 jobid)
+la_status_is(const char *status, const char *want)
 {
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(jobid)};
-
-	bool		isnull;
-
-	/* 57014 as for a canceled running task, so task_errors reads the same. */
-	if (SPI_execute_with_args("WITH canceled AS ("
-							  "  UPDATE lantern.tasks SET status = 'canceled', "
-							  "         error_message = 'Canceled by user', "
-							  "         duration = clock_timestamp() - started_at "
-							  "  WHERE jobid = $1 AND status = 'pending' RETURNING jobid), "
-							  "recorded AS ("
-							  "  INSERT INTO lantern.task_errors (jobid, sqlstate) "
-							  "  SELECT jobid, '57014' FROM canceled) "
-							  "SELECT count(*) FROM canceled",
-							  1, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not cancel task " INT64_FORMAT, jobid);
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) == 1;
+	return status != NULL && strcmp(status, want) == 0;
 }
 
 /*
- * Lock the row first: a worker claiming it at this moment finishes its claim,
- * and then the task is found running in that worker's slot.
+ * Cancel pending tasks (jobid 0: all of roleid's, InvalidOid: everybody's).
+ * This waits for a claim under way (a short transaction of a worker); the
+ * claimed task is then running, and found in its worker's slot.
  */
+static int64
+la_cancel_pending(const LaCatalog *cat, int64 jobid, Oid roleid)
+{
+	LaSettle	s = {
+		.jobid = jobid,
+		.roleid = roleid,
+		.from_status = "pending",
+		.to_status = "canceled",
+		.message = LA_CANCELED_MESSAGE,
+		.sqlstate = LA_CANCELED_SQLSTATE,
+	};
+
+	return la_queue_settle(cat, &s);
+}
+
+/* True when the task will end canceled; false when it does not exist or has finished. */
 static bool
 la_cancel_one(int64 jobid)
 {
-	LaElevation e;
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(jobid)};
+	LaPrivileged p;
+	LaTaskState task;
 	bool		canceled = false;
 
-	la_elevate_begin(&e);
-	if (SPI_execute_with_args("SELECT username, status FROM lantern.tasks WHERE jobid = $1 FOR UPDATE",
-							  1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up task " INT64_FORMAT, jobid);
-	if (SPI_processed == 1)
+	la_privileged_begin(&p, RowExclusiveLock);
+	la_privileged_require(&p);
+	task = la_cancel_read(&p.cat, jobid);
+	if (task.found)
 	{
-		char	   *username = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-		char	   *status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-
-		la_cancel_check_permission(e.caller, jobid, username);
-		if (strcmp(status, "pending") == 0)
-			canceled = la_cancel_pending(jobid);
-		else if (strcmp(status, "running") == 0)
-			canceled = la_slot_request_cancel(jobid, e.tasks_relid);
+		la_cancel_check_permission(p.caller, jobid, task.owner);
+		if (la_status_is(task.status, "pending"))
+		{
+			canceled = la_cancel_pending(&p.cat, jobid, InvalidOid) == 1;
+			/* Not pending any more: a worker claimed it meanwhile. */
+			if (!canceled)
+				task = la_cancel_read(&p.cat, jobid);
+		}
+		if (!canceled && la_status_is(task.status, "running"))
+			canceled = la_slot_cancel_job(jobid, p.cat.tasks);
 	}
-	la_elevate_end(&e);
+	la_privileged_end(&p);
 	return canceled;
 }
 
-/* Returns true when the task was canceled or its cancel was sent; false when it does not exist or has finished. */
 Datum
 lantern_async_cancel_task(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_BOOL(la_cancel_one(PG_GETARG_INT64(0)));
 }
 
-/* The caller's own unfinished tasks; a superuser's: everybody's. */
+/*
+ * The caller's own unfinished tasks; a superuser's: everybody's.  One
+ * statement for the pending ones, then the slots for the running ones, so
+ * it takes the same time and memory whatever the number of tasks.
+ */
 Datum
 lantern_async_cancel_all_tasks(PG_FUNCTION_ARGS)
 {
-	LaElevation e;
-	Oid			argtypes[2] = {BOOLOID, TEXTOID};
-	Datum		values[2];
-	int64	   *jobids;
-	uint64		njobs;
+	LaPrivileged p;
+	Oid			roleid;
 
-	la_elevate_begin(&e);
-	values[0] = BoolGetDatum(superuser_arg(e.caller));
-	values[1] = CStringGetTextDatum(GetUserNameFromId(e.caller, false));
-	if (SPI_execute_with_args("SELECT jobid FROM lantern.tasks "
-							  "WHERE status IN ('pending', 'running') AND ($1 OR username = $2) "
-							  "ORDER BY jobid",
-							  2, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not list the tasks to cancel");
-	njobs = SPI_processed;
-	jobids = palloc(sizeof(int64) * Max(njobs, 1));
-	for (uint64 i = 0; i < njobs; i++)
-	{
-		bool		isnull;
-
-		jobids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-	}
-	la_elevate_end(&e);
-
-	for (uint64 i = 0; i < njobs; i++)
-		(void) la_cancel_one(jobids[i]);
+	la_privileged_begin(&p, RowExclusiveLock);
+	la_privileged_require(&p);
+	roleid = superuser_arg(p.caller) ? InvalidOid : p.caller;
+	(void) la_cancel_pending(&p.cat, 0, roleid);
+	la_slot_cancel_role(roleid, p.cat.tasks);
+	la_privileged_end(&p);
 	PG_RETURN_VOID();
 }

@@ -4,20 +4,17 @@
 #ifndef LA_LOADER_H
 #define LA_LOADER_H
 
+#include "la_shared.h"
+
 extern void la_guc_define(void);
 extern void la_shmem_install_hooks(void);
 extern int	la_golib_run(const char *entry, int arg);
 
-/* elevate.c */
-typedef struct LaElevation
-{
-	Oid			caller;			/* CURRENT_USER of the SQL function's caller */
-	int			saved_sec_context;
-	int			nestlevel;
-	Oid			tasks_relid;	/* the current lantern.tasks */
-} LaElevation;
+/* queue.c */
+extern int64 la_queue_insert(const LaCatalog *cat, const char *query, const char *job_name,
+							 const char *username, Oid roleid);
 
-extern void la_elevate_begin(LaElevation *e);
-extern void la_elevate_end(LaElevation *e);
+/* privilege.c: for the SQL functions, which need the extension installed */
+extern void la_privileged_require(LaPrivileged *p);
 
 #endif							/* LA_LOADER_H */

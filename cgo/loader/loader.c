@@ -31,19 +31,32 @@ void		_PG_init(void);
 PGDLLEXPORT void lantern_async_dispatcher_main(Datum arg);
 PGDLLEXPORT void lantern_async_worker_main(Datum arg);
 
+/*
+ * Fill in a lantern_async background worker: the dispatcher (registered
+ * here, at server start) and the task workers (registered by the
+ * dispatcher, la_launch.c) differ only in entry point, name and restart.
+ */
+void
+la_worker_describe(BackgroundWorker *worker, const char *function, const char *type,
+				   const char *name, int restart_time)
+{
+	memset(worker, 0, sizeof(*worker));
+	worker->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker->bgw_restart_time = restart_time;
+	snprintf(worker->bgw_library_name, BGW_MAXLEN, LA_LIBRARY_NAME);
+	snprintf(worker->bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(worker->bgw_name, BGW_MAXLEN, "%s", name);
+	snprintf(worker->bgw_type, BGW_MAXLEN, "%s", type);
+}
+
 static void
 la_register_dispatcher(void)
 {
 	BackgroundWorker worker;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 5;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, LA_LIBRARY_NAME);
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "lantern_async_dispatcher_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, LA_DISPATCHER_TYPE);
-	snprintf(worker.bgw_type, BGW_MAXLEN, LA_DISPATCHER_TYPE);
+	la_worker_describe(&worker, "lantern_async_dispatcher_main", LA_DISPATCHER_TYPE,
+					   LA_DISPATCHER_TYPE, 5);
 	RegisterBackgroundWorker(&worker);
 }
 
@@ -64,16 +77,16 @@ _PG_init(void)
 static int	la_worker_slot = -1;
 
 /*
- * PostgreSQL's cancel handler, minus cancels that lantern.cancel_task()
- * aimed at a task this worker has already finished: those must not stop
- * the next task.  A pg_cancel_backend() from an administrator passes.
+ * lantern.cancel_task() signals a worker with SIGUSR2 (shmem.c); SIGINT
+ * keeps PostgreSQL's own handler, so an administrator's pg_cancel_backend()
+ * works as in any session.  A SIGUSR2 that arrives after its task finished
+ * finds the slot naming another task, or none, and is dropped.
  */
 static void
 la_worker_cancel_handler(SIGNAL_ARGS)
 {
-	if (la_worker_slot >= 0 && la_slot_cancel_is_stale(la_worker_slot))
-		return;
-	StatementCancelHandler(postgres_signal_arg);
+	if (la_worker_slot >= 0 && la_slot_cancel_is_current(la_worker_slot))
+		StatementCancelHandler(postgres_signal_arg);
 }
 
 /*
@@ -108,7 +121,7 @@ lantern_async_worker_main(Datum arg)
 	/* Attach before connecting: a refused connection must still mark the slot. */
 	la_slot_attach(slot);
 	la_worker_slot = slot;
-	pqsignal(SIGINT, la_worker_cancel_handler);
+	pqsignal(SIGUSR2, la_worker_cancel_handler);
 	la_worker_signals();
 	la_slot_target(slot, &dboid, &roleid);
 

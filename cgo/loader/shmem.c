@@ -31,7 +31,9 @@ typedef struct LaSlot
 	int			pid;
 	Oid			tasks_relid;
 	bool		clean_exit;
-	/* Atomics: the worker's SIGINT handler reads them without the lock. */
+	bool		finishing;		/* the task's outcome is being committed: too late to cancel */
+	int64		tasks_run;
+	/* Atomics: the worker's cancel handler reads them without the lock. */
 	pg_atomic_uint64 jobid;		/* task being run, 0 when none */
 	pg_atomic_uint64 cancel_jobid;	/* task lantern.cancel_task() stopped, 0 when none */
 } LaSlot;
@@ -104,19 +106,29 @@ la_slot_count(void)
 	return la_shmem->nslots;
 }
 
-void
-la_slot_view(int index, LaSlotView *view)
+/* Copy a slot; the caller holds the lock. */
+static void
+la_slot_copy(int index, LaSlotView *view)
 {
 	LaSlot	   *slot = &la_shmem->slots[index];
 
-	SpinLockAcquire(&la_shmem->mutex);
 	view->index = index;
 	view->state = slot->state;
 	view->roleid = slot->roleid;
 	view->pid = slot->pid;
 	view->jobid = (int64) pg_atomic_read_u64(&slot->jobid);
 	view->tasks_relid = slot->tasks_relid;
+	view->cancel_requested = view->jobid != 0 &&
+		pg_atomic_read_u64(&slot->cancel_jobid) == (uint64) view->jobid;
 	view->clean_exit = slot->clean_exit;
+	view->tasks_run = slot->tasks_run;
+}
+
+void
+la_slot_view(int index, LaSlotView *view)
+{
+	SpinLockAcquire(&la_shmem->mutex);
+	la_slot_copy(index, view);
 	SpinLockRelease(&la_shmem->mutex);
 }
 
@@ -138,6 +150,8 @@ la_slot_reserve(Oid dboid, Oid roleid)
 		slot->roleid = roleid;
 		slot->pid = 0;
 		slot->clean_exit = false;
+		slot->finishing = false;
+		slot->tasks_run = 0;
 		pg_atomic_write_u64(&slot->jobid, 0);
 		pg_atomic_write_u64(&slot->cancel_jobid, 0);
 		found = i;
@@ -147,20 +161,39 @@ la_slot_reserve(Oid dboid, Oid roleid)
 	return found;
 }
 
-void
-la_slot_release(int index)
+static void
+la_slot_free(LaSlot *slot)
 {
-	LaSlot	   *slot = &la_shmem->slots[index];
-
-	SpinLockAcquire(&la_shmem->mutex);
 	slot->state = LA_SLOT_FREE;
 	slot->dboid = InvalidOid;
 	slot->roleid = InvalidOid;
 	slot->pid = 0;
 	slot->tasks_relid = InvalidOid;
 	slot->clean_exit = false;
+	slot->finishing = false;
+	slot->tasks_run = 0;
 	pg_atomic_write_u64(&slot->jobid, 0);
 	pg_atomic_write_u64(&slot->cancel_jobid, 0);
+}
+
+void
+la_slot_release(int index)
+{
+	SpinLockAcquire(&la_shmem->mutex);
+	la_slot_free(&la_shmem->slots[index]);
+	SpinLockRelease(&la_shmem->mutex);
+}
+
+/*
+ * Copy and free a slot in one critical section, so that a cancel accepted
+ * for its task is either in the copy or refused (the slot is free).
+ */
+void
+la_slot_reap(int index, LaSlotView *view)
+{
+	SpinLockAcquire(&la_shmem->mutex);
+	la_slot_copy(index, view);
+	la_slot_free(&la_shmem->slots[index]);
 	SpinLockRelease(&la_shmem->mutex);
 }
 
@@ -192,6 +225,7 @@ la_slot_attach(int index)
 	SpinLockRelease(&la_shmem->mutex);
 }
 
+/* A claim names its task here before it commits (see la_bk_claim). */
 void
 la_slot_set_job(int index, int64 jobid, Oid tasks_relid)
 {
@@ -199,53 +233,141 @@ la_slot_set_job(int index, int64 jobid, Oid tasks_relid)
 
 	SpinLockAcquire(&la_shmem->mutex);
 	slot->tasks_relid = tasks_relid;
+	slot->finishing = false;
 	pg_atomic_write_u64(&slot->cancel_jobid, 0);
 	pg_atomic_write_u64(&slot->jobid, (uint64) jobid);
 	SpinLockRelease(&la_shmem->mutex);
 }
 
+/* The task's outcome is committed: the slot no longer names it. */
+void
+la_slot_task_done(int index)
+{
+	LaSlot	   *slot = &la_shmem->slots[index];
+
+	SpinLockAcquire(&la_shmem->mutex);
+	slot->finishing = false;
+	slot->tasks_run++;
+	pg_atomic_write_u64(&slot->jobid, 0);
+	pg_atomic_write_u64(&slot->cancel_jobid, 0);
+	SpinLockRelease(&la_shmem->mutex);
+}
+
 /*
- * Ask the worker running a task to cancel it.  The signal is sent with the
- * lock held, so the worker cannot move on to its next task (which needs the
- * lock to publish its jobid) before the signal is pending; its handler
- * then drops a cancel whose task is no longer the one running.
+ * The point of no return of a task: called just before the transaction
+ * that records its outcome commits.  False when a cancel was accepted
+ * first (the task must then end canceled); otherwise, from here on,
+ * cancel_task() refuses and returns false, because the task finishes.
  */
 bool
-la_slot_request_cancel(int64 jobid, Oid tasks_relid)
+la_slot_begin_finishing(int index, int64 jobid)
 {
-	bool		sent = false;
+	LaSlot	   *slot = &la_shmem->slots[index];
+	bool		ok;
+
+	SpinLockAcquire(&la_shmem->mutex);
+	ok = pg_atomic_read_u64(&slot->cancel_jobid) != (uint64) jobid;
+	if (ok)
+		slot->finishing = true;
+	SpinLockRelease(&la_shmem->mutex);
+	return ok;
+}
+
+/* Under the lock: accept a cancel of the task a slot runs, unless it is finishing. */
+static bool
+la_slot_accept_cancel(LaSlot *slot, int64 jobid, int *pid)
+{
+	if (slot->finishing)
+		return false;
+	pg_atomic_write_u64(&slot->cancel_jobid, (uint64) jobid);
+	*pid = slot->state == LA_SLOT_ACTIVE ? slot->pid : 0;
+	return true;
+}
+
+/*
+ * A slot whose worker runs (or ran, if it died and was not reaped yet) a
+ * task of this lantern.tasks.  After DROP/CREATE EXTENSION an old table's
+ * task may hold the same jobid, hence the relid.
+ */
+static bool
+la_slot_runs(LaSlot *slot, Oid tasks_relid)
+{
+	return (slot->state == LA_SLOT_ACTIVE || slot->state == LA_SLOT_EXITED) &&
+		slot->tasks_relid == tasks_relid && pg_atomic_read_u64(&slot->jobid) != 0;
+}
+
+/*
+ * The cancel signal goes out after the lock is released (never kill()
+ * under a spinlock).  It is SIGUSR2, not SIGINT, so that an administrator's
+ * pg_cancel_backend() and ours are never confused; a signal that arrives
+ * late finds the slot naming another task, or none, and is dropped by the
+ * worker's handler (loader.c).
+ */
+static void
+la_slot_signal(int pid)
+{
+	if (pid > 0)
+		(void) kill(pid, SIGUSR2);
+}
+
+/* Returns true when the running task will end canceled. */
+bool
+la_slot_cancel_job(int64 jobid, Oid tasks_relid)
+{
+	bool		accepted = false;
+	int			pid = 0;
 
 	SpinLockAcquire(&la_shmem->mutex);
 	for (int i = 0; i < la_shmem->nslots; i++)
 	{
 		LaSlot	   *slot = &la_shmem->slots[i];
 
-		/* After DROP/CREATE EXTENSION an old table's task may hold the same jobid. */
-		if (slot->state != LA_SLOT_ACTIVE || slot->tasks_relid != tasks_relid ||
-			pg_atomic_read_u64(&slot->jobid) != (uint64) jobid)
-			continue;
-		pg_atomic_write_u64(&slot->cancel_jobid, (uint64) jobid);
-		sent = kill(slot->pid, SIGINT) == 0;
-		break;
+		if (la_slot_runs(slot, tasks_relid) && pg_atomic_read_u64(&slot->jobid) == (uint64) jobid)
+		{
+			accepted = la_slot_accept_cancel(slot, jobid, &pid);
+			break;
+		}
 	}
 	SpinLockRelease(&la_shmem->mutex);
-	return sent;
+	la_slot_signal(pid);
+	return accepted;
+}
+
+/* Cancel every running task of a role (InvalidOid: of every role). */
+void
+la_slot_cancel_role(Oid roleid, Oid tasks_relid)
+{
+	int		   *pids = palloc0(sizeof(int) * la_shmem->nslots);
+
+	SpinLockAcquire(&la_shmem->mutex);
+	for (int i = 0; i < la_shmem->nslots; i++)
+	{
+		LaSlot	   *slot = &la_shmem->slots[i];
+
+		if (la_slot_runs(slot, tasks_relid) && (!OidIsValid(roleid) || slot->roleid == roleid))
+			(void) la_slot_accept_cancel(slot, (int64) pg_atomic_read_u64(&slot->jobid), &pids[i]);
+	}
+	SpinLockRelease(&la_shmem->mutex);
+	for (int i = 0; i < la_shmem->nslots; i++)
+		la_slot_signal(pids[i]);
+	pfree(pids);
 }
 
 bool
 la_slot_cancel_requested(int index, int64 jobid)
 {
-	return pg_atomic_read_u64(&la_shmem->slots[index].cancel_jobid) == (uint64) jobid;
+	return jobid != 0 &&
+		pg_atomic_read_u64(&la_shmem->slots[index].cancel_jobid) == (uint64) jobid;
 }
 
-/* Async-signal-safe: a cancel_task() aimed at a task this worker no longer runs. */
+/* Async-signal-safe: a cancel_task() aimed at the task this worker runs now. */
 bool
-la_slot_cancel_is_stale(int index)
+la_slot_cancel_is_current(int index)
 {
 	LaSlot	   *slot = &la_shmem->slots[index];
 	uint64		cancel = pg_atomic_read_u64(&slot->cancel_jobid);
 
-	return cancel != 0 && cancel != pg_atomic_read_u64(&slot->jobid);
+	return cancel != 0 && cancel == pg_atomic_read_u64(&slot->jobid);
 }
 
 void

@@ -109,29 +109,17 @@ la_submit_check_database(void)
 						 la_database)));
 }
 
-/* Inserted as the table's owner (elevate.c), with the caller's CURRENT_USER. */
+/* Inserted as the bootstrap superuser (privilege.c), for the caller's role. */
 static int64
-la_submit_insert(const char *query, const char *job_name, const char *username)
+la_submit_insert(const char *query, const char *job_name, Oid roleid)
 {
-	LaElevation e;
-	Oid			argtypes[3] = {TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[3];
-	char		nulls[3] = {' ', job_name ? ' ' : 'n', ' '};
-	bool		isnull;
+	LaPrivileged p;
 	int64		jobid;
 
-	values[0] = CStringGetTextDatum(query);
-	values[1] = job_name ? CStringGetTextDatum(job_name) : (Datum) 0;
-	values[2] = CStringGetTextDatum(username);
-
-	la_elevate_begin(&e);
-	if (SPI_execute_with_args("INSERT INTO lantern.tasks (query, job_name, username, status) "
-							  "VALUES ($1, $2, $3, 'pending') RETURNING jobid",
-							  3, argtypes, values, nulls, false, 1) != SPI_OK_INSERT_RETURNING ||
-		SPI_processed != 1)
-		elog(ERROR, "could not queue the task");
-	jobid = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	la_elevate_end(&e);
+	la_privileged_begin(&p, RowExclusiveLock);
+	la_privileged_require(&p);
+	jobid = la_queue_insert(&p.cat, query, job_name, GetUserNameFromId(roleid, false), roleid);
+	la_privileged_end(&p);
 	return jobid;
 }
 
@@ -148,7 +136,7 @@ lantern_async_task(PG_FUNCTION_ARGS)
 
 	la_submit_check_database();
 	la_submit_check_role(roleid);
-	jobid = la_submit_insert(query, job_name, GetUserNameFromId(roleid, false));
+	jobid = la_submit_insert(query, job_name, roleid);
 
 	if (!la_xact_callback_registered)
 	{

@@ -1,0 +1,117 @@
+/*
+ * catalog.c - find the extension's own objects through pg_depend
+ *
+ * Never by name: a role that owned a schema called "lantern" could plant a
+ * table called "tasks" in it.  The objects the extension script created are
+ * recorded in pg_depend as members of the extension (deptype 'e'), and only
+ * a superuser can create or alter this extension, so membership is the one
+ * thing that says "ours".  The names used in SQL text are then built from
+ * the OIDs, after the table is locked (a rename needs a stronger lock).
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/dependency.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_depend.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+
+#include "la_shared.h"
+
+/* Remember relid when it is one of the tables the C code uses. */
+static void
+la_catalog_note_member(LaCatalog *cat, Oid relid)
+{
+	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Form_pg_class form;
+
+	if (!HeapTupleIsValid(tuple))
+		return;
+	form = (Form_pg_class) GETSTRUCT(tuple);
+	if (form->relkind == RELKIND_RELATION)
+	{
+		if (strcmp(NameStr(form->relname), "tasks") == 0)
+			cat->tasks = relid;
+		else if (strcmp(NameStr(form->relname), "task_errors") == 0)
+			cat->task_errors = relid;
+		else if (strcmp(NameStr(form->relname), "task_owners") == 0)
+			cat->task_owners = relid;
+	}
+	ReleaseSysCache(tuple);
+}
+
+static void
+la_catalog_scan_members(LaCatalog *cat)
+{
+	Relation	depend = table_open(DependRelationId, AccessShareLock);
+	ScanKeyData key[2];
+	SysScanDesc scan;
+	HeapTuple	tuple;
+
+	ScanKeyInit(&key[0], Anum_pg_depend_refclassid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(ExtensionRelationId));
+	ScanKeyInit(&key[1], Anum_pg_depend_refobjid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(cat->extension));
+	scan = systable_beginscan(depend, DependReferenceIndexId, true, NULL, 2, key);
+	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
+	{
+		Form_pg_depend dep = (Form_pg_depend) GETSTRUCT(tuple);
+
+		if (dep->deptype == DEPENDENCY_EXTENSION && dep->classid == RelationRelationId)
+			la_catalog_note_member(cat, dep->objid);
+	}
+	systable_endscan(scan);
+	table_close(depend, AccessShareLock);
+}
+
+static char *
+la_catalog_name(Oid relid)
+{
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+									  get_rel_name(relid));
+}
+
+/*
+ * Fill cat with the extension's tables, taking lockmode on lantern.tasks.
+ * Returns false, with cat zeroed, when the extension is not installed in
+ * this database (or is being dropped).  Must run inside a transaction.
+ */
+bool
+la_catalog_lookup(LaCatalog *cat, LOCKMODE lockmode)
+{
+	memset(cat, 0, sizeof(*cat));
+	cat->extension = get_extension_oid(LA_EXTENSION_NAME, true);
+	if (!OidIsValid(cat->extension))
+		return false;
+	la_catalog_scan_members(cat);
+	if (!OidIsValid(cat->tasks) || !OidIsValid(cat->task_errors) || !OidIsValid(cat->task_owners))
+	{
+		memset(cat, 0, sizeof(*cat));
+		return false;
+	}
+
+	/*
+	 * Lock, then look again: a DROP EXTENSION that committed while we waited
+	 * for the lock has removed the table.
+	 */
+	LockRelationOid(cat->tasks, lockmode);
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(cat->tasks)))
+	{
+		memset(cat, 0, sizeof(*cat));
+		return false;
+	}
+	cat->tasks_name = la_catalog_name(cat->tasks);
+	cat->task_errors_name = la_catalog_name(cat->task_errors);
+	cat->task_owners_name = la_catalog_name(cat->task_owners);
+	return true;
+}

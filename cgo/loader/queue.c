@@ -1,0 +1,109 @@
+/*
+ * queue.c - the one statement that gives tasks their final status
+ *
+ * Used by the workers (an outcome), the dispatcher (lost tasks, refused
+ * roles, reconciliation after a restart) and the cancel functions (pending
+ * tasks), so every final write records the same columns the same way: the
+ * status, error_message and duration once, the SQLSTATE beside them in
+ * task_errors.  Runs inside la_privileged_begin/end.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+
+#include "la_loader.h"
+#include "la_shared.h"
+
+/*
+ * Only rows still in from_status change, so each task gets one outcome.
+ * With skip_locked, rows another transaction holds (a cancel_task() not yet
+ * committed, a claim under way) are left for a later call: the extension's
+ * own processes never wait on a lock a user can hold.
+ */
+static char *
+la_queue_settle_sql(const LaCatalog *cat, bool skip_locked)
+{
+	return psprintf("WITH target AS ("
+					"  SELECT t.jobid FROM %s t"
+					"  WHERE t.status = $4 AND ($1 = 0 OR t.jobid = $1)"
+					"    AND ($2 = 0 OR EXISTS (SELECT FROM %s o WHERE o.jobid = t.jobid AND o.roleid = $2))"
+					"    AND (NOT $3 OR NOT EXISTS (SELECT FROM %s o WHERE o.jobid = t.jobid))"
+					"  FOR UPDATE OF t%s), "
+					"settled AS ("
+					"  UPDATE %s t SET status = $5, error_message = $6, "
+					"         duration = clock_timestamp() - t.started_at "
+					"  FROM target WHERE t.jobid = target.jobid AND t.status = $4 "
+					"  RETURNING t.jobid), "
+					"recorded AS ("
+					"  INSERT INTO %s (jobid, sqlstate) "
+					"  SELECT jobid, $7 FROM settled WHERE $7 IS NOT NULL) "
+					"SELECT count(*) FROM settled",
+					cat->tasks_name, cat->task_owners_name, cat->task_owners_name,
+					skip_locked ? " SKIP LOCKED" : "",
+					cat->tasks_name, cat->task_errors_name);
+}
+
+static Datum
+la_queue_text(const char *value, char *null)
+{
+	*null = value ? ' ' : 'n';
+	return value ? CStringGetTextDatum(value) : (Datum) 0;
+}
+
+/* Returns how many tasks changed status. */
+int64
+la_queue_settle(const LaCatalog *cat, const LaSettle *s)
+{
+	Oid			types[7] = {INT8OID, OIDOID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[7];
+	char		nulls[8] = "       ";
+	bool		isnull;
+	int			rc;
+
+	values[0] = Int64GetDatum(s->jobid);
+	values[1] = ObjectIdGetDatum(s->roleid);
+	values[2] = BoolGetDatum(s->unowned);
+	values[3] = la_queue_text(s->from_status, &nulls[3]);
+	values[4] = la_queue_text(s->to_status, &nulls[4]);
+	values[5] = la_queue_text(s->message, &nulls[5]);
+	values[6] = la_queue_text(s->sqlstate, &nulls[6]);
+	rc = SPI_execute_with_args(la_queue_settle_sql(cat, s->skip_locked),
+							   7, types, values, nulls, false, 0);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "lantern_async could not update the status of tasks: %s",
+			 SPI_result_code_string(rc));
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * Queue a task for roleid, with username as the name it had at submit.  The
+ * owner row is what makes the task runnable: it is written here only.
+ */
+int64
+la_queue_insert(const LaCatalog *cat, const char *query, const char *job_name,
+				const char *username, Oid roleid)
+{
+	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, OIDOID};
+	Datum		values[4];
+	char		nulls[5] = "    ";
+	bool		isnull;
+	int			rc;
+
+	values[0] = CStringGetTextDatum(query);
+	values[1] = la_queue_text(job_name, &nulls[1]);
+	values[2] = CStringGetTextDatum(username);
+	values[3] = ObjectIdGetDatum(roleid);
+	rc = SPI_execute_with_args(psprintf("WITH task AS ("
+										"  INSERT INTO %s (query, job_name, username, status) "
+										"  VALUES ($1, $2, $3, 'pending') RETURNING jobid), "
+										"owner AS ("
+										"  INSERT INTO %s (jobid, roleid) SELECT jobid, $4 FROM task) "
+										"SELECT jobid FROM task",
+										cat->tasks_name, cat->task_owners_name),
+							   4, types, values, nulls, false, 0);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "lantern_async could not queue the task: %s", SPI_result_code_string(rc));
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
