@@ -54,3 +54,11 @@ func newLoginRole(t *testing.T, su *pgx.Conn, base string) string {
 	mustExec(t, su, fmt.Sprintf("CREATE ROLE %s LOGIN", r))
 	return r
 }
+
+// newCreatorRole creates a fresh plain LOGIN role that may create tables in public.
+func newCreatorRole(t *testing.T, su *pgx.Conn, base string) string {
+	t.Helper()
+	r := newLoginRole(t, su, base)
+	mustExec(t, su, fmt.Sprintf("GRANT CREATE ON SCHEMA public TO %s", r))
+	return r
+}
