@@ -73,32 +73,18 @@ func fileExists(path string) bool {
 	return !errors.Is(err, os.ErrNotExist)
 }
 
-// TestTaskPrivilegeEscalationRefused submits, as a plain LOGIN role, tasks
-// that try to reach another identity or a superuser-only action. Each must
-// fail with the error PostgreSQL gives that role in a normal session and
-// change nothing; the role's next task (same worker, if it is still there)
-// still runs as the role.
-func TestTaskPrivilegeEscalationRefused(t *testing.T) {
-	begin(t)
-	su := connect(t, superuser)
-	role := newCreatorRole(t, su, "attacker")
-	other := ident(t, uniq("notgranted"))
-	mustExec(t, su, fmt.Sprintf("CREATE ROLE %s NOLOGIN", other))
-	conn := connect(t, role)
-	who := whoTable(t, conn)
-	evil := ident(t, uniq("evil"))
-	pwned := fmt.Sprintf("/tmp/lantern_async_pwned_%d_%d", os.Getpid(), nameCounter.Add(1))
-	require.False(t, fileExists(pwned))
-	t.Cleanup(func() { _ = os.Remove(pwned) })
+// escalationAttack is a statement by which a plain LOGIN role tries to
+// reach another identity or a superuser-only action, with the SQLSTATE and
+// the message PostgreSQL refuses it with.
+type escalationAttack struct {
+	name, sql, code, msg string
+}
 
-	attrsBefore := readRoleAttrs(t, su, role)
-	require.Equal(t, roleAttrs{MemberOf: []string{}}, attrsBefore, "a plain role")
-	extBefore := queryOne[int](t, su, "SELECT count(*)::int FROM pg_extension WHERE extname = 'dblink'")
-	autoConfBefore := queryOne[int](t, su, "SELECT count(*)::int FROM pg_file_settings WHERE name = 'work_mem'")
-
-	attacks := []struct {
-		name, sql, code, msg string
-	}{
+// escalationAttacks lists the attacks of role: other is a NOLOGIN role not
+// granted to it, evil a name it must not be able to give a role or a
+// function, pwned a file it must not be able to create.
+func escalationAttacks(role, other, evil, pwned string) []escalationAttack {
+	return []escalationAttack{
 		{"SET ROLE not granted", "SET ROLE " + other, "42501", `permission denied to set role "` + other + `"`},
 		{"SET ROLE postgres", "SET ROLE postgres", "42501", `permission denied to set role "postgres"`},
 		{"SET SESSION AUTHORIZATION", "SET SESSION AUTHORIZATION postgres", "42501", "permission denied to set session authorization"},
@@ -119,6 +105,60 @@ func TestTaskPrivilegeEscalationRefused(t *testing.T) {
 		{"LOAD", "LOAD 'lantern_async'", "42501", `access to library "lantern_async" is not allowed`},
 		{"superuser-only setting", "SET session_replication_role = replica", "42501", `permission denied to set parameter "session_replication_role"`},
 	}
+}
+
+// escalationBaseline is the state a refused attack must leave unchanged
+// (besides the absence of evil and pwned).
+type escalationBaseline struct {
+	attrs         roleAttrs
+	ext, autoConf int // dblink extensions, work_mem lines in the configuration files
+}
+
+func readEscalationBaseline(t *testing.T, su *pgx.Conn, role string) escalationBaseline {
+	t.Helper()
+	return escalationBaseline{
+		attrs:    readRoleAttrs(t, su, role),
+		ext:      queryOne[int](t, su, "SELECT count(*)::int FROM pg_extension WHERE extname = 'dblink'"),
+		autoConf: queryOne[int](t, su, "SELECT count(*)::int FROM pg_file_settings WHERE name = 'work_mem'"),
+	}
+}
+
+// requireNothingEscalated asserts that role's attacks changed nothing:
+// same attributes and memberships, no role evil, no file pwned, no new
+// extension, postgresql.auto.conf unchanged, no function evil_fn.
+func requireNothingEscalated(t *testing.T, su *pgx.Conn, before escalationBaseline, role, evil, pwned string) {
+	t.Helper()
+	require.Equal(t, before.attrs, readRoleAttrs(t, su, role), "the attacking role's attributes and memberships")
+	require.Equal(t, 0, queryOne[int](t, su, "SELECT count(*)::int FROM pg_roles WHERE rolname = $1", evil), "role %s", evil)
+	require.False(t, fileExists(pwned), "%s must not exist", pwned)
+	require.Equal(t, before.ext, queryOne[int](t, su, "SELECT count(*)::int FROM pg_extension WHERE extname = 'dblink'"))
+	require.Equal(t, before.autoConf, queryOne[int](t, su, "SELECT count(*)::int FROM pg_file_settings WHERE name = 'work_mem'"),
+		"postgresql.auto.conf unchanged")
+	require.Equal(t, 0, queryOne[int](t, su, "SELECT count(*)::int FROM pg_proc WHERE proname = $1", evil+"_fn"))
+}
+
+// TestTaskPrivilegeEscalationRefused submits, as a plain LOGIN role, tasks
+// that try to reach another identity or a superuser-only action. Each must
+// fail with the error PostgreSQL gives that role in a normal session and
+// change nothing; the role's next task (same worker, if it is still there)
+// still runs as the role.
+func TestTaskPrivilegeEscalationRefused(t *testing.T) {
+	begin(t)
+	su := connect(t, superuser)
+	role := newCreatorRole(t, su, "attacker")
+	other := ident(t, uniq("notgranted"))
+	mustExec(t, su, fmt.Sprintf("CREATE ROLE %s NOLOGIN", other))
+	conn := connect(t, role)
+	who := whoTable(t, conn)
+	evil := ident(t, uniq("evil"))
+	pwned := fmt.Sprintf("/tmp/lantern_async_pwned_%d_%d", os.Getpid(), nameCounter.Add(1))
+	require.False(t, fileExists(pwned))
+	t.Cleanup(func() { _ = os.Remove(pwned) })
+
+	before := readEscalationBaseline(t, su, role)
+	require.Equal(t, roleAttrs{MemberOf: []string{}}, before.attrs, "a plain role")
+
+	attacks := escalationAttacks(role, other, evil, pwned)
 	for _, a := range attacks {
 		t.Run(a.name, func(t *testing.T) {
 			label := ident(t, uniq("probe"))
@@ -130,14 +170,7 @@ func TestTaskPrivilegeEscalationRefused(t *testing.T) {
 			require.True(t, strings.HasPrefix(msg, "ERROR:  "), "error_message %q", msg)
 			require.Contains(t, msg, a.msg)
 			requireProbeRanAs(t, conn, su, probe, who, label, role)
-
-			require.Equal(t, attrsBefore, readRoleAttrs(t, su, role), "the attacking role's attributes and memberships")
-			require.Equal(t, 0, queryOne[int](t, su, "SELECT count(*)::int FROM pg_roles WHERE rolname = $1", evil), "role %s", evil)
-			require.False(t, fileExists(pwned), "%s must not exist", pwned)
-			require.Equal(t, extBefore, queryOne[int](t, su, "SELECT count(*)::int FROM pg_extension WHERE extname = 'dblink'"))
-			require.Equal(t, autoConfBefore, queryOne[int](t, su, "SELECT count(*)::int FROM pg_file_settings WHERE name = 'work_mem'"),
-				"postgresql.auto.conf unchanged")
-			require.Equal(t, 0, queryOne[int](t, su, "SELECT count(*)::int FROM pg_proc WHERE proname = $1", evil+"_fn"))
+			requireNothingEscalated(t, su, before, role, evil, pwned)
 		})
 	}
 
@@ -147,7 +180,7 @@ func TestTaskPrivilegeEscalationRefused(t *testing.T) {
 		_, err := conn.Exec(ctx(t), a.sql)
 		requirePgError(t, err, a.code, "%s in a client session of %s", a.sql, role)
 	}
-	require.Equal(t, attrsBefore, readRoleAttrs(t, su, role))
+	require.Equal(t, before.attrs, readRoleAttrs(t, su, role))
 }
 
 // TestTaskSetRoleToGrantedRole: SET ROLE to a role the submitter IS a member

@@ -12,37 +12,47 @@ import (
 // Privilege isolation of the queue: lantern.tasks and lantern.task_errors can
 // only be changed through the extension, from a client session or a task.
 
-// TestQueueProtections extends TestTasksNotWritableByUsers: no column of
-// one's own or another role's row can be updated, no row deleted, neither
-// table truncated or locked against the workers, the jobid sequence is out
-// of reach, and row-level security also hides other roles' lantern.task_errors
-// rows, also through a view the role owns.
-func TestQueueProtections(t *testing.T) {
-	begin(t)
-	su := connect(t, superuser)
-	roleA, roleB := newCreatorRole(t, su, "qa"), newCreatorRole(t, su, "qb")
-	a, b := connect(t, roleA), connect(t, roleB)
+// queueRows are the finished tasks of TestQueueProtections: one succeeded
+// and one failed task of each of two roles a and b.
+type queueRows struct {
+	aOK, aFail, bOK, bFail int64
+}
 
-	aOK := submitNamed(t, a, "SELECT 1", "a ok")
-	aFail := submit(t, a, "SELECT 1/0")
-	bOK := submitNamed(t, b, "SELECT 2", "b ok")
-	bFail := submit(t, b, "SELECT 2/0")
-	requireSucceeded(t, a, aOK)
-	requireFailed(t, a, aFail)
-	requireSucceeded(t, b, bOK)
-	requireFailed(t, b, bFail)
-	snapshot := func() string {
-		return queryOne[string](t, su, `
-			SELECT string_agg(format('%s|%s|%s|%s|%s|%s|%s|%s', t.jobid, t.query, t.job_name, t.username, t.status,
-			                         t.duration, t.error_message, e.sqlstate), E'\n' ORDER BY t.jobid)
-			FROM lantern.tasks t LEFT JOIN lantern.task_errors e USING (jobid) WHERE t.jobid = ANY($1)`,
-			[]int64{aOK, aFail, bOK, bFail})
+func newQueueRows(t *testing.T, a, b *pgx.Conn) queueRows {
+	t.Helper()
+	q := queueRows{
+		aOK:   submitNamed(t, a, "SELECT 1", "a ok"),
+		aFail: submit(t, a, "SELECT 1/0"),
+		bOK:   submitNamed(t, b, "SELECT 2", "b ok"),
+		bFail: submit(t, b, "SELECT 2/0"),
 	}
-	before := snapshot()
-	seqBefore := queryOne[int64](t, su, "SELECT last_value FROM lantern.tasks_jobid_seq")
+	requireSucceeded(t, a, q.aOK)
+	requireFailed(t, a, q.aFail)
+	requireSucceeded(t, b, q.bOK)
+	requireFailed(t, b, q.bFail)
+	return q
+}
 
+func (q queueRows) all() []int64 {
+	return []int64{q.aOK, q.aFail, q.bOK, q.bFail}
+}
+
+// snapshot renders the rows (and their lantern.task_errors rows) as text.
+func (q queueRows) snapshot(t *testing.T, su *pgx.Conn) string {
+	t.Helper()
+	return queryOne[string](t, su, `
+		SELECT string_agg(format('%s|%s|%s|%s|%s|%s|%s|%s', t.jobid, t.query, t.job_name, t.username, t.status,
+		                         t.duration, t.error_message, e.sqlstate), E'\n' ORDER BY t.jobid)
+		FROM lantern.tasks t LEFT JOIN lantern.task_errors e USING (jobid) WHERE t.jobid = ANY($1)`,
+		q.all())
+}
+
+// queueWriteStatements are the statements by which a role tries to change
+// the queue (rows of its own and of roleB, the tables, their policies, the
+// jobid sequence) outside the extension's functions.
+func queueWriteStatements(q queueRows, roleB string) []string {
 	var stmts []string
-	for _, id := range []int64{aOK, bOK} {
+	for _, id := range []int64{q.aOK, q.bOK} {
 		for _, set := range []string{
 			"status = 'pending'", "status = 'succeeded'", "query = 'SELECT 666'", "username = 'postgres'",
 			"error_message = NULL", "duration = NULL", "job_name = 'x'", "started_at = now()",
@@ -51,7 +61,7 @@ func TestQueueProtections(t *testing.T) {
 		}
 		stmts = append(stmts, fmt.Sprintf("DELETE FROM lantern.tasks WHERE jobid = %d", id))
 	}
-	stmts = append(stmts,
+	return append(stmts,
 		"INSERT INTO lantern.tasks (query, username) VALUES ('SELECT 1', 'postgres')",
 		fmt.Sprintf("INSERT INTO lantern.tasks (query, username, status) VALUES ('SELECT 1', %s, 'pending')", lit(roleB)),
 		"DELETE FROM lantern.tasks",
@@ -59,8 +69,8 @@ func TestQueueProtections(t *testing.T) {
 		"TRUNCATE lantern.tasks",
 		"TRUNCATE lantern.task_errors",
 		"TRUNCATE lantern.tasks CASCADE",
-		fmt.Sprintf("UPDATE lantern.task_errors SET sqlstate = '00000' WHERE jobid = %d", aFail),
-		fmt.Sprintf("DELETE FROM lantern.task_errors WHERE jobid = %d", bFail),
+		fmt.Sprintf("UPDATE lantern.task_errors SET sqlstate = '00000' WHERE jobid = %d", q.aFail),
+		fmt.Sprintf("DELETE FROM lantern.task_errors WHERE jobid = %d", q.bFail),
 		"SELECT nextval('lantern.tasks_jobid_seq')",
 		"SELECT setval('lantern.tasks_jobid_seq', 1)",
 		"SELECT last_value FROM lantern.tasks_jobid_seq",
@@ -75,44 +85,80 @@ func TestQueueProtections(t *testing.T) {
 		"CREATE TABLE lantern.shadow(a int)",
 		"CREATE FUNCTION lantern.shadow() RETURNS int LANGUAGE sql AS 'SELECT 1'",
 	)
-	for _, q := range stmts {
-		_, err := a.Exec(ctx(t), q)
-		requirePgError(t, err, "42501", "%s as %s", q, roleA)
-	}
-	// LOCK needs a transaction block; a lock on the queue would stall every
-	// worker's claim.
+}
+
+// requireQueueLockRefused: role (on conn) cannot LOCK lantern.tasks in any
+// mode. LOCK needs a transaction block; a lock on the queue would stall
+// every worker's claim.
+func requireQueueLockRefused(t *testing.T, conn *pgx.Conn, role string) {
+	t.Helper()
 	for _, mode := range []string{"ACCESS EXCLUSIVE", "EXCLUSIVE", "SHARE", "ROW EXCLUSIVE"} {
-		tx, err := a.Begin(ctx(t))
+		tx, err := conn.Begin(ctx(t))
 		require.NoError(t, err)
 		_, err = tx.Exec(ctx(t), "LOCK TABLE lantern.tasks IN "+mode+" MODE")
-		requirePgError(t, err, "42501", "LOCK TABLE lantern.tasks IN %s MODE as %s", mode, roleA)
+		requirePgError(t, err, "42501", "LOCK TABLE lantern.tasks IN %s MODE as %s", mode, role)
 		require.NoError(t, tx.Rollback(ctx(t)))
 	}
-	require.Equal(t, before, snapshot(), "the rows are unchanged")
-	require.Equal(t, seqBefore, queryOne[int64](t, su, "SELECT last_value FROM lantern.tasks_jobid_seq"), "the jobid sequence is unchanged")
+}
 
-	// Reading: own rows only, in both tables, also through a view the role
-	// owns (the view runs with its owner's rights, and RLS applies to it).
-	require.Equal(t, 1, queryOne[int](t, a, "SELECT count(*)::int FROM lantern.task_errors WHERE jobid = $1", aFail))
-	require.Equal(t, 0, queryOne[int](t, a, "SELECT count(*)::int FROM lantern.task_errors WHERE jobid = $1", bFail))
-	require.Equal(t, 0, queryOne[int](t, b, "SELECT count(*)::int FROM lantern.task_errors WHERE jobid = $1", aFail))
-	require.Equal(t, 1, queryOne[int](t, b, "SELECT count(*)::int FROM lantern.task_errors WHERE jobid = $1", bFail))
+// requireTaskErrorsOwnRowsOnly: each of a and b sees its own
+// lantern.task_errors rows only; the superuser sees every row.
+func requireTaskErrorsOwnRowsOnly(t *testing.T, su, a, b *pgx.Conn, q queueRows) {
+	t.Helper()
+	require.Equal(t, 1, queryOne[int](t, a, "SELECT count(*)::int FROM lantern.task_errors WHERE jobid = $1", q.aFail))
+	require.Equal(t, 0, queryOne[int](t, a, "SELECT count(*)::int FROM lantern.task_errors WHERE jobid = $1", q.bFail))
+	require.Equal(t, 0, queryOne[int](t, b, "SELECT count(*)::int FROM lantern.task_errors WHERE jobid = $1", q.aFail))
+	require.Equal(t, 1, queryOne[int](t, b, "SELECT count(*)::int FROM lantern.task_errors WHERE jobid = $1", q.bFail))
 	require.Equal(t, 0, queryOne[int](t, a, `SELECT count(*)::int FROM lantern.task_errors e
 		WHERE NOT EXISTS (SELECT FROM lantern.tasks t WHERE t.jobid = e.jobid AND t.username = current_user)`),
 		"every lantern.task_errors row visible to a role is one of its own tasks")
 	require.Greater(t, queryOne[int](t, su, "SELECT count(*)::int FROM lantern.task_errors"), 1, "the superuser sees every row")
+}
+
+// requireViewOwnRowsOnly: through a view a creates over both tables (and
+// grants to roleB), each of a and b still sees its own rows only.
+func requireViewOwnRowsOnly(t *testing.T, a, b *pgx.Conn, roleB string, q queueRows) {
+	t.Helper()
 	view := ident(t, uniq("tasks_view"))
 	mustExec(t, a, fmt.Sprintf("CREATE VIEW %s AS SELECT t.jobid, t.username, e.sqlstate FROM lantern.tasks t LEFT JOIN lantern.task_errors e USING (jobid)", view))
 	mustExec(t, a, fmt.Sprintf("GRANT SELECT ON %s TO %s", view, roleB))
 	require.Equal(t, 0, queryOne[int](t, a, fmt.Sprintf("SELECT count(*)::int FROM %s WHERE username <> current_user", view)))
 	require.Equal(t, 2, queryOne[int](t, a, fmt.Sprintf("SELECT count(*)::int FROM %s WHERE jobid = ANY($1)", view),
-		[]int64{aOK, aFail, bOK, bFail}))
+		q.all()))
 	// A view does not switch CURRENT_USER at execution, so the policy still
 	// compares with the reader: b sees its own rows through a's view and
 	// none of a's.
 	require.Equal(t, 0, queryOne[int](t, b, fmt.Sprintf("SELECT count(*)::int FROM %s WHERE jobid = ANY($1)", view),
-		[]int64{aOK, aFail}), "b reading through a's view must not see a's rows")
+		[]int64{q.aOK, q.aFail}), "b reading through a's view must not see a's rows")
 	require.Equal(t, 0, queryOne[int](t, b, fmt.Sprintf("SELECT count(*)::int FROM %s WHERE username <> current_user", view)))
+}
+
+// TestQueueProtections extends TestTasksNotWritableByUsers: no column of
+// one's own or another role's row can be updated, no row deleted, neither
+// table truncated or locked against the workers, the jobid sequence is out
+// of reach, and row-level security also hides other roles' lantern.task_errors
+// rows, also through a view the role owns.
+func TestQueueProtections(t *testing.T) {
+	begin(t)
+	su := connect(t, superuser)
+	roleA, roleB := newCreatorRole(t, su, "qa"), newCreatorRole(t, su, "qb")
+	a, b := connect(t, roleA), connect(t, roleB)
+	q := newQueueRows(t, a, b)
+	before := q.snapshot(t, su)
+	seqBefore := queryOne[int64](t, su, "SELECT last_value FROM lantern.tasks_jobid_seq")
+
+	for _, stmt := range queueWriteStatements(q, roleB) {
+		_, err := a.Exec(ctx(t), stmt)
+		requirePgError(t, err, "42501", "%s as %s", stmt, roleA)
+	}
+	requireQueueLockRefused(t, a, roleA)
+	require.Equal(t, before, q.snapshot(t, su), "the rows are unchanged")
+	require.Equal(t, seqBefore, queryOne[int64](t, su, "SELECT last_value FROM lantern.tasks_jobid_seq"), "the jobid sequence is unchanged")
+
+	// Reading: own rows only, in both tables, also through a view the role
+	// owns (the view runs with its owner's rights, and RLS applies to it).
+	requireTaskErrorsOwnRowsOnly(t, su, a, b, q)
+	requireViewOwnRowsOnly(t, a, b, roleB, q)
 }
 
 // TestTaskCannotTouchQueue: a task runs in the worker process that also
@@ -163,7 +209,13 @@ func TestTaskCannotTouchQueue(t *testing.T) {
 	require.Equal(t, int64(0), queryOne[int64](t, su, fmt.Sprintf("SELECT n FROM %s WHERE label = 'others'", out)))
 	require.Equal(t, int64(0), queryOne[int64](t, su, fmt.Sprintf("SELECT n FROM %s WHERE label = 'other errors'", out)))
 
-	// A task submitting a task: recorded as the same role, runs as it.
+	requireNestedTaskRunsAsRole(t, su, conn, role)
+}
+
+// requireNestedTaskRunsAsRole: a task of role (on conn) submitting a task:
+// the nested task is recorded as the same role and runs as it.
+func requireNestedTaskRunsAsRole(t *testing.T, su, conn *pgx.Conn, role string) {
+	t.Helper()
 	nestedOut := ident(t, uniq("nested"))
 	parent := submit(t, conn, fmt.Sprintf("SELECT lantern.async_task(%s, 'nested')",
 		lit(fmt.Sprintf("CREATE TABLE %s AS SELECT session_user::text AS su, current_user::text AS cu", nestedOut))))
