@@ -4,6 +4,8 @@
 #   make            build both libraries
 #   make install    install them and the extension files into pg_config's directories
 #   make test       build, install, run the Go unit tests and the integration tests
+#   make unit       tidy-check, go vet and the Go unit tests (what CI runs first)
+#   make tidy-check fail if `go mod tidy` would change go.mod or go.sum
 #   make demo       set up what is missing, then show a background index build
 #   make bench      (placeholder for later issues)
 
@@ -48,7 +50,12 @@ uninstall: uninstall-golib
 uninstall-golib:
 	rm -f '$(DESTDIR)$(pkglibdir)/$(GO_LIB)'
 
-unit:
+# go.mod must be what `go mod tidy` makes of it (direct requirements not
+# marked // indirect, go.sum complete); -diff prints the change and exits 1.
+tidy-check:
+	@$(GO) mod tidy -diff || { echo 'go.mod/go.sum are not tidy: run `go mod tidy` and commit the result' >&2; exit 1; }
+
+unit: tidy-check
 	$(GO) vet ./...
 	$(GO) test -count=1 ./bgworker/... ./control/...
 
@@ -59,7 +66,7 @@ test: all unit
 demo:
 	tests/demo/demo.sh
 
-.PHONY: install-golib uninstall-golib unit test demo
+.PHONY: install-golib uninstall-golib tidy-check unit test demo
 
 # No JIT bitcode: it would need clang on every build machine, for no gain here.
 override with_llvm = no

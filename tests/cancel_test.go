@@ -172,13 +172,24 @@ func TestCancelForeignTask(t *testing.T) {
 	})
 }
 
-func TestCancelAllAsyncTasks(t *testing.T) {
-	begin(t)
-	su := connect(t, superuser)
-	alice := connect(t, "alice")
-	bob := connect(t, "bob")
-	carol := connect(t, "carol")
-	marker := markerTable(t, su, "cancel_all", "alice", "bob", "carol")
+// cancelAllScene is the queue TestCancelAllAsyncTasks cancels: finished
+// rows of alice and bob, two running tasks of each (waiting on lock, they
+// fill every worker slot) and one pending task of each. Every task inserts
+// into marker once it gets past the lock.
+type cancelAllScene struct {
+	su, alice, bob, carol *pgx.Conn
+	marker                string
+	lock                  *advisoryLock
+	finished              map[int64]task
+	runA, runB            []int64
+	pendA, pendB          int64
+}
+
+func newCancelAllScene(t *testing.T) *cancelAllScene {
+	t.Helper()
+	s := &cancelAllScene{su: connect(t, superuser), alice: connect(t, "alice"), bob: connect(t, "bob"), carol: connect(t, "carol")}
+	su, alice, bob := s.su, s.alice, s.bob
+	s.marker = markerTable(t, su, "cancel_all", "alice", "bob", "carol")
 	require.Equal(t, 4, cluster.MaxWorkers(), "the test fills exactly 4 worker slots")
 
 	// Finished rows of two roles.
@@ -186,67 +197,90 @@ func TestCancelAllAsyncTasks(t *testing.T) {
 	requireSucceeded(t, alice, doneA)
 	doneB := submit(t, bob, "SELECT 1/0")
 	requireFailed(t, bob, doneB)
-	finished := map[int64]task{doneA: getTask(t, su, doneA), doneB: getTask(t, su, doneB)}
-	requireFinishedUnchanged := func() {
-		t.Helper()
-		for id, before := range finished {
-			require.Equal(t, before, getTask(t, su, id), "finished task %d must be unchanged", id)
-		}
-	}
+	s.finished = map[int64]task{doneA: getTask(t, su, doneA), doneB: getTask(t, su, doneB)}
 
 	// Running: two tasks each of alice and bob wait on an advisory lock and
 	// fill every slot. Pending: one more of each.
-	lock := holdAdvisoryLock(t)
-	blocked := func(n int) string {
-		return lock.waitSQL() + "; " + markerInsert(marker, n)
+	s.lock = holdAdvisoryLock(t)
+	s.runA = []int64{submit(t, alice, s.blocked(1)), submit(t, alice, s.blocked(2))}
+	s.runB = []int64{submit(t, bob, s.blocked(3)), submit(t, bob, s.blocked(4))}
+	s.lock.waitBlocked(t, su, append(append([]int64{}, s.runA...), s.runB...))
+	s.pendA = submit(t, alice, s.blocked(5))
+	s.pendB = submit(t, bob, s.blocked(6))
+	require.Equal(t, "pending", deref(getTask(t, su, s.pendA).Status))
+	require.Equal(t, "pending", deref(getTask(t, su, s.pendB).Status))
+	return s
+}
+
+// blocked is a task query that waits on the lock, then inserts n into the
+// marker table.
+func (s *cancelAllScene) blocked(n int) string {
+	return s.lock.waitSQL() + "; " + markerInsert(s.marker, n)
+}
+
+func (s *cancelAllScene) requireFinishedUnchanged(t *testing.T) {
+	t.Helper()
+	for id, before := range s.finished {
+		require.Equal(t, before, getTask(t, s.su, id), "finished task %d must be unchanged", id)
 	}
-	runA := []int64{submit(t, alice, blocked(1)), submit(t, alice, blocked(2))}
-	runB := []int64{submit(t, bob, blocked(3)), submit(t, bob, blocked(4))}
-	lock.waitBlocked(t, su, append(append([]int64{}, runA...), runB...))
-	pendA := submit(t, alice, blocked(5))
-	pendB := submit(t, bob, blocked(6))
-	require.Equal(t, "pending", deref(getTask(t, su, pendA).Status))
-	require.Equal(t, "pending", deref(getTask(t, su, pendB).Status))
+}
+
+// cancelAllAsAlice: cancel_all_async_tasks() as alice cancels only her own
+// unfinished tasks; the pending one is canceled at once.
+func (s *cancelAllScene) cancelAllAsAlice(t *testing.T) {
+	t.Helper()
+	su := s.su
 	bobBefore := map[int64]task{}
-	for _, id := range runB {
+	for _, id := range s.runB {
 		bobBefore[id] = getTask(t, su, id)
 	}
 
-	// alice: only her own unfinished tasks; the pending one is canceled at once.
-	mustExec(t, alice, "SELECT lantern.cancel_all_async_tasks()")
-	requireCanceledRow(t, getTask(t, su, pendA), "")
-	for _, id := range runA {
-		requireCanceled(t, alice, id, "57014")
+	mustExec(t, s.alice, "SELECT lantern.cancel_all_async_tasks()")
+	requireCanceledRow(t, getTask(t, su, s.pendA), "")
+	for _, id := range s.runA {
+		requireCanceled(t, s.alice, id, "57014")
 	}
 	for id, before := range bobBefore {
 		require.Equal(t, before, getTask(t, su, id), "bob's running task %d must be untouched by alice's cancel_all", id)
 	}
 	// bob's pending task is not canceled: it stays pending or gets one of
 	// the slots alice's tasks left (and then waits on the lock).
-	require.Contains(t, []string{"pending", "running"}, deref(getTask(t, su, pendB).Status),
+	require.Contains(t, []string{"pending", "running"}, deref(getTask(t, su, s.pendB).Status),
 		"bob's pending task must be untouched by alice's cancel_all")
-	requireFinishedUnchanged()
+	s.requireFinishedUnchanged(t)
+}
 
-	// carol: one task that will be running, one pending behind the others.
-	runC := submit(t, carol, blocked(7))
-	lock.waitBlocked(t, su, []int64{runB[0], runB[1], pendB, runC})
-	pendC := submit(t, carol, blocked(8))
+// cancelAllAsSuperuser adds carol's tasks (one that will be running, one
+// pending behind the others); cancel_all_async_tasks() as the superuser
+// then cancels everybody's unfinished tasks.
+func (s *cancelAllScene) cancelAllAsSuperuser(t *testing.T) {
+	t.Helper()
+	su, carol := s.su, s.carol
+	runC := submit(t, carol, s.blocked(7))
+	s.lock.waitBlocked(t, su, []int64{s.runB[0], s.runB[1], s.pendB, runC})
+	pendC := submit(t, carol, s.blocked(8))
 	require.Equal(t, "pending", deref(getTask(t, su, pendC).Status))
 
-	// The superuser: everybody's unfinished tasks.
 	mustExec(t, su, "SELECT lantern.cancel_all_async_tasks()")
-	for _, id := range []int64{runB[0], runB[1], pendB, runC} {
+	for _, id := range []int64{s.runB[0], s.runB[1], s.pendB, runC} {
 		requireCanceled(t, su, id, "57014")
 	}
 	requireCanceled(t, su, pendC, "")
-	requireFinishedUnchanged()
+	s.requireFinishedUnchanged(t)
 	require.Equal(t, 0, queryOne[int](t, su,
 		"SELECT count(*)::int FROM lantern.tasks WHERE status IN ('pending', 'running')"),
 		"nothing unfinished after the superuser's cancel_all")
+}
 
-	lock.release(t)
-	requireSucceeded(t, carol, submit(t, carol, markerInsert(marker, 100)))
-	require.Equal(t, []int{100}, markerValues(t, marker), "no canceled task may have run")
+func TestCancelAllAsyncTasks(t *testing.T) {
+	begin(t)
+	s := newCancelAllScene(t)
+	s.cancelAllAsAlice(t)
+	s.cancelAllAsSuperuser(t)
+
+	s.lock.release(t)
+	requireSucceeded(t, s.carol, submit(t, s.carol, markerInsert(s.marker, 100)))
+	require.Equal(t, []int{100}, markerValues(t, s.marker), "no canceled task may have run")
 }
 
 func TestAdminPgCancelBackend(t *testing.T) {

@@ -82,68 +82,77 @@ func claimTaskQuery(tbl, key string) string {
 func runSubmitter(conn *pgx.Conn, tbl string, g int, s submitter, perSession int) (r submitResult) {
 	c, cancel := context.WithTimeout(context.Background(), 2*waitTimeout)
 	defer cancel()
-	submitOne := func(q queryRower, key string) (int64, error) {
-		var id int64
-		err := q.QueryRow(c, "SELECT lantern.async_task($1, $2)", claimTaskQuery(tbl, key), key).Scan(&id)
-		return id, err
-	}
 	for i := 0; i < perSession; {
 		n := max(s.batch, 1)
 		n = min(n, perSession-i)
-		if n == 1 {
-			key := fmt.Sprintf("s%02d_t%03d", g, i)
-			id, err := submitOne(conn, key)
-			if err != nil {
-				r.err = fmt.Errorf("submit %s: %w", key, err)
-				return r
-			}
-			r.ids, r.keys = append(r.ids, id), append(r.keys, key)
-			i++
-			continue
-		}
-		tx, err := conn.Begin(c)
-		if err != nil {
-			r.err = err
-			return r
-		}
-		var ids []int64
 		var keys []string
 		for j := range n {
-			key := fmt.Sprintf("s%02d_t%03d", g, i+j)
-			id, err := submitOne(tx, key)
+			keys = append(keys, fmt.Sprintf("s%02d_t%03d", g, i+j))
+		}
+		var ids []int64
+		if n == 1 {
+			id, err := submitClaimTask(c, conn, tbl, keys[0])
 			if err != nil {
-				_ = tx.Rollback(c)
-				r.err = fmt.Errorf("submit %s: %w", key, err)
+				r.err = fmt.Errorf("submit %s: %w", keys[0], err)
 				return r
 			}
-			ids, keys = append(ids, id), append(keys, key)
-		}
-		if err := tx.Commit(c); err != nil {
-			r.err = fmt.Errorf("commit: %w", err)
+			ids = []int64{id}
+		} else if ids, r.err = submitClaimBatch(c, conn, tbl, keys); r.err != nil {
 			return r
 		}
 		r.ids, r.keys = append(r.ids, ids...), append(r.keys, keys...)
 		i += n
-		if s.rollback && i == n { // once, after the first batch
-			tx, err := conn.Begin(c)
-			if err != nil {
-				r.err = err
-				return r
-			}
+		if n > 1 && s.rollback && i == n { // once, after the first batch
 			key := fmt.Sprintf("s%02d_rolledback", g)
-			if _, err := submitOne(tx, key); err != nil {
-				_ = tx.Rollback(c)
-				r.err = fmt.Errorf("submit %s: %w", key, err)
-				return r
-			}
-			if err := tx.Rollback(c); err != nil {
-				r.err = err
+			if r.err = submitClaimRolledBack(c, conn, tbl, key); r.err != nil {
 				return r
 			}
 			r.rolledBack = append(r.rolledBack, key)
 		}
 	}
 	return r
+}
+
+// submitClaimTask submits the task of key (see claimTaskQuery) through q.
+func submitClaimTask(c context.Context, q queryRower, tbl, key string) (int64, error) {
+	var id int64
+	err := q.QueryRow(c, "SELECT lantern.async_task($1, $2)", claimTaskQuery(tbl, key), key).Scan(&id)
+	return id, err
+}
+
+// submitClaimBatch submits the tasks of keys in one transaction on conn.
+func submitClaimBatch(c context.Context, conn *pgx.Conn, tbl string, keys []string) ([]int64, error) {
+	tx, err := conn.Begin(c)
+	if err != nil {
+		return nil, err
+	}
+	var ids []int64
+	for _, key := range keys {
+		id, err := submitClaimTask(c, tx, tbl, key)
+		if err != nil {
+			_ = tx.Rollback(c)
+			return nil, fmt.Errorf("submit %s: %w", key, err)
+		}
+		ids = append(ids, id)
+	}
+	if err := tx.Commit(c); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	return ids, nil
+}
+
+// submitClaimRolledBack submits the task of key in a transaction on conn
+// that is then rolled back.
+func submitClaimRolledBack(c context.Context, conn *pgx.Conn, tbl, key string) error {
+	tx, err := conn.Begin(c)
+	if err != nil {
+		return err
+	}
+	if _, err := submitClaimTask(c, tx, tbl, key); err != nil {
+		_ = tx.Rollback(c)
+		return fmt.Errorf("submit %s: %w", key, err)
+	}
+	return tx.Rollback(c)
 }
 
 // waitAllCountingWorkers waits until every task of ids is final, recording
@@ -173,13 +182,17 @@ func waitAllCountingWorkers(t *testing.T, su *pgx.Conn, ids []int64) (maxWorkers
 	return maxWorkers, maxWorkersOneRole
 }
 
+// claimCase is one TestClaimAtomicUnderConcurrentSubmit setup: sessions
+// sessions of roles roles submit perSession tasks each.
+type claimCase struct {
+	name       string
+	roles      int
+	sessions   int
+	perSession int
+}
+
 func TestClaimAtomicUnderConcurrentSubmit(t *testing.T) {
-	cases := []struct {
-		name       string
-		roles      int
-		sessions   int
-		perSession int
-	}{
+	cases := []claimCase{
 		// 20 sessions of 3 roles, 300 tasks: workers of different roles and
 		// of the same role claim at the same time.
 		{"3 roles", 3, 20, 15},
@@ -191,24 +204,7 @@ func TestClaimAtomicUnderConcurrentSubmit(t *testing.T) {
 			begin(t)
 			su := connect(t, superuser)
 			require.Equal(t, 4, cluster.MaxWorkers(), "lantern_async.max_workers of the test cluster")
-
-			tbl := ident(t, uniq("claim_counts"))
-			mustExec(t, su, fmt.Sprintf("CREATE TABLE %s(task_key text NOT NULL, who text NOT NULL DEFAULT current_user, pid int NOT NULL DEFAULT pg_backend_pid())", tbl))
-			var roles []string
-			for range tc.roles {
-				r := newLoginRole(t, su, "claimer")
-				mustExec(t, su, fmt.Sprintf("GRANT INSERT ON %s TO %s", tbl, r))
-				roles = append(roles, r)
-			}
-			var subs []submitter
-			for g := range tc.sessions {
-				s := submitter{role: roles[g%len(roles)]}
-				if g%2 == 1 {
-					s.batch = 5
-					s.rollback = g%4 == 1
-				}
-				subs = append(subs, s)
-			}
+			tbl, roles, subs := claimSetup(t, su, tc)
 
 			ids, keys, rolledBack := submitConcurrently(t, tbl, subs, tc.perSession)
 			require.Len(t, ids, tc.sessions*tc.perSession)
@@ -220,42 +216,7 @@ func TestClaimAtomicUnderConcurrentSubmit(t *testing.T) {
 			maxWorkers, maxOneRole := waitAllCountingWorkers(t, su, ids)
 			t.Logf("%d tasks; at most %d workers at once, at most %d for one role", len(ids), maxWorkers, maxOneRole)
 
-			// Every task succeeded.
-			bad := queryAll[string](t, su, `
-				SELECT format('%s %s %s', jobid, coalesce(status, '<NULL>'), coalesce(error_message, ''))
-				FROM lantern.tasks
-				WHERE jobid = ANY($1) AND status IS DISTINCT FROM 'succeeded' ORDER BY jobid LIMIT 10`, ids)
-			require.Empty(t, bad, "tasks that did not succeed (first 10)")
-
-			// Each key exactly once: none run twice, none skipped.
-			dups := queryAll[string](t, su, fmt.Sprintf(`
-				SELECT format('%%s x%%s', task_key, count(*)) FROM %s
-				GROUP BY task_key HAVING count(*) > 1 ORDER BY task_key`, tbl))
-			require.Empty(t, dups, "keys inserted more than once (tasks run twice)")
-			got := queryAll[string](t, su, fmt.Sprintf("SELECT DISTINCT task_key FROM %s", tbl))
-			sort.Strings(got)
-			want := slices.Clone(keys)
-			sort.Strings(want)
-			require.Equal(t, want, got, "the set of keys inserted is exactly the set of tasks submitted")
-			for _, k := range rolledBack {
-				require.NotContains(t, got, k, "a task whose submission was rolled back ran")
-			}
-
-			// Nothing else was queued for these roles: the tasks rows are
-			// exactly the committed submissions.
-			require.Equal(t, len(ids), queryOne[int](t, su,
-				"SELECT count(*)::int FROM lantern.tasks WHERE username = ANY($1)", roles))
-			require.Equal(t, 0, queryOne[int](t, su,
-				"SELECT count(*)::int FROM lantern.tasks WHERE username = ANY($1) AND job_name = ANY($2)",
-				roles, rolledBack), "no row for a rolled-back submission")
-
-			// Each task ran in a session of the role that submitted it: a
-			// worker never claims another role's task.
-			wrongRole := queryAll[string](t, su, fmt.Sprintf(`
-				SELECT c.task_key || ' ran as ' || c.who || ', submitted by ' || t.username
-				FROM %s c JOIN lantern.tasks t ON t.job_name = c.task_key AND t.jobid = ANY($1)
-				WHERE c.who <> t.username ORDER BY 1 LIMIT 10`, tbl), ids)
-			require.Empty(t, wrongRole)
+			requireEachTaskRanOnce(t, su, tbl, ids, keys, rolledBack, roles)
 
 			require.LessOrEqual(t, maxWorkers, cluster.MaxWorkers(), "worker processes never exceed max_workers")
 			require.GreaterOrEqual(t, maxWorkers, 2, "several workers were claiming at once")
@@ -265,4 +226,71 @@ func TestClaimAtomicUnderConcurrentSubmit(t *testing.T) {
 			requireNoOrphans(t, su)
 		})
 	}
+}
+
+// claimSetup creates the table the tasks insert their keys into, tc.roles
+// fresh roles that may insert into it, and tc.sessions submitters over the
+// roles (every second one in batches, every fourth also rolling back).
+func claimSetup(t *testing.T, su *pgx.Conn, tc claimCase) (tbl string, roles []string, subs []submitter) {
+	t.Helper()
+	tbl = ident(t, uniq("claim_counts"))
+	mustExec(t, su, fmt.Sprintf("CREATE TABLE %s(task_key text NOT NULL, who text NOT NULL DEFAULT current_user, pid int NOT NULL DEFAULT pg_backend_pid())", tbl))
+	for range tc.roles {
+		r := newLoginRole(t, su, "claimer")
+		mustExec(t, su, fmt.Sprintf("GRANT INSERT ON %s TO %s", tbl, r))
+		roles = append(roles, r)
+	}
+	for g := range tc.sessions {
+		s := submitter{role: roles[g%len(roles)]}
+		if g%2 == 1 {
+			s.batch = 5
+			s.rollback = g%4 == 1
+		}
+		subs = append(subs, s)
+	}
+	return tbl, roles, subs
+}
+
+// requireEachTaskRanOnce asserts that every task of ids succeeded, that each
+// submitted key was inserted exactly once (none run twice, none skipped, no
+// rolled-back one), that the roles have no other rows, and that each task
+// ran as the role that submitted it.
+func requireEachTaskRanOnce(t *testing.T, su *pgx.Conn, tbl string, ids []int64, keys, rolledBack, roles []string) {
+	t.Helper()
+	// Every task succeeded.
+	bad := queryAll[string](t, su, `
+		SELECT format('%s %s %s', jobid, coalesce(status, '<NULL>'), coalesce(error_message, ''))
+		FROM lantern.tasks
+		WHERE jobid = ANY($1) AND status IS DISTINCT FROM 'succeeded' ORDER BY jobid LIMIT 10`, ids)
+	require.Empty(t, bad, "tasks that did not succeed (first 10)")
+
+	// Each key exactly once: none run twice, none skipped.
+	dups := queryAll[string](t, su, fmt.Sprintf(`
+		SELECT format('%%s x%%s', task_key, count(*)) FROM %s
+		GROUP BY task_key HAVING count(*) > 1 ORDER BY task_key`, tbl))
+	require.Empty(t, dups, "keys inserted more than once (tasks run twice)")
+	got := queryAll[string](t, su, fmt.Sprintf("SELECT DISTINCT task_key FROM %s", tbl))
+	sort.Strings(got)
+	want := slices.Clone(keys)
+	sort.Strings(want)
+	require.Equal(t, want, got, "the set of keys inserted is exactly the set of tasks submitted")
+	for _, k := range rolledBack {
+		require.NotContains(t, got, k, "a task whose submission was rolled back ran")
+	}
+
+	// Nothing else was queued for these roles: the tasks rows are
+	// exactly the committed submissions.
+	require.Equal(t, len(ids), queryOne[int](t, su,
+		"SELECT count(*)::int FROM lantern.tasks WHERE username = ANY($1)", roles))
+	require.Equal(t, 0, queryOne[int](t, su,
+		"SELECT count(*)::int FROM lantern.tasks WHERE username = ANY($1) AND job_name = ANY($2)",
+		roles, rolledBack), "no row for a rolled-back submission")
+
+	// Each task ran in a session of the role that submitted it: a
+	// worker never claims another role's task.
+	wrongRole := queryAll[string](t, su, fmt.Sprintf(`
+		SELECT c.task_key || ' ran as ' || c.who || ', submitted by ' || t.username
+		FROM %s c JOIN lantern.tasks t ON t.job_name = c.task_key AND t.jobid = ANY($1)
+		WHERE c.who <> t.username ORDER BY 1 LIMIT 10`, tbl), ids)
+	require.Empty(t, wrongRole)
 }

@@ -110,8 +110,31 @@ func TestDropExtensionWhileBusy(t *testing.T) {
 	su := connect(t, superuser)
 	marker := markerTable(t, su, "drop_marker", "alice")
 	require.Equal(t, 4, cluster.MaxWorkers(), "the test fills exactly 4 worker slots")
+	alice := fillSlotsAndQueue(t, su, marker)
 
-	// Four running tasks (one per role fills every slot) and two pending.
+	logBefore := len(cluster.Log())
+	dropExtension(t, su)
+	n, err := countBackends(su, backendDispatcher)
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "the dispatcher right after DROP EXTENSION")
+
+	// The running workers finish their pg_sleep(5) with nowhere to record
+	// the outcome, and must exit.
+	waitWorkerCount(t, su, 0, "every "+backendWorker+" to exit after the drop")
+	requireLogQuietWhileDropped(t, logBefore)
+	n, err = countBackends(su, backendDispatcher)
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "the dispatcher is still alive while the extension is dropped")
+
+	createExtension(t, su)
+	requireFreshQueueWorks(t, su, alice, marker)
+}
+
+// fillSlotsAndQueue starts four tasks (one per role fills every slot), waits
+// until they run, then queues two pending tasks of alice that insert 1 and
+// 2 into marker. It returns alice's connection.
+func fillSlotsAndQueue(t *testing.T, su *pgx.Conn, marker string) *pgx.Conn {
+	t.Helper()
 	var running []int64
 	for _, role := range []string{"alice", "bob", "carol", superuser} {
 		running = append(running, submit(t, connect(t, role), "SELECT pg_sleep(5)"))
@@ -128,16 +151,14 @@ func TestDropExtensionWhileBusy(t *testing.T) {
 	st, err := statusesOf(su, pending)
 	require.NoError(t, err)
 	require.Equal(t, []string{"pending", "pending"}, st)
+	return alice
+}
 
-	logBefore := len(cluster.Log())
-	dropExtension(t, su)
-	n, err := countBackends(su, backendDispatcher)
-	require.NoError(t, err)
-	require.Equal(t, 1, n, "the dispatcher right after DROP EXTENSION")
-
-	// The running workers finish their pg_sleep(5) with nowhere to record
-	// the outcome, and must exit.
-	waitWorkerCount(t, su, 0, "every "+backendWorker+" to exit after the drop")
+// requireLogQuietWhileDropped checks the server log since the drop (from
+// offset logBefore), once the workers exited: no new ERROR/FATAL lines for
+// a while, and none that repeats.
+func requireLogQuietWhileDropped(t *testing.T, logBefore int) {
+	t.Helper()
 	atExit := errorLines(cluster.Log()[logBefore:])
 	// Then ~3 s (three dispatcher rounds) more with no table: nothing
 	// may start repeating in the log.
@@ -159,11 +180,12 @@ func TestDropExtensionWhileBusy(t *testing.T) {
 		t.Logf("observation: ERROR/FATAL lines in the server log since DROP EXTENSION (none repeats):\n%s",
 			strings.Join(after, "\n"))
 	}
-	n, err = countBackends(su, backendDispatcher)
-	require.NoError(t, err)
-	require.Equal(t, 1, n, "the dispatcher is still alive while the extension is dropped")
+}
 
-	createExtension(t, su)
+// requireFreshQueueWorks: after CREATE EXTENSION the queue is empty, the
+// tasks pending at the drop never run, and every test role may submit.
+func requireFreshQueueWorks(t *testing.T, su, alice *pgx.Conn, marker string) {
+	t.Helper()
 	require.Equal(t, 0, countTasks(t, su), "the new queue is empty")
 	id := submit(t, alice, markerInsert(marker, 3))
 	requireSucceeded(t, alice, id)

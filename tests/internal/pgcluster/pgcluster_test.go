@@ -30,16 +30,7 @@ func TestLocalLifecycle(t *testing.T) {
 		}
 	})
 
-	query := func() string {
-		conn, err := c.Connect(ctx, "postgres", "postgres")
-		require.NoError(t, err)
-		defer conn.Close(ctx)
-		var s string
-		require.NoError(t, conn.QueryRow(ctx,
-			"SELECT current_setting('server_version_num')||' '||current_user||' '||current_setting('fsync')||' '||current_setting('max_worker_processes')").Scan(&s))
-		return s
-	}
-	got := query()
+	got := serverSummary(ctx, t, c)
 	require.True(t, strings.HasPrefix(got, "15"), got)
 	require.True(t, strings.HasSuffix(got, " postgres off 16"), got)
 
@@ -47,24 +38,7 @@ func TestLocalLifecycle(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o700), fi.Mode().Perm())
 
-	require.NoError(t, c.Exec(ctx, "postgres", "CREATE TABLE survives(a int); INSERT INTO survives VALUES (42)"))
-
-	for _, mode := range []StopMode{Fast, Immediate} {
-		require.NoError(t, c.Restart(mode), "restart %s", mode)
-		query()
-	}
-	require.NoError(t, c.Stop(Fast))
-	_, err = c.Connect(ctx, "postgres", "postgres")
-	require.Error(t, err, "server should be down")
-	require.Error(t, c.Stop(Fast), "double stop")
-	require.NoError(t, c.StartServer())
-
-	conn, err := c.Connect(ctx, "postgres", "postgres")
-	require.NoError(t, err)
-	var a int
-	require.NoError(t, conn.QueryRow(ctx, "SELECT a FROM survives").Scan(&a))
-	require.Equal(t, 42, a)
-	conn.Close(ctx)
+	requireStopStartKeepsData(ctx, t, c)
 
 	require.Contains(t, c.Log(), "database system is ready to accept connections")
 	require.NotEmpty(t, c.LogTail(3))
@@ -76,6 +50,44 @@ func TestLocalLifecycle(t *testing.T) {
 		_, err = os.Stat(dir)
 		require.True(t, os.IsNotExist(err), "temp dir %s should be removed", dir)
 	}
+}
+
+// serverSummary connects as postgres and returns "<server_version_num>
+// <current_user> <fsync> <max_worker_processes>".
+func serverSummary(ctx context.Context, t *testing.T, c *Cluster) string {
+	t.Helper()
+	conn, err := c.Connect(ctx, "postgres", "postgres")
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	var s string
+	require.NoError(t, conn.QueryRow(ctx,
+		"SELECT current_setting('server_version_num')||' '||current_user||' '||current_setting('fsync')||' '||current_setting('max_worker_processes')").Scan(&s))
+	return s
+}
+
+// requireStopStartKeepsData restarts c in both modes, stops it (a second
+// stop fails, connecting fails), starts it again, and checks that a table
+// written before is still there.
+func requireStopStartKeepsData(ctx context.Context, t *testing.T, c *Cluster) {
+	t.Helper()
+	require.NoError(t, c.Exec(ctx, "postgres", "CREATE TABLE survives(a int); INSERT INTO survives VALUES (42)"))
+
+	for _, mode := range []StopMode{Fast, Immediate} {
+		require.NoError(t, c.Restart(mode), "restart %s", mode)
+		serverSummary(ctx, t, c)
+	}
+	require.NoError(t, c.Stop(Fast))
+	_, err := c.Connect(ctx, "postgres", "postgres")
+	require.Error(t, err, "server should be down")
+	require.Error(t, c.Stop(Fast), "double stop")
+	require.NoError(t, c.StartServer())
+
+	conn, err := c.Connect(ctx, "postgres", "postgres")
+	require.NoError(t, err)
+	var a int
+	require.NoError(t, conn.QueryRow(ctx, "SELECT a FROM survives").Scan(&a))
+	require.Equal(t, 42, a)
+	conn.Close(ctx)
 }
 
 func TestDSNQuote(t *testing.T) {

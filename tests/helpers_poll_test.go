@@ -1,0 +1,122 @@
+package tests
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+)
+
+// Polling: waiting for an asynchronous outcome without time.Sleep.
+
+// guarded wraps cond for assert.Eventually and assert.Never so that it never
+// runs after the wait returned (testify may leave one evaluation in flight
+// on timeout, which would then race with the caller on the same pgx
+// connection). The wait must call stop when it returns; stop reports the
+// description of what cond saw last.
+func guarded(cond func() (bool, string)) (check func() bool, stop func() (last string)) {
+	var (
+		mu   sync.Mutex
+		done bool
+		last string
+	)
+	check = func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if done {
+			return false
+		}
+		var met bool
+		met, last = cond()
+		return met
+	}
+	stop = func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		done = true
+		return last
+	}
+	return check, stop
+}
+
+// poll waits until cond is met (with the in-flight guard of guarded). The
+// condition also returns a description of what it saw, reported on timeout.
+func poll(t *testing.T, waitFor time.Duration, cond func() (bool, string), msgAndArgs ...any) (bool, string) {
+	t.Helper()
+	check, stop := guarded(cond)
+	ok := assert.Eventually(t, check, waitFor, tick, msgAndArgs...)
+	return ok, stop()
+}
+
+// never asserts cond stays false for d (with the in-flight guard of guarded).
+func never(t *testing.T, d time.Duration, cond func() (bool, string), what string) bool {
+	t.Helper()
+	check, stop := guarded(cond)
+	ok := assert.Never(t, check, d, tick, what)
+	if last := stop(); !ok {
+		t.Errorf("%s: observed %s", what, last)
+	}
+	return ok
+}
+
+// connLost is what a polling condition reports (with true, to stop
+// polling) when its connection died, e.g. because the server crashed.
+const connLost = "connection closed: the server crashed or restarted (see the server log)"
+
+// whileConnected makes a polling condition that queries conn stop early,
+// reporting connLost, once conn died.
+func whileConnected(conn *pgx.Conn, cond func() (bool, string)) func() (bool, string) {
+	return func() (bool, string) {
+		if conn.IsClosed() {
+			return true, connLost
+		}
+		return cond()
+	}
+}
+
+// requirePoll is poll that stops the test on timeout or when the condition
+// reported connLost.
+func requirePoll(t *testing.T, waitFor time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	ok, last := poll(t, waitFor, cond, what)
+	if !ok {
+		t.Fatalf("timed out after %s waiting for %s; last observation: %s", waitFor, what, last)
+	}
+	if last == connLost {
+		t.Fatalf("while waiting for %s: %s", what, connLost)
+	}
+}
+
+// reconnecting turns cond into a polling condition that runs it on a
+// superuser connection of its own, opened again whenever the last one
+// failed (the server may be restarting, e.g. during crash recovery).
+// closeConn must be called once polling is over.
+func reconnecting(cond func(conn *pgx.Conn) (bool, string, error)) (_ func() (bool, string), closeConn func()) {
+	var conn *pgx.Conn
+	closeConn = func() {
+		if conn != nil {
+			conn.Close(context.Background())
+			conn = nil
+		}
+	}
+	return func() (bool, string) {
+		if conn == nil || conn.IsClosed() {
+			c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			var err error
+			if conn, err = cluster.Connect(c, dbName, superuser); err != nil {
+				conn = nil
+				return false, err.Error()
+			}
+		}
+		met, seen, err := cond(conn)
+		if err != nil {
+			closeConn()
+			return false, err.Error()
+		}
+		return met, seen
+	}, closeConn
+}

@@ -1,0 +1,263 @@
+package tests
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+)
+
+// Privilege isolation: a task runs with exactly the rights of its role, the
+// queue can only be changed through the extension, and nothing lets a role
+// reach another identity. identity_test.go has the basic cases (RESET
+// ROLE, SET SESSION AUTHORIZATION, pg_read_file, ownership, RLS on
+// lantern.tasks, direct writes by one role); these extend them.
+//
+// This file: a task cannot reach another identity (SET ROLE, SET SESSION
+// AUTHORIZATION, ALTER ROLE, ...) or signal other roles' processes;
+// privilege_queue_test.go: the queue tables; privilege_login_test.go: LOGIN
+// and role changes.
+
+// roleAttrs is what must not change about an attacking role.
+type roleAttrs struct {
+	Super, CreateRole, CreateDB, BypassRLS, Replication bool
+	MemberOf                                            []string
+}
+
+func readRoleAttrs(t *testing.T, su *pgx.Conn, role string) roleAttrs {
+	t.Helper()
+	var a roleAttrs
+	require.NoError(t, su.QueryRow(ctx(t), `
+		SELECT rolsuper, rolcreaterole, rolcreatedb, rolbypassrls, rolreplication,
+		       coalesce((SELECT array_agg(g.rolname::text ORDER BY g.rolname) FROM pg_auth_members m
+		                 JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid), '{}')
+		FROM pg_roles r WHERE rolname = $1`, role).Scan(
+		&a.Super, &a.CreateRole, &a.CreateDB, &a.BypassRLS, &a.Replication, &a.MemberOf))
+	return a
+}
+
+// whoTable creates, as role, a table the role owns for the identity
+// probes.
+func whoTable(t *testing.T, conn *pgx.Conn) string {
+	t.Helper()
+	tbl := ident(t, uniq("who"))
+	mustExec(t, conn, fmt.Sprintf(
+		"CREATE TABLE %s(label text, su text, cu text, issu text, pid int DEFAULT pg_backend_pid())", tbl))
+	return tbl
+}
+
+// probeQuery records session_user, current_user and is_superuser as seen
+// inside a task.
+func probeQuery(tbl, label string) string {
+	return fmt.Sprintf("INSERT INTO %s(label, su, cu, issu) SELECT %s, session_user, current_user, current_setting('is_superuser')",
+		tbl, lit(label))
+}
+
+// requireProbeRanAs waits for a probe task and asserts it ran as role.
+func requireProbeRanAs(t *testing.T, conn, su *pgx.Conn, id int64, tbl, label, role string) {
+	t.Helper()
+	requireSucceeded(t, conn, id)
+	var sessionUser, currentUser, isSuper string
+	require.NoError(t, su.QueryRow(ctx(t), fmt.Sprintf("SELECT su, cu, issu FROM %s WHERE label = $1", tbl), label).Scan(
+		&sessionUser, &currentUser, &isSuper))
+	require.Equal(t, []string{role, role, "off"}, []string{sessionUser, currentUser, isSuper},
+		"session_user, current_user, is_superuser inside a task of %s (%s)", role, label)
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return !errors.Is(err, os.ErrNotExist)
+}
+
+// escalationAttack is a statement by which a plain LOGIN role tries to
+// reach another identity or a superuser-only action, with the SQLSTATE and
+// the message PostgreSQL refuses it with.
+type escalationAttack struct {
+	name, sql, code, msg string
+}
+
+// escalationAttacks lists the attacks of role: other is a NOLOGIN role not
+// granted to it, evil a name it must not be able to give a role or a
+// function, pwned a file it must not be able to create.
+func escalationAttacks(role, other, evil, pwned string) []escalationAttack {
+	return []escalationAttack{
+		{"SET ROLE not granted", "SET ROLE " + other, "42501", `permission denied to set role "` + other + `"`},
+		{"SET ROLE postgres", "SET ROLE postgres", "42501", `permission denied to set role "postgres"`},
+		{"SET SESSION AUTHORIZATION", "SET SESSION AUTHORIZATION postgres", "42501", "permission denied to set session authorization"},
+		{"RESET SESSION AUTHORIZATION then SET ROLE", "RESET SESSION AUTHORIZATION; SET ROLE postgres", "42501", `permission denied to set role "postgres"`},
+		{"set_config role", "SELECT set_config('role', 'postgres', false)", "42501", `permission denied to set role "postgres"`},
+		{"set_config session_authorization", "SELECT set_config('session_authorization', 'postgres', false)", "42501", "permission denied to set session authorization"},
+		{"ALTER ROLE self SUPERUSER", fmt.Sprintf("ALTER ROLE %s SUPERUSER", role), "42501", "must be superuser"},
+		{"ALTER ROLE self BYPASSRLS", fmt.Sprintf("ALTER ROLE %s BYPASSRLS", role), "42501", "must be superuser to change bypassrls attribute"},
+		{"ALTER ROLE self CREATEROLE", fmt.Sprintf("ALTER ROLE %s CREATEROLE", role), "42501", "permission denied"},
+		{"GRANT postgres TO self", fmt.Sprintf("GRANT postgres TO %s", role), "42501", "must be superuser"},
+		{"GRANT pg_execute_server_program TO self", fmt.Sprintf("GRANT pg_execute_server_program TO %s", role), "42501", "must have admin option on role"},
+		{"CREATE ROLE SUPERUSER", fmt.Sprintf("CREATE ROLE %s SUPERUSER", evil), "42501", "must be superuser to create superusers"},
+		{"CREATE ROLE", fmt.Sprintf("CREATE ROLE %s LOGIN", evil), "42501", "permission denied to create role"},
+		{"COPY TO PROGRAM", fmt.Sprintf("COPY (SELECT 1) TO PROGRAM 'touch %s'", pwned), "42501", "pg_execute_server_program"},
+		{"ALTER SYSTEM", "ALTER SYSTEM SET work_mem = '1GB'", "42501", `permission denied to set parameter "work_mem"`},
+		{"CREATE EXTENSION dblink", "CREATE EXTENSION dblink", "42501", `permission denied to create extension "dblink"`},
+		{"C function", "CREATE FUNCTION " + evil + "_fn() RETURNS bigint AS 'lantern_async', 'lantern_async_task' LANGUAGE c", "42501", "permission denied for language c"},
+		{"LOAD", "LOAD 'lantern_async'", "42501", `access to library "lantern_async" is not allowed`},
+		{"superuser-only setting", "SET session_replication_role = replica", "42501", `permission denied to set parameter "session_replication_role"`},
+	}
+}
+
+// escalationBaseline is the state a refused attack must leave unchanged
+// (besides the absence of evil and pwned).
+type escalationBaseline struct {
+	attrs         roleAttrs
+	ext, autoConf int // dblink extensions, work_mem lines in the configuration files
+}
+
+func readEscalationBaseline(t *testing.T, su *pgx.Conn, role string) escalationBaseline {
+	t.Helper()
+	return escalationBaseline{
+		attrs:    readRoleAttrs(t, su, role),
+		ext:      queryOne[int](t, su, "SELECT count(*)::int FROM pg_extension WHERE extname = 'dblink'"),
+		autoConf: queryOne[int](t, su, "SELECT count(*)::int FROM pg_file_settings WHERE name = 'work_mem'"),
+	}
+}
+
+// requireNothingEscalated asserts that role's attacks changed nothing:
+// same attributes and memberships, no role evil, no file pwned, no new
+// extension, postgresql.auto.conf unchanged, no function evil_fn.
+func requireNothingEscalated(t *testing.T, su *pgx.Conn, before escalationBaseline, role, evil, pwned string) {
+	t.Helper()
+	require.Equal(t, before.attrs, readRoleAttrs(t, su, role), "the attacking role's attributes and memberships")
+	require.Equal(t, 0, queryOne[int](t, su, "SELECT count(*)::int FROM pg_roles WHERE rolname = $1", evil), "role %s", evil)
+	require.False(t, fileExists(pwned), "%s must not exist", pwned)
+	require.Equal(t, before.ext, queryOne[int](t, su, "SELECT count(*)::int FROM pg_extension WHERE extname = 'dblink'"))
+	require.Equal(t, before.autoConf, queryOne[int](t, su, "SELECT count(*)::int FROM pg_file_settings WHERE name = 'work_mem'"),
+		"postgresql.auto.conf unchanged")
+	require.Equal(t, 0, queryOne[int](t, su, "SELECT count(*)::int FROM pg_proc WHERE proname = $1", evil+"_fn"))
+}
+
+// TestTaskPrivilegeEscalationRefused submits, as a plain LOGIN role, tasks
+// that try to reach another identity or a superuser-only action. Each must
+// fail with the error PostgreSQL gives that role in a normal session and
+// change nothing; the role's next task (same worker, if it is still there)
+// still runs as the role.
+func TestTaskPrivilegeEscalationRefused(t *testing.T) {
+	begin(t)
+	su := connect(t, superuser)
+	role := newCreatorRole(t, su, "attacker")
+	other := ident(t, uniq("notgranted"))
+	mustExec(t, su, fmt.Sprintf("CREATE ROLE %s NOLOGIN", other))
+	conn := connect(t, role)
+	who := whoTable(t, conn)
+	evil := ident(t, uniq("evil"))
+	pwned := fmt.Sprintf("/tmp/lantern_async_pwned_%d_%d", os.Getpid(), nameCounter.Add(1))
+	require.False(t, fileExists(pwned))
+	t.Cleanup(func() { _ = os.Remove(pwned) })
+
+	before := readEscalationBaseline(t, su, role)
+	require.Equal(t, roleAttrs{MemberOf: []string{}}, before.attrs, "a plain role")
+
+	attacks := escalationAttacks(role, other, evil, pwned)
+	for _, a := range attacks {
+		t.Run(a.name, func(t *testing.T) {
+			label := ident(t, uniq("probe"))
+			id := submit(t, conn, a.sql)
+			// Queued right behind it: likely run by the same worker process.
+			probe := submit(t, conn, probeQuery(who, label))
+
+			msg := requireFailedWithSQLState(t, conn, id, a.code)
+			require.True(t, strings.HasPrefix(msg, "ERROR:  "), "error_message %q", msg)
+			require.Contains(t, msg, a.msg)
+			requireProbeRanAs(t, conn, su, probe, who, label, role)
+			requireNothingEscalated(t, su, before, role, evil, pwned)
+		})
+	}
+
+	// The same statements from a client session of the role fail the same
+	// way: a task has no more rights than the role's own session.
+	for _, a := range attacks {
+		_, err := conn.Exec(ctx(t), a.sql)
+		requirePgError(t, err, a.code, "%s in a client session of %s", a.sql, role)
+	}
+	require.Equal(t, before.attrs, readRoleAttrs(t, su, role))
+}
+
+// TestTaskSetRoleToGrantedRole: SET ROLE to a role the submitter IS a member
+// of works inside a task, with that role's privileges (normal SQL rules),
+// and does not leak into the role's next task.
+func TestTaskSetRoleToGrantedRole(t *testing.T) {
+	begin(t)
+	su := connect(t, superuser)
+	role := newCreatorRole(t, su, "member")
+	group := ident(t, uniq("grp"))
+	tbl := ident(t, uniq("grp_only"))
+	mustExec(t, su, fmt.Sprintf(`CREATE ROLE %[1]s NOLOGIN; GRANT %[1]s TO %[2]s; GRANT CREATE ON SCHEMA public TO %[1]s;
+		CREATE TABLE %[3]s(cu text, su text); ALTER TABLE %[3]s OWNER TO %[1]s`, group, role, tbl))
+	conn := connect(t, role)
+	who := whoTable(t, conn)
+
+	// The role does not inherit the group's rights: without SET ROLE it has
+	// none on the group's table, so the difference SET ROLE makes shows.
+	mustExec(t, su, fmt.Sprintf("ALTER ROLE %s NOINHERIT", role))
+	denied := submit(t, conn, fmt.Sprintf("INSERT INTO %s SELECT current_user, session_user", tbl))
+	msg := requireFailedWithSQLState(t, conn, denied, "42501")
+	require.Contains(t, msg, "permission denied for table "+tbl)
+
+	id := submit(t, conn, fmt.Sprintf("SET ROLE %s; INSERT INTO %s SELECT current_user, session_user", group, tbl))
+	label := ident(t, uniq("after_setrole"))
+	probe := submit(t, conn, probeQuery(who, label))
+	requireSucceeded(t, conn, id)
+	var cu, sessionUser string
+	require.NoError(t, su.QueryRow(ctx(t), fmt.Sprintf("SELECT cu, su FROM %s", tbl)).Scan(&cu, &sessionUser))
+	require.Equal(t, group, cu, "current_user after SET ROLE inside the task")
+	require.Equal(t, role, sessionUser, "session_user inside the task")
+	requireProbeRanAs(t, conn, su, probe, who, label, role)
+
+	// An object created after SET ROLE belongs to the group.
+	created := ident(t, uniq("grp_created"))
+	requireSucceeded(t, conn, submit(t, conn, fmt.Sprintf("SET ROLE %s; CREATE TABLE %s(a int)", group, created)))
+	require.Equal(t, group, tableOwner(t, su, created))
+	require.Equal(t, role, getTask(t, su, id).Username, "the task is still recorded as the submitter's")
+}
+
+// TestCannotSignalOthersProcesses: a role can terminate its own tasks'
+// processes (TestTaskProcessTerminatedBySameRole) but not the dispatcher
+// (a superuser process) nor another role's worker, neither from a client
+// session nor from a task.
+func TestCannotSignalOthersProcesses(t *testing.T) {
+	begin(t)
+	su := connect(t, superuser)
+	attacker, victimRole := newCreatorRole(t, su, "sigatk"), newCreatorRole(t, su, "sigvic")
+	conn, victimConn := connect(t, attacker), connect(t, victimRole)
+
+	lock := holdAdvisoryLock(t)
+	victim := submit(t, victimConn, lock.waitSQL())
+	lock.waitBlocked(t, su, []int64{victim})
+	victimPid := workerPid(t, su, getTask(t, su, victim).Query)
+	dispatcher := dispatcherPid(t, su)
+
+	for _, target := range []struct {
+		name string
+		pid  int
+		msg  string
+	}{
+		{"dispatcher", dispatcher, "must be a superuser to"},
+		{"another role's worker", victimPid, "must be a member of the role whose"},
+	} {
+		for _, fn := range []string{"pg_terminate_backend", "pg_cancel_backend"} {
+			q := fmt.Sprintf("SELECT %s(%d)", fn, target.pid)
+			_, err := conn.Exec(ctx(t), q)
+			pgErr := requirePgError(t, err, "42501", "%s on the %s from a client session", fn, target.name)
+			require.Contains(t, pgErr.Message, target.msg)
+
+			msg := requireFailedWithSQLState(t, conn, submit(t, conn, q), "42501")
+			require.Contains(t, msg, target.msg, "%s on the %s from a task", fn, target.name)
+		}
+	}
+	require.Equal(t, dispatcher, dispatcherPid(t, su))
+	require.Equal(t, "running", deref(getTask(t, su, victim).Status))
+	require.Equal(t, victimPid, workerPid(t, su, getTask(t, su, victim).Query))
+	lock.release(t)
+	requireSucceeded(t, victimConn, victim)
+}
