@@ -1,0 +1,192 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Helpers shared by trust_test.go, cancel_all_test.go, role_oid_test.go and
+// hygiene_test.go.
+
+// cleanupConn opens a superuser connection for a t.Cleanup function (the
+// test's own connections may be closed or broken by then).
+func cleanupConn(t *testing.T) (*pgx.Conn, context.Context, func()) {
+	t.Helper()
+	// On a server that crashed during the test, wait for crash recovery.
+	if ok, last := serverReady(t, waitTimeout); !ok {
+		t.Errorf("cleanup: server not ready: %s", last)
+		return nil, nil, func() {}
+	}
+	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	conn, err := cluster.Connect(c, dbName, superuser)
+	if err != nil {
+		cancel()
+		t.Errorf("cleanup: connect: %v", err)
+		return nil, nil, func() {}
+	}
+	return conn, c, func() { conn.Close(context.Background()); cancel() }
+}
+
+// newTempRole creates a fresh LOGIN role that is dropped when the test ends
+// (after its tasks are purged, see purgeTasksAtEnd).
+func newTempRole(t *testing.T, su *pgx.Conn, base string) string {
+	t.Helper()
+	r := newLoginRole(t, su, base)
+	dropRolesAtEnd(t, r)
+	return r
+}
+
+// dropRolesAtEnd drops roles (and everything they own or were granted in
+// the database) when the test ends; their tasks are purged first.
+func dropRolesAtEnd(t *testing.T, roles ...string) {
+	t.Helper()
+	t.Cleanup(func() {
+		conn, c, done := cleanupConn(t)
+		defer done()
+		if conn == nil {
+			return
+		}
+		purgeTasks(t, conn, roles)
+		for _, r := range roles {
+			var exists bool
+			if err := conn.QueryRow(c, "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)", r).Scan(&exists); err != nil {
+				t.Errorf("cleanup: %v", err)
+				return
+			}
+			if !exists {
+				continue
+			}
+			if _, err := conn.Exec(c, fmt.Sprintf("DROP OWNED BY %[1]s CASCADE; DROP ROLE %[1]s", r)); err != nil {
+				t.Errorf("cleanup: drop role %s: %v", r, err)
+			}
+		}
+	})
+}
+
+// purgeTasksAtEnd removes every row of roles from lantern.tasks when the
+// test ends (a test that queues thousands of tasks must not leave them to
+// the tests that follow).
+func purgeTasksAtEnd(t *testing.T, roles ...string) {
+	t.Helper()
+	t.Cleanup(func() {
+		conn, _, done := cleanupConn(t)
+		defer done()
+		if conn != nil {
+			purgeTasks(t, conn, roles)
+		}
+	})
+}
+
+// purgeTasks deletes the pending rows of roles, stops their running tasks,
+// waits until none runs and then deletes all their rows. Used in cleanups
+// only.
+func purgeTasks(t *testing.T, su *pgx.Conn, roles []string) {
+	t.Helper()
+	c := context.Background()
+	var installed bool
+	if err := su.QueryRow(c, "SELECT to_regclass('lantern.tasks') IS NOT NULL").Scan(&installed); err != nil || !installed {
+		return
+	}
+	if _, err := su.Exec(c, "DELETE FROM lantern.tasks WHERE username = ANY($1) AND status IS DISTINCT FROM 'running'", roles); err != nil {
+		t.Errorf("cleanup: delete tasks of %v: %v", roles, err)
+		return
+	}
+	if _, err := su.Exec(c, "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE backend_type = $1 AND usename = ANY($2)",
+		backendWorker, roles); err != nil {
+		t.Errorf("cleanup: %v", err)
+	}
+	check, stop := guarded(func() (bool, string) {
+		n, err := queryRows[int64](su, "SELECT jobid FROM lantern.tasks WHERE username = ANY($1) AND status = 'running'", roles)
+		return err == nil && len(n) == 0, fmt.Sprintf("running: %v, err=%v", n, err)
+	})
+	ok := assert.Eventually(t, check, waitTimeout, tick, "cleanup: tasks of %v to stop running", roles)
+	if last := stop(); !ok {
+		t.Errorf("cleanup: %s", last)
+	}
+	if _, err := su.Exec(c, "DELETE FROM lantern.tasks WHERE username = ANY($1)", roles); err != nil {
+		t.Errorf("cleanup: delete tasks of %v: %v", roles, err)
+	}
+}
+
+// submitMany queues n copies of query as the connection's role, in one
+// statement, and returns the lowest and highest jobid.
+func submitMany(t *testing.T, conn queryRower, query string, n int) (first, last int64) {
+	t.Helper()
+	require.NoError(t, conn.QueryRow(ctx(t), `
+		SELECT min(id), max(id) FROM (
+			SELECT lantern.async_task($1) AS id FROM generate_series(1, $2)) s`, query, n).Scan(&first, &last),
+		"submit %d tasks", n)
+	require.Equal(t, int64(n-1), last-first, "jobids of %d tasks submitted in one statement", n)
+	return first, last
+}
+
+// statusCounts counts the rows of role by status ("<NULL>" for NULL), read
+// through su.
+func statusCounts(t *testing.T, su *pgx.Conn, role string) map[string]int {
+	t.Helper()
+	rows, err := su.Query(ctx(t), `
+		SELECT coalesce(status, '<NULL>'), count(*)::int FROM lantern.tasks
+		WHERE username = $1 GROUP BY 1`, role)
+	require.NoError(t, err)
+	counts := map[string]int{}
+	for rows.Next() {
+		var s string
+		var n int
+		require.NoError(t, rows.Scan(&s, &n))
+		counts[s] = n
+	}
+	require.NoError(t, rows.Err())
+	return counts
+}
+
+// canceledShape counts, among role's rows, those canceled exactly as
+// cancel_task records it: 'Canceled by user', a duration, sqlstate 57014.
+func canceledShape(t *testing.T, su *pgx.Conn, role string) int {
+	t.Helper()
+	return queryOne[int](t, su, `
+		SELECT count(*)::int FROM lantern.tasks t JOIN lantern.task_errors e USING (jobid)
+		WHERE t.username = $1 AND t.status = 'canceled' AND t.error_message = $2
+		  AND t.duration IS NOT NULL AND e.sqlstate = '57014'`, role, canceledMessage)
+}
+
+// extensionInstalled reports whether pg_extension has lantern_async.
+func extensionInstalled(t *testing.T, su *pgx.Conn) bool {
+	t.Helper()
+	return queryOne[bool](t, su, "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'lantern_async')")
+}
+
+// resetExtensionAtEnd makes the test end with a freshly created extension
+// in a schema lantern of its own, whatever the test did to schema lantern:
+// it drops the extension and the schemas lantern and lantern_old, then
+// re-creates the extension with the test grants. Register it after
+// dropRolesAtEnd of the roles that own such schemas, so that it runs
+// before it (cleanups run last-registered first).
+func resetExtensionAtEnd(t *testing.T) {
+	t.Helper()
+	t.Cleanup(func() {
+		conn, c, done := cleanupConn(t)
+		defer done()
+		if conn == nil {
+			return
+		}
+		for _, q := range []string{
+			"DROP EXTENSION IF EXISTS lantern_async CASCADE",
+			"DROP SCHEMA IF EXISTS lantern, lantern_old CASCADE",
+			"CREATE EXTENSION lantern_async",
+		} {
+			if _, err := conn.Exec(c, q); err != nil {
+				t.Errorf("cleanup: %s: %v", q, err)
+				return
+			}
+		}
+		if err := grantExtensionAccess(c, conn); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+}

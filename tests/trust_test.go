@@ -1,0 +1,187 @@
+package tests
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+)
+
+// What the extension trusts (issue 6, item 1): CREATE EXTENSION refuses a
+// pre-existing schema lantern that a non-superuser controls, the C code
+// uses the extension's own table (found through pg_depend, never by name),
+// and a row that did not come from lantern.async_task never runs.
+//
+// These tests drop and re-create the extension (lantern.tasks starts
+// empty afterwards, as after the tests of extension_test.go).
+
+// requireExtensionAbsent asserts that nothing of the extension exists.
+func requireExtensionAbsent(t *testing.T, su *pgx.Conn) {
+	t.Helper()
+	require.False(t, extensionInstalled(t, su), "pg_extension must have no lantern_async row")
+	require.Equal(t, 0, queryOne[int](t, su, `
+		SELECT count(*)::int FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = 'lantern'`), "relations in schema lantern after a refused CREATE EXTENSION")
+	require.Equal(t, 0, queryOne[int](t, su, `
+		SELECT count(*)::int FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+		WHERE n.nspname = 'lantern'`), "functions in schema lantern after a refused CREATE EXTENSION")
+}
+
+// requireUntrustedSchemaError asserts err is the refusal of a pre-existing
+// schema lantern: 42P06, message, DETAIL and a HINT about dropping or
+// renaming the schema.
+func requireUntrustedSchemaError(t *testing.T, err error) {
+	t.Helper()
+	pgErr := requirePgError(t, err, "42P06", "CREATE EXTENSION lantern_async with an untrusted schema lantern")
+	t.Logf("refusal as psql shows it:\n%s", errorText(err))
+	require.True(t, strings.HasPrefix(pgErr.Message, `schema "lantern" already exists`), "message %q", pgErr.Message)
+	require.NotEmpty(t, pgErr.Detail, "the refusal has a DETAIL")
+	hint := strings.ToLower(pgErr.Hint)
+	require.True(t, strings.Contains(hint, "drop") || strings.Contains(hint, "rename"),
+		"the HINT mentions dropping or renaming the schema: %q", pgErr.Hint)
+}
+
+func TestUntrustedSchemaRefused(t *testing.T) {
+	cases := []struct {
+		name string
+		// setup creates schema lantern (the extension is dropped); role is
+		// a fresh plain LOGIN role with CREATE on the database.
+		setup   func(t *testing.T, su *pgx.Conn, role string)
+		refused bool
+	}{
+		{"owned by a plain role", func(t *testing.T, su *pgx.Conn, role string) {
+			mustExec(t, connect(t, role), "CREATE SCHEMA lantern")
+		}, true},
+		{"CREATE granted to PUBLIC", func(t *testing.T, su *pgx.Conn, role string) {
+			mustExec(t, su, "CREATE SCHEMA lantern; GRANT CREATE ON SCHEMA lantern TO PUBLIC")
+		}, true},
+		{"CREATE granted to a plain role", func(t *testing.T, su *pgx.Conn, role string) {
+			mustExec(t, su, "CREATE SCHEMA lantern; GRANT CREATE ON SCHEMA lantern TO "+role)
+		}, true},
+		{"owned by a superuser, no CREATE for others", func(t *testing.T, su *pgx.Conn, role string) {
+			mustExec(t, su, "CREATE SCHEMA lantern; GRANT USAGE ON SCHEMA lantern TO PUBLIC")
+		}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			begin(t)
+			su := connect(t, superuser)
+			role := newTempRole(t, su, "squatter")
+			resetExtensionAtEnd(t)
+			mustExec(t, su, fmt.Sprintf("GRANT CREATE ON DATABASE %s TO %s", dbName, role))
+			dropExtension(t, su)
+			tc.setup(t, su, role)
+
+			_, err := su.Exec(ctx(t), "CREATE EXTENSION lantern_async")
+			if tc.refused {
+				requireUntrustedSchemaError(t, err)
+				requireExtensionAbsent(t, su)
+				return
+			}
+			require.NoError(t, err, "CREATE EXTENSION with a superuser's schema lantern")
+			require.NoError(t, grantExtensionAccess(ctx(t), su))
+			alice := connect(t, "alice")
+			requireSucceeded(t, alice, submit(t, alice, "SELECT 1"))
+		})
+	}
+}
+
+// plantTaskTable is the attack of issue 6 once the attacker owns the
+// extension's schema: move it away, create a look-alike lantern.tasks and
+// queue in it, as postgres, a task that makes the attacker superuser.
+func plantTaskTable(t *testing.T, atk *pgx.Conn, attacker string) {
+	t.Helper()
+	mustExec(t, atk, fmt.Sprintf(`
+		ALTER SCHEMA lantern RENAME TO lantern_old;
+		CREATE SCHEMA lantern;
+		CREATE TABLE lantern.tasks (jobid bigint PRIMARY KEY, query text NOT NULL, pg_cron_job_name text,
+			job_name text, username text NOT NULL, started_at timestamptz NOT NULL DEFAULT now(),
+			duration interval, status text, error_message text);
+		CREATE TABLE lantern.task_errors (jobid bigint PRIMARY KEY, sqlstate text NOT NULL);
+		GRANT USAGE ON SCHEMA lantern TO PUBLIC;
+		GRANT ALL ON lantern.tasks, lantern.task_errors TO PUBLIC;
+		INSERT INTO lantern.tasks (jobid, query, username, status)
+			VALUES (1000000, 'ALTER ROLE %s SUPERUSER', 'postgres', 'pending')`, attacker))
+}
+
+// TestSchemaSquatterCannotEscalate is the whole attack of issue 6: a role
+// with CREATE on the database creates schema lantern before the
+// administrator runs CREATE EXTENSION. The install must be refused; where
+// it is not (today), the test goes on with the attack, and the attacker
+// must still never become superuser.
+func TestSchemaSquatterCannotEscalate(t *testing.T) {
+	begin(t)
+	su := connect(t, superuser)
+	attacker := newTempRole(t, su, "squatter")
+	resetExtensionAtEnd(t)
+	mustExec(t, su, fmt.Sprintf("GRANT CREATE ON DATABASE %s TO %s", dbName, attacker))
+	dropExtension(t, su)
+	atk := connect(t, attacker)
+	mustExec(t, atk, "CREATE SCHEMA lantern")
+
+	_, err := su.Exec(ctx(t), "CREATE EXTENSION lantern_async")
+	refused := err != nil
+	if !refused {
+		t.Errorf("CREATE EXTENSION accepted schema lantern owned by %s; going on with the attack", attacker)
+		plantTaskTable(t, atk, attacker)
+	} else {
+		requireUntrustedSchemaError(t, err)
+		requireExtensionAbsent(t, su)
+		// The administrator follows the hint: rename the schema away.
+		mustExec(t, su, "ALTER SCHEMA lantern RENAME TO lantern_old")
+		createExtension(t, su)
+		// The attacker can neither take over nor write into the new schema.
+		_, err = atk.Exec(ctx(t), "ALTER SCHEMA lantern RENAME TO lantern_mine")
+		requirePgError(t, err, "42501", "the attacker renames the extension's schema")
+		_, err = atk.Exec(ctx(t), "CREATE TABLE lantern.planted (a int)")
+		requirePgError(t, err, "42501", "the attacker creates a table in the extension's schema")
+	}
+
+	never(t, 5*time.Second, func() (bool, string) {
+		var super bool
+		err := su.QueryRow(ctx(t), "SELECT rolsuper FROM pg_roles WHERE rolname = $1", attacker).Scan(&super)
+		return err == nil && super, fmt.Sprintf("%s has rolsuper = %v (err %v)", attacker, super, err)
+	}, "the attacker becoming superuser through a planted task")
+	require.Equal(t, roleAttrs{MemberOf: []string{}}, readRoleAttrs(t, su, attacker), "the attacker is still a plain role")
+
+	if refused {
+		// The properly installed extension works.
+		alice := connect(t, "alice")
+		requireSucceeded(t, alice, submit(t, alice, "SELECT 1"))
+	}
+}
+
+// insertDirectly queues a row in lantern.tasks as the superuser, bypassing
+// lantern.async_task.
+func insertDirectly(t *testing.T, su *pgx.Conn, query, username string) int64 {
+	t.Helper()
+	return queryOne[int64](t, su, `
+		INSERT INTO lantern.tasks (query, username, status) VALUES ($1, $2, 'pending') RETURNING jobid`,
+		query, username)
+}
+
+// TestRowNotFromAsyncTaskNeverRuns: a 'pending' row a superuser inserted
+// into lantern.tasks directly, not through async_task, never runs: it is
+// 'failed' with a message saying why and SQLSTATE 42501. The role's real
+// tasks still run.
+func TestRowNotFromAsyncTaskNeverRuns(t *testing.T) {
+	begin(t)
+	su := connect(t, superuser)
+	role := newTempRole(t, su, "planted_for")
+	marker := markerTable(t, su, "planted", role)
+
+	for i, username := range []string{role, superuser} {
+		id := insertDirectly(t, su, markerInsert(marker, i+1), username)
+		msg := requireFailedWithSQLState(t, su, id, "42501")
+		require.Contains(t, msg, "was not submitted through lantern.async_task", "task %d of %s", id, username)
+		require.Equal(t, username, getTask(t, su, id).Username)
+	}
+	require.Empty(t, markerValues(t, marker), "no directly inserted row may run")
+
+	conn := connect(t, role)
+	requireSucceeded(t, conn, submit(t, conn, markerInsert(marker, 10)))
+	require.Equal(t, []int{10}, markerValues(t, marker))
+}
