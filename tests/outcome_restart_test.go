@@ -1,0 +1,161 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/lanterndata/lantern_async/tests/internal/pgcluster"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Issue 6, item 8: a task is 'succeeded' exactly when its work committed,
+// across many fast and immediate restarts under load.
+//
+// Each cycle queues a burst of short single-transaction tasks
+// (pg_sleep(0.02), then an INSERT of the task's own marker value) and
+// restarts the server while they run. In addition, one "pinned" task per
+// cycle is held in the window between the end of its query and the
+// recording of its outcome: the test locks its lantern.tasks row (FOR
+// UPDATE, as the superuser) once it is running, so that whatever writes the
+// outcome has to wait, and restarts while it waits. Whether its INSERT
+// committed or not, its status must agree.
+
+const (
+	outcomeBurst = 150
+	// outcomeRunning is how many tasks of a burst must be final before the
+	// restart, so that it lands while the burst is being worked through.
+	outcomeRunning = 20
+)
+
+var outcomeRestartModes = []pgcluster.StopMode{
+	pgcluster.Fast, pgcluster.Immediate, pgcluster.Fast, pgcluster.Immediate, pgcluster.Fast, pgcluster.Immediate,
+}
+
+// outcomeTask is a task under test and the marker value its INSERT writes.
+type outcomeTask struct {
+	id    int64
+	value int
+}
+
+// submitBurst queues n tasks in one transaction, with marker values first,
+// first+1, ...
+func submitBurst(t *testing.T, su *pgx.Conn, marker string, first, n int) []outcomeTask {
+	t.Helper()
+	rows, err := su.Query(ctx(t), fmt.Sprintf(`
+		SELECT lantern.async_task(format('SELECT pg_sleep(0.02); INSERT INTO %s VALUES (%%s)', i)), i
+		FROM generate_series($1::int, $2::int) AS i ORDER BY i`, marker), first, first+n-1)
+	require.NoError(t, err)
+	ts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (outcomeTask, error) {
+		var ot outcomeTask
+		return ot, r.Scan(&ot.id, &ot.value)
+	})
+	require.NoError(t, err)
+	require.Len(t, ts, n)
+	return ts
+}
+
+// pinOutcome submits a task through conn, waits until it runs, locks its
+// row in a transaction left open on a superuser connection of its own, and
+// waits until its worker is blocked by that lock (the task's query is over
+// by then, or about to commit). Should the worker hold the row itself
+// while the task runs, the lock is granted only once the task is final and
+// the pin has no effect (logged).
+func pinOutcome(t *testing.T, su, conn *pgx.Conn, marker string, value int) outcomeTask {
+	t.Helper()
+	q := fmt.Sprintf("SELECT pg_sleep(0.3); INSERT INTO %s VALUES (%d) /* %s */", marker, value, uniq("pinned"))
+	rt := startTask(t, su, conn, q)
+	holder := connect(t, superuser)
+	beginHeld(t, holder)
+	mustExec(t, holder, "SELECT 1 FROM lantern.tasks WHERE jobid = $1 FOR UPDATE", rt.id)
+	requirePoll(t, waitTimeout, fmt.Sprintf("the worker of pinned task %d to wait for its row", rt.id), whileConnected(su, func() (bool, string) {
+		var st, wt *string
+		if err := su.QueryRow(context.Background(), `
+			SELECT t.status, a.wait_event_type FROM lantern.tasks t
+			LEFT JOIN pg_stat_activity a ON a.pid = $2 WHERE t.jobid = $1`, rt.id, rt.pid).Scan(&st, &wt); err != nil {
+			return false, err.Error()
+		}
+		if isFinal(deref(st)) {
+			t.Logf("pinned task %d was already %s when its row lock was granted", rt.id, deref(st))
+		}
+		return isFinal(deref(st)) || deref(wt) == "Lock", fmt.Sprintf("status %q, worker wait_event_type %q", deref(st), deref(wt))
+	}))
+	return outcomeTask{id: rt.id, value: value}
+}
+
+// waitBurstFlowing waits until at least outcomeRunning tasks of ts are final.
+func waitBurstFlowing(t *testing.T, conn *pgx.Conn, ts []outcomeTask) {
+	t.Helper()
+	ids := make([]int64, len(ts))
+	for i, ot := range ts {
+		ids[i] = ot.id
+	}
+	requirePoll(t, waitTimeout, fmt.Sprintf("%d tasks of the burst to finish", outcomeRunning), whileConnected(conn, func() (bool, string) {
+		st, err := statusesOf(conn, ids)
+		if err != nil {
+			return false, err.Error()
+		}
+		n := countStatus(st, "succeeded") + countStatus(st, "failed")
+		return n >= outcomeRunning, fmt.Sprintf("%d final", n)
+	}))
+}
+
+// requireOutcomesExact waits until every task is final, then asserts
+// succeeded ⇔ its marker row exists (exactly once) and failed ⇒ absent.
+func requireOutcomesExact(t *testing.T, su *pgx.Conn, marker string, ts []outcomeTask) {
+	t.Helper()
+	ids := make([]int64, len(ts))
+	for i, ot := range ts {
+		ids[i] = ot.id
+	}
+	waitAllFinal(t, su, ids)
+	st, err := statusesOf(su, ids)
+	require.NoError(t, err)
+	present := map[int]int{}
+	for _, v := range markerValues(t, marker) {
+		present[v]++
+	}
+	var succeeded, failed int
+	for i, ot := range ts {
+		switch st[i] {
+		case "succeeded":
+			succeeded++
+			assert.Equal(t, 1, present[ot.value], "task %d succeeded: its INSERT (%d) must be committed, once", ot.id, ot.value)
+		case "failed":
+			failed++
+			assert.Zero(t, present[ot.value], "task %d failed (%q), but its INSERT (%d) committed",
+				ot.id, deref(getTask(t, su, ot.id).ErrorMessage), ot.value)
+		default:
+			t.Errorf("task %d ended %q: want succeeded or failed", ot.id, st[i])
+		}
+	}
+	t.Logf("%d tasks: %d succeeded, %d failed", len(ts), succeeded, failed)
+}
+
+// TestOutcomeExactAcrossRestarts: bursts of tasks and one pinned task per
+// cycle, restarted fast or immediate in each cycle; at the end every
+// task's status agrees with whether its work committed.
+func TestOutcomeExactAcrossRestarts(t *testing.T) {
+	skipOnDocker(t, "restarting the server")
+	begin(t)
+	su := connect(t, superuser)
+	role := newDroppedRole(t, su, "outcome_pin")
+	marker := markerTable(t, su, "outcome", role)
+
+	var all []outcomeTask
+	for cycle, mode := range outcomeRestartModes {
+		pinned := pinOutcome(t, su, connect(t, role), marker, 1_000_000+cycle)
+		burst := submitBurst(t, su, marker, cycle*outcomeBurst, outcomeBurst)
+		all = append(append(all, pinned), burst...)
+		waitBurstFlowing(t, su, burst)
+
+		require.NoError(t, cluster.Restart(mode), "restart -m %s (cycle %d)", mode, cycle)
+		requireHealthy(t)
+		su = connect(t, superuser)
+	}
+	requireOutcomesExact(t, su, marker, all)
+
+	requireSucceeded(t, su, submit(t, su, markerInsert(marker, -1)))
+}
