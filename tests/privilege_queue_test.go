@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -120,6 +121,8 @@ func requireTaskErrorsOwnRowsOnly(t *testing.T, su, a, b *pgx.Conn, q queueRows)
 func requireViewOwnRowsOnly(t *testing.T, a, b *pgx.Conn, roleB string, q queueRows) {
 	t.Helper()
 	view := ident(t, uniq("tasks_view"))
+	// A view over the extension's tables would block a later DROP EXTENSION.
+	t.Cleanup(func() { _ = cluster.Exec(context.Background(), dbName, "DROP VIEW IF EXISTS "+view) })
 	mustExec(t, a, fmt.Sprintf("CREATE VIEW %s AS SELECT t.jobid, t.username, e.sqlstate FROM lantern.tasks t LEFT JOIN lantern.task_errors e USING (jobid)", view))
 	mustExec(t, a, fmt.Sprintf("GRANT SELECT ON %s TO %s", view, roleB))
 	require.Equal(t, 0, queryOne[int](t, a, fmt.Sprintf("SELECT count(*)::int FROM %s WHERE username <> current_user", view)))
