@@ -35,13 +35,6 @@ const (
 	launchBackoffMax = time.Minute
 )
 
-// Workers started for one role: a burst, then at most one per interval
-// (each worker runs every pending task of its role before it exits).
-const (
-	launchBurst    = 4
-	launchInterval = 500 * time.Millisecond
-)
-
 // Exit codes for the C caller's proc_exit: 1 makes the postmaster restart a
 // static worker such as the dispatcher; dynamic workers never restart.
 const (
@@ -88,7 +81,6 @@ func LanternAsyncDispatcherMain(C.int) C.int {
 		Log:     pg,
 		Naptime: dispatcherNaptime,
 		Backoff: control.Backoff{Min: launchBackoffMin, Max: launchBackoffMax},
-		Limiter: control.Limiter{Burst: launchBurst, Interval: launchInterval},
 		Now:     time.Now,
 	}
 	d.Run()

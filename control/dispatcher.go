@@ -45,12 +45,7 @@ type Dispatcher struct {
 	Naptime time.Duration // fallback for a missed wake-up, e.g. after COMMIT PREPARED
 
 	Backoff Backoff
-	Limiter Limiter
 	Now     func() time.Time
-
-	// deferred is when a launch the limiter held back in the last round
-	// may go ahead (zero when none was held back).
-	deferred time.Time
 
 	// lost holds reaped tasks not yet marked failed: Reap reports each only
 	// once, so they are kept until Settle succeeds.
@@ -73,14 +68,10 @@ func (d *Dispatcher) Run() {
 // ends sooner (a wake-up arrives at commit or when a worker ends anyway).
 func (d *Dispatcher) nap() time.Duration {
 	now := d.Now()
-	wake := now.Add(d.Naptime)
-	if next, ok := d.Backoff.NextExpiry(now); ok && next.Before(wake) {
-		wake = next
+	if next, ok := d.Backoff.NextExpiry(now); ok && next.Sub(now) < d.Naptime {
+		return max(next.Sub(now), time.Millisecond)
 	}
-	if !d.deferred.IsZero() && d.deferred.Before(wake) {
-		wake = d.deferred
-	}
-	return max(wake.Sub(now), time.Millisecond)
+	return d.Naptime
 }
 
 func (d *Dispatcher) round() error {
@@ -108,22 +99,8 @@ func (d *Dispatcher) round() error {
 			return err
 		}
 	}
-	return d.launch(plan.Launch)
-}
-
-// launch starts the planned workers the limiter lets through, and notes
-// when the first one it held back may go.
-func (d *Dispatcher) launch(roles []uint32) error {
-	now := d.Now()
-	d.deferred = time.Time{}
-	for _, roleID := range roles {
-		if !d.Limiter.Allow(roleID, now) {
-			if next := d.Limiter.Next(roleID); d.deferred.IsZero() || next.Before(d.deferred) {
-				d.deferred = next
-			}
-			continue
-		}
-		if ok, err := d.Cluster.Launch(roleID); err != nil || !ok {
+	for _, roleID := range plan.Launch {
+		if ok, err := c.Launch(roleID); err != nil || !ok {
 			return err
 		}
 	}
