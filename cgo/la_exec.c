@@ -54,7 +54,8 @@ la_exec_start_xact(void)
 		StartTransactionCommand();
 		la_xact_started = true;
 	}
-	if (StatementTimeout > 0)
+	/* The task's timeout is the task's: not the reset's that follows it. */
+	if (StatementTimeout > 0 && la_run.active)
 	{
 		if (!get_timeout_active(STATEMENT_TIMEOUT))
 			enable_timeout_after(STATEMENT_TIMEOUT, StatementTimeout);

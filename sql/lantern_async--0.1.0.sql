@@ -9,10 +9,11 @@
 -- schema that users see trustworthy as well.)
 DO $$
 DECLARE
+    nsp oid;
     nsp_owner oid;
     creator text;
 BEGIN
-    SELECT n.nspowner INTO nsp_owner FROM pg_catalog.pg_namespace n
+    SELECT n.oid, n.nspowner INTO nsp, nsp_owner FROM pg_catalog.pg_namespace n
     WHERE n.nspname OPERATOR(pg_catalog.=) 'lantern';
     IF NOT FOUND THEN
         CREATE SCHEMA lantern;
@@ -37,6 +38,18 @@ BEGIN
             USING ERRCODE = 'duplicate_schema',
                   DETAIL = 'lantern_async keeps its task queue in schema "lantern"; a role that may create objects there could plant objects the queue would use.',
                   HINT = 'Drop or rename schema "lantern", or revoke CREATE on it from every role that is not a superuser, then run CREATE EXTENSION again.';
+    END IF;
+    SELECT pg_catalog.pg_get_userbyid(o.owner) INTO creator
+    FROM (SELECT c.relowner AS owner FROM pg_catalog.pg_class c WHERE c.relnamespace OPERATOR(pg_catalog.=) nsp
+          UNION ALL SELECT p.proowner FROM pg_catalog.pg_proc p WHERE p.pronamespace OPERATOR(pg_catalog.=) nsp
+          UNION ALL SELECT t.typowner FROM pg_catalog.pg_type t WHERE t.typnamespace OPERATOR(pg_catalog.=) nsp) o
+    WHERE NOT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) o.owner), false)
+    LIMIT 1;
+    IF creator IS NOT NULL THEN
+        RAISE EXCEPTION 'schema "lantern" already exists and holds objects owned by role "%", which is not a superuser', creator
+            USING ERRCODE = 'duplicate_schema',
+                  DETAIL = 'lantern_async keeps its task queue in schema "lantern"; objects an ordinary role owns there could stand in for the extension''s own.',
+                  HINT = 'Drop or rename schema "lantern", or drop those objects, then run CREATE EXTENSION again.';
     END IF;
 END
 $$;

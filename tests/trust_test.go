@@ -27,7 +27,7 @@ func requireExtensionAbsent(t *testing.T, su *pgx.Conn) {
 		WHERE n.nspname = 'lantern'`), "relations in schema lantern after a refused CREATE EXTENSION")
 	require.Equal(t, 0, queryOne[int](t, su, `
 		SELECT count(*)::int FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-		WHERE n.nspname = 'lantern'`), "functions in schema lantern after a refused CREATE EXTENSION")
+		WHERE n.nspname = 'lantern' AND p.proname <> 'planted'`), "functions in schema lantern after a refused CREATE EXTENSION")
 }
 
 // requireUntrustedSchemaError asserts err is the refusal of a pre-existing
@@ -60,6 +60,12 @@ func TestUntrustedSchemaRefused(t *testing.T) {
 		}, true},
 		{"CREATE granted to a plain role", func(t *testing.T, su *pgx.Conn, role string) {
 			mustExec(t, su, "CREATE SCHEMA lantern; GRANT CREATE ON SCHEMA lantern TO "+role)
+		}, true},
+		{"holds an object of a plain role", func(t *testing.T, su *pgx.Conn, role string) {
+			// CREATE was granted once and revoked since: the object stays.
+			mustExec(t, su, "CREATE SCHEMA lantern; GRANT USAGE, CREATE ON SCHEMA lantern TO "+role)
+			mustExec(t, connect(t, role), "CREATE FUNCTION lantern.planted() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+			mustExec(t, su, "REVOKE CREATE ON SCHEMA lantern FROM "+role)
 		}, true},
 		{"owned by a superuser, no CREATE for others", func(t *testing.T, su *pgx.Conn, role string) {
 			mustExec(t, su, "CREATE SCHEMA lantern; GRANT USAGE ON SCHEMA lantern TO PUBLIC")
