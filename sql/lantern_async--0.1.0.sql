@@ -124,6 +124,7 @@ CREATE TABLE lantern.task_owners (
     jobid bigint PRIMARY KEY REFERENCES lantern.tasks (jobid) ON DELETE CASCADE,
     roleid oid NOT NULL
 );
+CREATE INDEX task_owners_role_idx ON lantern.task_owners (roleid, jobid);
 
 -- Rows enter only through async_task (which records the caller's role) and
 -- change only through the extension's own code; everybody reads their own
