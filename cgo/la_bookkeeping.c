@@ -120,6 +120,9 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 										"  SELECT t.jobid FROM %s t "
 										"  WHERE t.status = 'pending' AND EXISTS ("
 										"    SELECT FROM %s o WHERE o.jobid = t.jobid AND o.roleid = $1) "
+										/* dropped or NOLOGIN since this worker logged in: leave it to the dispatcher */
+										"    AND EXISTS (SELECT FROM pg_catalog.pg_authid r "
+										"                WHERE r.oid = $1 AND r.rolcanlogin) "
 										"  ORDER BY t.jobid LIMIT 1 FOR UPDATE OF t SKIP LOCKED) "
 										"RETURNING jobid, query",
 										p->cat.tasks_name, p->cat.tasks_name, p->cat.task_owners_name),

@@ -8,6 +8,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "commands/trigger.h"
 #include "miscadmin.h"
 #include "parser/analyze.h"
 #include "pgstat.h"
@@ -42,9 +43,9 @@ typedef struct LaRun
 static LaRun la_run;
 
 /*
- * Like exec_simple_query's start_xact_command: statement_timeout starts
- * with the first statement of a transaction and covers it to its commit,
- * so a SET statement_timeout earlier in the string applies to what follows.
+ * Like exec_simple_query's start_xact_command: each statement of the string
+ * gets its own statement_timeout (the last one's runs to the commit), so a
+ * SET statement_timeout earlier in the string applies to what follows.
  */
 static void
 la_exec_start_xact(void)
@@ -65,12 +66,18 @@ la_exec_start_xact(void)
 }
 
 static void
+la_exec_stop_statement_timeout(void)
+{
+	if (get_timeout_active(STATEMENT_TIMEOUT))
+		disable_timeout(STATEMENT_TIMEOUT, false);
+}
+
+static void
 la_exec_finish_xact(void)
 {
 	if (la_xact_started)
 	{
-		if (get_timeout_active(STATEMENT_TIMEOUT))
-			disable_timeout(STATEMENT_TIMEOUT, false);
+		la_exec_stop_statement_timeout();
 		CommitTransactionCommand();
 		la_xact_started = false;
 	}
@@ -98,7 +105,9 @@ la_exec_record_success(void)
 /*
  * Called once the last statement has run, in the transaction that will
  * commit the end of the task's work: from here on a cancel_task() is too
- * late (and says so), and an accepted one stops the task now.  The success
+ * late (and says so), and an accepted one stops the task now.  What COMMIT
+ * still runs after this is the extension's own work and PostgreSQL's
+ * (closing cursors, ON COMMIT actions).  The success
  * is recorded in this same transaction, so that 'succeeded' and the work
  * commit together or not at all, even across a crash.  A read-only
  * transaction cannot write it: the worker loop records it right after.
@@ -108,6 +117,12 @@ la_exec_finish_task(void)
 {
 	if (!la_run.active || la_run.finishing)
 		return;
+
+	/*
+	 * Deferred triggers are the task's own code that COMMIT would run: run
+	 * them now, while a cancel can still stop them.
+	 */
+	AfterTriggerFireDeferred();
 	if (!la_slot_begin_finishing(la_run.slot, la_run.jobid))
 		ereport(ERROR,
 				(errcode(ERRCODE_QUERY_CANCELED),
@@ -234,7 +249,11 @@ la_exec_query_string(const char *query)
 		else if (IsA(parsetree->stmt, TransactionStmt))
 			la_exec_finish_xact();
 		else
+		{
 			CommandCounterIncrement();
+			/* As psql -c: the next statement starts a timeout of its own. */
+			la_exec_stop_statement_timeout();
+		}
 	}
 	la_exec_finish_xact();
 

@@ -10,11 +10,15 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/latch.h"
 #include "utils/acl.h"
+#include "utils/resowner.h"
 #include "utils/builtins.h"
 
 #include "la_loader.h"
@@ -42,10 +46,10 @@ la_cancel_read(const LaCatalog *cat, int64 jobid)
 	LaTaskState state = {false, NULL, InvalidOid};
 	int			rc;
 
-	rc = SPI_execute_with_args(psprintf("SELECT t.status, o.roleid FROM %s t "
-										"LEFT JOIN %s o ON o.jobid = t.jobid WHERE t.jobid = $1",
-										cat->tasks_name, cat->task_owners_name),
-							   1, types, values, NULL, false, 1);
+	rc = la_queue_execute(psprintf("SELECT t.status, o.roleid FROM %s t "
+								   "LEFT JOIN %s o ON o.jobid = t.jobid WHERE t.jobid = $1",
+								   cat->tasks_name, cat->task_owners_name),
+						  1, types, values, NULL, true);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not look up task " INT64_FORMAT, jobid);
 	if (SPI_processed == 1)
@@ -85,17 +89,15 @@ la_status_is(const char *status, const char *want)
 	return status != NULL && strcmp(status, want) == 0;
 }
 
-/*
- * Cancel pending tasks (jobid 0: all of roleid's, InvalidOid: everybody's).
- * This waits for a claim under way (a short transaction of a worker); the
- * claimed task is then running, and found in its worker's slot.
- */
 static int64
-la_cancel_pending(const LaCatalog *cat, int64 jobid, Oid roleid)
+la_cancel_pending(const LaCatalog *cat, bool all_jobs, int64 jobid, Oid roleid, bool skip_locked)
 {
 	LaSettle	s = {
+		.all_jobs = all_jobs,
 		.jobid = jobid,
 		.roleid = roleid,
+		.skip_locked = skip_locked,
+		.latest_snapshot = true,
 		.from_status = "pending",
 		.to_status = "canceled",
 		.message = LA_CANCELED_MESSAGE,
@@ -103,6 +105,33 @@ la_cancel_pending(const LaCatalog *cat, int64 jobid, Oid roleid)
 	};
 
 	return la_queue_settle(cat, &s);
+}
+
+/*
+ * Cancel one pending task.  This waits for a claim under way (a worker's
+ * short transaction); the task is then running, and found in its worker's
+ * slot.  But an UPDATE that waited keeps the row lock even when the row no
+ * longer qualifies, until the caller's transaction ends, and the worker
+ * must update that row when the task ends: so it runs in a subtransaction,
+ * rolled back (lock and all) unless the task was canceled.
+ */
+static bool
+la_cancel_one_pending(const LaCatalog *cat, int64 jobid)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	bool		canceled;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	canceled = la_cancel_pending(cat, false, jobid, InvalidOid, false) == 1;
+	if (canceled)
+		ReleaseCurrentSubTransaction();
+	else
+		RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return canceled;
 }
 
 /* True when the task will end canceled; false when it does not exist or has finished. */
@@ -121,7 +150,7 @@ la_cancel_one(int64 jobid)
 		la_cancel_check_permission(p.caller, jobid, task.owner);
 		if (la_status_is(task.status, "pending"))
 		{
-			canceled = la_cancel_pending(&p.cat, jobid, InvalidOid) == 1;
+			canceled = la_cancel_one_pending(&p.cat, jobid);
 			/* Not pending any more: a worker claimed it meanwhile. */
 			if (!canceled)
 				task = la_cancel_read(&p.cat, jobid);
@@ -139,10 +168,34 @@ lantern_async_cancel_task(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(la_cancel_one(PG_GETARG_INT64(0)));
 }
 
+/* Pending tasks of the selection that are left: rows another transaction holds. */
+static int64
+la_cancel_count_pending(const LaCatalog *cat, Oid roleid)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(roleid)};
+	bool		isnull;
+
+	if (la_queue_execute(psprintf("SELECT count(*) FROM %s t WHERE t.status = 'pending' "
+								  "AND ($1 = 0 OR EXISTS (SELECT FROM %s o "
+								  "                       WHERE o.jobid = t.jobid AND o.roleid = $1))",
+								  cat->tasks_name, cat->task_owners_name),
+						 1, types, values, NULL, true) != SPI_OK_SELECT)
+		elog(ERROR, "could not count the tasks left to cancel");
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* Tries, 2 ms apart, for rows a claim under way holds (a claim takes a few ms). */
+#define LA_CANCEL_ALL_TRIES 100
+
 /*
  * The caller's own unfinished tasks; a superuser's: everybody's.  One
  * statement for the pending ones, then the slots for the running ones, so
- * it takes the same time and memory whatever the number of tasks.
+ * it takes the same time and memory whatever the number of tasks.  Rows
+ * another transaction holds are skipped, never waited for (a lock kept
+ * after waiting would stall the worker that claimed the row): such a row
+ * is being claimed, and is tried again until it shows up in a slot, or is
+ * being canceled by that other transaction, and is left to it.
  */
 Datum
 lantern_async_cancel_all_tasks(PG_FUNCTION_ARGS)
@@ -153,8 +206,16 @@ lantern_async_cancel_all_tasks(PG_FUNCTION_ARGS)
 	la_privileged_begin(&p, RowExclusiveLock);
 	la_privileged_require(&p);
 	roleid = superuser_arg(p.caller) ? InvalidOid : p.caller;
-	(void) la_cancel_pending(&p.cat, 0, roleid);
-	la_slot_cancel_role(roleid, p.cat.tasks);
+	for (int try = 0; try < LA_CANCEL_ALL_TRIES; try++)
+	{
+		(void) la_cancel_pending(&p.cat, true, 0, roleid, true);
+		la_slot_cancel_role(roleid, p.cat.tasks);
+		if (la_cancel_count_pending(&p.cat, roleid) == 0)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 2, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
 	la_privileged_end(&p);
 	PG_RETURN_VOID();
 }

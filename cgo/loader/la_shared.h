@@ -81,10 +81,12 @@ extern PGDLLEXPORT void la_privileged_end(LaPrivileged *p);
 /* Status changes of lantern.tasks (queue.c). */
 typedef struct LaSettle
 {
-	int64		jobid;			/* 0: any task */
+	bool		all_jobs;		/* any task, rather than the one jobid names */
+	int64		jobid;
 	Oid			roleid;			/* InvalidOid: any role */
 	bool		unowned;		/* only tasks with no owner (not from async_task) */
 	bool		skip_locked;	/* leave rows others hold locked for a later round */
+	bool		latest_snapshot;	/* see rows committed since the caller's snapshot */
 	const char *from_status;
 	const char *to_status;
 	const char *message;		/* error_message, NULL for none */

@@ -132,6 +132,13 @@ lantern_async_worker_main(Datum arg)
 	BackgroundWorkerInitializeConnectionByOid(dboid, roleid, 0);
 	/* As if sent by a client: DISCARD ALL between tasks keeps it. */
 	SetConfigOption("application_name", LA_WORKER_TYPE, PGC_BACKEND, PGC_S_CLIENT);
+
+	/*
+	 * A task's ERROR is its outcome: exit_on_error (which a role may set for
+	 * itself) would make it FATAL, and the error would be lost with the
+	 * process.  An override outranks any SET and survives RESET ALL.
+	 */
+	SetConfigOption("exit_on_error", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	if (la_golib_run("LanternAsyncWorkerMain", slot) == 0)
 		la_slot_mark_clean(slot);
 	proc_exit(0);

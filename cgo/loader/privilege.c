@@ -22,6 +22,12 @@
 #include "la_loader.h"
 #include "la_shared.h"
 
+static const char *const la_planner_methods[] = {
+	"enable_seqscan", "enable_indexscan", "enable_indexonlyscan", "enable_bitmapscan",
+	"enable_tidscan", "enable_sort", "enable_hashagg", "enable_nestloop",
+	"enable_hashjoin", "enable_mergejoin", "enable_material", "enable_memoize",
+};
+
 static void
 la_privileged_pin(const char *name, const char *value)
 {
@@ -45,6 +51,9 @@ la_privileged_begin(LaPrivileged *p, LOCKMODE lockmode)
 	la_privileged_pin("lock_timeout", "0");
 	la_privileged_pin("session_replication_role", "origin");
 	la_privileged_pin("row_security", "on");
+	/* A role's planner settings must not make the queue's statements slow. */
+	for (int i = 0; i < lengthof(la_planner_methods); i++)
+		la_privileged_pin(la_planner_methods[i], "on");
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	p->installed = la_catalog_lookup(&p->cat, lockmode);

@@ -12,6 +12,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/snapmgr.h"
 
 #include "la_loader.h"
 #include "la_shared.h"
@@ -27,7 +28,7 @@ la_queue_settle_sql(const LaCatalog *cat, bool skip_locked)
 {
 	return psprintf("WITH target AS ("
 					"  SELECT t.jobid FROM %s t"
-					"  WHERE t.status = $4 AND ($1 = 0 OR t.jobid = $1)"
+					"  WHERE t.status = $4 AND ($1 IS NULL OR t.jobid = $1)"
 					"    AND ($2 = 0 OR EXISTS (SELECT FROM %s o WHERE o.jobid = t.jobid AND o.roleid = $2))"
 					"    AND (NOT $3 OR NOT EXISTS (SELECT FROM %s o WHERE o.jobid = t.jobid))"
 					"  FOR UPDATE OF t%s), "
@@ -52,6 +53,29 @@ la_queue_text(const char *value, char *null)
 	return value ? CStringGetTextDatum(value) : (Datum) 0;
 }
 
+/*
+ * Run one statement of the queue.  With latest, it sees what committed
+ * since the caller's snapshot, as READ COMMITTED would: a cancel_task()
+ * called in a REPEATABLE READ transaction must find a task that finished
+ * meanwhile finished, not fail to serialize.
+ */
+int
+la_queue_execute(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
+				 bool latest)
+{
+	SPIPlanPtr	plan;
+
+	if (!latest)
+		return SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+	plan = SPI_prepare(sql, nargs, types);
+	if (plan == NULL)
+		elog(ERROR, "lantern_async could not prepare a queue statement: %s",
+			 SPI_result_code_string(SPI_result));
+	/* fire_triggers: the foreign keys of task_errors are checked at the end of the statement */
+	return SPI_execute_snapshot(plan, values, nulls, GetLatestSnapshot(), InvalidSnapshot,
+								false, true, 0);
+}
+
 /* Returns how many tasks changed status. */
 int64
 la_queue_settle(const LaCatalog *cat, const LaSettle *s)
@@ -63,14 +87,15 @@ la_queue_settle(const LaCatalog *cat, const LaSettle *s)
 	int			rc;
 
 	values[0] = Int64GetDatum(s->jobid);
+	nulls[0] = s->all_jobs ? 'n' : ' ';
 	values[1] = ObjectIdGetDatum(s->roleid);
 	values[2] = BoolGetDatum(s->unowned);
 	values[3] = la_queue_text(s->from_status, &nulls[3]);
 	values[4] = la_queue_text(s->to_status, &nulls[4]);
 	values[5] = la_queue_text(s->message, &nulls[5]);
 	values[6] = la_queue_text(s->sqlstate, &nulls[6]);
-	rc = SPI_execute_with_args(la_queue_settle_sql(cat, s->skip_locked),
-							   7, types, values, nulls, false, 0);
+	rc = la_queue_execute(la_queue_settle_sql(cat, s->skip_locked), 7, types, values, nulls,
+						  s->latest_snapshot);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "lantern_async could not update the status of tasks: %s",
 			 SPI_result_code_string(rc));

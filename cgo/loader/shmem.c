@@ -279,6 +279,9 @@ la_slot_accept_cancel(LaSlot *slot, int64 jobid, int *pid)
 {
 	if (slot->finishing)
 		return false;
+	/* Accepted already: the worker has had its signal. */
+	if (pg_atomic_read_u64(&slot->cancel_jobid) == (uint64) jobid)
+		return true;
 	pg_atomic_write_u64(&slot->cancel_jobid, (uint64) jobid);
 	*pid = slot->state == LA_SLOT_ACTIVE ? slot->pid : 0;
 	return true;

@@ -120,6 +120,13 @@ la_submit_insert(const char *query, const char *job_name, Oid roleid)
 	la_privileged_require(&p);
 	jobid = la_queue_insert(&p.cat, query, job_name, GetUserNameFromId(roleid, false), roleid);
 	la_privileged_end(&p);
+
+	/* Jobids are positive: the workers' shared memory uses 0 for "no task". */
+	if (jobid <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED),
+				 errmsg("lantern.tasks_jobid_seq gave jobid " INT64_FORMAT ", which is not positive", jobid),
+				 errhint("Restart the sequence at 1 or above: ALTER SEQUENCE lantern.tasks_jobid_seq MINVALUE 1 RESTART.")));
 	return jobid;
 }
 
