@@ -1,6 +1,9 @@
 package bgworker
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // Queue is lantern.tasks as one worker sees it: the pending tasks of its
 // own role.
@@ -35,30 +38,62 @@ type Logger interface {
 	Logf(format string, args ...any)
 }
 
-// Worker runs tasks until its role has none left or it is asked to stop.
+// Worker runs tasks until its role has none left for IdleTimeout, or it
+// is asked to stop or to give its slot up.
 type Worker struct {
 	Queue         Queue
 	Session       Session
 	StopRequested func() bool
 	Log           Logger
+
+	// IdleTimeout is how long a worker that ran out of tasks waits for more
+	// of its role before it exits (0: it exits at once). A role that
+	// submits one task at a time then keeps one process, instead of making
+	// the server fork one per task.
+	IdleTimeout time.Duration
+	// Wait sleeps until the worker is woken (the dispatcher sets its latch
+	// when its role has tasks again) or the timeout passes; true means stop.
+	Wait func(time.Duration) bool
+	// Retiring tells whether the dispatcher wants the slot for other work.
+	Retiring func() bool
+	Now      func() time.Time
 }
 
-// Run loops until no task is pending (nil) or something is broken (an
-// error: the process should exit and let the dispatcher start a fresh one).
+// Run loops until no task has come for IdleTimeout (nil) or something is
+// broken (an error: the process should exit and let the dispatcher start
+// a fresh one).
 func (w *Worker) Run() error {
+	idleSince := w.now()
 	for !w.StopRequested() {
+		if w.Retiring != nil && w.Retiring() {
+			return nil
+		}
 		task, ok, err := w.Queue.Claim()
 		if err != nil {
 			return fmt.Errorf("could not claim a task: %w", err)
 		}
-		if !ok {
-			return nil
+		if ok {
+			if err := w.runOne(task); err != nil {
+				return err
+			}
+			idleSince = w.now()
+			continue
 		}
-		if err := w.runOne(task); err != nil {
-			return err
+		// Woken or not, look again: a wake-up that came before this wait
+		// left the latch set, so none is lost.
+		left := w.IdleTimeout - w.now().Sub(idleSince)
+		if left <= 0 || w.Wait == nil || w.Wait(left) {
+			return nil
 		}
 	}
 	return nil
+}
+
+func (w *Worker) now() time.Time {
+	if w.Now == nil {
+		return time.Now()
+	}
+	return w.Now()
 }
 
 // runOne keeps the order execute → reset → record: the task's settings

@@ -81,7 +81,7 @@ func (c *cluster) Slots() []control.Slot {
 	views := o.slotViews(C.la_read_slots(o.views, C.la_slot_count()))
 	slots := make([]control.Slot, 0, len(views))
 	for _, v := range views {
-		slots = append(slots, control.Slot{RoleID: uint32(v.roleid), JobID: int64(v.jobid)})
+		slots = append(slots, control.Slot{Index: int(v.index), RoleID: uint32(v.roleid), JobID: int64(v.jobid)})
 	}
 	return slots
 }
@@ -95,6 +95,9 @@ func (c *cluster) Launch(roleID uint32) (bool, error) {
 	}
 	return false, nil // no free slot or background worker process: next round
 }
+
+func (c *cluster) Wake(slot int)   { C.la_slot_wake(C.int(slot)) }
+func (c *cluster) Retire(slot int) { C.la_slot_retire(C.int(slot)) }
 
 func (c *cluster) Reap() ([]control.Exit, error) {
 	o := c.outs()

@@ -27,6 +27,10 @@ import (
 // dispatcherNaptime bounds how long a missed wake-up can delay a task.
 const dispatcherNaptime = time.Second
 
+// workerIdleTimeout is how long a worker waits for more tasks of its role
+// before it exits; the dispatcher wakes it when some are committed.
+const workerIdleTimeout = time.Second
+
 // A role whose workers end without finishing a task is relaunched no
 // sooner than this, doubling up to the maximum: no user can make the
 // server fork in a loop.
@@ -62,6 +66,10 @@ func LanternAsyncWorkerMain(slot C.int) C.int {
 		Session:       &session{pg: pg, slot: slot},
 		StopRequested: pg.stopRequested,
 		Log:           pg,
+		IdleTimeout:   workerIdleTimeout,
+		Wait:          pg.wait,
+		Retiring:      func() bool { return bool(C.la_slot_retiring(slot)) },
+		Now:           time.Now,
 	}
 	if err := w.Run(); err != nil {
 		pg.Logf("lantern_async worker: %v", err)

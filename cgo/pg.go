@@ -8,6 +8,7 @@ import "C"
 
 import (
 	"fmt"
+	"time"
 	"unsafe"
 
 	"github.com/lanterndata/lantern_async/bgworker/pgerr"
@@ -62,6 +63,11 @@ func (p *pg) Logf(format string, args ...any) {
 	msg := C.CString(fmt.Sprintf(format, args...))
 	defer C.free(unsafe.Pointer(msg))
 	C.la_log(C.LOG, msg)
+}
+
+// wait sleeps on the latch for at most d; true means the process must stop.
+func (p *pg) wait(d time.Duration) bool {
+	return C.la_wait(C.long(max(d, time.Millisecond).Milliseconds())) != 0
 }
 
 // stopRequested absorbs pending signals without sleeping.

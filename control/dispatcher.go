@@ -21,6 +21,10 @@ type Cluster interface {
 	Slots() []Slot
 	// Launch starts a worker for a role; false when none could be started now.
 	Launch(roleID uint32) (bool, error)
+	// Wake sets the latch of the worker in a slot: its role has tasks.
+	Wake(slot int)
+	// Retire asks the idle worker in a slot to exit.
+	Retire(slot int)
 	// Reap frees the slots of ended workers and tells how each ended.
 	Reap() ([]Exit, error)
 	// Settle moves tasks from one status to a final outcome, once; outcome's
@@ -98,6 +102,12 @@ func (d *Dispatcher) round() error {
 		if _, err := c.Settle(sel, bgworker.Pending, failure(0, unrunnable(q))); err != nil {
 			return err
 		}
+	}
+	for _, slot := range plan.Wake {
+		c.Wake(slot)
+	}
+	for _, slot := range plan.Retire {
+		c.Retire(slot)
 	}
 	for _, roleID := range plan.Launch {
 		if ok, err := c.Launch(roleID); err != nil || !ok {

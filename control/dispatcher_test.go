@@ -40,6 +40,8 @@ type fakeCluster struct {
 	calls      []string // every method, in call order
 	settles    []settleCall
 	launches   []uint32
+	woken      []int
+	retired    []int
 	waits      []time.Duration
 	reconciled int
 }
@@ -90,6 +92,16 @@ func (c *fakeCluster) Launch(roleID uint32) (bool, error) {
 	c.record("Launch")
 	c.launches = append(c.launches, roleID)
 	return c.launchOK, c.launchErr
+}
+
+func (c *fakeCluster) Wake(slot int) {
+	c.record("Wake")
+	c.woken = append(c.woken, slot)
+}
+
+func (c *fakeCluster) Retire(slot int) {
+	c.record("Retire")
+	c.retired = append(c.retired, slot)
 }
 
 func (c *fakeCluster) Reap() ([]Exit, error) {

@@ -20,8 +20,9 @@ func (q RoleQueue) runnable() bool {
 }
 
 // Slot is a worker slot in use: its role, and the task it runs (0 while
-// it starts up or looks for its next task).
+// it starts up, looks for its next task or waits idle for one).
 type Slot struct {
+	Index  int
 	RoleID uint32
 	JobID  int64
 }
@@ -30,6 +31,8 @@ type Slot struct {
 type Plan struct {
 	Launch []uint32    // one worker per entry, for that role
 	Refuse []RoleQueue // queues whose tasks can never run: fail them
+	Wake   []int       // idle workers (slot indexes) whose role has tasks again
+	Retire []int       // idle workers whose slot another role's tasks need
 }
 
 // PlanRound decides which workers to start. Roles are served oldest task
@@ -60,7 +63,39 @@ func PlanRound(queues []RoleQueue, slots []Slot, capacity int) Plan {
 			launched = true
 		}
 	}
+	plan.Wake, plan.Retire = idleWork(queues, slots, sum(need))
 	return plan
+}
+
+// idleWork wakes the idle workers whose role has pending tasks (they
+// claim them), and asks idle workers of roles with nothing pending to give
+// their slots up, one for each worker that could not be launched.
+func idleWork(queues []RoleQueue, slots []Slot, unmet int64) (wake, retire []int) {
+	pending := make(map[uint32]bool)
+	for _, q := range queues {
+		if q.runnable() {
+			pending[q.RoleID] = true
+		}
+	}
+	for _, s := range slots {
+		switch {
+		case s.JobID != 0:
+		case pending[s.RoleID]:
+			wake = append(wake, s.Index)
+		case unmet > 0:
+			retire = append(retire, s.Index)
+			unmet--
+		}
+	}
+	return wake, retire
+}
+
+func sum(xs []int64) int64 {
+	var n int64
+	for _, x := range xs {
+		n += x
+	}
+	return n
 }
 
 func idleByRole(slots []Slot) map[uint32]int64 {

@@ -111,6 +111,9 @@ extern PGDLLEXPORT void la_slot_set_job(int index, int64 jobid, Oid tasks_relid)
 extern PGDLLEXPORT void la_slot_task_done(int index);
 extern PGDLLEXPORT bool la_slot_begin_finishing(int index, int64 jobid);
 extern void la_slot_mark_clean(int index);
+extern PGDLLEXPORT void la_slot_wake(int index);
+extern PGDLLEXPORT void la_slot_retire(int index);
+extern PGDLLEXPORT bool la_slot_retiring(int index);
 extern bool la_slot_cancel_job(int64 jobid, Oid tasks_relid);
 extern void la_slot_cancel_role(Oid roleid, Oid tasks_relid);
 extern PGDLLEXPORT bool la_slot_cancel_requested(int index, int64 jobid);

@@ -32,6 +32,8 @@ typedef struct LaSlot
 	Oid			tasks_relid;
 	bool		clean_exit;
 	bool		finishing;		/* the task's outcome is being committed: too late to cancel */
+	bool		retire;			/* the dispatcher needs the slot: exit instead of waiting */
+	int			procno;			/* the worker's PGPROC, for its latch; -1 when none */
 	int64		tasks_run;
 	/* Atomics: the worker's cancel handler reads them without the lock. */
 	pg_atomic_uint64 jobid;		/* task being run, 0 when none */
@@ -151,6 +153,8 @@ la_slot_reserve(Oid dboid, Oid roleid)
 		slot->pid = 0;
 		slot->clean_exit = false;
 		slot->finishing = false;
+		slot->retire = false;
+		slot->procno = -1;
 		slot->tasks_run = 0;
 		pg_atomic_write_u64(&slot->jobid, 0);
 		pg_atomic_write_u64(&slot->cancel_jobid, 0);
@@ -171,6 +175,8 @@ la_slot_free(LaSlot *slot)
 	slot->tasks_relid = InvalidOid;
 	slot->clean_exit = false;
 	slot->finishing = false;
+	slot->retire = false;
+	slot->procno = -1;
 	slot->tasks_run = 0;
 	pg_atomic_write_u64(&slot->jobid, 0);
 	pg_atomic_write_u64(&slot->cancel_jobid, 0);
@@ -205,6 +211,7 @@ la_slot_detach(int code, Datum arg)
 	SpinLockAcquire(&la_shmem->mutex);
 	slot->state = LA_SLOT_EXITED;
 	slot->pid = 0;
+	slot->procno = -1;
 	SpinLockRelease(&la_shmem->mutex);
 }
 
@@ -222,6 +229,7 @@ la_slot_attach(int index)
 	SpinLockAcquire(&la_shmem->mutex);
 	slot->state = LA_SLOT_ACTIVE;
 	slot->pid = MyProcPid;
+	slot->procno = MyProc->pgprocno;
 	SpinLockRelease(&la_shmem->mutex);
 }
 
@@ -371,6 +379,40 @@ la_slot_cancel_is_current(int index)
 	uint64		cancel = pg_atomic_read_u64(&slot->cancel_jobid);
 
 	return cancel != 0 && cancel == pg_atomic_read_u64(&slot->jobid);
+}
+
+/* Wake an idle worker: its role has work again (SetLatch never errors). */
+void
+la_slot_wake(int index)
+{
+	int			procno;
+
+	SpinLockAcquire(&la_shmem->mutex);
+	procno = la_shmem->slots[index].state == LA_SLOT_ACTIVE ? la_shmem->slots[index].procno : -1;
+	SpinLockRelease(&la_shmem->mutex);
+	if (procno >= 0)
+		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+}
+
+/* Ask an idle worker to exit and give its slot to another role's work. */
+void
+la_slot_retire(int index)
+{
+	SpinLockAcquire(&la_shmem->mutex);
+	la_shmem->slots[index].retire = true;
+	SpinLockRelease(&la_shmem->mutex);
+	la_slot_wake(index);
+}
+
+bool
+la_slot_retiring(int index)
+{
+	bool		retire;
+
+	SpinLockAcquire(&la_shmem->mutex);
+	retire = la_shmem->slots[index].retire;
+	SpinLockRelease(&la_shmem->mutex);
+	return retire;
 }
 
 void
