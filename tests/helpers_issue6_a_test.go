@@ -53,6 +53,12 @@ func dropRolesAtEnd(t *testing.T, roles ...string) {
 			return
 		}
 		purgeTasks(t, conn, roles)
+		// Its sessions are closed by earlier cleanups (connect's), but the
+		// server may not have noticed yet: DROP ROLE would then fail (55006).
+		if _, err := conn.Exec(c, "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "+
+			"WHERE usename = ANY($1) AND backend_type = 'client backend'", roles); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
 		for _, r := range roles {
 			var exists bool
 			if err := conn.QueryRow(c, "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)", r).Scan(&exists); err != nil {

@@ -2,7 +2,6 @@ package tests
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -29,20 +28,11 @@ func cleanupExec(t *testing.T, sql string) {
 	}
 }
 
-// newDroppedRole is newLoginRole whose role (and the privileges granted to
-// it) is dropped when the test ends. Its tasks must be final by then.
+// newDroppedRole is newTempRole (helpers_issue6_a_test.go): a fresh LOGIN
+// role whose tasks are purged and which is dropped when the test ends.
 func newDroppedRole(t *testing.T, su *pgx.Conn, base string) string {
 	t.Helper()
-	r := newLoginRole(t, su, base)
-	t.Cleanup(func() {
-		// Its sessions are closed by earlier cleanups (connect's), but the
-		// server may not have noticed yet: DROP ROLE then fails (55006).
-		cleanupExec(t, fmt.Sprintf(
-			"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s AND backend_type = 'client backend'", lit(r)))
-		cleanupExec(t, fmt.Sprintf("DROP OWNED BY %s", r))
-		cleanupExec(t, fmt.Sprintf("DROP ROLE IF EXISTS %s", r))
-	})
-	return r
+	return newTempRole(t, su, base)
 }
 
 // heldTx is a transaction opened with BEGIN on a connection of its own and
