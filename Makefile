@@ -16,7 +16,8 @@ EXTENSION = lantern_async
 MODULE_big = lantern_async
 OBJS = cgo/loader/loader.o cgo/loader/guc.o cgo/loader/shmem.o \
        cgo/loader/submit.o cgo/loader/golib.o cgo/loader/privilege.o \
-       cgo/loader/cancel.o cgo/loader/catalog.o cgo/loader/queue.o
+       cgo/loader/cancel.o cgo/loader/catalog.o cgo/loader/queue.o \
+       cgo/loader/slots.o cgo/loader/slot_cancel.o
 DATA = sql/lantern_async--0.1.0.sql
 PGFILEDESC = "lantern_async - background tasks inside PostgreSQL"
 

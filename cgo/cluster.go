@@ -81,7 +81,12 @@ func (c *cluster) Slots() []control.Slot {
 	views := o.slotViews(C.la_read_slots(o.views, C.la_slot_count()))
 	slots := make([]control.Slot, 0, len(views))
 	for _, v := range views {
-		slots = append(slots, control.Slot{Index: int(v.index), RoleID: uint32(v.roleid), JobID: int64(v.jobid)})
+		slots = append(slots, control.Slot{
+			Index:    int(v.index),
+			RoleID:   uint32(v.roleid),
+			JobID:    int64(v.jobid),
+			Retiring: bool(v.retiring),
+		})
 	}
 	return slots
 }

@@ -109,8 +109,8 @@ la_exec_record_success(void)
  * still runs after this is the extension's own work and PostgreSQL's
  * (closing cursors, ON COMMIT actions).  The success
  * is recorded in this same transaction, so that 'succeeded' and the work
- * commit together or not at all, even across a crash.  A read-only
- * transaction cannot write it: the worker loop records it right after.
+ * commit together or not at all, even across a crash.  Otherwise (below)
+ * the worker loop records it right after the commit.
  */
 static void
 la_exec_finish_task(void)
@@ -128,7 +128,14 @@ la_exec_finish_task(void)
 				(errcode(ERRCODE_QUERY_CANCELED),
 				 errmsg("canceling statement due to user request")));
 	la_run.finishing = true;
-	if (!XactReadOnly)
+
+	/*
+	 * Not in a read-only transaction (it cannot write), nor in a
+	 * serializable one: an update of the queue there would enter the
+	 * task's serialization graph, and concurrent serializable tasks would
+	 * fail (40001) because of the bookkeeping rather than their own work.
+	 */
+	if (!XactReadOnly && !IsolationIsSerializable())
 		la_exec_record_success();
 }
 

@@ -4,6 +4,8 @@
 // the PostgreSQL side sits behind the Cluster interface.
 package control
 
+import "sort"
+
 // RoleQueue summarizes the pending tasks of one role, followed by OID.
 type RoleQueue struct {
 	RoleID     uint32 // from lantern.task_owners; 0 for rows that have none
@@ -22,9 +24,10 @@ func (q RoleQueue) runnable() bool {
 // Slot is a worker slot in use: its role, and the task it runs (0 while
 // it starts up, looks for its next task or waits idle for one).
 type Slot struct {
-	Index  int
-	RoleID uint32
-	JobID  int64
+	Index    int
+	RoleID   uint32
+	JobID    int64
+	Retiring bool // asked to give the slot up; it leaves after its current task
 }
 
 // Plan is what one dispatcher round decides.
@@ -32,16 +35,20 @@ type Plan struct {
 	Launch []uint32    // one worker per entry, for that role
 	Refuse []RoleQueue // queues whose tasks can never run: fail them
 	Wake   []int       // idle workers (slot indexes) whose role has tasks again
-	Retire []int       // idle workers whose slot another role's tasks need
+	Retire []int       // workers whose slot another role's tasks need
 }
 
-// PlanRound decides which workers to start. Roles are served oldest task
-// first, one worker per role per pass, so a role with a long queue cannot
-// take every slot from a role that submitted earlier. A worker that is not
-// running a task yet will claim one, so it counts against its role's queue.
+// PlanRound decides which workers to start, wake and retire. Roles with
+// the fewest workers are served first, then oldest task first, one worker
+// per role per pass, so a role with a long queue cannot take every slot
+// from another. A worker that is not running a task yet will claim one, so
+// it counts against its role's queue. When no slot is free, a role with
+// tasks and no worker at all takes one from the role with the most (see
+// retirements).
 func PlanRound(queues []RoleQueue, slots []Slot, capacity int) Plan {
 	var plan Plan
 	free := capacity - len(slots)
+	held := heldByRole(slots)
 	need := make([]int64, len(queues))
 	waiting := idleByRole(slots)
 	for i, q := range queues {
@@ -51,43 +58,141 @@ func PlanRound(queues []RoleQueue, slots []Slot, capacity int) Plan {
 		}
 		need[i] = max(q.Pending-waiting[q.RoleID], 0)
 	}
+	order := fewestWorkersFirst(queues, held)
 	for launched := true; launched && free > 0; {
 		launched = false
-		for i, q := range queues {
+		for _, i := range order {
 			if need[i] == 0 || free == 0 {
 				continue
 			}
-			plan.Launch = append(plan.Launch, q.RoleID)
+			plan.Launch = append(plan.Launch, queues[i].RoleID)
 			need[i]--
 			free--
 			launched = true
 		}
 	}
-	plan.Wake, plan.Retire = idleWork(queues, slots, sum(need))
+	plan.Wake = wakeIdle(queues, slots)
+	plan.Retire = retirements(queues, order, slots, need, held)
 	return plan
 }
 
-// idleWork wakes the idle workers whose role has pending tasks (they
-// claim them), and asks idle workers of roles with nothing pending to give
-// their slots up, one for each worker that could not be launched.
-func idleWork(queues []RoleQueue, slots []Slot, unmet int64) (wake, retire []int) {
+// fewestWorkersFirst orders the queues by the workers their role holds,
+// keeping the oldest-task order among equals.
+func fewestWorkersFirst(queues []RoleQueue, held map[uint32]int) []int {
+	order := make([]int, len(queues))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool {
+		return held[queues[order[a]].RoleID] < held[queues[order[b]].RoleID]
+	})
+	return order
+}
+
+// wakeIdle lists the idle workers whose role has pending tasks: they claim
+// them (or, when asked to retire, leave).
+func wakeIdle(queues []RoleQueue, slots []Slot) []int {
+	pending := pendingRoles(queues)
+	var wake []int
+	for _, s := range slots {
+		if s.JobID == 0 && pending[s.RoleID] {
+			wake = append(wake, s.Index)
+		}
+	}
+	return wake
+}
+
+// retirements frees slots for demand no free slot could meet. First, each
+// role with tasks waiting and no worker takes a slot from the role holding
+// the most (two or more, so that one keeps working), an idle one if it has
+// one, else a busy one, which leaves after its current task: however many
+// tasks one role keeps queued (or keeps locked so that they look queued),
+// another role waits about one task's run time at most. Then idle workers
+// of roles with nothing pending give way to what demand is left. Slots
+// already retiring count as freed.
+func retirements(queues []RoleQueue, order []int, slots []Slot, need []int64, held map[uint32]int) []int {
+	var retire []int
+	promised := 0
+	for _, s := range slots {
+		if s.Retiring {
+			promised++
+		}
+	}
+	taken := make(map[int]bool)
+	for _, i := range order {
+		if need[i] == 0 || held[queues[i].RoleID] > 0 {
+			continue
+		}
+		if promised > 0 {
+			promised--
+			continue
+		}
+		if victim, ok := busiestRoleSlot(slots, held, taken); ok {
+			retire = append(retire, victim.Index)
+			taken[victim.Index] = true
+			held[victim.RoleID]--
+		}
+	}
+	unmet := sum(need) - int64(len(retire)) - int64(promised)
+	pending := pendingRoles(queues)
+	for _, s := range slots {
+		if unmet <= 0 {
+			break
+		}
+		if s.JobID == 0 && !s.Retiring && !pending[s.RoleID] && !taken[s.Index] {
+			retire = append(retire, s.Index)
+			unmet--
+		}
+	}
+	return retire
+}
+
+// busiestRoleSlot picks a slot of the role with the most workers (at least
+// two), preferring an idle one.
+func busiestRoleSlot(slots []Slot, held map[uint32]int, taken map[int]bool) (Slot, bool) {
+	var best Slot
+	found := false
+	for _, s := range slots {
+		if s.Retiring || taken[s.Index] || held[s.RoleID] < 2 {
+			continue
+		}
+		if !found || held[s.RoleID] > held[best.RoleID] ||
+			(held[s.RoleID] == held[best.RoleID] && best.JobID != 0 && s.JobID == 0) {
+			best, found = s, true
+		}
+	}
+	return best, found
+}
+
+func pendingRoles(queues []RoleQueue) map[uint32]bool {
 	pending := make(map[uint32]bool)
 	for _, q := range queues {
 		if q.runnable() {
 			pending[q.RoleID] = true
 		}
 	}
+	return pending
+}
+
+// heldByRole counts the slots of each role that are not being given up.
+func heldByRole(slots []Slot) map[uint32]int {
+	held := make(map[uint32]int)
 	for _, s := range slots {
-		switch {
-		case s.JobID != 0:
-		case pending[s.RoleID]:
-			wake = append(wake, s.Index)
-		case unmet > 0:
-			retire = append(retire, s.Index)
-			unmet--
+		if !s.Retiring {
+			held[s.RoleID]++
 		}
 	}
-	return wake, retire
+	return held
+}
+
+func idleByRole(slots []Slot) map[uint32]int64 {
+	idle := make(map[uint32]int64)
+	for _, s := range slots {
+		if s.JobID == 0 && !s.Retiring {
+			idle[s.RoleID]++
+		}
+	}
+	return idle
 }
 
 func sum(xs []int64) int64 {
@@ -96,14 +201,4 @@ func sum(xs []int64) int64 {
 		n += x
 	}
 	return n
-}
-
-func idleByRole(slots []Slot) map[uint32]int64 {
-	idle := make(map[uint32]int64)
-	for _, s := range slots {
-		if s.JobID == 0 {
-			idle[s.RoleID]++
-		}
-	}
-	return idle
 }

@@ -2,7 +2,7 @@
  * cancel.c - lantern.cancel_task() and lantern.cancel_all_async_tasks()
  *
  * A pending task is marked canceled at once, in the caller's transaction.
- * A running one is stopped through its worker's slot (shmem.c): the cancel
+ * A running one is stopped through its worker's slot (slot_cancel.c): the cancel
  * is accepted there, under the slot lock, unless the worker has already
  * begun committing the task's outcome; an accepted cancel always ends the
  * task canceled.  Neither path holds a row lock on a running task, so a

@@ -43,6 +43,7 @@ typedef struct LaSlotView
 	Oid			tasks_relid;	/* the lantern.tasks it was claimed from */
 	bool		cancel_requested;	/* lantern.cancel_task() accepted for jobid */
 	bool		clean_exit;		/* the worker ran out of tasks and ended normally */
+	bool		retiring;		/* asked to give the slot up */
 	int64		tasks_run;		/* tasks the worker finished */
 } LaSlotView;
 
@@ -100,7 +101,7 @@ extern PGDLLEXPORT void la_worker_describe(BackgroundWorker *worker, const char 
 										   const char *type, const char *name,
 										   int restart_time);
 
-/* Shared memory (shmem.c) */
+/* Shared memory (shmem.c, slots.c, slot_cancel.c) */
 extern PGDLLEXPORT int la_slot_count(void);
 extern PGDLLEXPORT void la_slot_view(int index, LaSlotView *view);
 extern PGDLLEXPORT int la_slot_reserve(Oid dboid, Oid roleid);

@@ -77,7 +77,7 @@ _PG_init(void)
 static int	la_worker_slot = -1;
 
 /*
- * lantern.cancel_task() signals a worker with SIGUSR2 (shmem.c); SIGINT
+ * lantern.cancel_task() signals a worker with SIGUSR2 (slot_cancel.c); SIGINT
  * keeps PostgreSQL's own handler, so an administrator's pg_cancel_backend()
  * works as in any session.  A SIGUSR2 that arrives after its task finished
  * finds the slot naming another task, or none, and is dropped.
