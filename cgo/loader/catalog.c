@@ -83,8 +83,9 @@ la_catalog_name(Oid relid)
 
 /*
  * Fill cat with the extension's tables, taking lockmode on lantern.tasks.
- * Returns false, with cat zeroed, when the extension is not installed in
- * this database (or is being dropped).  Must run inside a transaction.
+ * Returns false when the extension is not installed in this database (or
+ * is being dropped), or is at a version that lacks one of them: then only
+ * cat->extension is set.  Must run inside a transaction.
  */
 bool
 la_catalog_lookup(LaCatalog *cat, LOCKMODE lockmode)
@@ -96,7 +97,8 @@ la_catalog_lookup(LaCatalog *cat, LOCKMODE lockmode)
 	la_catalog_scan_members(cat);
 	if (!OidIsValid(cat->tasks) || !OidIsValid(cat->task_errors) || !OidIsValid(cat->task_owners))
 	{
-		memset(cat, 0, sizeof(*cat));
+		/* An older version, not updated yet: cat->extension stays set. */
+		cat->tasks = cat->task_errors = cat->task_owners = InvalidOid;
 		return false;
 	}
 

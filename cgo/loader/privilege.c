@@ -71,6 +71,12 @@ la_privileged_end(LaPrivileged *p)
 void
 la_privileged_require(LaPrivileged *p)
 {
+	if (!p->installed && OidIsValid(p->cat.extension))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"%s\" must be updated before it can be used", LA_EXTENSION_NAME),
+				 errdetail("The version installed in this database is older than the library the server loaded."),
+				 errhint("Run ALTER EXTENSION %s UPDATE.", LA_EXTENSION_NAME)));
 	if (!p->installed)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
