@@ -13,11 +13,11 @@ type Queue interface {
 	Claim() (task Task, ok bool, err error)
 	// Settle records a running task's outcome, once.
 	Settle(Outcome) error
-	// CancelRequested tells whether lantern.cancel_task() accepted to
-	// cancel this task (rather than, say, an administrator's
-	// pg_cancel_backend() stopping it): it must then end canceled. From
-	// this call on no further cancel is accepted: the outcome is decided.
-	CancelRequested(jobID int64) bool
+	// Finish closes the task to cancels, now that its outcome is being
+	// decided, and tells whether lantern.cancel_task() had accepted one
+	// before (rather than, say, an administrator's pg_cancel_backend()
+	// stopping it): the task must then end canceled.
+	Finish(jobID int64) (canceled bool)
 	// Done tells the queue that the task's outcome is committed.
 	Done(jobID int64)
 }
@@ -102,7 +102,7 @@ func (w *Worker) now() time.Time {
 func (w *Worker) runOne(task Task) error {
 	recorded, execErr := w.Session.Execute(task)
 	outcome := OutcomeOf(task, execErr)
-	if w.Queue.CancelRequested(task.JobID) {
+	if w.Queue.Finish(task.JobID) {
 		outcome = CanceledOutcome(task)
 	}
 	resetErr := w.Session.Reset()

@@ -50,7 +50,7 @@ func (q *fakeQueue) Settle(o Outcome) error {
 	return q.settleErr
 }
 
-func (q *fakeQueue) CancelRequested(jobID int64) bool {
+func (q *fakeQueue) Finish(jobID int64) bool {
 	return q.canceled[jobID]
 }
 

@@ -25,9 +25,7 @@ typedef void (*la_bk_body) (LaPrivileged *p, void *arg);
 
 /*
  * Cancel interrupts are held throughout: a cancel aimed at a task must
- * never break a claim or a result.  Every commit here is flushed before it
- * returns, whatever synchronous_commit the session has: a claim that a
- * crash forgot could run its task twice.
+ * never break a claim or a result.
  */
 static void
 la_bk_open(LaPrivileged *p)
@@ -37,7 +35,6 @@ la_bk_open(LaPrivileged *p)
 	StartTransactionCommand();
 	XactIsoLevel = XACT_READ_COMMITTED;
 	XactReadOnly = false;
-	ForceSyncCommit();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	la_privileged_begin(p, RowExclusiveLock);
 }
@@ -140,6 +137,8 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 										TextDatumGetCString(SPI_getbinval(row, desc, 2, &isnull)));
 		*c->tasks_relid = p->cat.tasks;
 		la_slot_set_job(c->slot, *c->jobid, p->cat.tasks);
+		/* Flushed whatever synchronous_commit the role has: a claim a crash forgot could run twice. */
+		ForceSyncCommit();
 	}
 }
 
@@ -171,6 +170,9 @@ la_bk_settle_body(LaPrivileged *p, void *arg)
 
 	if (c->tasks_relid == 0 || c->tasks_relid == p->cat.tasks)
 		*c->count = la_queue_settle(&p->cat, c->settle);
+	/* An outcome, too, must not be lost to a crash after it was reported. */
+	if (*c->count > 0)
+		ForceSyncCommit();
 }
 
 bool

@@ -107,10 +107,10 @@ la_exec_record_success(void)
  * commit the end of the task's work: from here on a cancel_task() is too
  * late (and says so), and an accepted one stops the task now.  What COMMIT
  * still runs after this is the extension's own work and PostgreSQL's
- * (closing cursors, ON COMMIT actions).  The success
- * is recorded in this same transaction, so that 'succeeded' and the work
- * commit together or not at all, even across a crash.  Otherwise (below)
- * the worker loop records it right after the commit.
+ * (closing cursors, ON COMMIT actions).  The success is recorded in this
+ * same transaction, so that 'succeeded' and the work commit together or
+ * not at all, even across a crash; where it cannot be (below), the worker
+ * loop records it right after the commit.
  */
 static void
 la_exec_finish_task(void)
@@ -294,8 +294,9 @@ la_exec_reseed(void)
 }
 
 static bool
-la_exec(const char *query, LaError *err, bool is_task)
+la_exec(const char *query, LaError *err)
 {
+	bool		is_task = la_run.active;
 	volatile bool ok = true;
 	LaSaved		saved;
 
@@ -358,7 +359,7 @@ la_exec_task(int slot, int64_t jobid, uint32_t tasks_relid, const char *query,
 	 * nothing; ours are in the slot, and checked after this.
 	 */
 	QueryCancelPending = false;
-	ok = la_exec(query, err, true);
+	ok = la_exec(query, err);
 	*recorded = ok && la_run.recorded;
 	la_run.active = false;
 	return ok;
@@ -376,7 +377,7 @@ la_reset_session(LaError *err)
 
 	/* A late cancel aimed at the finished task must not break the reset. */
 	HOLD_CANCEL_INTERRUPTS();
-	ok = la_exec("DISCARD ALL", err, false);
+	ok = la_exec("DISCARD ALL", err);
 	RESUME_CANCEL_INTERRUPTS();
 	return ok;
 }

@@ -57,9 +57,9 @@ func (q *taskQueue) Done(int64) {
 	C.la_slot_task_done(q.slot)
 }
 
-// CancelRequested closes the task to cancels (the outcome is being
-// decided now) and tells whether one was accepted before.
-func (q *taskQueue) CancelRequested(jobID int64) bool {
+// Finish passes the task's point of no return (la_exec_task has passed it
+// already when the task's success is recorded; passing it again is a no-op).
+func (q *taskQueue) Finish(jobID int64) bool {
 	return !bool(C.la_slot_begin_finishing(q.slot, C.int64(jobID)))
 }
 

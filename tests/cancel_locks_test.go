@@ -100,8 +100,7 @@ func (r *claimRace) finish(t *testing.T, su *pgx.Conn) {
 func TestCancelTaskKeepsNoLockOnTaskClaimedMeanwhile(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
-	role := newDroppedRole(t, su, "cancel_claimed")
-	purgeTasksAtEnd(t, role)
+	role := newTempRole(t, su, "cancel_claimed")
 	r := newClaimRace(t, su, role)
 
 	call := startCall(func() (*bool, error) { return cancelTask(r.conn, r.id) })
@@ -129,8 +128,7 @@ func TestCancelTaskKeepsNoLockOnTaskClaimedMeanwhile(t *testing.T) {
 func TestCancelAllKeepsNoLockOnTaskBeingClaimed(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
-	role := newDroppedRole(t, su, "cancel_all_claimed")
-	purgeTasksAtEnd(t, role)
+	role := newTempRole(t, su, "cancel_all_claimed")
 	r := newClaimRace(t, su, role)
 
 	start := time.Now()
@@ -157,8 +155,7 @@ func TestCancelAllKeepsNoLockOnTaskBeingClaimed(t *testing.T) {
 func TestSuperuserCancelAllNotBlockedByOpenCancel(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
-	role := newDroppedRole(t, su, "cancel_all_open")
-	purgeTasksAtEnd(t, role)
+	role := newTempRole(t, su, "cancel_all_open")
 	conn := connect(t, role)
 	lock := holdAdvisoryLock(t)
 	blockers := lock.blockWorkers(t, su, cluster.MaxWorkers())
@@ -189,8 +186,7 @@ func TestSuperuserCancelAllNotBlockedByOpenCancel(t *testing.T) {
 func TestCancelInRepeatableReadOfFinishedTask(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
-	role := newDroppedRole(t, su, "cancel_rr")
-	purgeTasksAtEnd(t, role)
+	role := newTempRole(t, su, "cancel_rr")
 	conn := connect(t, role)
 	rr := connect(t, role)
 	lock := holdAdvisoryLock(t)

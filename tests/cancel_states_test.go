@@ -23,8 +23,7 @@ func TestCancelTransactionStates(t *testing.T) {
 	begin(t)
 	logFrom := len(cluster.Log()) // crash tests kill processes on purpose
 	su := connect(t, superuser)
-	role := newDroppedRole(t, su, "cancel_states")
-	purgeTasksAtEnd(t, role)
+	role := newTempRole(t, su, "cancel_states")
 	conn := connect(t, role)
 	done := submit(t, conn, "SELECT 1")
 	requireSucceeded(t, conn, done)
@@ -68,8 +67,7 @@ func TestCancelTransactionStates(t *testing.T) {
 func TestConcurrentCancelsSameTask(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
-	role := newDroppedRole(t, su, "cancel_conc")
-	purgeTasksAtEnd(t, role)
+	role := newTempRole(t, su, "cancel_conc")
 	conn := connect(t, role)
 	marker := markerTable(t, su, "cancel_conc", role)
 	const sessions = 4
@@ -126,8 +124,7 @@ func TestConcurrentCancelsSameTask(t *testing.T) {
 func TestCancelWhileDeferredTriggerRuns(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
-	role := newDroppedRole(t, su, "deferred_cancel")
-	purgeTasksAtEnd(t, role)
+	role := newTempRole(t, su, "deferred_cancel")
 	mustExec(t, su, fmt.Sprintf("GRANT CREATE ON SCHEMA public TO %s", role))
 	conn := connect(t, role)
 	tbl := ident(t, uniq("deferred_cancel_t"))

@@ -63,7 +63,7 @@ func runCancelRound(t *testing.T, conn, su *pgx.Conn, marker string, i, delayMs 
 func TestCancelTrueMeansCanceled(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
-	role := newDroppedRole(t, su, "cancel_strict")
+	role := newTempRole(t, su, "cancel_strict")
 	conn := connect(t, role)
 	marker := markerTable(t, su, "cancel_strict", role)
 

@@ -28,7 +28,7 @@ const (
 // so that the task is pending; the slots are freed again before it returns.
 func openPendingCancel(t *testing.T, su *pgx.Conn, base string) (role, marker string, id int64, tx *heldTx) {
 	t.Helper()
-	role = newDroppedRole(t, su, base)
+	role = newTempRole(t, su, base)
 	marker = markerTable(t, su, base, role)
 	conn := connect(t, role)
 
@@ -63,7 +63,7 @@ func afterOpenCancel(t *testing.T, role, marker string, id int64, tx *heldTx) {
 func TestOpenCancelOfRunningDoesNotFreezeOthers(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
-	role := newDroppedRole(t, su, "freeze_run")
+	role := newTempRole(t, su, "freeze_run")
 	conn := connect(t, role)
 	bob := connect(t, "bob")
 	marker := markerTable(t, su, "freeze_run", "bob")

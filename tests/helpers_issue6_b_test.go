@@ -28,13 +28,6 @@ func cleanupExec(t *testing.T, sql string) {
 	}
 }
 
-// newDroppedRole is newTempRole (helpers_issue6_a_test.go): a fresh LOGIN
-// role whose tasks are purged and which is dropped when the test ends.
-func newDroppedRole(t *testing.T, su *pgx.Conn, base string) string {
-	t.Helper()
-	return newTempRole(t, su, base)
-}
-
 // heldTx is a transaction opened with BEGIN on a connection of its own and
 // kept open until end, or rolled back when the test ends.
 type heldTx struct {

@@ -30,8 +30,7 @@ func restoreJobidSequenceAtEnd(t *testing.T, su *pgx.Conn) {
 func TestAsyncTaskRefusesNonPositiveJobid(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
-	role := newDroppedRole(t, su, "jobid_zero")
-	purgeTasksAtEnd(t, role)
+	role := newTempRole(t, su, "jobid_zero")
 	conn := connect(t, role)
 	// No worker may claim a task 0 that a broken build would queue.
 	lock := holdAdvisoryLock(t)
@@ -67,8 +66,8 @@ func plantTask(t *testing.T, su *pgx.Conn, role string, id int64) {
 func TestCancelTaskOfNonPositiveJobidTouchesNoOtherTask(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
-	alice := newDroppedRole(t, su, "jobid_cancel_a")
-	bob := newDroppedRole(t, su, "jobid_cancel_b")
+	alice := newTempRole(t, su, "jobid_cancel_a")
+	bob := newTempRole(t, su, "jobid_cancel_b")
 	purgeTasksAtEnd(t, alice, bob)
 	aconn, bconn := connect(t, alice), connect(t, bob)
 	lock := holdAdvisoryLock(t)

@@ -141,7 +141,7 @@ func TestOutcomeExactAcrossRestarts(t *testing.T) {
 	skipOnDocker(t, "restarting the server")
 	begin(t)
 	su := connect(t, superuser)
-	role := newDroppedRole(t, su, "outcome_pin")
+	role := newTempRole(t, su, "outcome_pin")
 	marker := markerTable(t, su, "outcome", role)
 
 	var all []outcomeTask

@@ -80,9 +80,8 @@ func TestRoleSettingsMatrix(t *testing.T) {
 	sub := connect(t, superuser)
 	var probes []*roleSettingProbe
 	for i, set := range roleSettingProbes {
-		p := &roleSettingProbe{set: set, mayFail: roleSettingsThatFailTasks[set], role: newDroppedRole(t, su, "role_guc")}
+		p := &roleSettingProbe{set: set, mayFail: roleSettingsThatFailTasks[set], role: newTempRole(t, su, "role_guc")}
 		probes = append(probes, p)
-		purgeTasksAtEnd(t, p.role)
 		mustExec(t, su, fmt.Sprintf("GRANT SELECT, INSERT ON %s TO %s", marker, p.role))
 		c := connectTo(t, cluster, dbName, p.role)
 		_, err := c.Exec(ctx(t), fmt.Sprintf("ALTER ROLE %s SET %s", p.role, p.set))
@@ -134,8 +133,7 @@ func firstLine(s string) string {
 func TestExitOnErrorKeepsTaskError(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
-	role := newDroppedRole(t, su, "exit_on_error")
-	purgeTasksAtEnd(t, role)
+	role := newTempRole(t, su, "exit_on_error")
 	marker := markerTable(t, su, "exit_on_error", role)
 	mustExec(t, su, fmt.Sprintf("ALTER ROLE %s SET exit_on_error = on", role))
 	conn := connect(t, role)

@@ -21,8 +21,7 @@ import (
 func TestStatementTimeoutPerStatementLikePsql(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
-	role := newDroppedRole(t, su, "stmt_each")
-	purgeTasksAtEnd(t, role)
+	role := newTempRole(t, su, "stmt_each")
 	conn := connect(t, role)
 	ok := []int64{
 		submit(t, conn, "SET statement_timeout = '700ms'; SELECT pg_sleep(0.5); SELECT pg_sleep(0.5)"),
@@ -38,8 +37,7 @@ func TestStatementTimeoutPerStatementLikePsql(t *testing.T) {
 func TestRoleStatementTimeoutPerStatement(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
-	role := newDroppedRole(t, su, "stmt_role")
-	purgeTasksAtEnd(t, role)
+	role := newTempRole(t, su, "stmt_role")
 	mustExec(t, su, fmt.Sprintf("ALTER ROLE %s SET statement_timeout = '700ms'", role))
 	conn := connect(t, role)
 	ok := []int64{
@@ -96,8 +94,7 @@ func waitNewSessionSetting(t *testing.T, name, want string) {
 func TestStatementTimeoutFromConfig(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
-	role := newDroppedRole(t, su, "stmt_conf")
-	purgeTasksAtEnd(t, role)
+	role := newTempRole(t, su, "stmt_conf")
 	setSystemAtEnd(t, "statement_timeout", "1500ms", "0")
 	conn := connect(t, role)
 	each := submit(t, conn, "SELECT pg_sleep(1); SELECT pg_sleep(1)")
@@ -115,8 +112,7 @@ func TestStatementTimeoutFromConfig(t *testing.T) {
 func TestSetLocalTimeouts(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
-	role := newDroppedRole(t, su, "set_local")
-	purgeTasksAtEnd(t, role)
+	role := newTempRole(t, su, "set_local")
 	conn := connect(t, role)
 	marker := markerTable(t, su, "set_local", role)
 	id := submit(t, conn, "BEGIN; SET LOCAL statement_timeout = '200ms'; SELECT pg_sleep(2); COMMIT")

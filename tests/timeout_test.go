@@ -29,7 +29,7 @@ func requireQuickFailure(t *testing.T, jobid int64) {
 func TestStatementTimeoutInTask(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
-	role := newDroppedRole(t, su, "stmt_timeout")
+	role := newTempRole(t, su, "stmt_timeout")
 	conn := connect(t, role)
 
 	id := submit(t, conn, "SET statement_timeout = '200ms'; SELECT pg_sleep(2)")
@@ -47,7 +47,7 @@ func TestStatementTimeoutInTask(t *testing.T) {
 func TestStatementTimeoutNotCarriedToNextTask(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
-	role := newDroppedRole(t, su, "stmt_timeout_next")
+	role := newTempRole(t, su, "stmt_timeout_next")
 	conn := connect(t, role)
 	marker := markerTable(t, su, "stmt_timeout_next", role)
 	lock := holdAdvisoryLock(t)
@@ -72,7 +72,7 @@ func TestStatementTimeoutNotCarriedToNextTask(t *testing.T) {
 func TestRoleStatementTimeout(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
-	role := newDroppedRole(t, su, "role_timeout")
+	role := newTempRole(t, su, "role_timeout")
 	mustExec(t, su, fmt.Sprintf("ALTER ROLE %s SET statement_timeout = '200ms'", role))
 	t.Cleanup(func() { cleanupExec(t, fmt.Sprintf("ALTER ROLE %s RESET statement_timeout", role)) })
 	conn := connect(t, role)
@@ -90,7 +90,7 @@ func TestRoleStatementTimeout(t *testing.T) {
 func TestLockTimeoutInTask(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
-	role := newDroppedRole(t, su, "lock_timeout")
+	role := newTempRole(t, su, "lock_timeout")
 	conn := connect(t, role)
 	tbl := ident(t, uniq("lock_timeout_t"))
 	mustExec(t, su, fmt.Sprintf("CREATE TABLE %s(a int)", tbl))

@@ -21,7 +21,7 @@ func TestTaskStreamKeepsOneWorker(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
 	debugServerLog(t, su)
-	role := newDroppedRole(t, su, "stream")
+	role := newTempRole(t, su, "stream")
 	conn := connect(t, role)
 
 	from := len(cluster.Log())
@@ -45,7 +45,7 @@ func TestIdleWorkerGivesWayToOtherRole(t *testing.T) {
 	su := connect(t, superuser)
 	lock := holdAdvisoryLock(t)
 	blockers := lock.blockWorkers(t, su, cluster.MaxWorkers()-1)
-	idleRole, otherRole := newDroppedRole(t, su, "idle"), newDroppedRole(t, su, "other")
+	idleRole, otherRole := newTempRole(t, su, "idle"), newTempRole(t, su, "other")
 	marker := ident(t, uniq("gives_way"))
 	mustExec(t, su, fmt.Sprintf("CREATE TABLE %s (started timestamptz); GRANT INSERT ON %[1]s TO %s", marker, otherRole))
 

@@ -52,37 +52,6 @@ la_slot_view(int index, LaSlotView *view)
 	SpinLockRelease(&la_shmem->mutex);
 }
 
-/* Returns the index of a newly reserved slot, or -1 when all are in use. */
-int
-la_slot_reserve(Oid dboid, Oid roleid)
-{
-	int			found = -1;
-
-	SpinLockAcquire(&la_shmem->mutex);
-	for (int i = 0; i < la_shmem->nslots; i++)
-	{
-		LaSlot	   *slot = &la_shmem->slots[i];
-
-		if (slot->state != LA_SLOT_FREE)
-			continue;
-		slot->state = LA_SLOT_LAUNCHING;
-		slot->dboid = dboid;
-		slot->roleid = roleid;
-		slot->pid = 0;
-		slot->clean_exit = false;
-		slot->finishing = false;
-		slot->retire = false;
-		slot->procno = -1;
-		slot->tasks_run = 0;
-		pg_atomic_write_u64(&slot->jobid, 0);
-		pg_atomic_write_u64(&slot->cancel_jobid, 0);
-		found = i;
-		break;
-	}
-	SpinLockRelease(&la_shmem->mutex);
-	return found;
-}
-
 static void
 la_slot_free(LaSlot *slot)
 {
@@ -98,6 +67,30 @@ la_slot_free(LaSlot *slot)
 	slot->tasks_run = 0;
 	pg_atomic_write_u64(&slot->jobid, 0);
 	pg_atomic_write_u64(&slot->cancel_jobid, 0);
+}
+
+/* Returns the index of a newly reserved slot, or -1 when all are in use. */
+int
+la_slot_reserve(Oid dboid, Oid roleid)
+{
+	int			found = -1;
+
+	SpinLockAcquire(&la_shmem->mutex);
+	for (int i = 0; i < la_shmem->nslots; i++)
+	{
+		LaSlot	   *slot = &la_shmem->slots[i];
+
+		if (slot->state != LA_SLOT_FREE)
+			continue;
+		la_slot_free(slot);		/* from a clean slate, also at first use */
+		slot->state = LA_SLOT_LAUNCHING;
+		slot->dboid = dboid;
+		slot->roleid = roleid;
+		found = i;
+		break;
+	}
+	SpinLockRelease(&la_shmem->mutex);
+	return found;
 }
 
 void
