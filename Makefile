@@ -17,7 +17,8 @@ MODULE_big = lantern_async
 OBJS = cgo/loader/loader.o cgo/loader/guc.o cgo/loader/shmem.o \
        cgo/loader/submit.o cgo/loader/golib.o cgo/loader/privilege.o \
        cgo/loader/cancel.o cgo/loader/catalog.o cgo/loader/queue.o \
-       cgo/loader/slots.o cgo/loader/slot_cancel.o
+       cgo/loader/slots.o cgo/loader/slot_cancel.o cgo/loader/demand.o \
+       cgo/loader/lost.o cgo/loader/dbguard.o
 DATA = sql/lantern_async--0.1.0.sql sql/lantern_async--0.2.0.sql \
        sql/lantern_async--0.1.0--0.2.0.sql
 PGFILEDESC = "lantern_async - background tasks inside PostgreSQL"
@@ -27,7 +28,11 @@ EXTRA_CLEAN = $(GO_LIB) lantern_async_go.h
 
 # The Go library's C helpers include server headers; their PostgreSQL symbols
 # resolve at dlopen() time against the postgres executable.
-export CGO_CFLAGS = -I$(shell $(PG_CONFIG) --includedir-server) -O2 -Wall -Wno-unused-function
+# Go's build cache does not see headers outside the package directory: the
+# loader's headers' checksum in the flags makes a change to them rebuild.
+LOADER_HEADERS_SUM := $(shell cat cgo/loader/*.h | cksum | cut -d' ' -f1)
+export CGO_CFLAGS = -I$(shell $(PG_CONFIG) --includedir-server) -O2 -Wall -Wno-unused-function \
+                    -DLA_LOADER_HEADERS_SUM=$(LOADER_HEADERS_SUM)
 # Go's async preemption signal (SIGURG) is also PostgreSQL's latch wake-up
 # signal: turn preemption off at link time (environment variables never
 # reach Go inside a PostgreSQL process).

@@ -11,11 +11,10 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/lanterndata/lantern_async/bgworker"
 	"github.com/lanterndata/lantern_async/control"
 )
 
-// cluster is control.Cluster over the dispatcher's helpers.
+// cluster is control.Cluster over the launcher's helpers and shared memory.
 type cluster struct {
 	pg  *pg
 	out *clusterOut
@@ -23,18 +22,20 @@ type cluster struct {
 
 // clusterOut holds the helpers' out-parameters in C memory, allocated once.
 type clusterOut struct {
-	ready C.bool
-	rows  *C.LaQueueRow
-	nrows C.int
-	count C.int64_t
+	oids    *C.uint32_t
+	noids   C.int
+	verdict C.int
 	// views has one entry per slot, for Slots and Reap: one cgo call a round.
 	views *C.LaSlotView
+	// demands has one entry per place on the demand board.
+	demands *C.LaDemandView
 }
 
 func (c *cluster) outs() *clusterOut {
 	if c.out == nil {
 		c.out = (*clusterOut)(C.calloc(1, C.size_t(unsafe.Sizeof(clusterOut{}))))
 		c.out.views = (*C.LaSlotView)(C.calloc(C.size_t(C.la_slot_count()), C.sizeof_LaSlotView))
+		c.out.demands = (*C.LaDemandView)(C.calloc(C.size_t(C.la_demand_capacity()), C.sizeof_LaDemandView))
 	}
 	return c.out
 }
@@ -44,37 +45,63 @@ func (o *clusterOut) slotViews(n C.int) []C.LaSlotView {
 	return unsafe.Slice(o.views, int(n))
 }
 
-func (c *cluster) Installed() (bool, error) {
+func (c *cluster) Databases() ([]uint32, error) {
 	o := c.outs()
-	if !C.la_bk_ready(&o.ready, c.pg.err) {
-		return false, c.pg.lastError()
+	if !C.la_launcher_databases(&o.oids, &o.noids, c.pg.err) {
+		return nil, c.pg.lastError()
 	}
-	return bool(o.ready), nil
+	oids := unsafe.Slice(o.oids, int(o.noids))
+	dbs := make([]uint32, len(oids))
+	for i, oid := range oids {
+		dbs[i] = uint32(oid)
+	}
+	return dbs, nil
+}
+
+func (c *cluster) Demands() []control.Demand {
+	o := c.outs()
+	n := C.la_demand_read(o.demands, C.la_demand_capacity())
+	views := unsafe.Slice(o.demands, int(n))
+	demands := make([]control.Demand, len(views))
+	for i, v := range views {
+		demands[i] = control.Demand{
+			Key:  control.Key{DB: uint32(v.dboid), Role: uint32(v.roleid)},
+			Seq:  uint64(v.seq),
+			Hint: int64(v.hint),
+		}
+	}
+	return demands
+}
+
+func (c *cluster) TakeOverflow() bool { return bool(C.la_demand_take_overflow()) }
+
+func (c *cluster) Check(k control.Key) (control.Verdict, error) {
+	o := c.outs()
+	if !C.la_launcher_check(C.uint32_t(k.DB), C.uint32_t(k.Role), &o.verdict, c.pg.err) {
+		return control.Runnable, c.pg.lastError()
+	}
+	switch o.verdict {
+	case C.LA_DATABASE_GONE:
+		return control.DatabaseGone, nil
+	case C.LA_DATABASE_BLOCKED:
+		return control.DatabaseBlocked, nil
+	case C.LA_ROLE_UNRUNNABLE:
+		return control.RoleUnrunnable, nil
+	}
+	return control.Runnable, nil
+}
+
+func (c *cluster) Note(k control.Key)   { C.la_demand_note(C.Oid(k.DB), C.Oid(k.Role), 0) }
+func (c *cluster) Forget(k control.Key) { C.la_demand_forget(C.Oid(k.DB), C.Oid(k.Role)) }
+
+func (c *cluster) ForgetDatabase(db uint32) {
+	C.la_demand_forget_database(C.Oid(db))
+	C.la_lost_forget_database(C.Oid(db))
 }
 
 func (c *cluster) ReconcileNeeded() bool { return bool(C.la_reconcile_needed()) }
 func (c *cluster) MarkReconciled()       { C.la_reconcile_done() }
 func (c *cluster) Capacity() int         { return int(C.la_slot_count()) }
-
-func (c *cluster) Queues() ([]control.RoleQueue, error) {
-	o := c.outs()
-	if !C.la_bk_queues(&o.rows, &o.nrows, c.pg.err) {
-		return nil, c.pg.lastError()
-	}
-	rows := unsafe.Slice(o.rows, int(o.nrows))
-	queues := make([]control.RoleQueue, 0, len(rows))
-	for _, r := range rows {
-		queues = append(queues, control.RoleQueue{
-			RoleID:     uint32(r.roleid),
-			Username:   C.GoString(r.username),
-			RoleExists: bool(r.role_exists),
-			CanLogin:   bool(r.canlogin),
-			OldestJob:  int64(r.oldest_jobid),
-			Pending:    int64(r.pending),
-		})
-	}
-	return queues, nil
-}
 
 func (c *cluster) Slots() []control.Slot {
 	o := c.outs()
@@ -83,16 +110,26 @@ func (c *cluster) Slots() []control.Slot {
 	for _, v := range views {
 		slots = append(slots, control.Slot{
 			Index:    int(v.index),
-			RoleID:   uint32(v.roleid),
+			Key:      slotKey(v),
 			JobID:    int64(v.jobid),
+			TasksRun: int64(v.tasks_run),
 			Retiring: bool(v.retiring),
 		})
 	}
 	return slots
 }
 
-func (c *cluster) Launch(roleID uint32) (bool, error) {
-	if C.la_launch_worker(C.uint32_t(roleID), c.pg.err) >= 0 {
+// slotKey is what a slot serves; a scout's role is 0 whatever it logged in as.
+func slotKey(v C.LaSlotView) control.Key {
+	k := control.Key{DB: uint32(v.dboid), Role: uint32(v.roleid)}
+	if v.kind == C.LA_KIND_SCOUT {
+		k.Role = 0
+	}
+	return k
+}
+
+func (c *cluster) Launch(k control.Key, startSweep bool) (bool, error) {
+	if C.la_launch(C.uint32_t(k.DB), C.uint32_t(k.Role), C.bool(startSweep), c.pg.err) >= 0 {
 		return true, nil
 	}
 	if c.pg.err.message != nil {
@@ -114,7 +151,7 @@ func (c *cluster) Reap() ([]control.Exit, error) {
 	exits := make([]control.Exit, 0, len(views))
 	for _, v := range views {
 		exits = append(exits, control.Exit{
-			RoleID:   uint32(v.roleid),
+			Key:      slotKey(v),
 			JobID:    int64(v.jobid),
 			Table:    uint32(v.tasks_relid),
 			Canceled: bool(v.cancel_requested),
@@ -125,11 +162,8 @@ func (c *cluster) Reap() ([]control.Exit, error) {
 	return exits, nil
 }
 
-// Settle never waits for a row lock: a user's open transaction must not
-// hold up the dispatcher (such rows are settled in a later round).
-func (c *cluster) Settle(sel control.Selection, from bgworker.Status, o bgworker.Outcome) (int64, error) {
-	f := settleFilter{roleID: sel.RoleID, unowned: sel.Unowned, skipLocked: true}
-	return settle(c.pg, f, from, o, &c.outs().count)
+func (c *cluster) Lost(e control.Exit) {
+	C.la_lost_add(C.Oid(e.DB), C.Oid(e.Table), C.int64(e.JobID), C.bool(e.Canceled))
 }
 
 func (c *cluster) Wait(timeout time.Duration) bool {

@@ -23,6 +23,9 @@
 
 typedef void (*la_bk_body) (LaPrivileged *p, void *arg);
 
+/* Set by a body whose transaction must roll back rather than commit. */
+static bool la_bk_rollback = false;
+
 /*
  * Cancel interrupts are held throughout: a cancel aimed at a task must
  * never break a claim or a result.
@@ -44,7 +47,10 @@ la_bk_close(LaPrivileged *p)
 {
 	la_privileged_end(p);
 	PopActiveSnapshot();
-	CommitTransactionCommand();
+	if (la_bk_rollback)
+		AbortCurrentTransaction();
+	else
+		CommitTransactionCommand();
 	MemoryContextSwitchTo(la_task_context());
 	RESUME_CANCEL_INTERRUPTS();
 }
@@ -61,6 +67,7 @@ la_bk_run(la_bk_body body, void *arg, LaError *err)
 		return false;
 	la_reset_task_context();
 	la_save(&saved);
+	la_bk_rollback = false;
 	PG_TRY();
 	{
 		la_bk_open(&p);
@@ -96,6 +103,7 @@ typedef struct LaClaim
 	int64_t    *jobid;
 	char	  **query;
 	uint32_t   *tasks_relid;
+	bool		refused;		/* the slot is retiring: the claim rolled back */
 } LaClaim;
 
 /*
@@ -132,24 +140,56 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
 
-		*c->jobid = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
+		int64		jobid = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
+
+		if (!la_slot_set_job(c->slot, jobid, p->cat.tasks))
+		{
+			c->refused = la_bk_rollback = true;
+			return;
+		}
+		*c->jobid = jobid;
 		*c->query = MemoryContextStrdup(la_result_context(),
 										TextDatumGetCString(SPI_getbinval(row, desc, 2, &isnull)));
 		*c->tasks_relid = p->cat.tasks;
-		la_slot_set_job(c->slot, *c->jobid, p->cat.tasks);
 		/* Flushed whatever synchronous_commit the role has: a claim a crash forgot could run twice. */
 		ForceSyncCommit();
 	}
 }
 
+/*
+ * Claim the next task, keeping the demand board true (demand.c): the entry
+ * is marked looked-at before the claim's snapshot, and removed only when a
+ * claim found nothing and no submit noted work since; otherwise claim again.
+ * *jobid 0 means nothing to claim, or the slot is retiring.
+ */
 bool
 la_bk_claim(int slot, int64_t *jobid, char **query, uint32_t *tasks_relid, LaError *err)
 {
-	LaClaim		c = {slot, jobid, query, tasks_relid};
+	Oid			roleid = GetAuthenticatedUserId();
 
-	*jobid = 0;
-	*query = NULL;
-	return la_bk_run(la_bk_claim_body, &c, err);
+	for (;;)
+	{
+		LaClaim		c = {slot, jobid, query, tasks_relid, false};
+
+		*jobid = 0;
+		*query = NULL;
+		la_demand_looking(MyDatabaseId, roleid);
+		if (!la_bk_run(la_bk_claim_body, &c, err))
+			return false;
+		if (c.refused)
+		{
+			/* The task stays pending for another worker. */
+			la_demand_note(MyDatabaseId, roleid, 1);
+			return true;
+		}
+		if (*jobid != 0)
+		{
+			la_demand_claimed(MyDatabaseId, roleid);
+			return true;
+		}
+		if (la_demand_settled(MyDatabaseId, roleid))
+			return true;
+	}
 }
 
 typedef struct LaSettleCall
@@ -235,4 +275,55 @@ la_bk_queues(LaQueueRow **rows, int *nrows, LaError *err)
 	*rows = NULL;
 	*nrows = 0;
 	return la_bk_run(la_bk_queues_body, &c, err);
+}
+
+typedef struct LaOrphans
+{
+	const LaSettle *settle;
+	int64_t    *count;
+} LaOrphans;
+
+/*
+ * Fail the tasks 'running' that no live slot of this database runs.  The
+ * candidates are read first and the slots after: a task running in that
+ * first snapshot had its claim committed before it, and a claim names its
+ * task in the slot before it commits, so a live task is always in the
+ * slots read afterwards.  (Reading the slots first could miss a claim that
+ * committed in between.)
+ */
+static void
+la_bk_fail_orphans_body(LaPrivileged *p, void *arg)
+{
+	LaOrphans  *c = arg;
+	LaSettle	s = *c->settle;
+	int64	   *live = palloc(sizeof(int64) * Max(la_slot_count(), 1));
+
+	s.nonly = la_queue_running(&p->cat, (int64 **) &s.only);
+	if (s.nonly == 0)
+		return;
+	s.except = live;
+	s.nexcept = la_slot_live_jobs(MyDatabaseId, live, la_slot_count());
+	s.all_jobs = true;
+	s.skip_locked = true;
+	s.latest_snapshot = true;
+	s.from_status = "running";
+	*c->count = la_queue_settle(&p->cat, &s);
+	if (*c->count > 0)
+		ForceSyncCommit();
+}
+
+bool
+la_bk_fail_orphans(const LaSettle *settle, int64_t *count, LaError *err)
+{
+	LaOrphans	c = {settle, count};
+
+	*count = 0;
+	return la_bk_run(la_bk_fail_orphans_body, &c, err);
+}
+
+/* The database this process is connected to. */
+uint32_t
+la_bk_database(void)
+{
+	return (uint32_t) MyDatabaseId;
 }

@@ -79,9 +79,23 @@ extern bool la_bk_claim(int slot, int64_t *jobid, char **query, uint32_t *tasks_
 extern bool la_bk_settle(const LaSettle *settle, uint32_t tasks_relid, int64_t *count,
 						 LaError *err);
 extern bool la_bk_queues(LaQueueRow **rows, int *nrows, LaError *err);
+extern bool la_bk_fail_orphans(const LaSettle *settle, int64_t *count, LaError *err);
+extern uint32_t la_bk_database(void);
 
 /* la_launch.c */
-extern int	la_launch_worker(uint32_t roleid, LaError *err);
+extern int	la_launch(uint32_t dboid, uint32_t roleid, bool start_sweep, LaError *err);
+
+/* la_launcher.c */
+typedef enum LaVerdict
+{
+	LA_RUNNABLE = 0,
+	LA_DATABASE_GONE,
+	LA_DATABASE_BLOCKED,
+	LA_ROLE_UNRUNNABLE
+} LaVerdict;
+
+extern bool la_launcher_databases(uint32_t **oids, int *n, LaError *err);
+extern bool la_launcher_check(uint32_t dboid, uint32_t roleid, int *verdict, LaError *err);
 extern int	la_read_slots(LaSlotView *views, int max);
 extern int	la_reap_workers(LaSlotView *ended, int max, LaError *err);
 

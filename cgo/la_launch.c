@@ -1,6 +1,7 @@
 /*
- * la_launch.c - the dispatcher's side of worker processes: launching them
- * into slots, reading the slots, and reaping the slots of those that ended
+ * la_launch.c - the launcher's side of worker and scout processes:
+ * launching them into slots, reading the slots, and reaping the slots of
+ * those that ended
  */
 #include "postgres.h"
 
@@ -11,19 +12,20 @@
 #include "la_call.h"
 #include "la_shared.h"
 
-/* Handles live in the dispatcher's memory; indexes match the slots. */
+/* Handles live in the launcher's memory; indexes match the slots. */
 static BackgroundWorkerHandle **la_handles = NULL;
 
 static void
-la_launch_register(uint32_t roleid, int slot)
+la_launch_register(bool scout, int slot)
 {
 	BackgroundWorker worker;
 	MemoryContext oldcxt;
 	char		name[BGW_MAXLEN];
+	const char *type = scout ? LA_SCOUT_TYPE : LA_WORKER_TYPE;
 
-	snprintf(name, sizeof(name), LA_WORKER_TYPE " %d", slot);
-	la_worker_describe(&worker, "lantern_async_worker_main", LA_WORKER_TYPE, name,
-					   BGW_NEVER_RESTART);
+	snprintf(name, sizeof(name), "%s %d", type, slot);
+	la_worker_describe(&worker, scout ? "lantern_async_scout_main" : "lantern_async_worker_main",
+					   type, name, BGW_NEVER_RESTART);
 	worker.bgw_main_arg = Int32GetDatum(slot);
 	/* The postmaster signals us when it starts or stops: a wake-up to reap. */
 	worker.bgw_notify_pid = MyProcPid;
@@ -38,25 +40,28 @@ la_launch_register(uint32_t roleid, int slot)
 }
 
 /*
- * Start a worker that runs the pending tasks of one role in this database.
- * Returns its slot, or -1 when no slot or no background worker process is
- * free (the dispatcher tries again on its next round) or on error.
+ * Start a worker that runs the pending tasks of one role in a database, or
+ * with roleid 0 a scout of the database.  Returns its slot, or -1 when no
+ * slot or no background worker process is free (the launcher tries again
+ * on its next round) or on error.
  */
 int
-la_launch_worker(uint32_t roleid, LaError *err)
+la_launch(uint32_t dboid, uint32_t roleid, bool start_sweep, LaError *err)
 {
 	volatile int slot;
 	LaSaved		saved;
+	bool		scout = roleid == 0;
 
 	if (!la_call_begin(err))
 		return -1;
 	la_save(&saved);
-	slot = la_slot_reserve(MyDatabaseId, (Oid) roleid);
+	slot = la_slot_reserve(scout ? LA_KIND_SCOUT : LA_KIND_WORKER, (Oid) dboid, (Oid) roleid,
+						   start_sweep);
 	if (slot < 0)
 		return -1;
 	PG_TRY();
 	{
-		la_launch_register(roleid, slot);
+		la_launch_register(scout, slot);
 	}
 	PG_CATCH();
 	{

@@ -24,23 +24,24 @@ import (
 	"github.com/lanterndata/lantern_async/control"
 )
 
-// dispatcherNaptime bounds how long a missed wake-up can delay a task.
-const dispatcherNaptime = time.Second
+// launcherNaptime bounds how long a missed wake-up can delay a task; every
+// expected one is explicit (a commit, a process that ended).
+const launcherNaptime = 10 * time.Second
 
 // workerIdleTimeout is how long a worker waits for more tasks of its role
-// before it exits; the dispatcher wakes it when some are committed.
+// before it exits; a submit's commit wakes it.
 const workerIdleTimeout = time.Second
 
-// A role whose workers end without finishing a task is relaunched no
-// sooner than this, doubling up to the maximum: no user can make the
-// server fork in a loop.
+// A (database, role) whose workers end without finishing a task is
+// relaunched no sooner than this, doubling up to the maximum: no user can
+// make the server fork in a loop.
 const (
 	launchBackoffMin = 250 * time.Millisecond
 	launchBackoffMax = time.Minute
 )
 
 // Exit codes for the C caller's proc_exit: 1 makes the postmaster restart a
-// static worker such as the dispatcher; dynamic workers never restart.
+// static worker such as the launcher; dynamic workers never restart.
 const (
 	exitDone    = 0
 	exitRestart = 1
@@ -78,19 +79,37 @@ func LanternAsyncWorkerMain(slot C.int) C.int {
 	return exitDone
 }
 
-//export LanternAsyncDispatcherMain
-func LanternAsyncDispatcherMain(C.int) C.int {
+//export LanternAsyncLauncherMain
+func LanternAsyncLauncherMain(C.int) C.int {
 	if !enter() {
 		return exitRestart
 	}
 	pg := newPG()
-	d := control.Dispatcher{
+	l := control.Launcher{
 		Cluster: &cluster{pg: pg},
 		Log:     pg,
-		Naptime: dispatcherNaptime,
+		Naptime: launcherNaptime,
 		Backoff: control.Backoff{Min: launchBackoffMin, Max: launchBackoffMax},
 		Now:     time.Now,
 	}
-	d.Run()
+	l.Run()
 	return exitRestart
+}
+
+//export LanternAsyncScoutMain
+func LanternAsyncScoutMain(slot C.int) C.int {
+	if !enter() {
+		return exitRestart
+	}
+	pg := newPG()
+	s := control.Scout{
+		Site:       newSite(pg, slot),
+		Log:        pg,
+		StartSweep: bool(C.la_slot_start_sweep(slot)),
+	}
+	if err := s.Run(); err != nil {
+		pg.Logf("lantern_async scout: %v", err)
+		return exitRestart
+	}
+	return exitDone
 }

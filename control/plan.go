@@ -1,116 +1,137 @@
-// Package control is the dispatcher of lantern_async: it watches the
-// queue in lantern.tasks and keeps enough worker processes running, one
-// role per worker, within lantern_async.max_workers. It never imports "C":
-// the PostgreSQL side sits behind the Cluster interface.
+// Package control is the launcher of lantern_async and its scouts. The
+// launcher is connected to no database: it reads the demand board in
+// shared memory (where submits note their work at commit) and keeps enough
+// processes running, one (database, role) per worker, within
+// lantern_async.max_workers for the whole cluster. A scout sweeps one
+// database. Neither imports "C": the PostgreSQL side sits behind the
+// Cluster and Site interfaces.
 package control
 
 import "sort"
 
-// RoleQueue summarizes the pending tasks of one role, followed by OID.
-type RoleQueue struct {
-	RoleID     uint32 // from lantern.task_owners; 0 for rows that have none
-	Username   string // the name the tasks were submitted under
-	RoleExists bool   // a role with that OID still exists
-	CanLogin   bool
-	OldestJob  int64
-	Pending    int64
+// Key names what a process serves: a role's tasks in a database, or, with
+// Role 0, a scout's sweep of the database.
+type Key struct {
+	DB   uint32
+	Role uint32
 }
 
-// runnable tells whether a worker can run this queue's tasks.
-func (q RoleQueue) runnable() bool {
-	return q.RoleID != 0 && q.RoleExists && q.CanLogin
+// Scout tells whether the key is a database's sweep rather than a role's tasks.
+func (k Key) Scout() bool { return k.Role == 0 }
+
+// Demand is one entry of the demand board: work that may be waiting.
+type Demand struct {
+	Key
+	Seq  uint64 // order in which the work was first noted: oldest first
+	Hint int64  // tasks believed pending (for how many workers to start)
 }
 
-// Slot is a worker slot in use: its role, and the task it runs (0 while
-// it starts up, looks for its next task or waits idle for one).
+// Slot is a process slot in use: what it serves, and the task it runs (0
+// while it starts up, looks for its next task, waits idle or sweeps).
 type Slot struct {
 	Index    int
-	RoleID   uint32
+	Key
 	JobID    int64
+	TasksRun int64
 	Retiring bool // asked to give the slot up; it leaves after its current task
 }
 
-// Plan is what one dispatcher round decides.
+// Plan is what one launcher round decides.
 type Plan struct {
-	Launch []uint32    // one worker per entry, for that role
-	Refuse []RoleQueue // queues whose tasks can never run: fail them
-	Wake   []int       // idle workers (slot indexes) whose role has tasks again
-	Retire []int       // workers whose slot another role's tasks need
+	Launch []Key // one process per entry
+	Wake   []int // idle workers (slot indexes) whose key has work again
+	Retire []int // workers whose slot other waiting work needs
 }
 
-// PlanRound decides which workers to start, wake and retire. Roles with
-// the fewest workers are served first, then oldest task first, one worker
-// per role per pass, so a role with a long queue cannot take every slot
-// from another. A worker that is not running a task yet will claim one, so
-// it counts against its role's queue. When no slot is free, a role with
-// tasks and no worker at all takes one from the role with the most (see
-// retirements).
-func PlanRound(queues []RoleQueue, slots []Slot, capacity int) Plan {
+// PlanRound decides which processes to start, wake and retire for the
+// demands (oldest first) within capacity slots. Databases holding the
+// fewest slots are served first, then the keys holding fewest, then the
+// oldest demand, one process per key per pass: a database or role with a
+// long queue cannot take every slot from another. A worker that is not
+// running a task will claim one, so it counts against its key's demand.
+// When no slot is free, a key with work and no process takes one from the
+// busiest (see retirements).
+func PlanRound(demands []Demand, slots []Slot, capacity int) Plan {
 	var plan Plan
 	free := capacity - len(slots)
-	held := heldByRole(slots)
-	need := make([]int64, len(queues))
-	waiting := idleByRole(slots)
-	for i, q := range queues {
-		if !q.runnable() {
-			plan.Refuse = append(plan.Refuse, q)
-			continue
-		}
-		need[i] = max(q.Pending-waiting[q.RoleID], 0)
+	held, heldDB := heldCounts(slots)
+	need := make([]int64, len(demands))
+	waiting := idleByKey(slots)
+	for i, d := range demands {
+		need[i] = max(d.want()-waiting[d.Key], 0)
 	}
-	order := fewestWorkersFirst(queues, held)
+	order := fewestFirst(demands, held, heldDB)
 	for launched := true; launched && free > 0; {
 		launched = false
 		for _, i := range order {
 			if need[i] == 0 || free == 0 {
 				continue
 			}
-			plan.Launch = append(plan.Launch, queues[i].RoleID)
+			plan.Launch = append(plan.Launch, demands[i].Key)
 			need[i]--
 			free--
+			held[demands[i].Key]++
+			heldDB[demands[i].DB]++
 			launched = true
 		}
 	}
-	plan.Wake = wakeIdle(queues, slots)
-	plan.Retire = retirements(queues, order, slots, need, held)
+	plan.Wake = wakeIdle(demands, slots)
+	plan.Retire = retirements(demands, order, slots, need, held)
 	return plan
 }
 
-// fewestWorkersFirst orders the queues by the workers their role holds,
-// keeping the oldest-task order among equals.
-func fewestWorkersFirst(queues []RoleQueue, held map[uint32]int) []int {
-	order := make([]int, len(queues))
+// want is how many processes the demand could use: a scout is one process;
+// a role, one per task believed pending, and at least one (the hint may lag).
+func (d Demand) want() int64 {
+	if d.Scout() {
+		return 1
+	}
+	return max(d.Hint, 1)
+}
+
+// fewestFirst orders the demands by the slots their database holds, then
+// their key, keeping the oldest-first order among equals.
+func fewestFirst(demands []Demand, held map[Key]int, heldDB map[uint32]int) []int {
+	order := make([]int, len(demands))
 	for i := range order {
 		order[i] = i
 	}
 	sort.SliceStable(order, func(a, b int) bool {
-		return held[queues[order[a]].RoleID] < held[queues[order[b]].RoleID]
+		da, db := demands[order[a]], demands[order[b]]
+		if heldDB[da.DB] != heldDB[db.DB] {
+			return heldDB[da.DB] < heldDB[db.DB]
+		}
+		return held[da.Key] < held[db.Key]
 	})
 	return order
 }
 
-// wakeIdle lists the idle workers whose role has pending tasks: they claim
-// them (or, when asked to retire, leave).
-func wakeIdle(queues []RoleQueue, slots []Slot) []int {
-	pending := pendingRoles(queues)
+// wakeIdle lists the idle workers whose key has work noted: they claim it
+// (or, when asked to retire, leave).
+func wakeIdle(demands []Demand, slots []Slot) []int {
+	noted := make(map[Key]bool)
+	for _, d := range demands {
+		noted[d.Key] = true
+	}
 	var wake []int
 	for _, s := range slots {
-		if s.JobID == 0 && pending[s.RoleID] {
+		if !s.Scout() && s.JobID == 0 && noted[s.Key] {
 			wake = append(wake, s.Index)
 		}
 	}
 	return wake
 }
 
-// retirements frees slots for demand no free slot could meet. First, each
-// role with tasks waiting and no worker takes a slot from the role holding
-// the most (two or more, so that one keeps working), an idle one if it has
-// one, else a busy one, which leaves after its current task: however many
-// tasks one role keeps queued (or keeps locked so that they look queued),
-// another role waits about one task's run time at most. Then idle workers
-// of roles with nothing pending give way to what demand is left. Slots
-// already retiring count as freed.
-func retirements(queues []RoleQueue, order []int, slots []Slot, need []int64, held map[uint32]int) []int {
+// retirements frees slots for demand no free slot could meet. Each key with
+// work waiting and no process takes a slot from the key holding the most:
+// an idle worker if there is one, else a busy one, which leaves after its
+// current task. A key's only worker gives way too, once it has finished a
+// task since it started (so two keys sharing one slot alternate, task by
+// task, rather than thrash). So however many tasks one database or role
+// keeps queued, or keeps submitting, other work waits about one task's run
+// time at most. Then idle workers of keys with nothing noted give way to
+// what demand is left. Slots already retiring count as freed.
+func retirements(demands []Demand, order []int, slots []Slot, need []int64, held map[Key]int) []int {
 	var retire []int
 	promised := 0
 	for _, s := range slots {
@@ -120,26 +141,29 @@ func retirements(queues []RoleQueue, order []int, slots []Slot, need []int64, he
 	}
 	taken := make(map[int]bool)
 	for _, i := range order {
-		if need[i] == 0 || held[queues[i].RoleID] > 0 {
+		if need[i] == 0 || held[demands[i].Key] > 0 {
 			continue
 		}
 		if promised > 0 {
 			promised--
 			continue
 		}
-		if victim, ok := busiestRoleSlot(slots, held, taken); ok {
+		if victim, ok := busiestSlot(slots, held, taken); ok {
 			retire = append(retire, victim.Index)
 			taken[victim.Index] = true
-			held[victim.RoleID]--
+			held[victim.Key]--
 		}
 	}
 	unmet := sum(need) - int64(len(retire)) - int64(promised)
-	pending := pendingRoles(queues)
+	noted := make(map[Key]bool)
+	for _, d := range demands {
+		noted[d.Key] = true
+	}
 	for _, s := range slots {
 		if unmet <= 0 {
 			break
 		}
-		if s.JobID == 0 && !s.Retiring && !pending[s.RoleID] && !taken[s.Index] {
+		if !s.Scout() && s.JobID == 0 && !s.Retiring && !noted[s.Key] && !taken[s.Index] {
 			retire = append(retire, s.Index)
 			unmet--
 		}
@@ -147,49 +171,46 @@ func retirements(queues []RoleQueue, order []int, slots []Slot, need []int64, he
 	return retire
 }
 
-// busiestRoleSlot picks a slot of the role with the most workers (at least
-// two), preferring an idle one.
-func busiestRoleSlot(slots []Slot, held map[uint32]int, taken map[int]bool) (Slot, bool) {
+// busiestSlot picks a worker slot of the key with the most workers,
+// preferring an idle one. A key's last worker qualifies only once it has
+// finished a task. Scouts are never retired: they end on their own.
+func busiestSlot(slots []Slot, held map[Key]int, taken map[int]bool) (Slot, bool) {
 	var best Slot
 	found := false
 	for _, s := range slots {
-		if s.Retiring || taken[s.Index] || held[s.RoleID] < 2 {
+		if s.Scout() || s.Retiring || taken[s.Index] || held[s.Key] < 1 ||
+			(held[s.Key] == 1 && s.TasksRun == 0) {
 			continue
 		}
-		if !found || held[s.RoleID] > held[best.RoleID] ||
-			(held[s.RoleID] == held[best.RoleID] && best.JobID != 0 && s.JobID == 0) {
+		if !found || held[s.Key] > held[best.Key] ||
+			(held[s.Key] == held[best.Key] && best.JobID != 0 && s.JobID == 0) {
 			best, found = s, true
 		}
 	}
 	return best, found
 }
 
-func pendingRoles(queues []RoleQueue) map[uint32]bool {
-	pending := make(map[uint32]bool)
-	for _, q := range queues {
-		if q.runnable() {
-			pending[q.RoleID] = true
-		}
-	}
-	return pending
-}
-
-// heldByRole counts the slots of each role that are not being given up.
-func heldByRole(slots []Slot) map[uint32]int {
-	held := make(map[uint32]int)
+// heldCounts counts the slots of each key and each database that are not
+// being given up.
+func heldCounts(slots []Slot) (map[Key]int, map[uint32]int) {
+	held := make(map[Key]int)
+	heldDB := make(map[uint32]int)
 	for _, s := range slots {
 		if !s.Retiring {
-			held[s.RoleID]++
+			held[s.Key]++
+			heldDB[s.DB]++
 		}
 	}
-	return held
+	return held, heldDB
 }
 
-func idleByRole(slots []Slot) map[uint32]int64 {
-	idle := make(map[uint32]int64)
+// idleByKey counts the processes that will look for work of their key
+// without a launch: idle workers, and a scout already sweeping.
+func idleByKey(slots []Slot) map[Key]int64 {
+	idle := make(map[Key]int64)
 	for _, s := range slots {
 		if s.JobID == 0 && !s.Retiring {
-			idle[s.RoleID]++
+			idle[s.Key]++
 		}
 	}
 	return idle

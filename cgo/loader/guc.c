@@ -3,6 +3,8 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
+#include "commands/dbcommands.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
 
@@ -12,22 +14,44 @@
 char	   *la_database = NULL;
 int			la_max_workers = 4;
 
+/*
+ * Unset, every database is served, and SHOW reports the one the session is
+ * in: the install scripts (0.1.0 and 0.2.0 are released and never change)
+ * check that current_database() is the one served, so they work in every
+ * database.  Outside a transaction there is no database to name.
+ */
+static const char *
+la_database_show(void)
+{
+	static char name[NAMEDATALEN];
+	char	   *current;
+
+	if (la_database != NULL && la_database[0] != '\0')
+		return la_database;
+	if (!OidIsValid(MyDatabaseId) || !IsTransactionState())
+		return "";
+	current = get_database_name(MyDatabaseId);
+	strlcpy(name, current ? current : "", sizeof(name));
+	return name;
+}
+
 void
 la_guc_define(void)
 {
 	DefineCustomStringVariable("lantern_async.database",
-							   "Database whose lantern.tasks queue the background workers serve.",
-							   NULL,
+							   "Serve only this database (empty: every database).",
+							   "By default tasks run in every database where the extension is created; "
+							   "then SHOW reports the current database.",
 							   &la_database,
-							   "postgres",
+							   "",
 							   PGC_POSTMASTER,
 							   0,
-							   NULL, NULL, NULL);
+							   NULL, NULL, la_database_show);
 
 	DefineCustomIntVariable("lantern_async.max_workers",
 							"Maximum number of tasks that run at the same time.",
-							"Each running task uses one background worker process; "
-							"the dispatcher uses one more.",
+							"Cluster-wide, shared by every database: each running task uses one "
+							"background worker process; the launcher uses one more.",
 							&la_max_workers,
 							4,
 							1, 1024,
@@ -37,7 +61,7 @@ la_guc_define(void)
 
 	MarkGUCPrefixReserved("lantern_async");
 
-	/* One bgworker slot stays with the dispatcher itself. */
+	/* One bgworker slot stays with the launcher itself. */
 	if (la_max_workers > max_worker_processes - 1)
 	{
 		int			clamped = Max(max_worker_processes - 1, 1);
@@ -45,7 +69,7 @@ la_guc_define(void)
 		ereport(LOG,
 				(errmsg("lantern_async.max_workers lowered from %d to %d",
 						la_max_workers, clamped),
-				 errdetail("max_worker_processes is %d and the dispatcher needs one of them.",
+				 errdetail("max_worker_processes is %d and the launcher needs one of them.",
 						   max_worker_processes),
 				 errhint("Raise max_worker_processes to run more tasks at the same time.")));
 		la_max_workers = clamped;

@@ -20,16 +20,28 @@
 #define LA_LIBRARY_NAME "lantern_async"
 #define LA_EXTENSION_NAME "lantern_async"
 #define LA_GO_LIBRARY_FILE "lantern_async_go.so"
-#define LA_DISPATCHER_TYPE "lantern_async dispatcher"
+#define LA_LAUNCHER_TYPE "lantern_async launcher"
 #define LA_WORKER_TYPE "lantern_async worker"
+#define LA_SCOUT_TYPE "lantern_async scout"
 
-/* Lifecycle of a worker slot; only the dispatcher frees or allocates one. */
+/*
+ * What runs in a slot: a worker runs one role's tasks in one database; a
+ * scout sweeps one database (fails what can never run or was left running,
+ * and notes the roles with pending tasks on the demand board).
+ */
+typedef enum LaSlotKind
+{
+	LA_KIND_WORKER = 0,
+	LA_KIND_SCOUT
+} LaSlotKind;
+
+/* Lifecycle of a worker slot; only the launcher frees or allocates one. */
 typedef enum LaSlotState
 {
 	LA_SLOT_FREE = 0,
 	LA_SLOT_LAUNCHING,			/* registered, process not attached yet */
 	LA_SLOT_ACTIVE,				/* process attached to the slot */
-	LA_SLOT_EXITED				/* process gone; dispatcher has not reaped it */
+	LA_SLOT_EXITED				/* process gone; the launcher has not reaped it */
 } LaSlotState;
 
 /* A copy of one slot, taken under the lock. */
@@ -37,6 +49,8 @@ typedef struct LaSlotView
 {
 	int			index;
 	LaSlotState state;
+	LaSlotKind	kind;
+	Oid			dboid;
 	Oid			roleid;
 	int			pid;
 	int64		jobid;			/* task being run, 0 when none */
@@ -46,6 +60,23 @@ typedef struct LaSlotView
 	bool		retiring;		/* asked to give the slot up */
 	int64		tasks_run;		/* tasks the worker finished */
 } LaSlotView;
+
+/* One entry of the demand board (demand.c), as the launcher reads it. */
+typedef struct LaDemandView
+{
+	Oid			dboid;
+	Oid			roleid;			/* InvalidOid: a scout of the database is wanted */
+	uint64		seq;			/* smaller: noted earlier */
+	int64		hint;			/* tasks believed pending */
+} LaDemandView;
+
+/* A task whose worker ended while running it (slots.c). */
+typedef struct LaLostView
+{
+	int64		jobid;
+	Oid			tasks_relid;
+	bool		canceled;
+} LaLostView;
 
 /* GUCs (guc.c) */
 extern PGDLLEXPORT char *la_database;
@@ -92,11 +123,16 @@ typedef struct LaSettle
 	const char *to_status;
 	const char *message;		/* error_message, NULL for none */
 	const char *sqlstate;		/* recorded in task_errors, NULL for none */
+	const int64 *only;			/* only these jobids (nonly of them); NULL: any */
+	int			nonly;
+	const int64 *except;		/* never these jobids (nexcept of them); NULL: none */
+	int			nexcept;
 } LaSettle;
 
 extern PGDLLEXPORT int64 la_queue_settle(const LaCatalog *cat, const LaSettle *s);
+extern PGDLLEXPORT int la_queue_running(const LaCatalog *cat, int64 **jobids);
 
-/* Worker registration, shared by the dispatcher's and the workers' (loader.c). */
+/* Worker registration, shared by the launcher and the processes it starts (loader.c). */
 extern PGDLLEXPORT void la_worker_describe(BackgroundWorker *worker, const char *function,
 										   const char *type, const char *name,
 										   int restart_time);
@@ -104,11 +140,11 @@ extern PGDLLEXPORT void la_worker_describe(BackgroundWorker *worker, const char 
 /* Shared memory (shmem.c, slots.c, slot_cancel.c) */
 extern PGDLLEXPORT int la_slot_count(void);
 extern PGDLLEXPORT void la_slot_view(int index, LaSlotView *view);
-extern PGDLLEXPORT int la_slot_reserve(Oid dboid, Oid roleid);
+extern PGDLLEXPORT int la_slot_reserve(LaSlotKind kind, Oid dboid, Oid roleid, bool start_sweep);
 extern PGDLLEXPORT void la_slot_release(int index);
 extern PGDLLEXPORT void la_slot_reap(int index, LaSlotView *view);
 extern void la_slot_attach(int index);
-extern PGDLLEXPORT void la_slot_set_job(int index, int64 jobid, Oid tasks_relid);
+extern PGDLLEXPORT bool la_slot_set_job(int index, int64 jobid, Oid tasks_relid);
 extern PGDLLEXPORT void la_slot_task_done(int index);
 extern PGDLLEXPORT bool la_slot_begin_finishing(int index, int64 jobid);
 extern void la_slot_mark_clean(int index);
@@ -119,10 +155,35 @@ extern bool la_slot_cancel_job(int64 jobid, Oid tasks_relid);
 extern void la_slot_cancel_role(Oid roleid, Oid tasks_relid);
 extern PGDLLEXPORT bool la_slot_cancel_requested(int index, int64 jobid);
 extern bool la_slot_cancel_is_current(int index);
-extern void la_slot_target(int index, Oid *dboid, Oid *roleid);
-extern void la_dispatcher_attach(void);
-extern void la_dispatcher_wake(void);
+extern void la_slot_target(int index, LaSlotKind *kind, Oid *dboid, Oid *roleid);
+extern PGDLLEXPORT bool la_slot_start_sweep(int index);
+extern void la_slot_wake_idle(Oid dboid, Oid roleid);
+extern void la_slot_evict_database(Oid dboid);
+extern int	la_slot_count_idle_in_database(Oid dboid);
+extern PGDLLEXPORT int la_slot_live_jobs(Oid dboid, int64 *jobids, int max);
+extern void la_launcher_attach(void);
+extern PGDLLEXPORT void la_launcher_wake(void);
 extern PGDLLEXPORT bool la_reconcile_needed(void);
 extern PGDLLEXPORT void la_reconcile_done(void);
+
+/* Tasks whose worker ended while running them (lost.c) */
+extern PGDLLEXPORT void la_lost_add(Oid dboid, Oid tasks_relid, int64 jobid, bool canceled);
+extern PGDLLEXPORT int la_lost_list(Oid dboid, LaLostView *views, int max);
+extern PGDLLEXPORT void la_lost_remove(Oid dboid, int64 jobid, Oid tasks_relid);
+extern PGDLLEXPORT void la_lost_forget_database(Oid dboid);
+
+/* The demand board (demand.c) */
+extern PGDLLEXPORT void la_demand_note(Oid dboid, Oid roleid, int64 ntasks);
+extern PGDLLEXPORT void la_demand_looking(Oid dboid, Oid roleid);
+extern PGDLLEXPORT void la_demand_claimed(Oid dboid, Oid roleid);
+extern PGDLLEXPORT bool la_demand_settled(Oid dboid, Oid roleid);
+extern PGDLLEXPORT void la_demand_forget(Oid dboid, Oid roleid);
+extern PGDLLEXPORT void la_demand_forget_database(Oid dboid);
+extern PGDLLEXPORT int la_demand_read(LaDemandView *views, int max);
+extern PGDLLEXPORT bool la_demand_take_overflow(void);
+extern PGDLLEXPORT int la_demand_capacity(void);
+
+/* Databases a DROP/ALTER/CREATE DATABASE waits to have to itself (dbguard.c) */
+extern PGDLLEXPORT bool la_database_blocked(Oid dboid);
 
 #endif							/* LA_SHARED_H */

@@ -3,7 +3,7 @@
  * loader's shmem.c, slots.c and slot_cancel.c
  *
  * One slot per task that may run at once (lantern_async.max_workers).  The
- * dispatcher reserves a slot before it launches a worker and frees it after
+ * launcher reserves a slot before it launches a worker and frees it after
  * the worker is gone, so a slot's jobid tells, even after its process died,
  * which task it was running.  Everything is a short critical section under
  * one spinlock: no PostgreSQL call that could ERROR runs while it is held.
@@ -12,20 +12,25 @@
 #define LA_SLOTS_H
 
 #include "port/atomics.h"
+#include "storage/lwlock.h"
 #include "storage/spin.h"
+#include "utils/timestamp.h"
 
 #include "la_shared.h"
 
 typedef struct LaSlot
 {
 	LaSlotState state;
+	LaSlotKind	kind;
+	bool		start_sweep;	/* a scout's first sweep after a server start */
 	Oid			dboid;
 	Oid			roleid;
 	int			pid;
 	Oid			tasks_relid;
 	bool		clean_exit;
 	bool		finishing;		/* the task's outcome is being committed: too late to cancel */
-	bool		retire;			/* the dispatcher needs the slot: exit instead of waiting */
+	bool		retire;			/* the slot is needed elsewhere, or its database is
+								 * being dropped: exit instead of claiming or waiting */
 	int			procno;			/* the worker's PGPROC, for its latch; -1 when none */
 	int64		tasks_run;
 	/* Atomics: the worker's cancel handler reads them without the lock. */
@@ -33,11 +38,61 @@ typedef struct LaSlot
 	pg_atomic_uint64 cancel_jobid;	/* task lantern.cancel_task() stopped, 0 when none */
 } LaSlot;
 
+/*
+ * The demand board (demand.c): where committed work may be waiting.  An
+ * entry (database, role) says that role may have pending tasks there; an
+ * entry with roleid InvalidOid asks for a scout of the database.  Submits
+ * add entries at commit, workers and scouts remove them once they looked
+ * and found nothing; the launcher reads them instead of any table.
+ */
+#define LA_DEMANDS 512
+
+typedef struct LaDemand
+{
+	bool		in_use;
+	bool		fresh;			/* work was noted since the last worker looked */
+	Oid			dboid;
+	Oid			roleid;
+	uint64		seq;			/* order of first noting: oldest first */
+	int64		hint;			/* tasks believed pending, for parallelism only */
+} LaDemand;
+
+/*
+ * A task whose worker ended while running it, until a scout of its database
+ * settles it.  If the list is full, the scout's sweep still fails the task
+ * (as 'failed' even if a cancel had been accepted).
+ */
+#define LA_LOST 64
+
+typedef struct LaLost
+{
+	Oid			dboid;
+	Oid			tasks_relid;
+	int64		jobid;			/* 0: entry unused */
+	bool		canceled;		/* cancel_task() had accepted a cancel of it */
+} LaLost;
+
+/* A database a DROP/ALTER/CREATE DATABASE is waiting to have to itself. */
+#define LA_BLOCKS 16
+
+typedef struct LaBlock
+{
+	Oid			dboid;			/* InvalidOid: unused */
+	int			pid;			/* the backend running the command */
+	TimestampTz until;			/* safety net if that backend never unblocks */
+} LaBlock;
+
 typedef struct LaShmem
 {
-	slock_t		mutex;
-	int			dispatcher_procno;	/* -1 while no dispatcher runs */
-	bool		reconciled;		/* crash reconciliation done since start */
+	slock_t		mutex;			/* slots, lost tasks, blocks, launcher */
+	int			launcher_procno;	/* -1 while no launcher runs */
+	bool		reconciled;		/* the start sweep was planned since start */
+	LWLock	   *board_lock;		/* the demand board */
+	uint64		demand_seq;
+	bool		demand_overflow;	/* an entry did not fit: scout every database */
+	LaDemand	demands[LA_DEMANDS];
+	LaBlock		blocks[LA_BLOCKS];
+	LaLost		lost[LA_LOST];
 	int			nslots;
 	LaSlot		slots[FLEXIBLE_ARRAY_MEMBER];
 } LaShmem;

@@ -6,9 +6,9 @@
  * c-shared library starts the Go runtime and its threads as soon as it is
  * loaded; after fork() only the forking thread survives, so the runtime of
  * every child would be broken (a goroutine, time.Sleep or GC hangs forever).
- * This library is therefore plain C: it defines the GUCs and shared memory,
- * registers the dispatcher, and provides the background-worker entry
- * points.  Each worker dlopen()s the Go library itself, after the fork
+ * This library is therefore plain C: it defines the GUCs, shared memory
+ * and the utility hook, registers the launcher, and provides the
+ * background-worker entry points.  Each worker dlopen()s the Go library itself, after the fork
  * (golib.c).
  */
 #include "postgres.h"
@@ -28,13 +28,14 @@
 PG_MODULE_MAGIC;
 
 void		_PG_init(void);
-PGDLLEXPORT void lantern_async_dispatcher_main(Datum arg);
+PGDLLEXPORT void lantern_async_launcher_main(Datum arg);
 PGDLLEXPORT void lantern_async_worker_main(Datum arg);
+PGDLLEXPORT void lantern_async_scout_main(Datum arg);
 
 /*
- * Fill in a lantern_async background worker: the dispatcher (registered
- * here, at server start) and the task workers (registered by the
- * dispatcher, la_launch.c) differ only in entry point, name and restart.
+ * Fill in a lantern_async background worker: the launcher (registered
+ * here, at server start), the task workers and the scouts (registered by
+ * the launcher, la_launch.c) differ only in entry point, name and restart.
  */
 void
 la_worker_describe(BackgroundWorker *worker, const char *function, const char *type,
@@ -51,12 +52,12 @@ la_worker_describe(BackgroundWorker *worker, const char *function, const char *t
 }
 
 static void
-la_register_dispatcher(void)
+la_register_launcher(void)
 {
 	BackgroundWorker worker;
 
-	la_worker_describe(&worker, "lantern_async_dispatcher_main", LA_DISPATCHER_TYPE,
-					   LA_DISPATCHER_TYPE, 5);
+	la_worker_describe(&worker, "lantern_async_launcher_main", LA_LAUNCHER_TYPE,
+					   LA_LAUNCHER_TYPE, 5);
 	RegisterBackgroundWorker(&worker);
 }
 
@@ -71,7 +72,8 @@ _PG_init(void)
 
 	la_guc_define();
 	la_shmem_install_hooks();
-	la_register_dispatcher();
+	la_dbguard_install_hook();
+	la_register_launcher();
 }
 
 static int	la_worker_slot = -1;
@@ -101,20 +103,61 @@ la_worker_signals(void)
 	BackgroundWorkerUnblockSignals();
 }
 
+/*
+ * The launcher connects to no database (only the shared catalogs, to see
+ * databases and roles): it never stands in a DROP DATABASE's way, and it
+ * finds work on the demand board, not in any table.
+ */
 void
-lantern_async_dispatcher_main(Datum arg)
+lantern_async_launcher_main(Datum arg)
 {
 	la_worker_signals();
-	la_dispatcher_attach();
-	BackgroundWorkerInitializeConnection(la_database, NULL, 0);
-	pgstat_report_appname(LA_DISPATCHER_TYPE);
-	proc_exit(la_golib_run("LanternAsyncDispatcherMain", 0));
+	la_launcher_attach();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	pgstat_report_appname(LA_LAUNCHER_TYPE);
+	proc_exit(la_golib_run("LanternAsyncLauncherMain", 0));
+}
+
+/* A task's ERROR is its outcome, and a scout's is logged: never FATAL. */
+static void
+la_exit_on_error_off(void)
+{
+	/*
+	 * exit_on_error (which a role may set for itself) would make an ERROR
+	 * FATAL, and the error would be lost with the process.  An override
+	 * outranks any SET and survives RESET ALL.
+	 */
+	SetConfigOption("exit_on_error", "off", PGC_SUSET, PGC_S_OVERRIDE);
+}
+
+/*
+ * A scout sweeps one database as the bootstrap superuser (InvalidOid),
+ * running only the extension's fixed SQL, and exits.
+ */
+void
+lantern_async_scout_main(Datum arg)
+{
+	int			slot = DatumGetInt32(arg);
+	LaSlotKind	kind;
+	Oid			dboid;
+	Oid			roleid;
+
+	la_slot_attach(slot);
+	la_worker_signals();
+	la_slot_target(slot, &kind, &dboid, &roleid);
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	SetConfigOption("application_name", LA_SCOUT_TYPE, PGC_BACKEND, PGC_S_CLIENT);
+	la_exit_on_error_off();
+	if (la_golib_run("LanternAsyncScoutMain", slot) == 0)
+		la_slot_mark_clean(slot);
+	proc_exit(0);
 }
 
 void
 lantern_async_worker_main(Datum arg)
 {
 	int			slot = DatumGetInt32(arg);
+	LaSlotKind	kind;
 	Oid			dboid;
 	Oid			roleid;
 
@@ -123,7 +166,7 @@ lantern_async_worker_main(Datum arg)
 	la_worker_slot = slot;
 	pqsignal(SIGUSR2, la_worker_cancel_handler);
 	la_worker_signals();
-	la_slot_target(slot, &dboid, &roleid);
+	la_slot_target(slot, &kind, &dboid, &roleid);
 
 	/*
 	 * A real session of the submitting role: the task's SQL gets exactly that
@@ -132,13 +175,7 @@ lantern_async_worker_main(Datum arg)
 	BackgroundWorkerInitializeConnectionByOid(dboid, roleid, 0);
 	/* As if sent by a client: DISCARD ALL between tasks keeps it. */
 	SetConfigOption("application_name", LA_WORKER_TYPE, PGC_BACKEND, PGC_S_CLIENT);
-
-	/*
-	 * A task's ERROR is its outcome: exit_on_error (which a role may set for
-	 * itself) would make it FATAL, and the error would be lost with the
-	 * process.  An override outranks any SET and survives RESET ALL.
-	 */
-	SetConfigOption("exit_on_error", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	la_exit_on_error_off();
 	if (la_golib_run("LanternAsyncWorkerMain", slot) == 0)
 		la_slot_mark_clean(slot);
 	proc_exit(0);

@@ -1,8 +1,8 @@
 /*
  * queue.c - the one statement that gives tasks their final status
  *
- * Used by the workers (an outcome), the dispatcher (lost tasks, refused
- * roles, reconciliation after a restart) and the cancel functions (pending
+ * Used by the workers (an outcome), the scouts (lost tasks, refused roles,
+ * tasks left running by a restart) and the cancel functions (pending
  * tasks), so every final write records the same columns the same way: the
  * status, error_message and duration once, the SQLSTATE beside them in
  * task_errors.  Runs inside la_privileged_begin/end.
@@ -11,6 +11,7 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/snapmgr.h"
 
@@ -31,6 +32,7 @@ la_queue_settle_sql(const LaCatalog *cat, bool skip_locked)
 					"  WHERE t.status = $4 AND ($1 IS NULL OR t.jobid = $1)"
 					"    AND ($2 = 0 OR EXISTS (SELECT FROM %s o WHERE o.jobid = t.jobid AND o.roleid = $2))"
 					"    AND (NOT $3 OR NOT EXISTS (SELECT FROM %s o WHERE o.jobid = t.jobid))"
+					"    AND ($8 IS NULL OR t.jobid = ANY ($8)) AND ($9 IS NULL OR t.jobid <> ALL ($9))"
 					"  FOR UPDATE OF t%s), "
 					"settled AS ("
 					"  UPDATE %s t SET status = $5, error_message = $6, "
@@ -51,6 +53,43 @@ la_queue_text(const char *value, char *null)
 {
 	*null = value ? ' ' : 'n';
 	return value ? CStringGetTextDatum(value) : (Datum) 0;
+}
+
+/* A bigint[] of jobids; NULL (no filter) when jobids is NULL. */
+static Datum
+la_queue_jobids(const int64 *jobids, int n, char *null)
+{
+	Datum	   *elems;
+
+	*null = jobids ? ' ' : 'n';
+	if (jobids == NULL)
+		return (Datum) 0;
+	elems = palloc(sizeof(Datum) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		elems[i] = Int64GetDatum(jobids[i]);
+	return PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
+										   TYPALIGN_DOUBLE));
+}
+
+/* The jobids of the tasks 'running' now; palloc'd. */
+int
+la_queue_running(const LaCatalog *cat, int64 **jobids)
+{
+	int			rc;
+
+	rc = SPI_execute(psprintf("SELECT jobid FROM %s WHERE status = 'running'", cat->tasks_name),
+					 true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "lantern_async could not read the running tasks: %s", SPI_result_code_string(rc));
+	*jobids = palloc(sizeof(int64) * Max(SPI_processed, 1));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		(*jobids)[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1,
+												   &isnull));
+	}
+	return (int) SPI_processed;
 }
 
 /*
@@ -80,9 +119,10 @@ la_queue_execute(const char *sql, int nargs, Oid *types, Datum *values, const ch
 int64
 la_queue_settle(const LaCatalog *cat, const LaSettle *s)
 {
-	Oid			types[7] = {INT8OID, OIDOID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[7];
-	char		nulls[8] = "       ";
+	Oid			types[9] = {INT8OID, OIDOID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	INT8ARRAYOID, INT8ARRAYOID};
+	Datum		values[9];
+	char		nulls[10] = "         ";
 	bool		isnull;
 	int			rc;
 
@@ -94,7 +134,9 @@ la_queue_settle(const LaCatalog *cat, const LaSettle *s)
 	values[4] = la_queue_text(s->to_status, &nulls[4]);
 	values[5] = la_queue_text(s->message, &nulls[5]);
 	values[6] = la_queue_text(s->sqlstate, &nulls[6]);
-	rc = la_queue_execute(la_queue_settle_sql(cat, s->skip_locked), 7, types, values, nulls,
+	values[7] = la_queue_jobids(s->only, s->nonly, &nulls[7]);
+	values[8] = la_queue_jobids(s->except, s->nexcept, &nulls[8]);
+	rc = la_queue_execute(la_queue_settle_sql(cat, s->skip_locked), 9, types, values, nulls,
 						  s->latest_snapshot);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "lantern_async could not update the status of tasks: %s",

@@ -1,7 +1,8 @@
 /*
- * shmem.c - lantern_async's shared memory: its creation, the dispatcher's
+ * shmem.c - lantern_async's shared memory: its creation, the launcher's
  * latch and the reconciliation flag (the slots are in slots.c, their
- * cancels in slot_cancel.c; the layout in la_slots.h)
+ * cancels in slot_cancel.c, the demand board in demand.c, lost tasks in
+ * lost.c; the layout in la_slots.h)
  */
 #include "postgres.h"
 
@@ -36,6 +37,7 @@ la_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(la_shmem_size());
+	RequestNamedLWLockTranche(LA_LIBRARY_NAME, 1);
 }
 
 static void
@@ -52,7 +54,8 @@ la_shmem_startup(void)
 	{
 		memset(la_shmem, 0, la_shmem_size());
 		SpinLockInit(&la_shmem->mutex);
-		la_shmem->dispatcher_procno = -1;
+		la_shmem->launcher_procno = -1;
+		la_shmem->board_lock = &(GetNamedLWLockTranche(LA_LIBRARY_NAME))->lock;
 		la_shmem->nslots = la_max_workers;
 		for (int i = 0; i < la_shmem->nslots; i++)
 		{
@@ -73,32 +76,32 @@ la_shmem_install_hooks(void)
 }
 
 static void
-la_dispatcher_detach(int code, Datum arg)
+la_launcher_detach(int code, Datum arg)
 {
 	SpinLockAcquire(&la_shmem->mutex);
-	la_shmem->dispatcher_procno = -1;
+	la_shmem->launcher_procno = -1;
 	SpinLockRelease(&la_shmem->mutex);
 }
 
 void
-la_dispatcher_attach(void)
+la_launcher_attach(void)
 {
-	on_shmem_exit(la_dispatcher_detach, (Datum) 0);
+	on_shmem_exit(la_launcher_detach, (Datum) 0);
 	SpinLockAcquire(&la_shmem->mutex);
-	la_shmem->dispatcher_procno = MyProc->pgprocno;
+	la_shmem->launcher_procno = MyProc->pgprocno;
 	SpinLockRelease(&la_shmem->mutex);
 }
 
 /* Safe to call from any backend, in any state: it never errors. */
 void
-la_dispatcher_wake(void)
+la_launcher_wake(void)
 {
 	int			procno;
 
 	if (la_shmem == NULL)
 		return;
 	SpinLockAcquire(&la_shmem->mutex);
-	procno = la_shmem->dispatcher_procno;
+	procno = la_shmem->launcher_procno;
 	SpinLockRelease(&la_shmem->mutex);
 	if (procno >= 0)
 		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
@@ -107,7 +110,7 @@ la_dispatcher_wake(void)
 /*
  * Shared memory is created anew at every server start and after every crash,
  * before any worker can run, so rows still 'running' when it is fresh have no
- * live process.  The dispatcher reconciles them once, before its first launch.
+ * live process.  The launcher's first sweep of every database fails them.
  */
 bool
 la_reconcile_needed(void)

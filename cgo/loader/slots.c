@@ -1,7 +1,7 @@
 /*
  * slots.c - the life of a worker slot: reserved and released by the
- * dispatcher, attached and detached by its worker, the task it runs, and
- * the wake-ups and retirement of an idle worker
+ * launcher, attached and detached by its worker or scout, the task it runs,
+ * and the wake-ups and retirement of an idle worker
  */
 #include "postgres.h"
 
@@ -33,6 +33,8 @@ la_slot_copy(int index, LaSlotView *view)
 
 	view->index = index;
 	view->state = slot->state;
+	view->kind = slot->kind;
+	view->dboid = slot->dboid;
 	view->roleid = slot->roleid;
 	view->pid = slot->pid;
 	view->jobid = (int64) pg_atomic_read_u64(&slot->jobid);
@@ -56,6 +58,8 @@ static void
 la_slot_free(LaSlot *slot)
 {
 	slot->state = LA_SLOT_FREE;
+	slot->kind = LA_KIND_WORKER;
+	slot->start_sweep = false;
 	slot->dboid = InvalidOid;
 	slot->roleid = InvalidOid;
 	slot->pid = 0;
@@ -71,7 +75,7 @@ la_slot_free(LaSlot *slot)
 
 /* Returns the index of a newly reserved slot, or -1 when all are in use. */
 int
-la_slot_reserve(Oid dboid, Oid roleid)
+la_slot_reserve(LaSlotKind kind, Oid dboid, Oid roleid, bool start_sweep)
 {
 	int			found = -1;
 
@@ -84,6 +88,8 @@ la_slot_reserve(Oid dboid, Oid roleid)
 			continue;
 		la_slot_free(slot);		/* from a clean slate, also at first use */
 		slot->state = LA_SLOT_LAUNCHING;
+		slot->kind = kind;
+		slot->start_sweep = start_sweep;
 		slot->dboid = dboid;
 		slot->roleid = roleid;
 		found = i;
@@ -129,7 +135,7 @@ la_slot_detach(int code, Datum arg)
 /*
  * Called first thing in a worker: from here on, however the process ends
  * short of a crash, the slot is marked exited and keeps its jobid for the
- * dispatcher to see.  (A crash reinitializes shared memory.)
+ * launcher to see.  (A crash reinitializes shared memory.)
  */
 void
 la_slot_attach(int index)
@@ -144,18 +150,29 @@ la_slot_attach(int index)
 	SpinLockRelease(&la_shmem->mutex);
 }
 
-/* A claim names its task here before it commits (see la_bk_claim). */
-void
+/*
+ * A claim names its task here before it commits (see la_bk_claim).  False,
+ * and nothing named, when the slot was asked to retire meanwhile: the claim
+ * must then roll back, so that a DROP DATABASE that evicted this worker does
+ * not find a task started after all.
+ */
+bool
 la_slot_set_job(int index, int64 jobid, Oid tasks_relid)
 {
 	LaSlot	   *slot = &la_shmem->slots[index];
 
 	SpinLockAcquire(&la_shmem->mutex);
+	if (slot->retire)
+	{
+		SpinLockRelease(&la_shmem->mutex);
+		return false;
+	}
 	slot->tasks_relid = tasks_relid;
 	slot->finishing = false;
 	pg_atomic_write_u64(&slot->cancel_jobid, 0);
 	pg_atomic_write_u64(&slot->jobid, (uint64) jobid);
 	SpinLockRelease(&la_shmem->mutex);
+	return true;
 }
 
 /* The task's outcome is committed: the slot no longer names it. */
@@ -215,10 +232,118 @@ la_slot_mark_clean(int index)
 }
 
 void
-la_slot_target(int index, Oid *dboid, Oid *roleid)
+la_slot_target(int index, LaSlotKind *kind, Oid *dboid, Oid *roleid)
 {
 	SpinLockAcquire(&la_shmem->mutex);
+	*kind = la_shmem->slots[index].kind;
 	*dboid = la_shmem->slots[index].dboid;
 	*roleid = la_shmem->slots[index].roleid;
 	SpinLockRelease(&la_shmem->mutex);
+}
+
+bool
+la_slot_start_sweep(int index)
+{
+	bool		start;
+
+	SpinLockAcquire(&la_shmem->mutex);
+	start = la_shmem->slots[index].start_sweep;
+	SpinLockRelease(&la_shmem->mutex);
+	return start;
+}
+
+/* A slot whose process is (or soon will be) connected and runs no task. */
+static bool
+la_slot_idle_in(LaSlot *slot, Oid dboid)
+{
+	return slot->dboid == dboid &&
+		(slot->state == LA_SLOT_LAUNCHING || slot->state == LA_SLOT_ACTIVE) &&
+		pg_atomic_read_u64(&slot->jobid) == 0;
+}
+
+/*
+ * Wake the idle workers of a role in a database: a submit committed tasks
+ * for them.  Called at commit, from any backend; never errors.
+ */
+void
+la_slot_wake_idle(Oid dboid, Oid roleid)
+{
+	int			procnos[64];
+	int			n = 0;
+
+	SpinLockAcquire(&la_shmem->mutex);
+	for (int i = 0; i < la_shmem->nslots && n < lengthof(procnos); i++)
+	{
+		LaSlot	   *slot = &la_shmem->slots[i];
+
+		if (slot->kind == LA_KIND_WORKER && slot->roleid == roleid && !slot->retire &&
+			slot->state == LA_SLOT_ACTIVE && la_slot_idle_in(slot, dboid) && slot->procno >= 0)
+			procnos[n++] = slot->procno;
+	}
+	SpinLockRelease(&la_shmem->mutex);
+	/* SetLatch outside the spinlock: it may signal another process. */
+	for (int i = 0; i < n; i++)
+		SetLatch(&ProcGlobal->allProcs[procnos[i]].procLatch);
+}
+
+/*
+ * Ask every process of ours in a database to leave: idle workers and scouts
+ * exit at once, a worker running a task after it (see la_slot_set_job).
+ */
+void
+la_slot_evict_database(Oid dboid)
+{
+	int			procnos[64];
+	int			n = 0;
+
+	SpinLockAcquire(&la_shmem->mutex);
+	for (int i = 0; i < la_shmem->nslots; i++)
+	{
+		LaSlot	   *slot = &la_shmem->slots[i];
+
+		if (slot->dboid != dboid || slot->state == LA_SLOT_FREE)
+			continue;
+		slot->retire = true;
+		if (slot->procno >= 0 && n < lengthof(procnos))
+			procnos[n++] = slot->procno;
+	}
+	SpinLockRelease(&la_shmem->mutex);
+	for (int i = 0; i < n; i++)
+		SetLatch(&ProcGlobal->allProcs[procnos[i]].procLatch);
+}
+
+/* Processes of ours in a database that run no task (they are leaving). */
+int
+la_slot_count_idle_in_database(Oid dboid)
+{
+	int			n = 0;
+
+	SpinLockAcquire(&la_shmem->mutex);
+	for (int i = 0; i < la_shmem->nslots; i++)
+		if (la_slot_idle_in(&la_shmem->slots[i], dboid))
+			n++;
+	SpinLockRelease(&la_shmem->mutex);
+	return n;
+}
+
+/*
+ * The jobids that live slots of a database run (or claim) now: a scout must
+ * not fail those.  Returns how many were copied, at most max.
+ */
+int
+la_slot_live_jobs(Oid dboid, int64 *jobids, int max)
+{
+	int			n = 0;
+
+	SpinLockAcquire(&la_shmem->mutex);
+	for (int i = 0; i < la_shmem->nslots && n < max; i++)
+	{
+		LaSlot	   *slot = &la_shmem->slots[i];
+		uint64		jobid = pg_atomic_read_u64(&slot->jobid);
+
+		if (slot->dboid == dboid && slot->state != LA_SLOT_FREE && jobid != 0)
+			jobids[n++] = (int64) jobid;
+	}
+	SpinLockRelease(&la_shmem->mutex);
+	return n;
 }

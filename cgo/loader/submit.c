@@ -1,5 +1,6 @@
 /*
- * submit.c - lantern.async_task(): queue a task and wake the dispatcher at commit
+ * submit.c - lantern.async_task(): queue a task, and note it on the demand
+ * board at commit
  */
 #include "postgres.h"
 
@@ -21,14 +22,20 @@
 
 PG_FUNCTION_INFO_V1(lantern_async_task);
 
-/* Tasks this backend queued in the current transaction. */
+/*
+ * Tasks this backend queued in the current transaction, for one role (the
+ * common case); tasks queued under several roles (SET ROLE between submits)
+ * are noted as a scout request for the database, which finds them all.
+ */
 static int	la_queued_in_xact = 0;
+static Oid	la_queued_role = InvalidOid;
+static bool la_queued_mixed = false;
 static bool la_xact_callback_registered = false;
 
 /*
- * Wake the dispatcher at commit, never at insert: only then is the row
- * durable and visible to it.  An aborted or prepared transaction queues
- * nothing runnable yet (COMMIT PREPARED relies on the dispatcher's timeout).
+ * Note the work at commit, never at insert: only then is the row durable
+ * and visible to a worker.  An aborted transaction queued nothing; a
+ * prepared one is noted when COMMIT PREPARED commits (dbguard.c).
  */
 static void
 la_submit_xact_callback(XactEvent event, void *arg)
@@ -36,15 +43,16 @@ la_submit_xact_callback(XactEvent event, void *arg)
 	switch (event)
 	{
 		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
 			if (la_queued_in_xact > 0)
-				la_dispatcher_wake();
+				la_demand_note(MyDatabaseId, la_queued_mixed ? InvalidOid : la_queued_role,
+							   la_queued_in_xact);
 			la_queued_in_xact = 0;
+			la_queued_mixed = false;
 			break;
 		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			la_queued_in_xact = 0;
+			la_queued_mixed = false;
 			break;
 		default:
 			break;
@@ -93,19 +101,18 @@ la_submit_check_role(Oid roleid)
 						 "or grant LOGIN to role \"%s\".", rolename)));
 }
 
+/* lantern_async.database, when set, is the one database served. */
 static void
 la_submit_check_database(void)
 {
-	/* lantern_async.database is fixed at server start: resolve it once. */
-	static Oid	served = InvalidOid;
-
-	if (!OidIsValid(served))
-		served = get_database_oid(la_database, true);
-	if (MyDatabaseId != served)
+	if (la_database == NULL || la_database[0] == '\0')
+		return;
+	if (strcmp(get_database_name(MyDatabaseId), la_database) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("lantern_async only runs tasks in database \"%s\"", la_database),
-				 errhint("Submit the task in database \"%s\", or change lantern_async.database and restart the server.",
+				 errdetail("lantern_async.database is set, and only that database is served."),
+				 errhint("Submit the task in database \"%s\", or reset lantern_async.database and restart the server.",
 						 la_database)));
 }
 
@@ -150,6 +157,9 @@ lantern_async_task(PG_FUNCTION_ARGS)
 		RegisterXactCallback(la_submit_xact_callback, NULL);
 		la_xact_callback_registered = true;
 	}
+	if (la_queued_in_xact > 0 && la_queued_role != roleid)
+		la_queued_mixed = true;
+	la_queued_role = roleid;
 	la_queued_in_xact++;
 	PG_RETURN_INT64(jobid);
 }

@@ -65,7 +65,8 @@ type Options struct {
 	NoPreload bool
 	// MaxWorkers is lantern_async.max_workers (default 4).
 	MaxWorkers int
-	// Database is lantern_async.database (default "postgres").
+	// Database is lantern_async.database, the one database served (default
+	// empty: every database).
 	Database string
 	// ExtraConf holds additional postgresql.conf lines (local backend) or
 	// "name=value" settings passed with -c (docker backend).
@@ -90,9 +91,6 @@ func (o *Options) fill() {
 	if o.MaxWorkers == 0 {
 		o.MaxWorkers = 4
 	}
-	if o.Database == "" {
-		o.Database = "postgres"
-	}
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
 	}
@@ -104,9 +102,11 @@ func (o *Options) settings() [][2]string {
 	if !o.NoPreload {
 		s = append(s,
 			[2]string{"shared_preload_libraries", "'lantern_async'"},
-			[2]string{"lantern_async.database", quote(o.Database)},
 			[2]string{"lantern_async.max_workers", fmt.Sprint(o.MaxWorkers)},
 		)
+		if o.Database != "" {
+			s = append(s, [2]string{"lantern_async.database", quote(o.Database)})
+		}
 	}
 	s = append(s,
 		[2]string{"max_worker_processes", "16"},

@@ -1,0 +1,154 @@
+/*
+ * la_launcher.c - what the launcher reads from the shared catalogs
+ *
+ * The launcher is connected to no database, so it sees only the shared
+ * catalogs: pg_database (which databases exist and accept connections)
+ * and pg_authid (whether a role still exists and can log in).  That is
+ * enough to decide whether a demand can be served before spending a
+ * process on it.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/heapam.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_database.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+
+#include "la_call.h"
+#include "la_shared.h"
+
+/* lantern_async.database, when set, is the one database served. */
+static bool
+la_launcher_served(Form_pg_database db)
+{
+	return db->datallowconn &&
+		(la_database == NULL || la_database[0] == '\0' || strcmp(NameStr(db->datname), la_database) == 0);
+}
+
+/* Every database served that accepts connections (template0 does not). */
+static void
+la_launcher_scan_databases(uint32_t **oids, int *n)
+{
+	Relation	rel = table_open(DatabaseRelationId, AccessShareLock);
+	TableScanDesc scan = table_beginscan_catalog(rel, 0, NULL);
+	HeapTuple	tuple;
+	int			cap = 16;
+
+	*oids = MemoryContextAlloc(la_result_context(), sizeof(uint32_t) * cap);
+	*n = 0;
+	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tuple);
+
+		if (!la_launcher_served(db))
+			continue;
+		if (*n == cap)
+		{
+			cap *= 2;
+			*oids = repalloc(*oids, sizeof(uint32_t) * cap);
+		}
+		(*oids)[(*n)++] = db->oid;
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+}
+
+bool
+la_launcher_databases(uint32_t **oids, int *n, LaError *err)
+{
+	LaSaved		saved;
+	volatile bool ok = true;
+
+	if (!la_call_begin(err))
+		return false;
+	la_reset_task_context();
+	la_save(&saved);
+	PG_TRY();
+	{
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		la_launcher_scan_databases(oids, n);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(la_task_context());
+	}
+	PG_CATCH();
+	{
+		la_call_fail(err, &saved);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+static bool
+la_launcher_database_open(Oid dboid)
+{
+	HeapTuple	tuple = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(dboid));
+	bool		open = false;
+
+	if (HeapTupleIsValid(tuple))
+	{
+		open = la_launcher_served((Form_pg_database) GETSTRUCT(tuple));
+		ReleaseSysCache(tuple);
+	}
+	return open;
+}
+
+static bool
+la_launcher_role_can_login(Oid roleid)
+{
+	HeapTuple	tuple = SearchSysCache1(AUTHOID, ObjectIdGetDatum(roleid));
+	bool		canlogin = false;
+
+	if (HeapTupleIsValid(tuple))
+	{
+		canlogin = ((Form_pg_authid) GETSTRUCT(tuple))->rolcanlogin;
+		ReleaseSysCache(tuple);
+	}
+	return canlogin;
+}
+
+static int
+la_launcher_verdict(Oid dboid, Oid roleid)
+{
+	if (!la_launcher_database_open(dboid))
+		return LA_DATABASE_GONE;
+	if (la_database_blocked(dboid))
+		return LA_DATABASE_BLOCKED;
+	if (OidIsValid(roleid) && !la_launcher_role_can_login(roleid))
+		return LA_ROLE_UNRUNNABLE;
+	return LA_RUNNABLE;
+}
+
+/* Whether a demand for (dboid, roleid) can be served now (roleid 0: a scout). */
+bool
+la_launcher_check(uint32_t dboid, uint32_t roleid, int *verdict, LaError *err)
+{
+	LaSaved		saved;
+	volatile bool ok = true;
+
+	if (!la_call_begin(err))
+		return false;
+	la_save(&saved);
+	PG_TRY();
+	{
+		StartTransactionCommand();
+		*verdict = la_launcher_verdict((Oid) dboid, (Oid) roleid);
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(la_task_context());
+	}
+	PG_CATCH();
+	{
+		la_call_fail(err, &saved);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}

@@ -1,0 +1,81 @@
+/*
+ * lost.c - tasks whose worker ended while running them
+ *
+ * The launcher learns of them when it reaps the slot; only a process
+ * connected to the task's database can settle the row, so the task waits
+ * here for a scout of that database (which also remembers whether
+ * cancel_task() had accepted a cancel: the task then ends canceled).
+ */
+#include "postgres.h"
+
+#include "storage/spin.h"
+
+#include "la_loader.h"
+#include "la_shared.h"
+#include "la_slots.h"
+
+/* When the list is full the task is not recorded: the scout's sweep still fails it. */
+void
+la_lost_add(Oid dboid, Oid tasks_relid, int64 jobid, bool canceled)
+{
+	SpinLockAcquire(&la_shmem->mutex);
+	for (int i = 0; i < LA_LOST; i++)
+	{
+		LaLost	   *l = &la_shmem->lost[i];
+
+		if (l->jobid != 0)
+			continue;
+		l->dboid = dboid;
+		l->tasks_relid = tasks_relid;
+		l->jobid = jobid;
+		l->canceled = canceled;
+		break;
+	}
+	SpinLockRelease(&la_shmem->mutex);
+}
+
+int
+la_lost_list(Oid dboid, LaLostView *views, int max)
+{
+	int			n = 0;
+
+	SpinLockAcquire(&la_shmem->mutex);
+	for (int i = 0; i < LA_LOST && n < max; i++)
+	{
+		LaLost	   *l = &la_shmem->lost[i];
+
+		if (l->jobid == 0 || l->dboid != dboid)
+			continue;
+		views[n].jobid = l->jobid;
+		views[n].tasks_relid = l->tasks_relid;
+		views[n].canceled = l->canceled;
+		n++;
+	}
+	SpinLockRelease(&la_shmem->mutex);
+	return n;
+}
+
+void
+la_lost_remove(Oid dboid, int64 jobid, Oid tasks_relid)
+{
+	SpinLockAcquire(&la_shmem->mutex);
+	for (int i = 0; i < LA_LOST; i++)
+	{
+		LaLost	   *l = &la_shmem->lost[i];
+
+		if (l->jobid == jobid && l->dboid == dboid && l->tasks_relid == tasks_relid)
+			l->jobid = 0;
+	}
+	SpinLockRelease(&la_shmem->mutex);
+}
+
+/* A dropped database's lost tasks went with it. */
+void
+la_lost_forget_database(Oid dboid)
+{
+	SpinLockAcquire(&la_shmem->mutex);
+	for (int i = 0; i < LA_LOST; i++)
+		if (la_shmem->lost[i].dboid == dboid)
+			la_shmem->lost[i].jobid = 0;
+	SpinLockRelease(&la_shmem->mutex);
+}

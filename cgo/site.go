@@ -1,0 +1,110 @@
+package main
+
+/*
+#include <stdlib.h>
+#include "la_call.h"
+#include "la_shared.h"
+*/
+import "C"
+
+import (
+	"unsafe"
+
+	"github.com/lanterndata/lantern_async/bgworker"
+	"github.com/lanterndata/lantern_async/control"
+)
+
+// site is control.Site over the scout's helpers, in the scout's database.
+type site struct {
+	pg   *pg
+	slot C.int
+	db   C.Oid
+	out  *siteOut
+}
+
+// siteOut holds the helpers' out-parameters in C memory, allocated once.
+type siteOut struct {
+	ready C.bool
+	rows  *C.LaQueueRow
+	nrows C.int
+	count C.int64_t
+	lost  [16]C.LaLostView
+}
+
+func newSite(pg *pg, slot C.int) *site {
+	return &site{
+		pg:   pg,
+		slot: slot,
+		db:   C.Oid(C.la_bk_database()),
+		out:  (*siteOut)(C.calloc(1, C.size_t(unsafe.Sizeof(siteOut{})))),
+	}
+}
+
+func (s *site) Installed() (bool, error) {
+	if !C.la_bk_ready(&s.out.ready, s.pg.err) {
+		return false, s.pg.lastError()
+	}
+	return bool(s.out.ready), nil
+}
+
+func (s *site) Lost() []control.LostTask {
+	n := C.la_lost_list(s.db, &s.out.lost[0], C.int(len(s.out.lost)))
+	lost := make([]control.LostTask, 0, int(n))
+	for _, v := range s.out.lost[:n] {
+		lost = append(lost, control.LostTask{JobID: int64(v.jobid), Table: uint32(v.tasks_relid), Canceled: bool(v.canceled)})
+	}
+	return lost
+}
+
+func (s *site) Found(t control.LostTask) {
+	C.la_lost_remove(s.db, C.int64(t.JobID), C.Oid(t.Table))
+}
+
+// Settle never waits for a row lock: a user's open transaction must not
+// hold up a scout (such rows are settled by a later sweep).
+func (s *site) Settle(sel control.Selection, from bgworker.Status, o bgworker.Outcome) (int64, error) {
+	f := settleFilter{roleID: sel.RoleID, unowned: sel.Unowned, skipLocked: true}
+	return settle(s.pg, f, from, o, &s.out.count)
+}
+
+func (s *site) FailOrphans(o bgworker.Outcome) (int64, error) {
+	st := (*C.LaSettle)(C.calloc(1, C.sizeof_LaSettle))
+	defer C.free(unsafe.Pointer(st))
+	st.to_status = C.CString(string(o.Status))
+	defer C.free(unsafe.Pointer(st.to_status))
+	st.message = optionalCString(o.Message)
+	defer C.free(unsafe.Pointer(st.message))
+	st.sqlstate = optionalCString(o.SQLState)
+	defer C.free(unsafe.Pointer(st.sqlstate))
+	if !C.la_bk_fail_orphans(st, &s.out.count, s.pg.err) {
+		return 0, s.pg.lastError()
+	}
+	return int64(s.out.count), nil
+}
+
+func (s *site) Queues() ([]control.RoleQueue, error) {
+	if !C.la_bk_queues(&s.out.rows, &s.out.nrows, s.pg.err) {
+		return nil, s.pg.lastError()
+	}
+	rows := unsafe.Slice(s.out.rows, int(s.out.nrows))
+	queues := make([]control.RoleQueue, 0, len(rows))
+	for _, r := range rows {
+		queues = append(queues, control.RoleQueue{
+			RoleID:     uint32(r.roleid),
+			Username:   C.GoString(r.username),
+			RoleExists: bool(r.role_exists),
+			CanLogin:   bool(r.canlogin),
+			OldestJob:  int64(r.oldest_jobid),
+			Pending:    int64(r.pending),
+		})
+	}
+	return queues, nil
+}
+
+func (s *site) Note(roleID uint32, pending int64) {
+	C.la_demand_note(s.db, C.Oid(roleID), C.int64(pending))
+}
+
+func (s *site) Looking()       { C.la_demand_looking(s.db, 0) }
+func (s *site) Settled() bool  { return bool(C.la_demand_settled(s.db, 0)) }
+func (s *site) Retiring() bool { return bool(C.la_slot_retiring(s.slot)) }

@@ -1,0 +1,228 @@
+package control
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/lanterndata/lantern_async/bgworker"
+)
+
+// Verdict is what the catalogs say about a demand's database and role.
+type Verdict int
+
+const (
+	Runnable       Verdict = iota
+	DatabaseGone           // dropped, or no longer accepts connections
+	DatabaseBlocked        // a DROP/ALTER/CREATE DATABASE needs it to itself right now
+	RoleUnrunnable         // the role was dropped or cannot log in: a scout fails its tasks
+)
+
+// Cluster is the launcher's view of PostgreSQL: shared memory and the
+// shared catalogs, no database.
+type Cluster interface {
+	// Databases lists every database that accepts connections.
+	Databases() ([]uint32, error)
+	// Demands reads the demand board.
+	Demands() []Demand
+	// TakeOverflow is true once after a submit found the board full.
+	TakeOverflow() bool
+	// Check tells whether a demand can be served now.
+	Check(k Key) (Verdict, error)
+	// Note puts a demand on the board (for a scout: Role 0).
+	Note(k Key)
+	// Forget removes a demand nobody can serve; ForgetDatabase every trace
+	// of a database that is gone.
+	Forget(k Key)
+	ForgetDatabase(db uint32)
+	// ReconcileNeeded is true once after each server start or crash.
+	ReconcileNeeded() bool
+	MarkReconciled()
+	// Slots lists the slots in use.
+	Slots() []Slot
+	// Launch starts a process for a key into a free slot (a scout's first
+	// sweep after a start with startSweep); false when none could start now.
+	Launch(k Key, startSweep bool) (bool, error)
+	// Wake sets an idle worker's latch; Retire asks it to leave.
+	Wake(slot int)
+	Retire(slot int)
+	// Reap frees the slots of ended processes and tells how each ended.
+	Reap() ([]Exit, error)
+	// Lost hands a task whose worker ended while running it to the scouts.
+	Lost(e Exit)
+	// Wait sleeps until woken or the timeout passes; true means stop.
+	Wait(timeout time.Duration) bool
+	Capacity() int
+}
+
+// Launcher runs rounds until asked to stop.
+type Launcher struct {
+	Cluster Cluster
+	Log     bgworker.Logger
+	// Naptime is the longest sleep between rounds: every wake-up is
+	// explicit (a commit, a process that ended, a database unblocked), so
+	// this only bounds the damage of one that is missed.
+	Naptime time.Duration
+
+	Backoff Backoff
+	Now     func() time.Time
+
+	// startSweep holds the databases whose first sweep since the server
+	// started has not finished: their tasks left 'running' are from before.
+	startSweep map[uint32]bool
+}
+
+// Run returns when the process is asked to stop.
+func (l *Launcher) Run() {
+	for {
+		if err := l.round(); err != nil {
+			l.Log.Logf("lantern_async launcher: %v", err)
+		}
+		if l.Cluster.Wait(l.nap()) {
+			return
+		}
+	}
+}
+
+// nap is how long to sleep: the naptime, or less when a backoff ends sooner.
+func (l *Launcher) nap() time.Duration {
+	now := l.Now()
+	if next, ok := l.Backoff.NextExpiry(now); ok && next.Sub(now) < l.Naptime {
+		return max(next.Sub(now), time.Millisecond)
+	}
+	return l.Naptime
+}
+
+func (l *Launcher) round() error {
+	c := l.Cluster
+	if err := l.reap(); err != nil {
+		return err
+	}
+	if err := l.sweepIfNeeded(); err != nil {
+		return err
+	}
+	demands, err := l.servable(c.Demands())
+	if err != nil {
+		return err
+	}
+	plan := PlanRound(demands, c.Slots(), c.Capacity())
+	for _, slot := range plan.Wake {
+		c.Wake(slot)
+	}
+	for _, slot := range plan.Retire {
+		c.Retire(slot)
+	}
+	for _, k := range plan.Launch {
+		if ok, err := c.Launch(k, k.Scout() && l.startSweep[k.DB]); err != nil || !ok {
+			return err
+		}
+	}
+	return nil
+}
+
+// reap learns how processes ended. A task whose worker ended while running
+// it goes to a scout of its database; so does a database whose last
+// worker just finished its work, for the housekeeping only a scout does
+// (rows that were never submitted through async_task).
+func (l *Launcher) reap() error {
+	exits, err := l.Cluster.Reap()
+	if err != nil {
+		return err
+	}
+	slots := l.Cluster.Slots()
+	for _, e := range exits {
+		l.observe(e)
+		switch {
+		case e.Scout() && e.Clean:
+			delete(l.startSweep, e.DB)
+		case e.JobID != 0:
+			l.Cluster.Lost(e)
+			l.Cluster.Note(Key{DB: e.DB})
+		case e.TasksRun > 0 && !databaseBusy(slots, e.DB):
+			l.Cluster.Note(Key{DB: e.DB})
+		}
+	}
+	return nil
+}
+
+func databaseBusy(slots []Slot, db uint32) bool {
+	for _, s := range slots {
+		if s.DB == db {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *Launcher) observe(e Exit) {
+	l.Backoff.Observe(e, l.Now())
+	if delay := l.Backoff.Delay(e.Key); delay > 0 {
+		l.Log.Logf("lantern_async launcher: a %s for database %d ended without doing its work; next launch in %v",
+			processName(e.Key), e.DB, delay)
+	}
+}
+
+func processName(k Key) string {
+	if k.Scout() {
+		return "scout"
+	}
+	return fmt.Sprintf("worker of role %d", k.Role)
+}
+
+// sweepIfNeeded puts a scout of every database on the board after a server
+// start (each fails the tasks the previous life left running, and notes
+// the roles with pending tasks), and after the board overflowed (the
+// scouts find from the tables what the board could not hold).
+func (l *Launcher) sweepIfNeeded() error {
+	c := l.Cluster
+	start := c.ReconcileNeeded()
+	if !start && !c.TakeOverflow() {
+		return nil
+	}
+	dbs, err := c.Databases()
+	if err != nil {
+		return err
+	}
+	if l.startSweep == nil {
+		l.startSweep = make(map[uint32]bool)
+	}
+	for _, db := range dbs {
+		c.Note(Key{DB: db})
+		if start {
+			l.startSweep[db] = true
+		}
+	}
+	if start {
+		c.MarkReconciled()
+	}
+	return nil
+}
+
+// servable keeps the demands that can be served now, oldest first, and
+// settles the others: a database gone is forgotten; a role that can no
+// longer run its tasks is handed to a scout, which fails them.
+func (l *Launcher) servable(demands []Demand) ([]Demand, error) {
+	sort.Slice(demands, func(a, b int) bool { return demands[a].Seq < demands[b].Seq })
+	now := l.Now()
+	kept := demands[:0:0]
+	for _, d := range demands {
+		v, err := l.Cluster.Check(d.Key)
+		if err != nil {
+			return nil, err
+		}
+		switch v {
+		case DatabaseGone:
+			l.Cluster.ForgetDatabase(d.DB)
+			l.Backoff.Forget(d.DB)
+			delete(l.startSweep, d.DB)
+		case RoleUnrunnable:
+			l.Cluster.Forget(d.Key)
+			l.Cluster.Note(Key{DB: d.DB})
+		case Runnable:
+			if !l.Backoff.Waiting(d.Key, now) {
+				kept = append(kept, d)
+			}
+		}
+	}
+	return kept, nil
+}
