@@ -35,7 +35,7 @@ func (c *idleClock) Wait(d time.Duration) bool {
 func idleFixture(timeout time.Duration, tasks ...Task) (*fixture, *idleClock) {
 	f := newFixture(tasks...)
 	clock := &idleClock{now: time.Unix(1000, 0), arrive: map[int][]Task{}, queue: f.queue}
-	f.worker.IdleTimeout = timeout
+	f.worker.IdleTimeout = func() time.Duration { return timeout }
 	f.worker.Wait = clock.Wait
 	f.worker.Now = clock.Now
 	return f, clock

@@ -49,8 +49,9 @@ type Worker struct {
 	// IdleTimeout is how long a worker that ran out of tasks waits for more
 	// of its role before it exits (0: it exits at once). A role that
 	// submits one task at a time then keeps one process, instead of making
-	// the server fork one per task.
-	IdleTimeout time.Duration
+	// the server fork one per task. It is read each time the worker runs
+	// out of tasks (a configuration reload may change it).
+	IdleTimeout func() time.Duration
 	// Wait sleeps until the worker is woken (the dispatcher sets its latch
 	// when its role has tasks again) or the timeout passes; true means stop.
 	Wait func(time.Duration) bool
@@ -81,12 +82,20 @@ func (w *Worker) Run() error {
 		}
 		// Woken or not, look again: a wake-up that came before this wait
 		// left the latch set, so none is lost.
-		left := w.IdleTimeout - w.now().Sub(idleSince)
+		left := w.idleTimeout() - w.now().Sub(idleSince)
 		if left <= 0 || w.Wait == nil || w.Wait(left) {
 			return nil
 		}
 	}
 	return nil
+}
+
+// idleTimeout is 0 (exit at once) when none is set.
+func (w *Worker) idleTimeout() time.Duration {
+	if w.IdleTimeout == nil {
+		return 0
+	}
+	return w.IdleTimeout()
 }
 
 func (w *Worker) now() time.Time {

@@ -13,6 +13,7 @@ package main
 #cgo CFLAGS: -I${SRCDIR}/loader
 #cgo LDFLAGS: -Wl,--unresolved-symbols=ignore-all
 #include "la_call.h"
+#include "la_shared.h"
 */
 import "C"
 
@@ -28,9 +29,12 @@ import (
 // expected one is explicit (a commit, a process that ended).
 const launcherNaptime = 10 * time.Second
 
-// workerIdleTimeout is how long a worker waits for more tasks of its role
-// before it exits; a submit's commit wakes it.
-const workerIdleTimeout = time.Second
+// workerIdleTimeout is lantern_async.worker_idle_timeout: how long a worker
+// waits for more tasks of its role before it exits; a submit's commit
+// wakes it.
+func workerIdleTimeout() time.Duration {
+	return time.Duration(C.la_worker_idle_timeout) * time.Millisecond
+}
 
 // A (database, role) whose workers end without finishing a task is
 // relaunched no sooner than this, doubling up to the maximum: no user can

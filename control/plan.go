@@ -58,7 +58,7 @@ func PlanRound(demands []Demand, slots []Slot, capacity int) Plan {
 	need := make([]int64, len(demands))
 	waiting := idleByKey(slots)
 	for i, d := range demands {
-		need[i] = max(d.want()-waiting[d.Key], 0)
+		need[i] = d.need(held[d.Key], waiting[d.Key])
 	}
 	order := fewestFirst(demands, held, heldDB)
 	for launched := true; launched && free > 0; {
@@ -80,13 +80,24 @@ func PlanRound(demands []Demand, slots []Slot, capacity int) Plan {
 	return plan
 }
 
-// want is how many processes the demand could use: a scout is one process;
-// a role, one per task believed pending, and at least one (the hint may lag).
-func (d Demand) want() int64 {
+// need is how many more processes the demand could use, given the slots
+// its key holds and how many of them are idle (they will claim without a
+// launch). A scout is one process. A role gets one per task believed
+// pending beyond its idle workers, and at least one when it has none at
+// all (the hint may lag); a busy worker looks for its role's next task
+// when it finishes, so it serves the demand too.
+func (d Demand) need(held int, idle int64) int64 {
 	if d.Scout() {
+		if held > 0 {
+			return 0
+		}
 		return 1
 	}
-	return max(d.Hint, 1)
+	n := max(d.Hint-idle, 0)
+	if held == 0 {
+		n = max(n, 1)
+	}
+	return n
 }
 
 // fewestFirst orders the demands by the slots their database holds, then

@@ -38,7 +38,7 @@ func TestCancelPendingTask(t *testing.T) {
 
 	lock.release(t)
 	requireSucceeded(t, su, blockers...)
-	// A later task of the same role finished: the dispatcher and a worker of
+	// A later task of the same role finished: the launcher and a worker of
 	// alice have been through the queue since.
 	requireSucceeded(t, alice, submit(t, alice, markerInsert(marker, 2)))
 	require.Equal(t, []int{2}, markerValues(t, marker), "the canceled task must never run")

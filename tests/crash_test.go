@@ -15,7 +15,7 @@ import (
 )
 
 // Crash and restart tests. Each scenario ends with the server up, one
-// dispatcher alive (begin's cleanup checks it) and no task left 'running'
+// launcher alive (begin's cleanup checks it) and no task left 'running'
 // without a live worker process.
 //
 // "Not run twice" is detected with a side effect that a task commits before
@@ -170,46 +170,46 @@ func requireRestartOutcome(t *testing.T, su *pgx.Conn, tbl string, interrupted, 
 // the process die.
 func killAndWaitRecovered(t *testing.T, su *pgx.Conn, pid int, what string) {
 	t.Helper()
-	dispatcher := dispatcherPid(t, su)
+	launcher := launcherPid(t, su)
 	logBefore := len(cluster.Log())
 	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL), "kill -9 %s %d", what, pid)
-	waitCrashRecovered(t, dispatcher)
+	waitCrashRecovered(t, launcher)
 	require.Contains(t, cluster.Log()[logBefore:], fmt.Sprintf("(PID %d) was terminated by signal 9", pid),
 		"the postmaster saw the %s die", what)
 }
 
 // waitCrashRecovered waits, reconnecting as needed, until the server
-// accepts connections again and exactly one dispatcher runs whose pid is
-// not oldDispatcher (all backends are replaced by a crash restart). Waiting
-// only for "one dispatcher" could see the old one before the postmaster
+// accepts connections again and exactly one launcher runs whose pid is
+// not oldLauncher (all backends are replaced by a crash restart). Waiting
+// only for "one launcher" could see the old one before the postmaster
 // noticed the crash.
-func waitCrashRecovered(t *testing.T, oldDispatcher int) {
+func waitCrashRecovered(t *testing.T, oldLauncher int) {
 	t.Helper()
 	cond, closeConn := reconnecting(func(conn *pgx.Conn) (bool, string, error) {
-		pids, err := backendPids(conn, backendDispatcher)
-		return len(pids) == 1 && pids[0] != oldDispatcher,
-			fmt.Sprintf("dispatcher pids %v (old %d)", pids, oldDispatcher), err
+		pids, err := backendPids(conn, backendLauncher)
+		return len(pids) == 1 && pids[0] != oldLauncher,
+			fmt.Sprintf("launcher pids %v (old %d)", pids, oldLauncher), err
 	})
 	defer closeConn()
-	requirePoll(t, crashRecoveryTimeout, "crash restart: a new dispatcher", cond)
+	requirePoll(t, crashRecoveryTimeout, "crash restart: a new.launcher", cond)
 }
 
 // crashWatch is taken before something that must not crash any process.
 type crashWatch struct {
-	dispatcher int
+	launcher int
 	logLen     int
 }
 
 func watchCrashes(t *testing.T, su *pgx.Conn) crashWatch {
 	t.Helper()
-	return crashWatch{dispatcher: dispatcherPid(t, su), logLen: len(cluster.Log())}
+	return crashWatch{launcher: launcherPid(t, su), logLen: len(cluster.Log())}
 }
 
-// requireNoCrash asserts the dispatcher is the same process (no crash
+// requireNoCrash asserts the launcher is the same process (no crash
 // restart) and no process was terminated by a signal since the watch began.
 func (w crashWatch) requireNoCrash(t *testing.T, su *pgx.Conn) {
 	t.Helper()
-	require.Equal(t, w.dispatcher, dispatcherPid(t, su), "the dispatcher survived (no crash restart)")
+	require.Equal(t, w.launcher, launcherPid(t, su), "the launcher survived (no crash restart)")
 	require.NotContains(t, cluster.Log()[w.logLen:], "terminated by signal", "no process crashed")
 }
 
@@ -279,10 +279,10 @@ func TestCrashKillWorker(t *testing.T) {
 	requireNoOrphans(t, su)
 }
 
-// TestCrashKillDispatcher sends SIGKILL to the dispatcher while every worker
+// TestCrashKillLauncher sends SIGKILL to the launcher while every worker
 // is busy and tasks are queued: after crash recovery the running tasks are
 // 'failed' (not re-run) and the queued ones run, each once.
-func TestCrashKillDispatcher(t *testing.T) {
+func TestCrashKillLauncher(t *testing.T) {
 	skipOnDocker(t, restartsAndSignals)
 	begin(t)
 	su := connect(t, superuser)
@@ -293,7 +293,7 @@ func TestCrashKillDispatcher(t *testing.T) {
 	sleepers := startSleepers(t, su, tbl, "running", a, b, a, b)
 	queued := queueInserts(t, su, tbl, "queued", b, a, b, a)
 
-	killAndWaitRecovered(t, su, dispatcherPid(t, su), "dispatcher")
+	killAndWaitRecovered(t, su, launcherPid(t, su), "launcher")
 
 	su = connect(t, superuser)
 	requireRestartOutcome(t, su, tbl, sleepers, queued)
@@ -305,7 +305,7 @@ func TestCrashKillDispatcher(t *testing.T) {
 // TestTaskTerminatesOwnProcess: a task that ends its own process with
 // pg_terminate_backend(pg_backend_pid()) is 'failed' ("the process running
 // this task exited ..."); a task of another role running at the same time
-// is unaffected, the dispatcher keeps running (same pid: no crash restart),
+// is unaffected, the launcher keeps running (same pid: no crash restart),
 // and the role's next task runs.
 func TestTaskTerminatesOwnProcess(t *testing.T) {
 	skipOnDocker(t, restartsAndSignals)

@@ -114,17 +114,17 @@ func TestDropExtensionWhileBusy(t *testing.T) {
 
 	logBefore := len(cluster.Log())
 	dropExtension(t, su)
-	n, err := countBackends(su, backendDispatcher)
+	n, err := countBackends(su, backendLauncher)
 	require.NoError(t, err)
-	require.Equal(t, 1, n, "the dispatcher right after DROP EXTENSION")
+	require.Equal(t, 1, n, "the launcher right after DROP EXTENSION")
 
 	// The running workers finish their pg_sleep(5) with nowhere to record
 	// the outcome, and must exit.
 	waitWorkerCount(t, su, 0, "every "+backendWorker+" to exit after the drop")
 	requireLogQuietWhileDropped(t, logBefore)
-	n, err = countBackends(su, backendDispatcher)
+	n, err = countBackends(su, backendLauncher)
 	require.NoError(t, err)
-	require.Equal(t, 1, n, "the dispatcher is still alive while the extension is dropped")
+	require.Equal(t, 1, n, "the launcher is still alive while the extension is dropped")
 
 	createExtension(t, su)
 	requireFreshQueueWorks(t, su, alice, marker)
@@ -160,7 +160,7 @@ func fillSlotsAndQueue(t *testing.T, su *pgx.Conn, marker string) *pgx.Conn {
 func requireLogQuietWhileDropped(t *testing.T, logBefore int) {
 	t.Helper()
 	atExit := errorLines(cluster.Log()[logBefore:])
-	// Then ~3 s (three dispatcher rounds) more with no table: nothing
+	// Then ~3 s (three launcher rounds) more with no table: nothing
 	// may start repeating in the log.
 	never(t, 3*time.Second, func() (bool, string) {
 		lines := errorLines(cluster.Log()[logBefore:])

@@ -10,7 +10,7 @@ import (
 )
 
 // Issue 6, items 4 and 5: a role that keeps the transaction of its own
-// lantern.cancel_task() call open must neither block the dispatcher or
+// lantern.cancel_task() call open must neither block the launcher or
 // other roles' tasks, nor make the extension start worker processes in a
 // loop.
 
@@ -57,7 +57,7 @@ func afterOpenCancel(t *testing.T, role, marker string, id int64, tx *heldTx) {
 
 // TestOpenCancelOfRunningDoesNotFreezeOthers: a role cancels its running
 // task in a transaction it keeps open, and the worker is terminated (so
-// that the task must be settled by the dispatcher). Another role's new task
+// that the task must be settled by the launcher). Another role's new task
 // still runs within the usual deadline; once the transaction ends the
 // canceled task is final.
 func TestOpenCancelOfRunningDoesNotFreezeOthers(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Server processes (dispatcher, workers, running tasks) and the advisory
+// Server processes (launcher, workers, running tasks) and the advisory
 // locks that keep workers busy.
 
 // backendPids lists the pids of the processes of a backend_type.
@@ -24,12 +24,12 @@ func countBackends(conn *pgx.Conn, backendType string) (int, error) {
 	return len(pids), err
 }
 
-// dispatcherPid returns the pid of the one dispatcher.
-func dispatcherPid(t *testing.T, su *pgx.Conn) int {
+// launcherPid returns the pid of the one launcher.
+func launcherPid(t *testing.T, su *pgx.Conn) int {
 	t.Helper()
-	pids, err := backendPids(su, backendDispatcher)
+	pids, err := backendPids(su, backendLauncher)
 	require.NoError(t, err)
-	require.Len(t, pids, 1, "exactly one %s", backendDispatcher)
+	require.Len(t, pids, 1, "exactly one %s", backendLauncher)
 	return pids[0]
 }
 

@@ -26,7 +26,7 @@ const (
 	// logTailLines is how much of the server log failure messages show.
 	logTailLines = 60
 
-	backendDispatcher = "lantern_async dispatcher"
+	backendLauncher = "lantern_async launcher"
 	backendWorker     = "lantern_async worker"
 
 	// canceledMessage is the error_message of a task stopped by cancel_task.
@@ -44,7 +44,7 @@ func uniq(base string) string {
 // begin must be the first call of every test: it waits until the server is
 // ready (so that the crash of an earlier test does not fail this one), on
 // failure it appends the server log tail, and after the test it checks the
-// dispatcher is alive.
+// launcher is alive.
 func begin(t *testing.T) {
 	t.Helper()
 	if ok, last := serverReady(t, waitTimeout); !ok {
@@ -100,24 +100,24 @@ func crashMarkers(log string) string {
 	return strings.Join(out, "\n")
 }
 
-// requireHealthy checks that exactly one dispatcher is alive (it may be
+// requireHealthy checks that exactly one launcher is alive (it may be
 // restarting for a moment, so this waits a little).
 func requireHealthy(t *testing.T) {
 	t.Helper()
 	if ok, last := serverReady(t, 10*time.Second); !ok {
 		t.Errorf("health check after %s: want exactly one %q in pg_stat_activity, last saw: %s",
-			t.Name(), backendDispatcher, last)
+			t.Name(), backendLauncher, last)
 	}
 }
 
 // serverReady waits until the server accepts connections and exactly one
-// dispatcher runs (reconnecting as needed, e.g. during crash recovery).
+// launcher runs (reconnecting as needed, e.g. during crash recovery).
 func serverReady(t *testing.T, waitFor time.Duration) (bool, string) {
 	t.Helper()
 	cond, closeConn := reconnecting(func(conn *pgx.Conn) (bool, string, error) {
-		n, err := countBackends(conn, backendDispatcher)
-		return n == 1, fmt.Sprintf("%d processes with backend_type %q", n, backendDispatcher), err
+		n, err := countBackends(conn, backendLauncher)
+		return n == 1, fmt.Sprintf("%d processes with backend_type %q", n, backendLauncher), err
 	})
 	defer closeConn()
-	return poll(t, waitFor, cond, "exactly one "+backendDispatcher)
+	return poll(t, waitFor, cond, "exactly one "+backendLauncher)
 }

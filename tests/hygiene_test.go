@@ -58,7 +58,7 @@ func TestCancelPermissionNamesNoRole(t *testing.T) {
 // role's and other roles' tasks keep running, cancel_task() on it returns
 // false for a superuser (the role did not submit it through async_task, so
 // it may not cancel it: 42501), cancel_all_async_tasks() of its role does
-// not fail, and the dispatcher stays healthy (begin's check at the end).
+// not fail, and the launcher stays healthy (begin's check at the end).
 func TestNullStatusRowIsHarmless(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)

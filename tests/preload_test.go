@@ -65,7 +65,7 @@ func TestMaxWorkersClampedToWorkerProcesses(t *testing.T) {
 	// later line wins (local), and -c settings later on the command line win
 	// (docker).
 	// Without logical replication workers, PostgreSQL registers no launcher
-	// and the dispatcher and the tasks have the 3 background worker slots
+	// and the launcher and the tasks have the 3 background worker slots
 	// to themselves.
 	extra := startExtraCluster(t, pgcluster.Options{MaxWorkers: 8, ExtraConf: []string{
 		"max_worker_processes = 3",
@@ -82,13 +82,13 @@ func TestMaxWorkersClampedToWorkerProcesses(t *testing.T) {
 
 	others := queryOne[int](t, conn, `SELECT count(*)::int FROM pg_stat_activity
 		WHERE backend_type NOT IN ('client backend', $1) AND backend_type IN (
-			'logical replication launcher', 'logical replication worker', 'parallel worker')`, backendDispatcher)
+			'logical replication launcher', 'logical replication worker', 'parallel worker')`, backendLauncher)
 	require.Zero(t, others, "background workers other than lantern_async's")
 
 	// The lowered value is the one in force: three tasks never run more
 	// than two at a time, and all of them finish.
 	mustExec(t, conn, "CREATE EXTENSION lantern_async")
-	// One role each, so that the dispatcher wants three workers at once.
+	// One role each, so that the launcher wants three workers at once.
 	var ids []int64
 	for _, role := range []string{"r1", "r2", "r3"} {
 		mustExec(t, conn, "CREATE ROLE "+role+" LOGIN")

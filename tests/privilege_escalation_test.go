@@ -222,7 +222,7 @@ func TestTaskSetRoleToGrantedRole(t *testing.T) {
 }
 
 // TestCannotSignalOthersProcesses: a role can terminate its own tasks'
-// processes (TestTaskProcessTerminatedBySameRole) but not the dispatcher
+// processes (TestTaskProcessTerminatedBySameRole) but not the launcher
 // (a superuser process) nor another role's worker, neither from a client
 // session nor from a task.
 func TestCannotSignalOthersProcesses(t *testing.T) {
@@ -235,14 +235,14 @@ func TestCannotSignalOthersProcesses(t *testing.T) {
 	victim := submit(t, victimConn, lock.waitSQL())
 	lock.waitBlocked(t, su, []int64{victim})
 	victimPid := workerPid(t, su, getTask(t, su, victim).Query)
-	dispatcher := dispatcherPid(t, su)
+	launcher := launcherPid(t, su)
 
 	for _, target := range []struct {
 		name string
 		pid  int
 		msg  string
 	}{
-		{"dispatcher", dispatcher, "must be a superuser to"},
+		{"launcher", launcher, "must be a superuser to"},
 		{"another role's worker", victimPid, "must be a member of the role whose"},
 	} {
 		for _, fn := range []string{"pg_terminate_backend", "pg_cancel_backend"} {
@@ -255,7 +255,7 @@ func TestCannotSignalOthersProcesses(t *testing.T) {
 			require.Contains(t, msg, target.msg, "%s on the %s from a task", fn, target.name)
 		}
 	}
-	require.Equal(t, dispatcher, dispatcherPid(t, su))
+	require.Equal(t, launcher, launcherPid(t, su))
 	require.Equal(t, "running", deref(getTask(t, su, victim).Status))
 	require.Equal(t, victimPid, workerPid(t, su, getTask(t, su, victim).Query))
 	lock.release(t)

@@ -75,7 +75,7 @@ func TestNoLoginRefusedWithHint(t *testing.T) {
 // between submitting and the task's start gets the task 'failed' with a
 // message saying so; the task never runs under another identity. (A renamed
 // role is the same role: TestRenamedRolesKeepTheirTasks.)
-// The submit is committed only after the change, so the dispatcher cannot
+// The submit is committed only after the change, so the launcher cannot
 // have started it before.
 func TestRoleChangedBeforeTaskRuns(t *testing.T) {
 	cases := []struct {

@@ -9,7 +9,7 @@ import (
 )
 
 // TestRestart stops the server while all workers are busy and one task is
-// queued, then checks that the dispatcher comes back, the queued task still
+// queued, then checks that the launcher comes back, the queued task still
 // runs, the interrupted tasks do not stay 'running' forever, and new tasks
 // work.
 func TestRestart(t *testing.T) {

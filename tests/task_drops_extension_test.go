@@ -9,7 +9,7 @@ import (
 )
 
 // TestTaskDropsExtension: a superuser's task drops the extension (and, in
-// other strings, drops and re-creates it): no crash, the dispatcher lives,
+// other strings, drops and re-creates it): no crash, the launcher lives,
 // no row of the new table is left 'running', and tasks run afterwards.
 func TestTaskDropsExtension(t *testing.T) {
 	begin(t)

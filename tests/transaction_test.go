@@ -20,7 +20,7 @@ func TestRolledBackSubmitNeverRuns(t *testing.T) {
 	require.NoError(t, tx.Rollback(ctx(t)))
 
 	// A later task that has finished makes the negative check meaningful:
-	// the dispatcher has been through the queue since.
+	// the launcher has been through the queue since.
 	later := submit(t, su, markerInsert(marker, 2))
 	require.Greater(t, later, rolledBack)
 	requireSucceeded(t, su, later)

@@ -12,7 +12,7 @@ import (
 // second (the delay is in the submitting statement, on the server), so
 // commits land at every phase of their workers' 1 s idle wait. Each task
 // records how long after its submit it ran: that must stay far below the
-// dispatcher's 1 s fallback naptime (a lost wake-up shows as ~1 s). With
+// launcher's 1 s fallback naptime (a lost wake-up shows as ~1 s). With
 // more roles than slots, idle workers must also give way promptly.
 func TestNoLostWakeups(t *testing.T) {
 	begin(t)

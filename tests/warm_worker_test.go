@@ -9,7 +9,7 @@ import (
 )
 
 // A worker that runs out of tasks waits a moment (one second) for more of
-// its role before it exits, and the dispatcher wakes it when they come:
+// its role before it exits, and the launcher wakes it when they come:
 // a role that submits one task at a time keeps one process instead of
 // making the server fork one per task, and an idle worker gives its slot up
 // when another role's task needs it.

@@ -17,6 +17,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/latch.h"
+#include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/resowner.h"
 #include "utils/builtins.h"
@@ -124,7 +125,23 @@ la_cancel_one_pending(const LaCatalog *cat, int64 jobid)
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
-	canceled = la_cancel_pending(cat, false, jobid, InvalidOid, false) == 1;
+	PG_TRY();
+	{
+		canceled = la_cancel_pending(cat, false, jobid, InvalidOid, false) == 1;
+	}
+	PG_CATCH();
+	{
+		/*
+		 * An error (a statement timeout while the row was locked, say) must
+		 * leave the caller's transaction as any failed statement does: end
+		 * our subtransaction before the error goes up.
+		 */
+		MemoryContextSwitchTo(cxt);
+		RollbackAndReleaseCurrentSubTransaction();
+		CurrentResourceOwner = owner;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	if (canceled)
 		ReleaseCurrentSubTransaction();
 	else
@@ -150,6 +167,8 @@ la_cancel_one(int64 jobid)
 		la_cancel_check_permission(p.caller, jobid, task.owner);
 		if (la_status_is(task.status, "pending"))
 		{
+			/* A running task's cancel writes nothing; a pending one's does. */
+			PreventCommandIfReadOnly("lantern.cancel_task()");
 			canceled = la_cancel_one_pending(&p.cat, jobid);
 			/* Not pending any more: a worker claimed it meanwhile. */
 			if (!canceled)
@@ -165,6 +184,8 @@ la_cancel_one(int64 jobid)
 Datum
 lantern_async_cancel_task(PG_FUNCTION_ARGS)
 {
+	/* On a standby: say so, before any statement of ours fails on it. */
+	PreventCommandDuringRecovery("lantern.cancel_task()");
 	PG_RETURN_BOOL(la_cancel_one(PG_GETARG_INT64(0)));
 }
 
@@ -203,6 +224,8 @@ lantern_async_cancel_all_tasks(PG_FUNCTION_ARGS)
 	LaPrivileged p;
 	Oid			roleid;
 
+	PreventCommandDuringRecovery("lantern.cancel_all_async_tasks()");
+	PreventCommandIfReadOnly("lantern.cancel_all_async_tasks()");
 	la_privileged_begin(&p, RowExclusiveLock);
 	la_privileged_require(&p);
 	roleid = superuser_arg(p.caller) ? InvalidOid : p.caller;

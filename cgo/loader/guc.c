@@ -13,6 +13,7 @@
 
 char	   *la_database = NULL;
 int			la_max_workers = 4;
+int			la_worker_idle_timeout = 1000;
 
 /*
  * Unset, every database is served, and SHOW reports the one the session is
@@ -57,6 +58,17 @@ la_guc_define(void)
 							1, 1024,
 							PGC_POSTMASTER,
 							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("lantern_async.worker_idle_timeout",
+							"How long a worker that ran out of tasks waits for more of its role before it exits.",
+							"A submit's commit wakes a waiting worker at once; 0 makes workers exit as soon as "
+							"their role has nothing pending.",
+							&la_worker_idle_timeout,
+							1000,
+							0, 24 * 3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("lantern_async");

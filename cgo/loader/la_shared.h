@@ -81,6 +81,7 @@ typedef struct LaLostView
 /* GUCs (guc.c) */
 extern PGDLLEXPORT char *la_database;
 extern PGDLLEXPORT int la_max_workers;
+extern PGDLLEXPORT int la_worker_idle_timeout;	/* milliseconds */
 
 /* The extension's own objects, found through pg_depend (catalog.c). */
 typedef struct LaCatalog

@@ -12,6 +12,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -140,10 +141,15 @@ la_submit_insert(const char *query, const char *job_name, Oid roleid)
 Datum
 lantern_async_task(PG_FUNCTION_ARGS)
 {
-	char	   *query = la_submit_query_arg(fcinfo);
+	char	   *query;
 	char	   *job_name = NULL;
 	Oid			roleid = GetUserId();
 	int64		jobid;
+
+	/* On a standby, or read-only: say so, before the insert fails on it. */
+	PreventCommandDuringRecovery("lantern.async_task()");
+	PreventCommandIfReadOnly("lantern.async_task()");
+	query = la_submit_query_arg(fcinfo);
 
 	if (PG_NARGS() > 1 && !PG_ARGISNULL(1))
 		job_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
