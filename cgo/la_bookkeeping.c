@@ -165,6 +165,13 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 
 		int64		jobid = DatumGetInt64(SPI_getbinval(row, desc, 1, &isnull));
 
+		/*
+		 * The board's hint drops before the slot shows the task: the
+		 * launcher, which reads both, must never see this worker busy while
+		 * the task still counts as waiting, or it would start another
+		 * worker for it.
+		 */
+		la_demand_claimed(MyDatabaseId, GetAuthenticatedUserId());
 		if (!la_slot_set_job(c->slot, jobid, p->cat.tasks))
 		{
 			c->refused = la_bk_rollback = true;
@@ -206,10 +213,7 @@ la_bk_claim(int slot, int64_t *jobid, char **query, uint32_t *tasks_relid, LaErr
 			return true;
 		}
 		if (*jobid != 0)
-		{
-			la_demand_claimed(MyDatabaseId, roleid);
 			return true;
-		}
 		if (la_demand_settled(MyDatabaseId, roleid))
 			return true;
 	}
