@@ -24,14 +24,41 @@
 PG_FUNCTION_INFO_V1(lantern_async_task);
 
 /*
- * Tasks this backend queued in the current transaction, for one role (the
- * common case); tasks queued under several roles (SET ROLE between submits)
- * are noted as a scout request for the database, which finds them all.
+ * Tasks this backend queued in the current transaction, per role (SET ROLE
+ * between submits gives several).  Beyond LA_QUEUED_ROLES roles the commit
+ * asks for a scout of the database instead, which finds them all.
  */
-static int	la_queued_in_xact = 0;
-static Oid	la_queued_role = InvalidOid;
-static bool la_queued_mixed = false;
+#define LA_QUEUED_ROLES 8
+
+typedef struct LaQueued
+{
+	Oid			roleid;
+	int64		ntasks;
+} LaQueued;
+
+static LaQueued la_queued[LA_QUEUED_ROLES];
+static int	la_nqueued = 0;
+static bool la_queued_overflow = false;
 static bool la_xact_callback_registered = false;
+
+static void
+la_submit_remember(Oid roleid)
+{
+	for (int i = 0; i < la_nqueued; i++)
+		if (la_queued[i].roleid == roleid)
+		{
+			la_queued[i].ntasks++;
+			return;
+		}
+	if (la_nqueued == LA_QUEUED_ROLES)
+	{
+		la_queued_overflow = true;
+		return;
+	}
+	la_queued[la_nqueued].roleid = roleid;
+	la_queued[la_nqueued].ntasks = 1;
+	la_nqueued++;
+}
 
 /*
  * Note the work at commit, never at insert: only then is the row durable
@@ -44,16 +71,15 @@ la_submit_xact_callback(XactEvent event, void *arg)
 	switch (event)
 	{
 		case XACT_EVENT_COMMIT:
-			if (la_queued_in_xact > 0)
-				la_demand_note(MyDatabaseId, la_queued_mixed ? InvalidOid : la_queued_role,
-							   la_queued_in_xact);
-			la_queued_in_xact = 0;
-			la_queued_mixed = false;
-			break;
+			for (int i = 0; i < la_nqueued; i++)
+				la_demand_note(MyDatabaseId, la_queued[i].roleid, la_queued[i].ntasks);
+			if (la_queued_overflow)
+				la_demand_note(MyDatabaseId, InvalidOid, 0);
+			/* FALLTHROUGH */
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
-			la_queued_in_xact = 0;
-			la_queued_mixed = false;
+			la_nqueued = 0;
+			la_queued_overflow = false;
 			break;
 		default:
 			break;
@@ -163,9 +189,6 @@ lantern_async_task(PG_FUNCTION_ARGS)
 		RegisterXactCallback(la_submit_xact_callback, NULL);
 		la_xact_callback_registered = true;
 	}
-	if (la_queued_in_xact > 0 && la_queued_role != roleid)
-		la_queued_mixed = true;
-	la_queued_role = roleid;
-	la_queued_in_xact++;
+	la_submit_remember(roleid);
 	PG_RETURN_INT64(jobid);
 }
