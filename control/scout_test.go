@@ -1,0 +1,248 @@
+package control
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/lanterndata/lantern_async/bgworker"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func runScout(t *testing.T, site *fakeSite, startSweep bool) (*Scout, *fakeLogger) {
+	t.Helper()
+	log := &fakeLogger{}
+	s := &Scout{Site: site, Log: log, StartSweep: startSweep}
+	require.NoError(t, s.Run())
+	return s, log
+}
+
+// assertFailure checks a settle that fails tasks with a given message.
+func assertFailure(t *testing.T, got settleCall, sel Selection, from bgworker.Status, jobID int64, code, msgPrefix string) {
+	t.Helper()
+	assert.Equal(t, sel, got.Sel, "selection")
+	assert.Equal(t, from, got.From, "from")
+	assert.Equal(t, jobID, got.Outcome.JobID, "job id")
+	assert.Equal(t, bgworker.Failed, got.Outcome.Status, "status")
+	assert.Equal(t, code, got.Outcome.SQLState, "sqlstate")
+	assert.Truef(t, strings.HasPrefix(got.Outcome.Message, msgPrefix),
+		"message %q should start with %q", got.Outcome.Message, msgPrefix)
+}
+
+func TestScoutDoesNothingWhereTheExtensionIsNotInstalled(t *testing.T) {
+	site := newSite()
+	site.installed = false
+	site.lost = []LostTask{{JobID: 7, Table: tasksTable}}
+	site.orphans = 3
+	site.queues = []RoleQueue{queue("a", keyA.Role, 1), unowned("mallory", 1)}
+
+	_, log := runScout(t, site, true)
+	assert.Equal(t, []string{"Retiring", "Looking", "Installed", "Settled"}, site.calls)
+	assert.Empty(t, site.settles)
+	assert.Empty(t, site.notes)
+	assert.Empty(t, log.lines)
+}
+
+func TestScoutSettlesLostTasks(t *testing.T) {
+	site := newSite()
+	canceled := LostTask{JobID: 7, Table: tasksTable, Canceled: true}
+	failed := LostTask{JobID: 8, Table: tasksTable + 1}
+	site.lost = []LostTask{canceled, failed}
+
+	_, log := runScout(t, site, false)
+	require.Len(t, site.settles, 2)
+	assert.Equal(t, settleCall{Sel: Selection{}, From: bgworker.Running, Outcome: bgworker.Outcome{
+		JobID: 7, Table: tasksTable, Status: bgworker.Canceled, Message: "Canceled by user", SQLState: "57014",
+	}}, site.settles[0])
+	assertFailure(t, site.settles[1], Selection{}, bgworker.Running, 8, "57P01", workerLostMsg)
+	assert.Equal(t, tasksTable+1, site.settles[1].Outcome.Table, "table")
+	assert.Contains(t, site.settles[1].Outcome.Message, "\nHINT:  See the server log for why the process exited.")
+	assert.Equal(t, []LostTask{canceled, failed}, site.found)
+	assert.Equal(t, []string{
+		"Retiring", "Looking", "Installed", "Lost",
+		"Settle", "Found", "Settle", "Found",
+		"FailOrphans", "Queues", "Settled",
+	}, site.calls, "each lost task is settled, then found; all before the orphans are failed")
+	assert.Empty(t, log.lines)
+}
+
+func TestScoutFailsOrphans(t *testing.T) {
+	tests := []struct {
+		name       string
+		startSweep bool
+		n          int64
+		msg        string
+		logs       []string
+	}{
+		{name: "start sweep", startSweep: true, n: 3, msg: serverStoppedMsg,
+			logs: []string{"lantern_async: marked 3 task(s) that were running when the server stopped as failed"}},
+		{name: "start sweep, none", startSweep: true, msg: serverStoppedMsg},
+		{name: "later sweep", n: 2, msg: workerLostMsg,
+			logs: []string{"lantern_async: marked 2 task(s) that were running when their process exited as failed"}},
+		{name: "later sweep, none", msg: workerLostMsg},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			site := newSite()
+			site.orphans = tc.n
+
+			_, log := runScout(t, site, tc.startSweep)
+			require.Len(t, site.failed, 1)
+			o := site.failed[0]
+			assert.Zero(t, o.JobID, "every orphan")
+			assert.Zero(t, o.Table)
+			assert.Equal(t, bgworker.Failed, o.Status)
+			assert.Equal(t, "57P01", o.SQLState)
+			assert.Truef(t, strings.HasPrefix(o.Message, tc.msg), "message %q should start with %q", o.Message, tc.msg)
+			assert.Equal(t, tc.logs, log.lines)
+		})
+	}
+}
+
+func TestScoutQueues(t *testing.T) {
+	tests := []struct {
+		name   string
+		queue  RoleQueue
+		notes  []noted
+		sel    Selection
+		code   string
+		prefix string
+		detail string
+	}{
+		{name: "runnable", queue: queue("a", keyA.Role, 5), notes: []noted{{RoleID: keyA.Role, Pending: 5}}},
+		{name: "rows not submitted through async_task", queue: unowned("mallory", 2),
+			sel:  Selection{RoleID: 0, Unowned: true},
+			code: "42501", prefix: "ERROR:  this task was not submitted through lantern.async_task()\nDETAIL:  "},
+		{name: "dropped role", queue: dropped(queue("ghost", keyB.Role, 2)),
+			sel:  Selection{RoleID: keyB.Role},
+			code: "42704", prefix: "ERROR:  the role that submitted this task no longer exists\nDETAIL:  ",
+			detail: `Role "ghost" (OID 20) was dropped`},
+		{name: "dropped role that could not log in either", queue: noLogin(dropped(queue("ghost", keyB.Role, 2))),
+			sel:  Selection{RoleID: keyB.Role},
+			code: "42704", prefix: "ERROR:  the role that submitted this task no longer exists\nDETAIL:  ",
+			detail: `Role "ghost" (OID 20) was dropped`},
+		{name: "role without login", queue: noLogin(queue("locked", keyC.Role, 2)),
+			sel:  Selection{RoleID: keyC.Role},
+			code: "28000", prefix: `ERROR:  role "locked" is not permitted to log in` + "\nDETAIL:  "},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			site := newSite()
+			site.queues = []RoleQueue{tc.queue}
+
+			runScout(t, site, false)
+			assert.Equal(t, tc.notes, site.notes, "notes")
+			if tc.code == "" {
+				assert.Empty(t, site.settles)
+				return
+			}
+			require.Len(t, site.settles, 1)
+			assertFailure(t, site.settles[0], tc.sel, bgworker.Pending, 0, tc.code, tc.prefix)
+			assert.Contains(t, site.settles[0].Outcome.Message, tc.detail)
+			assert.Zero(t, site.settles[0].Outcome.Table)
+		})
+	}
+}
+
+func TestScoutNotesAndRefusesEachQueueInOrder(t *testing.T) {
+	site := newSite()
+	site.queues = []RoleQueue{
+		queue("a", keyA.Role, 3), dropped(queue("ghost", keyB.Role, 1)),
+		queue("c", keyC.Role, 1), unowned("mallory", 4),
+	}
+
+	runScout(t, site, false)
+	assert.Equal(t, []noted{{RoleID: keyA.Role, Pending: 3}, {RoleID: keyC.Role, Pending: 1}}, site.notes)
+	require.Len(t, site.settles, 2)
+	assert.Equal(t, Selection{RoleID: keyB.Role}, site.settles[0].Sel)
+	assert.Equal(t, Selection{Unowned: true}, site.settles[1].Sel)
+	assert.Equal(t, []string{"Note", "Settle", "Note", "Settle", "Settled"}, site.calls[len(site.calls)-5:])
+}
+
+func TestScoutSweepsAgainWhenNotSettled(t *testing.T) {
+	site := newSite()
+	site.settled = []bool{false}
+	site.queues = []RoleQueue{queue("a", keyA.Role, 1)}
+
+	s, _ := runScout(t, site, true)
+	assert.Equal(t, 2, site.count("Looking"))
+	assert.Equal(t, 2, site.count("Settled"))
+	assert.Equal(t, []noted{{keyA.Role, 1}, {keyA.Role, 1}}, site.notes)
+	require.Len(t, site.failed, 2)
+	assert.True(t, strings.HasPrefix(site.failed[0].Message, serverStoppedMsg), "first sweep: %q", site.failed[0].Message)
+	assert.True(t, strings.HasPrefix(site.failed[1].Message, workerLostMsg), "second sweep: %q", site.failed[1].Message)
+	assert.False(t, s.StartSweep)
+	assert.Equal(t, []string{"Settled", "Retiring", "Looking", "Installed"}, site.calls[7:11])
+}
+
+func TestScoutLeavesWhenRetiring(t *testing.T) {
+	site := newSite()
+	site.retiring = []bool{true}
+	site.lost = []LostTask{{JobID: 7}}
+	runScout(t, site, true)
+	assert.Equal(t, []string{"Retiring"}, site.calls, "no sweep")
+
+	site = newSite()
+	site.settled = []bool{false}
+	site.retiring = []bool{false, true}
+	runScout(t, site, false)
+	assert.Equal(t, 1, site.count("Installed"), "one sweep, then it leaves")
+	assert.Equal(t, []string{"Settled", "Retiring"}, site.calls[len(site.calls)-2:])
+}
+
+func TestScoutReturnsSiteErrors(t *testing.T) {
+	errSite := errors.New("canceling statement due to lock timeout")
+	tests := []struct {
+		name   string
+		script func(*fakeSite)
+		calls  []string
+	}{
+		{name: "Installed", script: func(s *fakeSite) { s.installedErr = errSite },
+			calls: []string{"Retiring", "Looking", "Installed"}},
+		{name: "Settle of a lost task", script: func(s *fakeSite) {
+			s.lost = []LostTask{{JobID: 7}, {JobID: 8}}
+			s.settleErrs = []error{errSite}
+		}, calls: []string{"Retiring", "Looking", "Installed", "Lost", "Settle"}},
+		{name: "FailOrphans", script: func(s *fakeSite) { s.orphansErr = errSite },
+			calls: []string{"Retiring", "Looking", "Installed", "Lost", "FailOrphans"}},
+		{name: "Queues", script: func(s *fakeSite) { s.queuesErr = errSite },
+			calls: []string{"Retiring", "Looking", "Installed", "Lost", "FailOrphans", "Queues"}},
+		{name: "Settle of an unrunnable queue", script: func(s *fakeSite) {
+			s.queues = []RoleQueue{unowned("mallory", 1), queue("a", keyA.Role, 1)}
+			s.settleErrs = []error{errSite}
+		}, calls: []string{"Retiring", "Looking", "Installed", "Lost", "FailOrphans", "Queues", "Settle"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			site := newSite()
+			tc.script(site)
+			log := &fakeLogger{}
+			err := (&Scout{Site: site, Log: log}).Run()
+			assert.ErrorIs(t, err, errSite)
+			assert.Equal(t, tc.calls, site.calls, "the sweep stops at the error")
+			assert.Empty(t, site.found, "a lost task not settled is kept")
+			assert.Empty(t, log.lines)
+		})
+	}
+}
+
+// Settle leaves the rows a user holds locked "for a later sweep"; a lost
+// task is known to have been canceled only from the lost list.
+func TestScoutKeepsALostTaskItCouldNotSettle(t *testing.T) {
+	t.Skip("BUG (suspected): settleLost calls Found even when Settle changed no row, which is what Settle " +
+		"returns for a row a user holds locked (SKIP LOCKED); the lost entry, and with it the fact that " +
+		"cancel_task() was accepted, is dropped, no later sweep is requested, and the task stays 'running' " +
+		"until some later sweep's FailOrphans fails it as Failed (57P01) instead of Canceled. (0 rows also " +
+		"means the task is no longer 'running', so the fix needs Settle to tell the two apart.)")
+	site := newSite()
+	lost := LostTask{JobID: 7, Table: tasksTable, Canceled: true}
+	site.lost = []LostTask{lost}
+	site.settleCounts = []int64{0, 1} // locked in the first sweep, free in the second
+	site.settled = []bool{false}      // a second sweep runs
+
+	runScout(t, site, false)
+	require.Len(t, site.settles, 2, "the lost task is tried again in the second sweep")
+	assert.Equal(t, bgworker.Canceled, site.settles[1].Outcome.Status)
+	assert.Equal(t, []LostTask{lost}, site.found, "found once, when settled")
+}
