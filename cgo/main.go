@@ -29,6 +29,9 @@ import (
 // expected one is explicit (a commit, a process that ended).
 const launcherNaptime = 10 * time.Second
 
+// scoutRest is the least time between two scouts of one database.
+const scoutRest = time.Second
+
 // workerIdleTimeout is lantern_async.worker_idle_timeout: how long a worker
 // waits for more tasks of its role before it exits; a submit's commit
 // wakes it.
@@ -49,6 +52,7 @@ const (
 const (
 	exitDone    = 0
 	exitRestart = 1
+	exitNotDone = 2 // left before its work was done (not a clean exit)
 )
 
 func main() {}
@@ -90,11 +94,12 @@ func LanternAsyncLauncherMain(C.int) C.int {
 	}
 	pg := newPG()
 	l := control.Launcher{
-		Cluster: &cluster{pg: pg},
-		Log:     pg,
-		Naptime: launcherNaptime,
-		Backoff: control.Backoff{Min: launchBackoffMin, Max: launchBackoffMax},
-		Now:     time.Now,
+		Cluster:   &cluster{pg: pg},
+		Log:       pg,
+		Naptime:   launcherNaptime,
+		ScoutRest: scoutRest,
+		Backoff:   control.Backoff{Min: launchBackoffMin, Max: launchBackoffMax},
+		Now:       time.Now,
 	}
 	l.Run()
 	return exitRestart
@@ -111,9 +116,13 @@ func LanternAsyncScoutMain(slot C.int) C.int {
 		Log:        pg,
 		StartSweep: bool(C.la_slot_start_sweep(slot)),
 	}
-	if err := s.Run(); err != nil {
+	swept, err := s.Run()
+	if err != nil {
 		pg.Logf("lantern_async scout: %v", err)
 		return exitRestart
+	}
+	if !swept {
+		return exitNotDone
 	}
 	return exitDone
 }

@@ -60,10 +60,11 @@ func (s *site) Found(t control.LostTask) {
 	C.la_lost_remove(s.db, C.int64(t.JobID), C.Oid(t.Table))
 }
 
-// Settle never waits for a row lock: a user's open transaction must not
-// hold up a scout (such rows are settled by a later sweep).
+// Settle never waits for a row lock a user can hold: a user's open
+// transaction must not hold up a scout (such rows are settled by a later
+// sweep).
 func (s *site) Settle(sel control.Selection, from bgworker.Status, o bgworker.Outcome) (int64, error) {
-	f := settleFilter{roleID: sel.RoleID, unowned: sel.Unowned, skipLocked: true}
+	f := settleFilter{roleID: sel.RoleID, unowned: sel.Unowned, skipLocked: !sel.WaitForLocks}
 	return settle(s.pg, f, from, o, &s.out.count)
 }
 

@@ -12,10 +12,10 @@ import (
 type Verdict int
 
 const (
-	Runnable       Verdict = iota
-	DatabaseGone           // dropped, or no longer accepts connections
-	DatabaseBlocked        // a DROP/ALTER/CREATE DATABASE needs it to itself right now
-	RoleUnrunnable         // the role was dropped or cannot log in: a scout fails its tasks
+	Runnable        Verdict = iota
+	DatabaseGone            // dropped, or no longer accepts connections
+	DatabaseBlocked         // a DROP/ALTER/CREATE DATABASE needs it to itself right now
+	RoleUnrunnable          // the role was dropped or cannot log in: a scout fails its tasks
 )
 
 // Cluster is the launcher's view of PostgreSQL: shared memory and the
@@ -63,6 +63,10 @@ type Launcher struct {
 	// explicit (a commit, a process that ended, a database unblocked), so
 	// this only bounds the damage of one that is missed.
 	Naptime time.Duration
+	// ScoutRest is the least time between two scouts of one database:
+	// however often users ask for sweeps (COMMIT PREPARED, say), the
+	// server does not fork for them more often than this.
+	ScoutRest time.Duration
 
 	Backoff Backoff
 	Now     func() time.Time
@@ -70,10 +74,21 @@ type Launcher struct {
 	// startSweep holds the databases whose first sweep since the server
 	// started has not finished: their tasks left 'running' are from before.
 	startSweep map[uint32]bool
+	// served is, per key, the launch count when a process was last started
+	// for it (Demand.Served): keys that share slots take turns.
+	served   map[Key]uint64
+	launches uint64
+	// overflowed: the board overflowed and no sweep was planned since.
+	overflowed bool
+	// scouted is when the last scout of each database was started.
+	scouted map[uint32]time.Time
 }
 
 // Run returns when the process is asked to stop.
 func (l *Launcher) Run() {
+	l.startSweep = make(map[uint32]bool)
+	l.served = make(map[Key]uint64)
+	l.scouted = make(map[uint32]time.Time)
 	for {
 		if err := l.round(); err != nil {
 			l.Log.Logf("lantern_async launcher: %v", err)
@@ -84,13 +99,20 @@ func (l *Launcher) Run() {
 	}
 }
 
-// nap is how long to sleep: the naptime, or less when a backoff ends sooner.
+// nap is how long to sleep: the naptime, or less when a backoff or a
+// scout's rest ends sooner.
 func (l *Launcher) nap() time.Duration {
 	now := l.Now()
-	if next, ok := l.Backoff.NextExpiry(now); ok && next.Sub(now) < l.Naptime {
-		return max(next.Sub(now), time.Millisecond)
+	nap := l.Naptime
+	if next, ok := l.Backoff.NextExpiry(now); ok && next.Sub(now) < nap {
+		nap = next.Sub(now)
 	}
-	return l.Naptime
+	for _, at := range l.scouted {
+		if rest := at.Add(l.ScoutRest).Sub(now); rest > 0 && rest < nap {
+			nap = rest
+		}
+	}
+	return max(nap, time.Millisecond)
 }
 
 func (l *Launcher) round() error {
@@ -105,7 +127,9 @@ func (l *Launcher) round() error {
 	if err != nil {
 		return err
 	}
-	plan := PlanRound(demands, c.Slots(), c.Capacity())
+	slots := c.Slots()
+	l.markServed(demands, slots)
+	plan := PlanRound(demands, slots, c.Capacity())
 	for _, slot := range plan.Wake {
 		c.Wake(slot)
 	}
@@ -116,8 +140,42 @@ func (l *Launcher) round() error {
 		if ok, err := c.Launch(k, k.Scout() && l.startSweep[k.DB]); err != nil || !ok {
 			return err
 		}
+		l.launches++
+		l.served[k] = l.launches
+		if k.Scout() {
+			l.scouted[k.DB] = l.Now()
+		}
 	}
 	return nil
+}
+
+// resting tells whether a database's last scout started too recently for
+// another; a rest that is over is forgotten.
+func (l *Launcher) resting(k Key, now time.Time) bool {
+	at, ok := l.scouted[k.DB]
+	if ok && !now.Before(at.Add(l.ScoutRest)) {
+		delete(l.scouted, k.DB)
+		return false
+	}
+	return ok && k.Scout()
+}
+
+// markServed gives each demand its key's last launch, and forgets the keys
+// that have neither a demand nor a slot any more.
+func (l *Launcher) markServed(demands []Demand, slots []Slot) {
+	present := make(map[Key]bool, len(demands)+len(slots))
+	for i := range demands {
+		demands[i].Served = l.served[demands[i].Key]
+		present[demands[i].Key] = true
+	}
+	for _, s := range slots {
+		present[s.Key] = true
+	}
+	for k := range l.served {
+		if !present[k] {
+			delete(l.served, k)
+		}
+	}
 }
 
 // reap learns how processes ended. A task whose worker ended while running
@@ -176,16 +234,17 @@ func processName(k Key) string {
 func (l *Launcher) sweepIfNeeded() error {
 	c := l.Cluster
 	start := c.ReconcileNeeded()
-	if !start && !c.TakeOverflow() {
+	if c.TakeOverflow() {
+		l.overflowed = true // kept until a sweep is on the board
+	}
+	if !start && !l.overflowed {
 		return nil
 	}
 	dbs, err := c.Databases()
 	if err != nil {
 		return err
 	}
-	if l.startSweep == nil {
-		l.startSweep = make(map[uint32]bool)
-	}
+	l.overflowed = false
 	for _, db := range dbs {
 		c.Note(Key{DB: db})
 		if start {
@@ -219,7 +278,7 @@ func (l *Launcher) servable(demands []Demand) ([]Demand, error) {
 			l.Cluster.Forget(d.Key)
 			l.Cluster.Note(Key{DB: d.DB})
 		case Runnable:
-			if !l.Backoff.Waiting(d.Key, now) {
+			if !l.Backoff.Waiting(d.Key, now) && !l.resting(d.Key, now) {
 				kept = append(kept, d)
 			}
 		}

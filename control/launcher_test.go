@@ -29,8 +29,9 @@ func TestLauncherStartSweepScoutsEveryDatabase(t *testing.T) {
 	assert.Equal(t, []Key{scoutX, scoutY}, c.notes)
 	assert.Equal(t, 1, c.reconciled)
 	assert.Equal(t, 1, c.count("Databases"), "the second round has nothing to sweep")
-	assert.Equal(t, []launched{{keyA, false}, {scoutX, true}, {scoutY, true}}, c.launches,
-		"round 1 starts the scouts of the start sweep; a role's worker is never one")
+	assert.Equal(t, []launched{{keyA, false}, {scoutY, true}, {scoutX, true}}, c.launches,
+		"round 1 starts the scouts of the start sweep (database Y first: X holds a slot already); "+
+			"a role's worker is never one")
 	assertBefore(t, c.calls, "Note", "MarkReconciled")
 	assertBefore(t, c.calls, "MarkReconciled", "Launch")
 	assert.Empty(t, log.lines)
@@ -47,7 +48,7 @@ func TestLauncherRetriesTheStartSweepWhenDatabasesFails(t *testing.T) {
 	_, log := runRounds(t, c, 2)
 	require.Len(t, log.lines, 1)
 	assert.Equal(t, "lantern_async launcher: "+errCatalog.Error(), log.lines[0])
-	assert.Equal(t, []string{"Reap", "Slots", "ReconcileNeeded", "Databases", "Wait"}, c.calls[:5],
+	assert.Equal(t, []string{"Reap", "Slots", "ReconcileNeeded", "TakeOverflow", "Databases", "Wait"}, c.calls[:6],
 		"nothing is launched before the start sweep is on the board")
 	assert.Equal(t, []Key{scoutX}, c.notes)
 	assert.Equal(t, 1, c.reconciled)
@@ -79,7 +80,7 @@ func TestLauncherStartSweepEndsWithACleanScoutExit(t *testing.T) {
 
 	assert.Equal(t, []launched{
 		{scoutX, true}, {scoutY, true}, // round 1
-		{scoutX, false}, {Key{DB: dbZ}, false}, // round 2
+		{Key{DB: dbZ}, false}, {scoutX, false}, // round 2: Z was never served
 		// round 3: Y's scout died; held back
 		{scoutY, true}, // round 4: its start sweep is still to do
 	}, c.launches)

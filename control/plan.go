@@ -24,12 +24,16 @@ type Demand struct {
 	Key
 	Seq  uint64 // order in which the work was first noted: oldest first
 	Hint int64  // tasks believed pending (for how many workers to start)
+	// Served orders the keys by when a process was last started for them
+	// (the launcher's launch count then; 0: never): among equals, the key
+	// served longest ago goes first, so keys sharing slots take turns.
+	Served uint64
 }
 
 // Slot is a process slot in use: what it serves, and the task it runs (0
 // while it starts up, looks for its next task, waits idle or sweeps).
 type Slot struct {
-	Index    int
+	Index int
 	Key
 	JobID    int64
 	TasksRun int64
@@ -44,40 +48,64 @@ type Plan struct {
 }
 
 // PlanRound decides which processes to start, wake and retire for the
-// demands (oldest first) within capacity slots. Databases holding the
-// fewest slots are served first, then the keys holding fewest, then the
-// oldest demand, one process per key per pass: a database or role with a
-// long queue cannot take every slot from another. A worker that is not
-// running a task will claim one, so it counts against its key's demand.
-// When no slot is free, a key with work and no process takes one from the
-// busiest (see retirements).
+// demands (given oldest first) within capacity slots. Each launch goes to
+// the demand whose database holds the fewest slots, then whose key holds
+// the fewest, then whose key was served longest ago: a database or role
+// with a long queue cannot take every slot from another, and keys that
+// share slots take turns. A worker that is not running a task will claim
+// one, so it counts against its key's demand. When no slot is free, a key
+// with work and no process takes one from the busiest (see retirements).
 func PlanRound(demands []Demand, slots []Slot, capacity int) Plan {
 	var plan Plan
 	free := capacity - len(slots)
 	held, heldDB := heldCounts(slots)
+	owned := make(map[Key]int, len(held))
+	for k, n := range held {
+		owned[k] = n
+	}
 	need := make([]int64, len(demands))
 	waiting := idleByKey(slots)
 	for i, d := range demands {
 		need[i] = d.need(held[d.Key], waiting[d.Key])
 	}
-	order := fewestFirst(demands, held, heldDB)
-	for launched := true; launched && free > 0; {
-		launched = false
-		for _, i := range order {
-			if need[i] == 0 || free == 0 {
-				continue
-			}
-			plan.Launch = append(plan.Launch, demands[i].Key)
-			need[i]--
-			free--
-			held[demands[i].Key]++
-			heldDB[demands[i].DB]++
-			launched = true
+	for ; free > 0; free-- {
+		i, ok := nextLaunch(demands, need, held, heldDB)
+		if !ok {
+			break
 		}
+		plan.Launch = append(plan.Launch, demands[i].Key)
+		need[i]--
+		held[demands[i].Key]++
+		heldDB[demands[i].DB]++
 	}
 	plan.Wake = wakeIdle(demands, slots)
-	plan.Retire = retirements(demands, order, slots, need, held)
+	plan.Retire = retirements(demands, slots, need, owned)
 	return plan
+}
+
+// nextLaunch picks the demand the next free slot goes to, as PlanRound says.
+func nextLaunch(demands []Demand, need []int64, held map[Key]int, heldDB map[uint32]int) (int, bool) {
+	best := -1
+	for i, d := range demands {
+		if need[i] == 0 {
+			continue
+		}
+		if best < 0 || before(d, demands[best], held, heldDB) {
+			best = i
+		}
+	}
+	return best, best >= 0
+}
+
+// before orders two demands for a slot; equal ones keep the given order.
+func before(a, b Demand, held map[Key]int, heldDB map[uint32]int) bool {
+	if heldDB[a.DB] != heldDB[b.DB] {
+		return heldDB[a.DB] < heldDB[b.DB]
+	}
+	if held[a.Key] != held[b.Key] {
+		return held[a.Key] < held[b.Key]
+	}
+	return a.Served < b.Served
 }
 
 // need is how many more processes the demand could use, given the slots
@@ -100,23 +128,6 @@ func (d Demand) need(held int, idle int64) int64 {
 	return n
 }
 
-// fewestFirst orders the demands by the slots their database holds, then
-// their key, keeping the oldest-first order among equals.
-func fewestFirst(demands []Demand, held map[Key]int, heldDB map[uint32]int) []int {
-	order := make([]int, len(demands))
-	for i := range order {
-		order[i] = i
-	}
-	sort.SliceStable(order, func(a, b int) bool {
-		da, db := demands[order[a]], demands[order[b]]
-		if heldDB[da.DB] != heldDB[db.DB] {
-			return heldDB[da.DB] < heldDB[db.DB]
-		}
-		return held[da.Key] < held[db.Key]
-	})
-	return order
-}
-
 // wakeIdle lists the idle workers whose key has work noted: they claim it
 // (or, when asked to retire, leave).
 func wakeIdle(demands []Demand, slots []Slot) []int {
@@ -134,15 +145,18 @@ func wakeIdle(demands []Demand, slots []Slot) []int {
 }
 
 // retirements frees slots for demand no free slot could meet. Each key with
-// work waiting and no process takes a slot from the key holding the most:
-// an idle worker if there is one, else a busy one, which leaves after its
-// current task. A key's only worker gives way too, once it has finished a
-// task since it started (so two keys sharing one slot alternate, task by
-// task, rather than thrash). So however many tasks one database or role
-// keeps queued, or keeps submitting, other work waits about one task's run
-// time at most. Then idle workers of keys with nothing noted give way to
-// what demand is left. Slots already retiring count as freed.
-func retirements(demands []Demand, order []int, slots []Slot, need []int64, held map[Key]int) []int {
+// work and no process at all (owned: before this round) takes a slot from
+// the key holding the most, in turn (served longest ago first): an idle
+// worker if there is one, else a busy one, which leaves after its current
+// task. A key's only worker gives way too, once it has finished a task
+// since it started (so two keys sharing one slot alternate, task by task,
+// rather than thrash). So however many tasks one database or role keeps
+// queued, or keeps submitting, other work waits about one task's run time
+// at most. A key that just lost a slot still has its worker running, so
+// it takes none in turn. Slots already retiring are promised to the first
+// such keys. Then idle workers of keys with nothing noted give way to the
+// demand still unmet.
+func retirements(demands []Demand, slots []Slot, need []int64, owned map[Key]int) []int {
 	var retire []int
 	promised := 0
 	for _, s := range slots {
@@ -150,22 +164,25 @@ func retirements(demands []Demand, order []int, slots []Slot, need []int64, held
 			promised++
 		}
 	}
+	held := make(map[Key]int, len(owned))
+	for k, n := range owned {
+		held[k] = n
+	}
 	taken := make(map[int]bool)
-	for _, i := range order {
-		if need[i] == 0 || held[demands[i].Key] > 0 {
-			continue
-		}
+	for _, i := range starving(demands, need, owned) {
 		if promised > 0 {
 			promised--
+			need[i]--
 			continue
 		}
 		if victim, ok := busiestSlot(slots, held, taken); ok {
 			retire = append(retire, victim.Index)
 			taken[victim.Index] = true
 			held[victim.Key]--
+			need[i]--
 		}
 	}
-	unmet := sum(need) - int64(len(retire)) - int64(promised)
+	unmet := sum(need) - int64(promised)
 	noted := make(map[Key]bool)
 	for _, d := range demands {
 		noted[d.Key] = true
@@ -180,6 +197,18 @@ func retirements(demands []Demand, order []int, slots []Slot, need []int64, held
 		}
 	}
 	return retire
+}
+
+// starving lists the demands with work and no process, served longest ago first.
+func starving(demands []Demand, need []int64, owned map[Key]int) []int {
+	var idx []int
+	for i, d := range demands {
+		if need[i] > 0 && owned[d.Key] == 0 {
+			idx = append(idx, i)
+		}
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return demands[idx[a]].Served < demands[idx[b]].Served })
+	return idx
 }
 
 // busiestSlot picks a worker slot of the key with the most workers,

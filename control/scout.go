@@ -27,6 +27,12 @@ func (q RoleQueue) runnable() bool {
 type Selection struct {
 	RoleID  uint32 // only the tasks of the role with this OID; 0: every role
 	Unowned bool   // only the rows that were not submitted through async_task
+	// WaitForLocks waits for a row another transaction holds instead of
+	// leaving it for a later sweep. Only for 'running' rows: no ordinary
+	// role can lock those (locking a row needs UPDATE on lantern.tasks,
+	// which nobody is granted, and cancel_task() never locks a running
+	// task), so only a superuser could make a scout wait.
+	WaitForLocks bool
 }
 
 // LostTask is a task whose worker ended while running it.
@@ -47,7 +53,8 @@ type Site interface {
 	Found(LostTask)
 	// Settle moves tasks from one status to a final outcome, once;
 	// outcome's JobID 0 means every task in that status that sel picks.
-	// Rows a user holds locked are left for a later sweep, never waited for.
+	// Rows a user holds locked are left for a later sweep, never waited
+	// for, unless sel.WaitForLocks.
 	Settle(sel Selection, from bgworker.Status, outcome bgworker.Outcome) (int64, error)
 	// FailOrphans fails the tasks 'running' that no live process runs.
 	FailOrphans(outcome bgworker.Outcome) (int64, error)
@@ -75,19 +82,22 @@ type Scout struct {
 	StartSweep bool
 }
 
-// Run sweeps until no request for this database is left.
-func (s *Scout) Run() error {
+// Run sweeps until no request for this database is left; swept is false
+// when the scout was asked to leave first (its database is being dropped,
+// renamed, moved or copied): its work is still to do, and the launcher
+// must not take its exit for the end of a start sweep.
+func (s *Scout) Run() (swept bool, err error) {
 	for !s.Site.Retiring() {
 		s.Site.Looking()
 		if err := s.sweep(); err != nil {
-			return err
+			return false, err
 		}
 		if s.Site.Settled() {
-			return nil
+			return true, nil
 		}
 		s.StartSweep = false
 	}
-	return nil
+	return false, nil
 }
 
 func (s *Scout) sweep() error {
@@ -104,12 +114,15 @@ func (s *Scout) sweep() error {
 	return s.noteQueues()
 }
 
+// settleLost waits for a lost task's row if it must: otherwise a row
+// skipped as locked would be taken for one that had finished, and the task
+// would lose its accepted cancel (it would end failed, by failOrphans).
 func (s *Scout) settleLost() error {
 	for _, t := range s.Site.Lost() {
-		if _, err := s.Site.Settle(Selection{}, bgworker.Running, lostOutcome(t)); err != nil {
+		if _, err := s.Site.Settle(Selection{WaitForLocks: true}, bgworker.Running, lostOutcome(t)); err != nil {
 			return err
 		}
-		s.Site.Found(t)
+		s.Site.Found(t) // settled now, or it had finished: nothing changed
 	}
 	return nil
 }

@@ -197,7 +197,7 @@ func waitCrashRecovered(t *testing.T, oldLauncher int) {
 // crashWatch is taken before something that must not crash any process.
 type crashWatch struct {
 	launcher int
-	logLen     int
+	logLen   int
 }
 
 func watchCrashes(t *testing.T, su *pgx.Conn) crashWatch {

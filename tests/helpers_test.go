@@ -27,7 +27,7 @@ const (
 	logTailLines = 60
 
 	backendLauncher = "lantern_async launcher"
-	backendWorker     = "lantern_async worker"
+	backendWorker   = "lantern_async worker"
 
 	// canceledMessage is the error_message of a task stopped by cancel_task.
 	canceledMessage = "Canceled by user"

@@ -1,0 +1,30 @@
+package control
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// However often sweeps of a database are asked for, its scouts start no
+// more often than ScoutRest; the launcher wakes when the rest is over.
+func TestLauncherRestsBetweenScoutsOfADatabase(t *testing.T) {
+	clk := &clock{now: epoch}
+	c := newCluster()
+	c.demand(scoutX, 0)
+	c.reaps = [][]Exit{nil, {{Key: scoutX, Clean: true}}}
+	c.before = []func(){
+		nil,
+		func() { c.demand(scoutX, 0); c.demand(scoutY, 0) }, // asked again at once; Y for the first time
+		func() { clk.now = clk.now.Add(time.Second) },
+	}
+	l, _ := newLauncher(c, clk.Now)
+	l.ScoutRest = time.Second
+	c.rounds = 3
+	l.Run()
+
+	assert.Equal(t, []launched{{scoutX, false}, {scoutY, false}, {scoutX, false}}, c.launches,
+		"X's second scout waits for the end of its rest; Y's does not")
+	assert.Equal(t, time.Second, c.waits[1], "woken when X's rest is over")
+}
