@@ -52,16 +52,17 @@ type Worker struct {
 	// the server fork one per task. It is read each time the worker runs
 	// out of tasks (a configuration reload may change it).
 	IdleTimeout func() time.Duration
-	// Wait sleeps until the worker is woken (the dispatcher sets its latch
+	// Wait sleeps until the worker is woken (a submit's commit sets its latch
 	// when its role has tasks again) or the timeout passes; true means stop.
 	Wait func(time.Duration) bool
-	// Retiring tells whether the dispatcher wants the slot for other work.
+	// Retiring tells whether the slot is wanted elsewhere: the launcher
+	// needs it for other work, or a DROP DATABASE needs the database.
 	Retiring func() bool
 	Now      func() time.Time
 }
 
 // Run loops until no task has come for IdleTimeout (nil) or something is
-// broken (an error: the process should exit and let the dispatcher start
+// broken (an error: the process should exit and let the launcher start
 // a fresh one).
 func (w *Worker) Run() error {
 	idleSince := w.now()

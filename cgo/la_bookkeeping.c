@@ -126,7 +126,7 @@ typedef struct LaClaim
 /*
  * Claim the oldest pending task of the role this worker logged in as (by
  * OID, from task_owners).  The slot learns the jobid before the claim
- * commits, so that from the moment the row reads 'running' the dispatcher
+ * commits, so that from the moment the row reads 'running' the launcher
  * and cancel_task() can tell which process owns it.
  */
 static void
@@ -142,7 +142,7 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 										"  SELECT t.jobid FROM %s t "
 										"  WHERE t.status = 'pending' AND EXISTS ("
 										"    SELECT FROM %s o WHERE o.jobid = t.jobid AND o.roleid = $1) "
-										/* dropped or NOLOGIN since this worker logged in: leave it to the dispatcher */
+										/* dropped or NOLOGIN since this worker logged in: a scout fails its tasks */
 										"    AND EXISTS (SELECT FROM pg_catalog.pg_authid r "
 										"                WHERE r.oid = $1 AND r.rolcanlogin) "
 										"  ORDER BY t.jobid LIMIT 1 FOR UPDATE OF t SKIP LOCKED) "

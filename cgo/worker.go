@@ -74,7 +74,7 @@ type settleFilter struct {
 func settle(p *pg, f settleFilter, from bgworker.Status, o bgworker.Outcome, count *C.int64_t) (int64, error) {
 	s := (*C.LaSettle)(C.calloc(1, C.sizeof_LaSettle))
 	defer C.free(unsafe.Pointer(s))
-	// Outcome.JobID 0 is the dispatcher's "every task"; jobids are positive.
+	// Outcome.JobID 0 is a scout's "every task"; jobids are positive.
 	s.all_jobs = C.bool(o.JobID == 0)
 	s.jobid = C.int64(o.JobID)
 	s.roleid = C.Oid(f.roleID)

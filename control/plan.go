@@ -145,8 +145,9 @@ func wakeIdle(demands []Demand, slots []Slot) []int {
 }
 
 // retirements frees slots for demand no free slot could meet. Each key with
-// work and no process at all (owned: before this round) takes a slot from
-// the key holding the most, in turn (served longest ago first): an idle
+// work and no process at all (owned: before this round) takes, in turn
+// (served longest ago first), the slot of an idle worker whose key has
+// nothing noted, or else one from the key holding the most: an idle
 // worker if there is one, else a busy one, which leaves after its current
 // task. A key's only worker gives way too, once it has finished a task
 // since it started (so two keys sharing one slot alternate, task by task,
@@ -168,6 +169,10 @@ func retirements(demands []Demand, slots []Slot, need []int64, owned map[Key]int
 	for k, n := range owned {
 		held[k] = n
 	}
+	noted := make(map[Key]bool)
+	for _, d := range demands {
+		noted[d.Key] = true
+	}
 	taken := make(map[int]bool)
 	for _, i := range starving(demands, need, owned) {
 		if promised > 0 {
@@ -175,28 +180,37 @@ func retirements(demands []Demand, slots []Slot, need []int64, owned map[Key]int
 			need[i]--
 			continue
 		}
-		if victim, ok := busiestSlot(slots, held, taken); ok {
+		victim, ok := unneededSlot(slots, noted, taken)
+		if !ok {
+			victim, ok = busiestSlot(slots, held, taken)
+		}
+		if ok {
 			retire = append(retire, victim.Index)
 			taken[victim.Index] = true
 			held[victim.Key]--
 			need[i]--
 		}
 	}
-	unmet := sum(need) - int64(promised)
-	noted := make(map[Key]bool)
-	for _, d := range demands {
-		noted[d.Key] = true
-	}
-	for _, s := range slots {
-		if unmet <= 0 {
+	for unmet := sum(need) - int64(promised); unmet > 0; unmet-- {
+		victim, ok := unneededSlot(slots, noted, taken)
+		if !ok {
 			break
 		}
-		if !s.Scout() && s.JobID == 0 && !s.Retiring && !noted[s.Key] && !taken[s.Index] {
-			retire = append(retire, s.Index)
-			unmet--
-		}
+		retire = append(retire, victim.Index)
+		taken[victim.Index] = true
 	}
 	return retire
+}
+
+// unneededSlot picks an idle worker whose key has nothing noted: it gives
+// its slot up at once and loses nothing.
+func unneededSlot(slots []Slot, noted map[Key]bool, taken map[int]bool) (Slot, bool) {
+	for _, s := range slots {
+		if !s.Scout() && s.JobID == 0 && !s.Retiring && !noted[s.Key] && !taken[s.Index] {
+			return s, true
+		}
+	}
+	return Slot{}, false
 }
 
 // starving lists the demands with work and no process, served longest ago first.

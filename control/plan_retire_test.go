@@ -211,3 +211,11 @@ func TestPlanRoundOneNewcomerRetiresOneWorker(t *testing.T) {
 	plan := PlanRound([]Demand{demand(keyC, 1, 1), demand(keyA, 2, 5), demand(keyB, 3, 5)}, slots, 2)
 	assert.Len(t, plan.Retire, 1)
 }
+
+// A newcomer takes the slot of an idle worker whose key has nothing noted
+// before a busy worker of the busiest key: it is free at once.
+func TestPlanRoundTakesAnUnneededIdleWorkerFirst(t *testing.T) {
+	slots := []Slot{busySlot(0, keyA, 1), busySlot(1, keyA, 2), busySlot(2, keyA, 3), ran(idleSlot(3, keyB), 1)}
+	plan := PlanRound([]Demand{demand(keyC, 1, 1)}, slots, 4)
+	assert.Equal(t, []int{3}, plan.Retire, "B's idle worker, not one of A's busy ones")
+}
