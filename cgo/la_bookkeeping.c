@@ -10,16 +10,13 @@
  */
 #include "postgres.h"
 
-#include "access/htup_details.h"
 #include "access/xact.h"
-#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
-#include "utils/syscache.h"
 
 #include "la_call.h"
 #include "la_shared.h"
@@ -100,20 +97,6 @@ la_bk_ready(bool *ready, LaError *err)
 	return la_bk_run(la_bk_ready_body, ready, err);
 }
 
-static bool
-la_bk_role_can_login(Oid roleid)
-{
-	HeapTuple	tuple = SearchSysCache1(AUTHOID, ObjectIdGetDatum(roleid));
-	bool		canlogin = false;
-
-	if (HeapTupleIsValid(tuple))
-	{
-		canlogin = ((Form_pg_authid) GETSTRUCT(tuple))->rolcanlogin;
-		ReleaseSysCache(tuple);
-	}
-	return canlogin;
-}
-
 typedef struct LaClaim
 {
 	int			slot;
@@ -151,7 +134,7 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 							   1, types, values, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "lantern_async could not claim a task: %s", SPI_result_code_string(rc));
-	if (SPI_processed == 0 && !la_bk_role_can_login(GetAuthenticatedUserId()))
+	if (SPI_processed == 0 && !la_role_can_login(GetAuthenticatedUserId()))
 	{
 		/* The role's pending tasks can never run now: a scout fails them. */
 		la_demand_note(MyDatabaseId, InvalidOid, 0);

@@ -14,7 +14,6 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
-#include "catalog/pg_authid.h"
 #include "catalog/pg_database.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -59,8 +58,11 @@ la_launcher_scan_databases(uint32_t **oids, int *n)
 	table_close(rel, AccessShareLock);
 }
 
-bool
-la_launcher_databases(uint32_t **oids, int *n, LaError *err)
+typedef void (*la_launcher_body) (void *arg);
+
+/* Run body in a transaction (the shared catalogs only), inside PG_TRY. */
+static bool
+la_launcher_run(la_launcher_body body, void *arg, LaError *err)
 {
 	LaSaved		saved;
 	volatile bool ok = true;
@@ -73,7 +75,7 @@ la_launcher_databases(uint32_t **oids, int *n, LaError *err)
 	{
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
-		la_launcher_scan_databases(oids, n);
+		body(arg);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 		MemoryContextSwitchTo(la_task_context());
@@ -85,6 +87,28 @@ la_launcher_databases(uint32_t **oids, int *n, LaError *err)
 	}
 	PG_END_TRY();
 	return ok;
+}
+
+typedef struct LaDatabases
+{
+	uint32_t  **oids;
+	int		   *n;
+} LaDatabases;
+
+static void
+la_launcher_databases_body(void *arg)
+{
+	LaDatabases *d = arg;
+
+	la_launcher_scan_databases(d->oids, d->n);
+}
+
+bool
+la_launcher_databases(uint32_t **oids, int *n, LaError *err)
+{
+	LaDatabases d = {oids, n};
+
+	return la_launcher_run(la_launcher_databases_body, &d, err);
 }
 
 static bool
@@ -101,20 +125,6 @@ la_launcher_database_open(Oid dboid)
 	return open;
 }
 
-static bool
-la_launcher_role_can_login(Oid roleid)
-{
-	HeapTuple	tuple = SearchSysCache1(AUTHOID, ObjectIdGetDatum(roleid));
-	bool		canlogin = false;
-
-	if (HeapTupleIsValid(tuple))
-	{
-		canlogin = ((Form_pg_authid) GETSTRUCT(tuple))->rolcanlogin;
-		ReleaseSysCache(tuple);
-	}
-	return canlogin;
-}
-
 static int
 la_launcher_verdict(Oid dboid, Oid roleid)
 {
@@ -122,33 +132,31 @@ la_launcher_verdict(Oid dboid, Oid roleid)
 		return LA_DATABASE_GONE;
 	if (la_database_blocked(dboid))
 		return LA_DATABASE_BLOCKED;
-	if (OidIsValid(roleid) && !la_launcher_role_can_login(roleid))
+	if (OidIsValid(roleid) && !la_role_can_login(roleid))
 		return LA_ROLE_UNRUNNABLE;
 	return LA_RUNNABLE;
+}
+
+typedef struct LaCheck
+{
+	Oid			dboid;
+	Oid			roleid;
+	int		   *verdict;
+} LaCheck;
+
+static void
+la_launcher_check_body(void *arg)
+{
+	LaCheck    *c = arg;
+
+	*c->verdict = la_launcher_verdict(c->dboid, c->roleid);
 }
 
 /* Whether a demand for (dboid, roleid) can be served now (roleid 0: a scout). */
 bool
 la_launcher_check(uint32_t dboid, uint32_t roleid, int *verdict, LaError *err)
 {
-	LaSaved		saved;
-	volatile bool ok = true;
+	LaCheck		c = {(Oid) dboid, (Oid) roleid, verdict};
 
-	if (!la_call_begin(err))
-		return false;
-	la_save(&saved);
-	PG_TRY();
-	{
-		StartTransactionCommand();
-		*verdict = la_launcher_verdict((Oid) dboid, (Oid) roleid);
-		CommitTransactionCommand();
-		MemoryContextSwitchTo(la_task_context());
-	}
-	PG_CATCH();
-	{
-		la_call_fail(err, &saved);
-		ok = false;
-	}
-	PG_END_TRY();
-	return ok;
+	return la_launcher_run(la_launcher_check_body, &c, err);
 }

@@ -1,5 +1,6 @@
 /*
- * catalog.c - find the extension's own objects through pg_depend
+ * catalog.c - find the extension's own objects through pg_depend, and the
+ * role facts a worker depends on
  *
  * Never by name: a role that owned a schema called "lantern" could plant a
  * table called "tasks" in it.  The objects the extension script created are
@@ -15,6 +16,7 @@
 #include "access/table.h"
 #include "catalog/dependency.h"
 #include "catalog/indexing.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_depend.h"
 #include "catalog/pg_extension.h"
@@ -116,4 +118,19 @@ la_catalog_lookup(LaCatalog *cat, LOCKMODE lockmode)
 	cat->task_errors_name = la_catalog_name(cat->task_errors);
 	cat->task_owners_name = la_catalog_name(cat->task_owners);
 	return true;
+}
+
+/* Whether a role exists and may log in (a worker logs in as it). */
+bool
+la_role_can_login(Oid roleid)
+{
+	HeapTuple	tuple = SearchSysCache1(AUTHOID, ObjectIdGetDatum(roleid));
+	bool		canlogin = false;
+
+	if (HeapTupleIsValid(tuple))
+	{
+		canlogin = ((Form_pg_authid) GETSTRUCT(tuple))->rolcanlogin;
+		ReleaseSysCache(tuple);
+	}
+	return canlogin;
 }
