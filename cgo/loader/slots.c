@@ -263,7 +263,8 @@ la_slot_idle_in(LaSlot *slot, Oid dboid)
 
 /*
  * Wake the idle workers of a role in a database: a submit committed tasks
- * for them.  Called at commit, from any backend; never errors.
+ * for them.  Called at commit, from any backend; never errors, so it
+ * allocates nothing (and wakes at most 64: each claims in turn anyway).
  */
 void
 la_slot_wake_idle(Oid dboid, Oid roleid)
@@ -293,7 +294,7 @@ la_slot_wake_idle(Oid dboid, Oid roleid)
 void
 la_slot_evict_database(Oid dboid)
 {
-	int			procnos[64];
+	int		   *procnos = palloc(sizeof(int) * la_shmem->nslots);
 	int			n = 0;
 
 	SpinLockAcquire(&la_shmem->mutex);
@@ -304,12 +305,13 @@ la_slot_evict_database(Oid dboid)
 		if (slot->dboid != dboid || slot->state == LA_SLOT_FREE)
 			continue;
 		slot->retire = true;
-		if (slot->procno >= 0 && n < lengthof(procnos))
+		if (slot->procno >= 0)
 			procnos[n++] = slot->procno;
 	}
 	SpinLockRelease(&la_shmem->mutex);
 	for (int i = 0; i < n; i++)
 		SetLatch(&ProcGlobal->allProcs[procnos[i]].procLatch);
+	pfree(procnos);
 }
 
 /* Processes of ours in a database that run no task (they are leaving). */
