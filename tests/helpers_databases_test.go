@@ -1,0 +1,220 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/user"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+)
+
+// Helpers of databases_test.go, dbcommands_test.go and dbtasks_test.go:
+// databases of a test's own (with the extension), the worker idle timeout,
+// our processes in a database, a tablespace directory.
+
+const backendScout = "lantern_async scout"
+
+// traceSQL is a task query that records, in table trace of its database,
+// where and as whom it runs, its process and when it started.
+const traceSQL = "INSERT INTO trace SELECT current_database(), current_user, session_user, pg_backend_pid(), clock_timestamp()"
+
+// traceRow is a row traceSQL wrote.
+type traceRow struct {
+	DB, User, Session string
+	Pid               int
+	At                time.Time
+}
+
+// dropDatabaseAtEnd drops database name (if it exists, whoever is
+// connected) when the test ends.
+func dropDatabaseAtEnd(t *testing.T, name string) {
+	t.Helper()
+	t.Cleanup(func() { cleanupExec(t, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)") })
+}
+
+// newDatabase creates a database, dropped when the test ends.
+func newDatabase(t *testing.T, su *pgx.Conn, base string) string {
+	t.Helper()
+	db := ident(t, uniq(base))
+	dropDatabaseAtEnd(t, db)
+	mustExec(t, su, "CREATE DATABASE "+db)
+	return db
+}
+
+// newExtensionDatabase creates a database with the extension, the test
+// roles' grants and a table trace (see traceSQL) they may write, through a
+// connection closed before it returns: the test's DROP or ALTER DATABASE
+// must find no client session of ours there.
+func newExtensionDatabase(t *testing.T, su *pgx.Conn, base string) string {
+	t.Helper()
+	db := newDatabase(t, su, base)
+	c, cancel := context.WithTimeout(ctx(t), waitTimeout)
+	defer cancel()
+	conn, err := cluster.Connect(c, db, superuser)
+	require.NoError(t, err, "connect to %s", db)
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(c, "CREATE EXTENSION lantern_async")
+	require.NoError(t, err, "CREATE EXTENSION lantern_async in %s", db)
+	require.NoError(t, grantExtensionAccess(c, conn))
+	_, err = conn.Exec(c, "CREATE TABLE trace(db name, usr name, sess name, pid int, at timestamptz); "+
+		"GRANT SELECT, INSERT ON trace TO alice, bob, carol")
+	require.NoError(t, err, "create table trace in %s", db)
+	return db
+}
+
+// readTrace returns the rows of db's table trace, oldest first.
+func readTrace(t *testing.T, db string) []traceRow {
+	t.Helper()
+	conn := connectTo(t, cluster, db, superuser)
+	defer closeConn(t, conn)
+	rows, err := conn.Query(ctx(t), "SELECT db::text, usr::text, sess::text, pid, at FROM trace ORDER BY at")
+	require.NoError(t, err)
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (traceRow, error) {
+		var tr traceRow
+		err := r.Scan(&tr.DB, &tr.User, &tr.Session, &tr.Pid, &tr.At)
+		return tr, err
+	})
+	require.NoError(t, err)
+	return out
+}
+
+// closeConn closes a connection now (connectTo's cleanup closes it again,
+// harmlessly).
+func closeConn(t *testing.T, conn *pgx.Conn) {
+	t.Helper()
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = conn.Close(c)
+}
+
+// requireNoClients waits until no client session is connected to db (a
+// closed pgx connection's backend exits a moment later), so that a DROP or
+// ALTER DATABASE that follows finds only our background processes there.
+func requireNoClients(t *testing.T, su *pgx.Conn, db string) {
+	t.Helper()
+	requirePoll(t, waitTimeout, "no client session in database "+db, whileConnected(su, func() (bool, string) {
+		pids, err := queryRows[int](su, "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'", db)
+		return err == nil && len(pids) == 0, fmt.Sprintf("client backends %v, err=%v", pids, err)
+	}))
+}
+
+// ourProcessesIn lists "pid backend_type usename" of the lantern_async
+// workers and scouts connected to db.
+func ourProcessesIn(conn *pgx.Conn, db string) ([]string, error) {
+	return queryRows[string](conn, `
+		SELECT pid || ' ' || backend_type || ' ' || coalesce(usename::text, '') FROM pg_stat_activity
+		WHERE datname = $1 AND backend_type IN ($2, $3) ORDER BY pid`, db, backendWorker, backendScout)
+}
+
+// workerPidsIn lists the pids of the lantern_async workers of role
+// connected to db.
+func workerPidsIn(conn *pgx.Conn, db, role string) ([]int, error) {
+	return queryRows[int](conn, `
+		SELECT pid FROM pg_stat_activity
+		WHERE datname = $1 AND backend_type = $2 AND usename = $3 ORDER BY pid`, db, backendWorker, role)
+}
+
+// idleWorkerIn runs a task of role in db and returns the pid of the
+// worker that ran it, once that worker waits idle (still connected to db,
+// the only worker of role there). It closes its connections to db.
+func idleWorkerIn(t *testing.T, su *pgx.Conn, db, role string) int {
+	t.Helper()
+	conn := connectTo(t, cluster, db, role)
+	requireSucceeded(t, conn, submit(t, conn, traceSQL))
+	closeConn(t, conn)
+	trace := readTrace(t, db)
+	require.NotEmpty(t, trace)
+	pid := trace[len(trace)-1].Pid
+	pids, err := workerPidsIn(su, db, role)
+	require.NoError(t, err)
+	require.Equal(t, []int{pid}, pids, "the worker that ran the task waits idle in %s (worker_idle_timeout)", db)
+	return pid
+}
+
+// setWorkerIdleTimeout sets lantern_async.worker_idle_timeout (ALTER
+// SYSTEM, reload) until the test ends, and waits until a new session sees
+// it, so that workers launched from now on wait that long.
+func setWorkerIdleTimeout(t *testing.T, su *pgx.Conn, d time.Duration) {
+	t.Helper()
+	t.Cleanup(func() {
+		cleanupExec(t, "ALTER SYSTEM RESET lantern_async.worker_idle_timeout")
+		cleanupExec(t, "SELECT pg_reload_conf()")
+		if ok, last := idleTimeoutIs(t, "the default"); !ok {
+			t.Errorf("cleanup: lantern_async.worker_idle_timeout not reset: %s", last)
+		}
+	})
+	mustExec(t, su, fmt.Sprintf("ALTER SYSTEM SET lantern_async.worker_idle_timeout = %d", d.Milliseconds()))
+	mustExec(t, su, "SELECT pg_reload_conf()")
+	if ok, last := idleTimeoutIs(t, strconv.FormatInt(d.Milliseconds(), 10)); !ok {
+		t.Fatalf("lantern_async.worker_idle_timeout is not %v in a new session: %s", d, last)
+	}
+}
+
+// idleTimeoutIs waits (10 s at most) until a new session's
+// lantern_async.worker_idle_timeout (in ms) is want ("the default": its
+// boot value).
+func idleTimeoutIs(t *testing.T, want string) (bool, string) {
+	t.Helper()
+	return poll(t, 10*time.Second, func() (bool, string) {
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		conn, err := cluster.Connect(c, dbName, superuser)
+		if err != nil {
+			return false, err.Error()
+		}
+		defer conn.Close(context.Background())
+		var setting, boot, shown string
+		if err := conn.QueryRow(c, `SELECT setting, boot_val, current_setting(name) FROM pg_settings
+			WHERE name = 'lantern_async.worker_idle_timeout'`).Scan(&setting, &boot, &shown); err != nil {
+			return false, err.Error()
+		}
+		if want == "the default" {
+			return setting == boot, fmt.Sprintf("setting %s ms (SHOW: %s), boot value %s", setting, shown, boot)
+		}
+		return setting == want, fmt.Sprintf("setting %s ms (SHOW: %s)", setting, shown)
+	}, "lantern_async.worker_idle_timeout in a new session")
+}
+
+// requireSucceededWithin waits at most d for the task (through conn) to
+// end, and requires it succeeded.
+func requireSucceededWithin(t *testing.T, conn *pgx.Conn, jobid int64, d time.Duration) {
+	t.Helper()
+	var status, msg string
+	requirePoll(t, d, fmt.Sprintf("task %d to end", jobid), whileConnected(conn, func() (bool, string) {
+		var st, em *string
+		err := conn.QueryRow(context.Background(),
+			"SELECT status, error_message FROM lantern.tasks WHERE jobid = $1", jobid).Scan(&st, &em)
+		if err != nil {
+			return false, err.Error()
+		}
+		status, msg = deref(st), deref(em)
+		return isFinal(status), "status " + status
+	}))
+	require.Equal(t, "succeeded", status, "task %d: %s", jobid, msg)
+}
+
+// tablespaceDir makes an empty directory under /tmp for CREATE TABLESPACE,
+// owned by the OS user the server runs as (postgres when the tests run as
+// root, see pgcluster's local backend), removed when the test ends.
+func tablespaceDir(t *testing.T) string {
+	t.Helper()
+	skipOnDocker(t, "a tablespace in a directory of the test host")
+	dir, err := os.MkdirTemp("/tmp", "lantern_async_ts_*")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("postgres")
+		require.NoError(t, err, "the server runs as the postgres OS user when the tests run as root")
+		uid, err := strconv.Atoi(u.Uid)
+		require.NoError(t, err)
+		gid, err := strconv.Atoi(u.Gid)
+		require.NoError(t, err)
+		require.NoError(t, os.Chown(dir, uid, gid))
+	}
+	return dir
+}
