@@ -103,7 +103,14 @@ la_launch_stopped(int index)
 		GetBackgroundWorkerPid(la_handles[index], &pid) == BGWH_STOPPED;
 }
 
-/* Free one slot if its worker is gone; true when it was. */
+/*
+ * Free one slot if its process is gone; true when it was.  Gone means the
+ * postmaster reaped it: a process marks its slot exited in an exit callback,
+ * while it still holds its PGPROC and its background-worker slot, so a slot
+ * freed then would let the next launch run beside it (more than max_workers
+ * processes at once).  Only a slot the launcher has no handle for (started
+ * by a previous launcher process) goes by the slot's own mark.
+ */
 static bool
 la_reap_one(int index, LaSlotView *ended)
 {
@@ -112,11 +119,14 @@ la_reap_one(int index, LaSlotView *ended)
 	 * task and dies between the two is then seen with its jobid, and its
 	 * task is failed now rather than at the next server start.
 	 */
+	bool		handled = la_handles != NULL && la_handles[index] != NULL;
 	bool		stopped = la_launch_stopped(index);
 	LaSlotView	view;
 
 	la_slot_view(index, &view);
-	if (view.state == LA_SLOT_FREE || (view.state != LA_SLOT_EXITED && !stopped))
+	if (view.state == LA_SLOT_FREE)
+		return false;
+	if (handled ? !stopped : view.state != LA_SLOT_EXITED)
 		return false;
 	la_slot_reap(index, ended);
 	if (la_handles != NULL && la_handles[index] != NULL)

@@ -128,10 +128,11 @@ la_launcher_database_open(Oid dboid)
 static int
 la_launcher_verdict(Oid dboid, Oid roleid)
 {
-	if (!la_launcher_database_open(dboid))
-		return LA_DATABASE_GONE;
+	/* The block first: once it is over, the catalogs show what its command did. */
 	if (la_database_blocked(dboid))
 		return LA_DATABASE_BLOCKED;
+	if (!la_launcher_database_open(dboid))
+		return LA_DATABASE_GONE;
 	if (OidIsValid(roleid) && !la_role_can_login(roleid))
 		return LA_ROLE_UNRUNNABLE;
 	return LA_RUNNABLE;

@@ -32,6 +32,10 @@ const launcherNaptime = 10 * time.Second
 // scoutRest is the least time between two scouts of one database.
 const scoutRest = time.Second
 
+// blockedRecheck is how soon the launcher looks again at a database that a
+// DROP/ALTER/CREATE DATABASE blocks (a block ends 100 ms after its command).
+const blockedRecheck = 50 * time.Millisecond
+
 // workerIdleTimeout is lantern_async.worker_idle_timeout: how long a worker
 // waits for more tasks of its role before it exits; a submit's commit
 // wakes it.
@@ -94,12 +98,13 @@ func LanternAsyncLauncherMain(C.int) C.int {
 	}
 	pg := newPG()
 	l := control.Launcher{
-		Cluster:   &cluster{pg: pg},
-		Log:       pg,
-		Naptime:   launcherNaptime,
-		ScoutRest: scoutRest,
-		Backoff:   control.Backoff{Min: launchBackoffMin, Max: launchBackoffMax},
-		Now:       time.Now,
+		Cluster:        &cluster{pg: pg},
+		Log:            pg,
+		Naptime:        launcherNaptime,
+		ScoutRest:      scoutRest,
+		BlockedRecheck: blockedRecheck,
+		Backoff:        control.Backoff{Min: launchBackoffMin, Max: launchBackoffMax},
+		Now:            time.Now,
 	}
 	l.Run()
 	return exitRestart

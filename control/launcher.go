@@ -63,6 +63,10 @@ type Launcher struct {
 	// explicit (a commit, a process that ended, a database unblocked), so
 	// this only bounds the damage of one that is missed.
 	Naptime time.Duration
+	// BlockedRecheck is how soon to look again while a demand's database
+	// is blocked by a DROP/ALTER/CREATE DATABASE: nobody wakes the
+	// launcher when a block ends.
+	BlockedRecheck time.Duration
 	// ScoutRest is the least time between two scouts of one database:
 	// however often users ask for sweeps (COMMIT PREPARED, say), the
 	// server does not fork for them more often than this.
@@ -82,6 +86,8 @@ type Launcher struct {
 	overflowed bool
 	// scouted is when the last scout of each database was started.
 	scouted map[uint32]time.Time
+	// blocked: a demand was blocked in the last round.
+	blocked bool
 }
 
 // Run returns when the process is asked to stop.
@@ -104,6 +110,9 @@ func (l *Launcher) Run() {
 func (l *Launcher) nap() time.Duration {
 	now := l.Now()
 	nap := l.Naptime
+	if l.blocked && l.BlockedRecheck < nap {
+		nap = l.BlockedRecheck
+	}
 	if next, ok := l.Backoff.NextExpiry(now); ok && next.Sub(now) < nap {
 		nap = next.Sub(now)
 	}
@@ -264,6 +273,7 @@ func (l *Launcher) servable(demands []Demand) ([]Demand, error) {
 	sort.Slice(demands, func(a, b int) bool { return demands[a].Seq < demands[b].Seq })
 	now := l.Now()
 	kept := demands[:0:0]
+	l.blocked = false
 	for _, d := range demands {
 		v, err := l.Cluster.Check(d.Key)
 		if err != nil {
@@ -274,6 +284,8 @@ func (l *Launcher) servable(demands []Demand) ([]Demand, error) {
 			l.Cluster.ForgetDatabase(d.DB)
 			l.Backoff.Forget(d.DB)
 			delete(l.startSweep, d.DB)
+		case DatabaseBlocked:
+			l.blocked = true
 		case RoleUnrunnable:
 			l.Cluster.Forget(d.Key)
 			l.Cluster.Note(Key{DB: d.DB})

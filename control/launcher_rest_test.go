@@ -28,3 +28,20 @@ func TestLauncherRestsBetweenScoutsOfADatabase(t *testing.T) {
 		"X's second scout waits for the end of its rest; Y's does not")
 	assert.Equal(t, time.Second, c.waits[1], "woken when X's rest is over")
 }
+
+// Nobody wakes the launcher when a DROP/ALTER/CREATE DATABASE's block
+// ends: while a demand is blocked it looks again soon, and serves it then.
+func TestLauncherLooksAgainSoonAtABlockedDatabase(t *testing.T) {
+	c := newCluster()
+	c.demand(keyA, 1)
+	c.verdicts[keyA] = DatabaseBlocked
+	c.before = []func(){nil, func() { c.verdicts[keyA] = Runnable }}
+	l, _ := newLauncher(c, fixedNow)
+	l.BlockedRecheck = 50 * time.Millisecond
+	c.rounds = 3
+	l.Run()
+
+	assert.Equal(t, []launched{{keyA, false}}, c.launches, "launched once the block is over, not forgotten")
+	assert.Equal(t, 50*time.Millisecond, c.waits[0], "blocked: look again soon")
+	assert.Equal(t, naptime, c.waits[1], "nothing blocked any more")
+}

@@ -162,13 +162,6 @@ func TestDatabaseCommandsOfOthersKeepIdleWorker(t *testing.T) {
 // gone logs "FATAL:  database N does not exist"). The race is narrow, so
 // the test drops five such databases.
 func TestDropDatabaseLaunchesNothingIntoIt(t *testing.T) {
-	t.Skip("BUG: when DROP DATABASE evicts an idle worker that had run tasks, the launcher often (about half " +
-		"of the drops) launches a scout into the database just as the DROP commits, and the scout fails with " +
-		"FATAL:  database N does not exist (then LOG: a scout for database N ended without doing its work; " +
-		"next launch in 250ms). dbguard.c releases its block and wakes the launcher from the XACT_EVENT_COMMIT " +
-		"callback, which PostgreSQL runs before AtEOXact_Inval sends the DROP's catalog invalidations, and " +
-		"la_launcher_verdict reads pg_database (syscache) before it looks at the block: the launcher sees the " +
-		"database still there and no longer blocked")
 	begin(t)
 	su := connect(t, superuser)
 	setWorkerIdleTimeout(t, su, 60*time.Second)

@@ -48,6 +48,14 @@
 /* A block outlives its command only if that backend never ended its transaction. */
 #define LA_BLOCK_MAX_SECS 300
 
+/*
+ * A block lasts this long after the command's transaction ends: the commit
+ * callback runs before the transaction sends its catalog invalidations and
+ * releases its locks, so a launcher woken by it could still see a dropped
+ * database in its caches.
+ */
+#define LA_BLOCK_GRACE_MS 100
+
 static ProcessUtility_hook_type prev_utility_hook = NULL;
 
 /* Databases to note for a scout when this backend's transaction commits. */
@@ -93,13 +101,19 @@ la_block_add(Oid dboid)
 	la_blocking = true;
 }
 
+/* The command's transaction ended: its blocks end after the grace period. */
 static void
 la_block_release_mine(void)
 {
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), LA_BLOCK_GRACE_MS);
+
 	SpinLockAcquire(&la_shmem->mutex);
 	for (int i = 0; i < LA_BLOCKS; i++)
-		if (la_shmem->blocks[i].pid == MyProcPid)
-			la_shmem->blocks[i].dboid = InvalidOid;
+		if (la_shmem->blocks[i].pid == MyProcPid && OidIsValid(la_shmem->blocks[i].dboid))
+		{
+			la_shmem->blocks[i].until = Min(la_shmem->blocks[i].until, until);
+			la_shmem->blocks[i].pid = 0;
+		}
 	SpinLockRelease(&la_shmem->mutex);
 	la_blocking = false;
 }
@@ -116,12 +130,9 @@ la_guard_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
 			la_nnotes = 0;
+			/* The launcher looks again while a demand is blocked (see control.Launcher). */
 			if (la_blocking)
-			{
 				la_block_release_mine();
-				/* Blocked entries may be served again. */
-				la_launcher_wake();
-			}
 			break;
 		default:
 			break;

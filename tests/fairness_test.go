@@ -1,0 +1,183 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+)
+
+// Fairness (control/plan.go PlanRound): databases holding the fewest slots
+// are served first, then the (database, role) keys holding the fewest;
+// when no slot is free, a key with work and no process takes a slot from
+// the busiest key, whose worker leaves after its current task. So other
+// work waits about one task's run time at most, however long a database's
+// or a role's queue is, and even if it never empties.
+
+// fairDelay bounds how long after its submit the other task may start:
+// about one task's run time (1 s here at most) plus a worker start.
+const fairDelay = 3 * time.Second
+
+// TestFairnessAcrossDatabases: database A has a backlog of 40 one-second
+// tasks of alice holding every slot; alice's one task in database B starts
+// within about one task's run time, not after A's backlog (~10 s).
+func TestFairnessAcrossDatabases(t *testing.T) {
+	begin(t)
+	su := connect(t, superuser)
+	dbA, suA := newServedDatabase(t, su, "fair_a")
+	dbB, suB := newServedDatabase(t, su, "fair_b")
+	tbl := startTable(t, suB, "alice")
+	t.Cleanup(func() { stopDatabaseTasks(t, dbA) })
+
+	// The same role in both databases: only the database tells them apart.
+	a := connectTo(t, cluster, dbA, "alice")
+	const backlog = 40
+	first, last := submitMany(t, a, "SELECT pg_sleep(1)", backlog)
+	requirePoll(t, waitTimeout, fmt.Sprintf("%d of A's tasks running in %d workers connected to A", cluster.MaxWorkers(), cluster.MaxWorkers()),
+		whileConnected(suA, func() (bool, string) {
+			running, workers, err := runningAndWorkers(suA, first, last)
+			return err == nil && running == cluster.MaxWorkers() && workers == cluster.MaxWorkers(),
+				fmt.Sprintf("%d running, %d workers in A, err=%v", running, workers, err)
+		}))
+
+	b := connectTo(t, cluster, dbB, "alice")
+	delay := submitTimed(t, b, tbl).startDelay(t, b, waitTimeout)
+	pending := queryOne[int](t, suA, "SELECT count(*)::int FROM lantern.tasks WHERE jobid BETWEEN $1 AND $2 AND status = 'pending'", first, last)
+	t.Logf("B's task started %v after its submit; %d of A's %d tasks still pending", delay.Round(time.Millisecond), pending, backlog)
+	require.Less(t, delay, fairDelay, "B's one task behind A's backlog of %d one-second tasks (max_workers %d)", backlog, cluster.MaxWorkers())
+	require.Greater(t, pending, backlog/2, "A's backlog must still be long (else B only waited for it to drain)")
+}
+
+// runningAndWorkers counts the running tasks among jobids first..last of
+// the connection's database and the workers connected to that database.
+func runningAndWorkers(conn *pgx.Conn, first, last int64) (running, workers int, err error) {
+	err = conn.QueryRow(context.Background(), `
+		SELECT (SELECT count(*)::int FROM lantern.tasks WHERE jobid BETWEEN $1 AND $2 AND status = 'running'),
+		       (SELECT count(*)::int FROM pg_stat_activity WHERE backend_type = $3 AND datname = current_database())`,
+		first, last, backendWorker).Scan(&running, &workers)
+	return running, workers, err
+}
+
+// stopDatabaseTasks cancels every task of database db and waits until none
+// is pending or running (from a t.Cleanup, before the database is dropped).
+func stopDatabaseTasks(t *testing.T, db string) {
+	t.Helper()
+	c, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := cluster.Connect(c, db, superuser)
+	if err != nil {
+		t.Errorf("cleanup: %v", err)
+		return
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(c, "SELECT lantern.cancel_all_async_tasks()"); err != nil {
+		t.Errorf("cleanup: cancel_all_async_tasks in %s: %v", db, err)
+		return
+	}
+	requirePoll(t, waitTimeout, "no task left pending or running in "+db, whileConnected(conn, func() (bool, string) {
+		n, err := queryRows[int64](conn, "SELECT jobid FROM lantern.tasks WHERE status IN ('pending', 'running')")
+		return err == nil && len(n) == 0, fmt.Sprintf("unfinished %v, err=%v", n, err)
+	}))
+}
+
+// TestRefillingQueueAcrossRoles: role R runs 4 chains of tasks, each of
+// which submits the next one of its chain before it ends, so R's queue
+// never empties and R holds every slot; role S's one task still starts
+// within about one of R's task run times (earlier versions made it wait
+// about 3 minutes).
+func TestRefillingQueueAcrossRoles(t *testing.T) {
+	begin(t)
+	su := connect(t, superuser)
+	r := newCreatorRole(t, su, "refill")
+	dropRolesAtEnd(t, r)
+	s := newTempRole(t, su, "refillother")
+	tbl := startTable(t, su, s)
+
+	rc := connect(t, r)
+	stopTbl, fn := ident(t, uniq("refill_stop")), ident(t, uniq("refill"))
+	mustExec(t, rc, fmt.Sprintf(`
+		CREATE TABLE %[1]s (stop bool NOT NULL);
+		INSERT INTO %[1]s VALUES (false);
+		CREATE FUNCTION %[2]s() RETURNS void LANGUAGE plpgsql AS $f$
+		BEGIN
+			PERFORM pg_sleep(0.3);
+			IF NOT (SELECT stop FROM %[1]s) THEN
+				PERFORM lantern.async_task('SELECT %[2]s()');
+			END IF;
+		END $f$`, stopTbl, fn))
+	chains := stopChainsAtEnd(t, r, stopTbl)
+
+	for range cluster.MaxWorkers() {
+		submit(t, rc, fmt.Sprintf("SELECT %s()", fn))
+	}
+	// Steady state: every chain has gone round a few times, and R's
+	// workers run a task in every slot.
+	n := cluster.MaxWorkers()
+	requirePoll(t, waitTimeout, fmt.Sprintf("R's chains refilled %d times, %d tasks running in %d workers of R", 3*n, n, n),
+		whileConnected(su, func() (bool, string) {
+			var succeeded, running, workers int
+			err := su.QueryRow(context.Background(), `
+				SELECT (SELECT count(*)::int FROM lantern.tasks WHERE username = $1 AND status = 'succeeded'),
+				       (SELECT count(*)::int FROM lantern.tasks WHERE username = $1 AND status = 'running'),
+				       (SELECT count(*)::int FROM pg_stat_activity WHERE backend_type = $2 AND usename = $1)`,
+				r, backendWorker).Scan(&succeeded, &running, &workers)
+			return err == nil && succeeded >= 3*n && running == n && workers == n,
+				fmt.Sprintf("%d succeeded, %d running, %d workers of R, err=%v", succeeded, running, workers, err)
+		}))
+	before := statusCounts(t, su, r)
+
+	sc := connect(t, s)
+	delay := submitTimed(t, sc, tbl).startDelay(t, sc, waitTimeout)
+	after := statusCounts(t, su, r)
+	t.Logf("S's task started %v after its submit; R's tasks succeeded: %d before S's submit, %d after S's task; now %d running, %d pending",
+		delay.Round(time.Millisecond), before["succeeded"], after["succeeded"], after["running"], after["pending"])
+	require.Less(t, delay, fairDelay, "S's one task while R's %d refilling chains hold every slot", cluster.MaxWorkers())
+	// A task's successor commits with the task's success: each chain has
+	// exactly one unfinished task at any time.
+	require.Equal(t, cluster.MaxWorkers(), after["running"]+after["pending"], "R's chains still going after S's task")
+
+	chains.stop(t)
+}
+
+// refillChains are a role's self-refilling chains of tasks, stopped by a
+// flag in a table of that role.
+type refillChains struct {
+	role, stopTbl string
+	stopped       bool
+}
+
+// stopChainsAtEnd makes sure the chains are stopped when the test ends,
+// even if it failed half-way.
+func stopChainsAtEnd(t *testing.T, role, stopTbl string) *refillChains {
+	t.Helper()
+	ch := &refillChains{role: role, stopTbl: stopTbl}
+	t.Cleanup(func() {
+		if !ch.stopped {
+			ch.stop(t)
+		}
+	})
+	return ch
+}
+
+// stop sets the flag, waits until no task of the role is pending or
+// running, and cancels whatever is left as the role, to be safe. It uses
+// contexts of its own, so that a t.Cleanup can call it.
+func (ch *refillChains) stop(t *testing.T) {
+	t.Helper()
+	ch.stopped = true
+	c, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.NoError(t, cluster.Exec(c, dbName, fmt.Sprintf("UPDATE %s SET stop = true", ch.stopTbl)))
+	conn, err := cluster.Connect(c, dbName, superuser)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	requirePoll(t, waitTimeout, "no task of "+ch.role+" pending or running", whileConnected(conn, func() (bool, string) {
+		n, err := queryRows[int64](conn,
+			"SELECT jobid FROM lantern.tasks WHERE username = $1 AND status IN ('pending', 'running')", ch.role)
+		return err == nil && len(n) == 0, fmt.Sprintf("unfinished %v, err=%v", n, err)
+	}))
+	require.NoError(t, cluster.ExecAs(c, dbName, ch.role, "SELECT lantern.cancel_all_async_tasks()"))
+}
