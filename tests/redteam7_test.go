@@ -1,0 +1,177 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+)
+
+// Red-team round 7: the every-database architecture against hostile
+// ordinary users (database owners, CREATEDB roles). Each test here
+// reproduces a problem found in that review and is skipped so that the
+// suite stays green; LA_RUN_KNOWN_BUGS=1 runs them anyway (they then fail
+// until the problem is fixed).
+
+func skipKnownBug(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("LA_RUN_KNOWN_BUGS") == "" {
+		t.Skip("BUG: " + why)
+	}
+}
+
+// newOwnedExtensionDatabase creates a database owned by owner (an ordinary
+// role) with the extension (installed by the superuser, as README's Setup
+// says) and the test roles' grants; dropped WITH (FORCE) at the end.
+func newOwnedExtensionDatabase(t *testing.T, su *pgx.Conn, base, owner string) string {
+	t.Helper()
+	db := ident(t, uniq(base))
+	dropDatabaseAtEnd(t, db)
+	mustExec(t, su, fmt.Sprintf("CREATE DATABASE %s OWNER %s", db, owner))
+	conn := connectTo(t, cluster, db, superuser)
+	mustExec(t, conn, "CREATE EXTENSION lantern_async")
+	require.NoError(t, grantExtensionAccess(ctx(t), conn))
+	closeConn(t, conn)
+	return db
+}
+
+// TestRedteamOwnerVacuumFullFreezesEveryDatabase: the owner of a database
+// (no superuser, no CREATEDB) may VACUUM FULL any table in it, the
+// extension's lantern.tasks included (PostgreSQL lets a database owner
+// vacuum every non-shared table). Queued behind an ACCESS SHARE lock that
+// the same owner keeps in an open transaction (SELECT on lantern.tasks is
+// granted to PUBLIC), the VACUUM FULL's ACCESS EXCLUSIVE request makes
+// every later RowExclusiveLock on lantern.tasks wait behind it. The
+// bookkeeping pins lock_timeout = 0 and holds cancel interrupts, so each
+// worker that finishes a task there waits forever to record the outcome,
+// keeping its slot: with max_workers such tasks, every slot of the whole
+// cluster is stuck and another database's task never starts (README: "No
+// user can stall or starve others").
+func TestRedteamOwnerVacuumFullFreezesEveryDatabase(t *testing.T) {
+	skipKnownBug(t, "a database owner's VACUUM FULL lantern.tasks, queued behind an ACCESS SHARE lock "+
+		"the owner holds in an open transaction, makes every worker that finishes a task in that database "+
+		"wait forever (lock_timeout pinned to 0, cancel held) to record its outcome, holding its slot: "+
+		"with max_workers such tasks no task of any other database runs while the owner's transaction stays open")
+	begin(t)
+	su := connect(t, superuser)
+	owner := newTempRole(t, su, "rt_vfowner")
+	db := newOwnedExtensionDatabase(t, su, "rt_vacfull", owner)
+	n := cluster.MaxWorkers()
+
+	// Ordinary work in the owner's database: alice's max_workers short tasks, all running.
+	ac := connectTo(t, cluster, db, "alice")
+	var ids []int64
+	for range n {
+		ids = append(ids, submit(t, ac, "SELECT pg_sleep(2)"))
+	}
+	requirePoll(t, waitTimeout, "alice's tasks all running", whileConnected(ac, func() (bool, string) {
+		st, err := statusesOf(ac, ids)
+		return err == nil && countStatus(st, "running") == n, fmt.Sprintf("%v %v", st, err)
+	}))
+
+	// The owner: an open transaction that read lantern.tasks, and a VACUUM FULL queued behind it.
+	holder := connectTo(t, cluster, db, owner)
+	h := beginHeld(t, holder)
+	queryOne[int64](t, holder, "SELECT count(*) FROM lantern.tasks")
+	vc := connectTo(t, cluster, db, owner)
+	vacPid := queryOne[int](t, vc, "SELECT pg_backend_pid()")
+	vacDone := make(chan error, 1)
+	go func() {
+		_, err := vc.Exec(context.Background(), "VACUUM FULL lantern.tasks")
+		vacDone <- err
+	}()
+	t.Cleanup(func() {
+		cleanupExec(t, fmt.Sprintf("SELECT pg_cancel_backend(%d)", vacPid))
+		select {
+		case <-vacDone:
+		case <-time.After(cleanupTimeout):
+		}
+	})
+	defer h.end(t, "ROLLBACK")
+	requirePoll(t, waitTimeout, "the VACUUM FULL waits for its lock", whileConnected(su, func() (bool, string) {
+		w, err := queryRows[string](su, "SELECT coalesce(wait_event_type, '') FROM pg_stat_activity WHERE pid = $1", vacPid)
+		return err == nil && len(w) == 1 && w[0] == "Lock", fmt.Sprintf("%v %v", w, err)
+	}))
+
+	// Another database, another role: its task must still run.
+	bc := connect(t, "bob")
+	jobid := submit(t, bc, "SELECT 1")
+	start := time.Now()
+	ok, last := poll(t, 15*time.Second, whileConnected(bc, func() (bool, string) {
+		st, err := statusesOf(bc, []int64{jobid})
+		return err == nil && len(st) == 1 && isFinal(st[0]), fmt.Sprintf("%v %v", st, err)
+	}))
+	stuck, _ := queryRows[string](su, `SELECT pid || ' ' || datname || ' ' || coalesce(wait_event_type, '') || ' ' || left(query, 30)
+		FROM pg_stat_activity WHERE backend_type = $1`, backendWorker)
+	require.True(t, ok, "bob's task in %s did not end within %v (%s) while %s's VACUUM FULL of lantern.tasks waits in %s; our workers: %s",
+		dbName, time.Since(start).Round(time.Second), last, owner, db, strings.Join(stuck, "; "))
+}
+
+// TestRedteamCreateThenDropLaunchesNothingIntoIt: a CREATEDB role (no
+// superuser) creates a database and drops it at once, up to a hundred times. Each
+// CREATE DATABASE notes a scout of the new database at its commit
+// (dbguard.c); the DROP that follows must keep it from being launched
+// into the database it drops. The launcher checks la_database_blocked()
+// and pg_database and only then takes a slot and registers the scout, so
+// a DROP whose hook runs in between finds no slot of ours there (nothing
+// to wait for) and proceeds: the scout, started after, logs "FATAL:
+// database N does not exist" (1 to 3 in 40 rounds at log_min_messages = debug1, 7 in 30 with a psql per round).
+// TestDropDatabaseLaunchesNothingIntoIt requires exactly this never
+// happens, for the demand of an evicted idle worker.
+func TestRedteamCreateThenDropLaunchesNothingIntoIt(t *testing.T) {
+	skipKnownBug(t, "a scout noted by CREATE DATABASE is launched into the database after a DROP DATABASE "+
+		"issued right after it found nothing to wait for: the launcher's verdict (not blocked, database exists) "+
+		"and its taking a slot are not atomic with the DROP's hook, so the scout connects once the database is gone "+
+		"(FATAL: database N does not exist, in 1 to 3 of 40 CREATE+DROP pairs by an ordinary CREATEDB role)")
+	begin(t)
+	su := connect(t, superuser)
+	creator := newTempRole(t, su, "rt_creator")
+	mustExec(t, su, "ALTER ROLE "+creator+" CREATEDB")
+	cc := connect(t, creator)
+	// At debug1 (the log the fork census of other tests reads) each step of
+	// the launcher takes a little longer, and the window opens more often.
+	debugServerLog(t, su)
+	from := len(cluster.Log())
+	var oids []uint32
+	seenAny := func() bool {
+		log := cluster.Log()
+		for _, oid := range oids {
+			if len(log) >= from && strings.Contains(log[from:], fmt.Sprintf("database %d does not exist", oid)) {
+				return true
+			}
+		}
+		return false
+	}
+	// Up to 100 rounds (the window is a few milliseconds wide: 1 to 3 in 40
+	// rounds hit it here); the first hit is enough.
+	for i := range 100 {
+		db := ident(t, uniq(fmt.Sprintf("rt_cd%d", i)))
+		dropDatabaseAtEnd(t, db)
+		mustExec(t, cc, "CREATE DATABASE "+db)
+		oids = append(oids, queryOne[uint32](t, cc, "SELECT oid FROM pg_database WHERE datname = $1", db))
+		mustExec(t, cc, "DROP DATABASE "+db)
+		if i%10 == 9 && seenAny() {
+			break
+		}
+	}
+	never(t, 2*time.Second, func() (bool, string) {
+		log := cluster.Log()
+		if len(log) < from {
+			return false, "the server log is shorter than before"
+		}
+		var seen []string
+		for _, l := range strings.Split(log[from:], "\n") {
+			for _, oid := range oids {
+				if strings.Contains(l, fmt.Sprintf("database %d does not exist", oid)) {
+					seen = append(seen, l)
+				}
+			}
+		}
+		return len(seen) > 0, fmt.Sprintf("%d of %d dropped databases: %s", len(seen), len(oids), strings.Join(seen, "\n"))
+	}, "nothing of ours tries to connect to the databases just created and dropped")
+}
