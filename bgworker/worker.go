@@ -1,6 +1,7 @@
 package bgworker
 
 import (
+	"errors"
 	"fmt"
 	"time"
 )
@@ -11,8 +12,17 @@ type Queue interface {
 	// Claim marks the oldest pending task running and returns it; ok is
 	// false when there is none. The claim is committed durably.
 	Claim() (task Task, ok bool, err error)
-	// Settle records a running task's outcome, once.
+	// Settle records a running task's outcome, once. An error that
+	// Blocked recognizes means the queue's table could not be locked in
+	// time (a user's maintenance command waits for it): nothing changed,
+	// and the call may be repeated.
 	Settle(Outcome) error
+	// Blocked tells whether an error of Settle was a lock timeout.
+	Blocked(err error) bool
+	// Park leaves an outcome that cannot be recorded now with the
+	// worker's slot, for a scout of the database to record later; the
+	// worker then exits and frees the slot for other work.
+	Park(Outcome)
 	// Finish closes the task to cancels, now that its outcome is being
 	// decided, and tells whether lantern.cancel_task() had accepted one
 	// before (rather than, say, an administrator's pg_cancel_backend()
@@ -41,6 +51,10 @@ type Logger interface {
 // Worker runs tasks until its role has none left for IdleTimeout, or it
 // is asked to stop or to give its slot up.
 type Worker struct {
+	// BlockedRetry is how long to wait before recording an outcome again
+	// after the queue's table could not be locked.
+	BlockedRetry time.Duration
+
 	Queue         Queue
 	Session       Session
 	StopRequested func() bool
@@ -75,7 +89,9 @@ func (w *Worker) Run() error {
 			return fmt.Errorf("could not claim a task: %w", err)
 		}
 		if ok {
-			if err := w.runOne(task); err != nil {
+			if err := w.runOne(task); errors.Is(err, errParked) {
+				return nil
+			} else if err != nil {
 				return err
 			}
 			idleSince = w.now()
@@ -117,8 +133,12 @@ func (w *Worker) runOne(task Task) error {
 	}
 	resetErr := w.Session.Reset()
 	if !recorded {
-		if err := w.Queue.Settle(outcome); err != nil {
+		parked, err := w.record(outcome)
+		if err != nil {
 			return fmt.Errorf("could not record the outcome of task %d: %w", task.JobID, err)
+		}
+		if parked {
+			return errParked
 		}
 	}
 	w.Queue.Done(task.JobID)
@@ -126,4 +146,26 @@ func (w *Worker) runOne(task Task) error {
 		return fmt.Errorf("could not reset the session after task %d: %w", task.JobID, resetErr)
 	}
 	return nil
+}
+
+// errParked ends Run: the worker left an outcome with its slot.
+var errParked = errors.New("parked")
+
+// record settles an outcome. While the queue's table cannot be locked (a
+// user's VACUUM FULL waits for it behind an open transaction, say), it
+// tries again every BlockedRetry, unless the slot is wanted for other work
+// or the worker must stop: then it parks the outcome and reports parked,
+// so that no user's lock can keep a slot from the rest of the cluster.
+func (w *Worker) record(outcome Outcome) (parked bool, err error) {
+	for {
+		err := w.Queue.Settle(outcome)
+		if err == nil || !w.Queue.Blocked(err) {
+			return false, err
+		}
+		if w.StopRequested() || (w.Retiring != nil && w.Retiring()) ||
+			w.Wait == nil || w.Wait(w.BlockedRetry) {
+			w.Queue.Park(outcome)
+			return true, nil
+		}
+	}
 }

@@ -22,10 +22,13 @@ type fakeQueue struct {
 	tasks     []Task
 	claimErr  error // returned by every Claim when set
 	settleErr error // returned by every Settle when set (after recording)
-	claims    int
-	settled   []Outcome
-	done      []int64
-	canceled  map[int64]bool // tasks lantern.cancel_task() stopped
+	// blockedSettles Settles fail with errBlocked before they succeed.
+	blockedSettles int
+	parked         []Outcome
+	claims         int
+	settled        []Outcome
+	done           []int64
+	canceled       map[int64]bool // tasks lantern.cancel_task() stopped
 }
 
 func (q *fakeQueue) Claim() (Task, bool, error) {
@@ -45,9 +48,24 @@ func (q *fakeQueue) Claim() (Task, bool, error) {
 }
 
 func (q *fakeQueue) Settle(o Outcome) error {
+	if q.blockedSettles > 0 {
+		q.blockedSettles--
+		q.log.add("settle " + strconv.FormatInt(o.JobID, 10) + ": blocked")
+		return errBlocked
+	}
 	q.log.add("settle " + strconv.FormatInt(o.JobID, 10))
 	q.settled = append(q.settled, o)
 	return q.settleErr
+}
+
+// errBlocked is the lock timeout of a Settle.
+var errBlocked = errors.New("canceling statement due to lock timeout")
+
+func (q *fakeQueue) Blocked(err error) bool { return errors.Is(err, errBlocked) }
+
+func (q *fakeQueue) Park(o Outcome) {
+	q.log.add("park " + strconv.FormatInt(o.JobID, 10))
+	q.parked = append(q.parked, o)
 }
 
 func (q *fakeQueue) Finish(jobID int64) bool {

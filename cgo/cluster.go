@@ -156,6 +156,7 @@ func (c *cluster) Reap() ([]control.Exit, error) {
 			Table:    uint32(v.tasks_relid),
 			Canceled: bool(v.cancel_requested),
 			Clean:    bool(v.clean_exit),
+			Parked:   bool(v.parked),
 			TasksRun: int64(v.tasks_run),
 		})
 	}

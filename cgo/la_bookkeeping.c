@@ -306,13 +306,20 @@ la_bk_fail_orphans_body(LaPrivileged *p, void *arg)
 {
 	LaOrphans  *c = arg;
 	LaSettle	s = *c->settle;
-	int64	   *live = palloc(sizeof(int64) * Max(la_slot_count(), 1));
+	int			nslots = la_slot_count();
+	int64	   *live = palloc(sizeof(int64) * (nslots + LA_LOST_MAX_VIEWS));
+	LaLostView *lost = palloc(sizeof(LaLostView) * LA_LOST_MAX_VIEWS);
+	int			nlost;
 
 	s.nonly = la_queue_running(&p->cat, (int64 **) &s.only);
 	if (s.nonly == 0)
 		return;
 	s.except = live;
-	s.nexcept = la_slot_live_jobs(MyDatabaseId, live, la_slot_count());
+	s.nexcept = la_slot_live_jobs(MyDatabaseId, live, nslots);
+	/* Tasks in the lost list have an outcome of their own to get. */
+	nlost = la_lost_list(MyDatabaseId, lost, LA_LOST_MAX_VIEWS);
+	for (int i = 0; i < nlost; i++)
+		live[s.nexcept++] = lost[i].jobid;
 	s.all_jobs = true;
 	s.skip_locked = true;
 	s.latest_snapshot = true;

@@ -10,6 +10,7 @@
 #include "access/xact.h"
 #include "commands/trigger.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "parser/analyze.h"
 #include "pgstat.h"
 #include "tcop/pquery.h"
@@ -94,6 +95,14 @@ la_exec_record_success(void)
 		.to_status = "succeeded",
 	};
 
+	/*
+	 * Only if the queue's table can be locked at once: waiting here (with
+	 * the bookkeeping's lock timeout) could fail the task's own transaction
+	 * because of a lock on the queue; the worker loop records the outcome
+	 * after the commit instead.
+	 */
+	if (!ConditionalLockRelationOid(la_run.tasks_relid, RowExclusiveLock))
+		return;
 	PushActiveSnapshot(GetTransactionSnapshot());
 	la_privileged_begin(&p, RowExclusiveLock);
 	if (p.installed && p.cat.tasks == la_run.tasks_relid)

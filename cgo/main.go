@@ -29,6 +29,10 @@ import (
 // expected one is explicit (a commit, a process that ended).
 const launcherNaptime = 10 * time.Second
 
+// blockedRetry is how soon a worker tries again to record an outcome when
+// the queue's table could not be locked at once (loader/catalog.c).
+const blockedRetry = 100 * time.Millisecond
+
 // scoutRest is the least time between two scouts of one database.
 const scoutRest = time.Second
 
@@ -80,6 +84,7 @@ func LanternAsyncWorkerMain(slot C.int) C.int {
 		StopRequested: pg.stopRequested,
 		Log:           pg,
 		IdleTimeout:   workerIdleTimeout,
+		BlockedRetry:  blockedRetry,
 		Wait:          pg.wait,
 		Retiring:      func() bool { return bool(C.la_slot_retiring(slot)) },
 		Now:           time.Now,

@@ -28,7 +28,7 @@ type siteOut struct {
 	rows  *C.LaQueueRow
 	nrows C.int
 	count C.int64_t
-	lost  [16]C.LaLostView
+	lost  [C.LA_LOST_MAX_VIEWS]C.LaLostView
 }
 
 func newSite(pg *pg, slot C.int) *site {
@@ -51,7 +51,15 @@ func (s *site) Lost() []control.LostTask {
 	n := C.la_lost_list(s.db, &s.out.lost[0], C.int(len(s.out.lost)))
 	lost := make([]control.LostTask, 0, int(n))
 	for _, v := range s.out.lost[:n] {
-		lost = append(lost, control.LostTask{JobID: int64(v.jobid), Table: uint32(v.tasks_relid), Canceled: bool(v.canceled)})
+		t := control.LostTask{JobID: int64(v.jobid), Table: uint32(v.tasks_relid), Canceled: bool(v.canceled)}
+		if v.outcome.set {
+			t.Parked = &bgworker.Outcome{
+				Status:   bgworker.Status(C.GoString(&v.outcome.status[0])),
+				SQLState: C.GoString(&v.outcome.sqlstate[0]),
+				Message:  C.GoString(&v.outcome.message[0]),
+			}
+		}
+		lost = append(lost, t)
 	}
 	return lost
 }

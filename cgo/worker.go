@@ -8,9 +8,11 @@ package main
 import "C"
 
 import (
+	"errors"
 	"unsafe"
 
 	"github.com/lanterndata/lantern_async/bgworker"
+	"github.com/lanterndata/lantern_async/bgworker/pgerr"
 )
 
 // taskQueue is bgworker.Queue over the bookkeeping helpers.
@@ -50,6 +52,24 @@ func (q *taskQueue) Settle(outcome bgworker.Outcome) error {
 	// Its own running row: nobody else locks it, so no need to skip locks.
 	_, err := settle(q.pg, settleFilter{}, bgworker.Running, outcome, &q.outs().count)
 	return err
+}
+
+// lockNotAvailable is the SQLSTATE of a lock timeout (55P03).
+const lockNotAvailable = "55P03"
+
+func (q *taskQueue) Blocked(err error) bool {
+	var e *pgerr.Error
+	return errors.As(err, &e) && e.Code == lockNotAvailable
+}
+
+func (q *taskQueue) Park(o bgworker.Outcome) {
+	status := C.CString(string(o.Status))
+	defer C.free(unsafe.Pointer(status))
+	sqlstate := optionalCString(o.SQLState)
+	defer C.free(unsafe.Pointer(sqlstate))
+	message := optionalCString(o.Message)
+	defer C.free(unsafe.Pointer(message))
+	C.la_slot_park(q.slot, status, sqlstate, message)
 }
 
 func (q *taskQueue) Done(int64) {

@@ -9,6 +9,7 @@ type Exit struct {
 	Table    uint32 // the lantern.tasks that task came from
 	Canceled bool   // lantern.cancel_task() was accepted for that task
 	Clean    bool   // it ran out of work and returned normally
+	Parked   bool   // it left its task's outcome for a scout (now in the lost list)
 	TasksRun int64  // tasks it finished
 }
 

@@ -203,7 +203,9 @@ func (l *Launcher) reap() error {
 		case e.Scout() && e.Clean:
 			delete(l.startSweep, e.DB)
 		case e.JobID != 0:
-			l.Cluster.Lost(e)
+			if !e.Parked { // a parked outcome is in the lost list already
+				l.Cluster.Lost(e)
+			}
 			l.Cluster.Note(Key{DB: e.DB})
 		case e.TasksRun > 0 && !databaseBusy(slots, e.DB):
 			l.Cluster.Note(Key{DB: e.DB})

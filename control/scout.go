@@ -40,6 +40,9 @@ type LostTask struct {
 	JobID    int64
 	Table    uint32
 	Canceled bool
+	// Parked is the outcome the worker could not record (the queue's table
+	// could not be locked) and left for a scout; nil when it died instead.
+	Parked *bgworker.Outcome
 }
 
 // Site is a scout's view of its database.
@@ -170,11 +173,15 @@ func (s *Scout) noteQueues() error {
 }
 
 // lostOutcome is the outcome of a task whose worker ended while running
-// it: canceled when cancel_task() had accepted to cancel it (its caller was
-// told it would end canceled), failed otherwise.
+// it: the one it parked, if it did (its worker decided it, cancels
+// included); canceled when cancel_task() had accepted to cancel it (its
+// caller was told it would end canceled); failed otherwise.
 func lostOutcome(t LostTask) bgworker.Outcome {
 	o := failure(t.JobID, workerLost())
-	if t.Canceled {
+	if t.Parked != nil {
+		o = *t.Parked
+		o.JobID = t.JobID
+	} else if t.Canceled {
 		o = bgworker.CanceledOutcome(bgworker.Task{JobID: t.JobID})
 	}
 	o.Table = t.Table

@@ -247,3 +247,18 @@ func TestScoutWaitsForALostTasksRow(t *testing.T) {
 		assert.False(t, st.Sel.WaitForLocks, "only lost tasks wait for locks")
 	}
 }
+
+// A worker that could not record its task's outcome parked it: the scout
+// records that outcome as it is, not a "process exited" failure.
+func TestScoutRecordsAParkedOutcome(t *testing.T) {
+	site := newSite()
+	parked := bgworker.Outcome{Status: bgworker.Succeeded}
+	lost := LostTask{JobID: 9, Table: tasksTable, Canceled: true, Parked: &parked}
+	site.lost = []LostTask{lost}
+	runScout(t, site, false)
+	require.NotEmpty(t, site.settles)
+	got := site.settles[0].Outcome
+	assert.Equal(t, bgworker.Outcome{JobID: 9, Table: tasksTable, Status: bgworker.Succeeded}, got,
+		"the worker's own outcome wins over the accepted-cancel flag: it was decided after it")
+	assert.Equal(t, []LostTask{lost}, site.found)
+}

@@ -3,7 +3,6 @@ package tests
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -14,16 +13,7 @@ import (
 
 // Red-team round 7: the every-database architecture against hostile
 // ordinary users (database owners, CREATEDB roles). Each test here
-// reproduces a problem found in that review and is skipped so that the
-// suite stays green; LA_RUN_KNOWN_BUGS=1 runs them anyway (they then fail
-// until the problem is fixed).
-
-func skipKnownBug(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("LA_RUN_KNOWN_BUGS") == "" {
-		t.Skip("BUG: " + why)
-	}
-}
+// reproduces a problem found in that review; both failed before their fix.
 
 // newOwnedExtensionDatabase creates a database owned by owner (an ordinary
 // role) with the extension (installed by the superuser, as README's Setup
@@ -47,16 +37,15 @@ func newOwnedExtensionDatabase(t *testing.T, su *pgx.Conn, base, owner string) s
 // the same owner keeps in an open transaction (SELECT on lantern.tasks is
 // granted to PUBLIC), the VACUUM FULL's ACCESS EXCLUSIVE request makes
 // every later RowExclusiveLock on lantern.tasks wait behind it. The
-// bookkeeping pins lock_timeout = 0 and holds cancel interrupts, so each
-// worker that finishes a task there waits forever to record the outcome,
-// keeping its slot: with max_workers such tasks, every slot of the whole
-// cluster is stuck and another database's task never starts (README: "No
-// user can stall or starve others").
+// bookkeeping holds cancel interrupts (no lock_timeout can end its wait),
+// so each worker that finished a task there waited forever to record the
+// outcome, keeping its slot: with max_workers such tasks, every slot of the
+// whole cluster was stuck and another database's task never started
+// (README: "No user can stall or starve others"). Now our background
+// processes never wait for that lock: a worker that cannot record its
+// outcome parks it with its slot when the slot is wanted, and a scout
+// records it once the owner lets go.
 func TestRedteamOwnerVacuumFullFreezesEveryDatabase(t *testing.T) {
-	skipKnownBug(t, "a database owner's VACUUM FULL lantern.tasks, queued behind an ACCESS SHARE lock "+
-		"the owner holds in an open transaction, makes every worker that finishes a task in that database "+
-		"wait forever (lock_timeout pinned to 0, cancel held) to record its outcome, holding its slot: "+
-		"with max_workers such tasks no task of any other database runs while the owner's transaction stays open")
 	begin(t)
 	su := connect(t, superuser)
 	owner := newTempRole(t, su, "rt_vfowner")
@@ -92,7 +81,6 @@ func TestRedteamOwnerVacuumFullFreezesEveryDatabase(t *testing.T) {
 		case <-time.After(cleanupTimeout):
 		}
 	})
-	defer h.end(t, "ROLLBACK")
 	requirePoll(t, waitTimeout, "the VACUUM FULL waits for its lock", whileConnected(su, func() (bool, string) {
 		w, err := queryRows[string](su, "SELECT coalesce(wait_event_type, '') FROM pg_stat_activity WHERE pid = $1", vacPid)
 		return err == nil && len(w) == 1 && w[0] == "Lock", fmt.Sprintf("%v %v", w, err)
@@ -110,6 +98,13 @@ func TestRedteamOwnerVacuumFullFreezesEveryDatabase(t *testing.T) {
 		FROM pg_stat_activity WHERE backend_type = $1`, backendWorker)
 	require.True(t, ok, "bob's task in %s did not end within %v (%s) while %s's VACUUM FULL of lantern.tasks waits in %s; our workers: %s",
 		dbName, time.Since(start).Round(time.Second), last, owner, db, strings.Join(stuck, "; "))
+
+	// Once the owner lets go, every task of that database gets its real
+	// outcome: the parked ones are recorded by a scout, the others by their workers.
+	h.end(t, "ROLLBACK")
+	require.NoError(t, <-vacDone, "the VACUUM FULL, once its lock was free")
+	vacDone <- nil // for the cleanup
+	requireSucceeded(t, ac, ids...)
 }
 
 // TestRedteamCreateThenDropLaunchesNothingIntoIt: a CREATEDB role (no
@@ -124,10 +119,6 @@ func TestRedteamOwnerVacuumFullFreezesEveryDatabase(t *testing.T) {
 // TestDropDatabaseLaunchesNothingIntoIt requires exactly this never
 // happens, for the demand of an evicted idle worker.
 func TestRedteamCreateThenDropLaunchesNothingIntoIt(t *testing.T) {
-	skipKnownBug(t, "a scout noted by CREATE DATABASE is launched into the database after a DROP DATABASE "+
-		"issued right after it found nothing to wait for: the launcher's verdict (not blocked, database exists) "+
-		"and its taking a slot are not atomic with the DROP's hook, so the scout connects once the database is gone "+
-		"(FATAL: database N does not exist, in 1 to 3 of 40 CREATE+DROP pairs by an ordinary CREATEDB role)")
 	begin(t)
 	su := connect(t, superuser)
 	creator := newTempRole(t, su, "rt_creator")

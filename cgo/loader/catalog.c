@@ -21,6 +21,7 @@
 #include "catalog/pg_depend.h"
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
+#include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -84,6 +85,28 @@ la_catalog_name(Oid relid)
 }
 
 /*
+ * A user's session waits for the lock as long as it must: its own wait.
+ * Our background processes never wait: they hold worker slots that the
+ * whole cluster shares, and a database owner can queue a VACUUM FULL of
+ * lantern.tasks behind an open transaction of their own for as long as
+ * they like (their bookkeeping holds cancel interrupts, so no lock_timeout
+ * could end such a wait).  They fail with 55P03 instead and try again
+ * later; a worker that cannot record an outcome parks it and gives its
+ * slot up when it is wanted (bgworker.Worker.record).
+ */
+static void
+la_catalog_lock(Oid relid, LOCKMODE lockmode)
+{
+	if (!IsBackgroundWorker)
+		LockRelationOid(relid, lockmode);
+	else if (!ConditionalLockRelationOid(relid, lockmode))
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("could not lock table %s now", la_catalog_name(relid)),
+				 errdetail("Another transaction holds or waits for a conflicting lock on it, such as a VACUUM FULL.")));
+}
+
+/*
  * Fill cat with the extension's tables, taking lockmode on lantern.tasks.
  * Returns false when the extension is not installed in this database (or
  * is being dropped), or is at a version that lacks one of them: then only
@@ -108,7 +131,7 @@ la_catalog_lookup(LaCatalog *cat, LOCKMODE lockmode)
 	 * Lock, then look again: a DROP EXTENSION that committed while we waited
 	 * for the lock has removed the table.
 	 */
-	LockRelationOid(cat->tasks, lockmode);
+	la_catalog_lock(cat->tasks, lockmode);
 	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(cat->tasks)))
 	{
 		memset(cat, 0, sizeof(*cat));

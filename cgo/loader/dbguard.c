@@ -65,16 +65,24 @@ static int	la_nnotes = 0;
 static bool la_blocking = false;
 static bool la_xact_callback_registered = false;
 
+/* The caller holds la_shmem->mutex (slots.c reserves no slot into a blocked database). */
+bool
+la_block_holds(Oid dboid, TimestampTz now)
+{
+	for (int i = 0; i < LA_BLOCKS; i++)
+		if (la_shmem->blocks[i].dboid == dboid && la_shmem->blocks[i].until > now)
+			return true;
+	return false;
+}
+
 bool
 la_database_blocked(Oid dboid)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	bool		blocked = false;
+	bool		blocked;
 
 	SpinLockAcquire(&la_shmem->mutex);
-	for (int i = 0; i < LA_BLOCKS; i++)
-		if (la_shmem->blocks[i].dboid == dboid && la_shmem->blocks[i].until > now)
-			blocked = true;
+	blocked = la_block_holds(dboid, now);
 	SpinLockRelease(&la_shmem->mutex);
 	return blocked;
 }
@@ -85,17 +93,30 @@ la_block_add(Oid dboid)
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz until = TimestampTzPlusMilliseconds(now, LA_BLOCK_MAX_SECS * 1000);
 
+	LaBlock    *free = NULL;
+
 	SpinLockAcquire(&la_shmem->mutex);
-	for (int i = 0; i < LA_BLOCKS; i++)
+	for (int i = 0; i < LA_BLOCKS && free == NULL; i++)
 	{
 		LaBlock    *b = &la_shmem->blocks[i];
 
-		if (OidIsValid(b->dboid) && b->until > now)
-			continue;
-		b->dboid = dboid;
-		b->pid = MyProcPid;
-		b->until = until;
-		break;
+		/* One entry per database and backend, however often it is renamed. */
+		if (b->dboid == dboid && b->pid == MyProcPid)
+			free = b;
+	}
+	for (int i = 0; i < LA_BLOCKS && free == NULL; i++)
+	{
+		LaBlock    *b = &la_shmem->blocks[i];
+
+		if (!OidIsValid(b->dboid) || b->until <= now)
+			free = b;
+	}
+	/* With every entry taken, the wait below still evicts our processes. */
+	if (free != NULL)
+	{
+		free->dboid = dboid;
+		free->pid = MyProcPid;
+		free->until = until;
 	}
 	SpinLockRelease(&la_shmem->mutex);
 	la_blocking = true;

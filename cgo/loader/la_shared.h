@@ -58,6 +58,7 @@ typedef struct LaSlotView
 	bool		cancel_requested;	/* lantern.cancel_task() accepted for jobid */
 	bool		clean_exit;		/* the worker ran out of tasks and ended normally */
 	bool		retiring;		/* asked to give the slot up */
+	bool		parked;			/* it left its task's outcome for a scout (reaping moves it to the lost list) */
 	int64		tasks_run;		/* tasks the worker finished */
 } LaSlotView;
 
@@ -70,12 +71,29 @@ typedef struct LaDemandView
 	int64		hint;			/* tasks believed pending */
 } LaDemandView;
 
-/* A task whose worker ended while running it (slots.c). */
+/*
+ * A task's outcome that its worker could not record (the queue's table
+ * could not be locked in time) and left in shared memory for a scout.
+ */
+#define LA_PARKED_MESSAGE 2048
+
+typedef struct LaOutcome
+{
+	bool		set;
+	char		status[16];
+	char		sqlstate[6];
+	char		message[LA_PARKED_MESSAGE];	/* truncated if longer */
+} LaOutcome;
+
+/* A task whose worker ended while running it (lost.c); at most this many at once. */
+#define LA_LOST_MAX_VIEWS 64
+
 typedef struct LaLostView
 {
 	int64		jobid;
 	Oid			tasks_relid;
 	bool		canceled;
+	LaOutcome	outcome;		/* set: the worker's own outcome, to record as is */
 } LaLostView;
 
 /* GUCs (guc.c) */
@@ -149,6 +167,8 @@ extern void la_slot_attach(int index);
 extern PGDLLEXPORT bool la_slot_set_job(int index, int64 jobid, Oid tasks_relid);
 extern PGDLLEXPORT void la_slot_task_done(int index);
 extern PGDLLEXPORT bool la_slot_begin_finishing(int index, int64 jobid);
+extern PGDLLEXPORT void la_slot_park(int index, const char *status, const char *sqlstate,
+									 const char *message);
 extern void la_slot_mark_clean(int index);
 extern PGDLLEXPORT void la_slot_wake(int index);
 extern PGDLLEXPORT void la_slot_retire(int index);

@@ -33,6 +33,7 @@ typedef struct LaSlot
 								 * being dropped: exit instead of claiming or waiting */
 	int			procno;			/* the worker's PGPROC, for its latch; -1 when none */
 	int64		tasks_run;
+	LaOutcome	parked;			/* an outcome its worker could not record */
 	/* Atomics: the worker's cancel handler reads them without the lock. */
 	pg_atomic_uint64 jobid;		/* task being run, 0 when none */
 	pg_atomic_uint64 cancel_jobid;	/* task lantern.cancel_task() stopped, 0 when none */
@@ -62,7 +63,7 @@ typedef struct LaDemand
  * settles it.  If the list is full, the scout's sweep still fails the task
  * (as 'failed' even if a cancel had been accepted).
  */
-#define LA_LOST 64
+#define LA_LOST LA_LOST_MAX_VIEWS
 
 typedef struct LaLost
 {
@@ -70,10 +71,11 @@ typedef struct LaLost
 	Oid			tasks_relid;
 	int64		jobid;			/* 0: entry unused */
 	bool		canceled;		/* cancel_task() had accepted a cancel of it */
+	LaOutcome	outcome;		/* its worker's own outcome, when it parked one */
 } LaLost;
 
 /* A database a DROP/ALTER/CREATE DATABASE is waiting to have to itself. */
-#define LA_BLOCKS 16
+#define LA_BLOCKS 64
 
 typedef struct LaBlock
 {
@@ -98,5 +100,10 @@ typedef struct LaShmem
 } LaShmem;
 
 extern LaShmem *la_shmem;
+
+/* dbguard.c, lost.c; the caller holds la_shmem->mutex */
+extern bool la_block_holds(Oid dboid, TimestampTz now);
+extern void la_lost_put(Oid dboid, Oid tasks_relid, int64 jobid, bool canceled,
+						const LaOutcome *outcome);
 
 #endif							/* LA_SLOTS_H */

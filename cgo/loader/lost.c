@@ -4,7 +4,10 @@
  * The launcher learns of them when it reaps the slot; only a process
  * connected to the task's database can settle the row, so the task waits
  * here for a scout of that database (which also remembers whether
- * cancel_task() had accepted a cancel: the task then ends canceled).
+ * cancel_task() had accepted a cancel: the task then ends canceled).  A
+ * worker that could not record its task's outcome leaves it here too
+ * (la_slot_park, moved here by la_slot_reap), and the scout records it as
+ * is.
  */
 #include "postgres.h"
 
@@ -14,11 +17,14 @@
 #include "la_shared.h"
 #include "la_slots.h"
 
-/* When the list is full the task is not recorded: the scout's sweep still fails it. */
+/*
+ * The caller holds the lock.  When the list is full the task is not
+ * recorded: the scout's sweep still fails it (as failed, whatever its
+ * outcome was).
+ */
 void
-la_lost_add(Oid dboid, Oid tasks_relid, int64 jobid, bool canceled)
+la_lost_put(Oid dboid, Oid tasks_relid, int64 jobid, bool canceled, const LaOutcome *outcome)
 {
-	SpinLockAcquire(&la_shmem->mutex);
 	for (int i = 0; i < LA_LOST; i++)
 	{
 		LaLost	   *l = &la_shmem->lost[i];
@@ -29,8 +35,18 @@ la_lost_add(Oid dboid, Oid tasks_relid, int64 jobid, bool canceled)
 		l->tasks_relid = tasks_relid;
 		l->jobid = jobid;
 		l->canceled = canceled;
+		l->outcome.set = false;
+		if (outcome != NULL)
+			l->outcome = *outcome;
 		break;
 	}
+}
+
+void
+la_lost_add(Oid dboid, Oid tasks_relid, int64 jobid, bool canceled)
+{
+	SpinLockAcquire(&la_shmem->mutex);
+	la_lost_put(dboid, tasks_relid, jobid, canceled, NULL);
 	SpinLockRelease(&la_shmem->mutex);
 }
 
@@ -49,6 +65,7 @@ la_lost_list(Oid dboid, LaLostView *views, int max)
 		views[n].jobid = l->jobid;
 		views[n].tasks_relid = l->tasks_relid;
 		views[n].canceled = l->canceled;
+		views[n].outcome = l->outcome;
 		n++;
 	}
 	SpinLockRelease(&la_shmem->mutex);

@@ -43,6 +43,7 @@ la_slot_copy(int index, LaSlotView *view)
 		pg_atomic_read_u64(&slot->cancel_jobid) == (uint64) view->jobid;
 	view->clean_exit = slot->clean_exit;
 	view->retiring = slot->retire;
+	view->parked = slot->parked.set;
 	view->tasks_run = slot->tasks_run;
 }
 
@@ -69,18 +70,26 @@ la_slot_free(LaSlot *slot)
 	slot->retire = false;
 	slot->procno = -1;
 	slot->tasks_run = 0;
+	slot->parked.set = false;
 	pg_atomic_write_u64(&slot->jobid, 0);
 	pg_atomic_write_u64(&slot->cancel_jobid, 0);
 }
 
-/* Returns the index of a newly reserved slot, or -1 when all are in use. */
+/*
+ * Returns the index of a newly reserved slot, or -1 when all are in use or
+ * a DROP/ALTER/CREATE DATABASE blocks the database.  The block is checked
+ * under the same lock as the slots: either the slot is reserved first, and
+ * the command's guard (dbguard.c) waits for its process to leave, or the
+ * block came first and nothing is launched.
+ */
 int
 la_slot_reserve(LaSlotKind kind, Oid dboid, Oid roleid, bool start_sweep)
 {
+	TimestampTz now = GetCurrentTimestamp();
 	int			found = -1;
 
 	SpinLockAcquire(&la_shmem->mutex);
-	for (int i = 0; i < la_shmem->nslots; i++)
+	for (int i = 0; i < la_shmem->nslots && found < 0 && !la_block_holds(dboid, now); i++)
 	{
 		LaSlot	   *slot = &la_shmem->slots[i];
 
@@ -109,14 +118,38 @@ la_slot_release(int index)
 
 /*
  * Copy and free a slot in one critical section, so that a cancel accepted
- * for its task is either in the copy or refused (the slot is free).
+ * for its task is either in the copy or refused (the slot is free).  An
+ * outcome its worker parked moves to the lost list in the same section.
  */
 void
 la_slot_reap(int index, LaSlotView *view)
 {
+	LaSlot	   *slot = &la_shmem->slots[index];
+
 	SpinLockAcquire(&la_shmem->mutex);
 	la_slot_copy(index, view);
-	la_slot_free(&la_shmem->slots[index]);
+	if (slot->parked.set && view->jobid != 0)
+		la_lost_put(slot->dboid, slot->tasks_relid, view->jobid, view->cancel_requested,
+					&slot->parked);
+	la_slot_free(slot);
+	SpinLockRelease(&la_shmem->mutex);
+}
+
+/*
+ * Leave the running task's outcome with the slot: the worker could not
+ * record it (the queue's table could not be locked in time) and exits to
+ * free the slot.  Plain copies under the lock; the message is truncated.
+ */
+void
+la_slot_park(int index, const char *status, const char *sqlstate, const char *message)
+{
+	LaOutcome  *o = &la_shmem->slots[index].parked;
+
+	SpinLockAcquire(&la_shmem->mutex);
+	strlcpy(o->status, status, sizeof(o->status));
+	strlcpy(o->sqlstate, sqlstate ? sqlstate : "", sizeof(o->sqlstate));
+	strlcpy(o->message, message ? message : "", sizeof(o->message));
+	o->set = true;
 	SpinLockRelease(&la_shmem->mutex);
 }
 

@@ -1,0 +1,61 @@
+package bgworker
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// While the queue's table cannot be locked, the outcome is tried again
+// after each wait; once it is recorded the worker goes on.
+func TestBlockedSettleIsRetried(t *testing.T) {
+	f := newFixture(Task{JobID: 1, Query: "SELECT 1"}, Task{JobID: 2, Query: "SELECT 2"})
+	f.queue.blockedSettles = 2
+	var waits []time.Duration
+	f.worker.BlockedRetry = time.Second
+	f.worker.Wait = func(d time.Duration) bool { waits = append(waits, d); return false }
+	require.NoError(t, f.worker.Run())
+	assert.Equal(t, []int64{1, 2}, f.queue.done)
+	assert.Equal(t, []time.Duration{time.Second, time.Second}, waits[:2], "one wait per blocked try")
+	assert.Empty(t, f.queue.parked)
+	assert.Len(t, f.queue.settled, 2)
+}
+
+// A worker whose slot is wanted elsewhere does not wait for the lock: it
+// parks the outcome with its slot and exits, without marking the task done.
+func TestBlockedSettleParksWhenTheSlotIsWanted(t *testing.T) {
+	f := newFixture(Task{JobID: 1, Query: "SELECT 1"}, Task{JobID: 2, Query: "SELECT 2"})
+	f.queue.blockedSettles = 100
+	retiring := false
+	f.worker.Retiring = func() bool { return retiring }
+	f.worker.BlockedRetry = time.Second
+	f.worker.Wait = func(time.Duration) bool { retiring = true; return false }
+	require.NoError(t, f.worker.Run())
+	require.Len(t, f.queue.parked, 1)
+	assert.Equal(t, int64(1), f.queue.parked[0].JobID)
+	assert.Equal(t, Succeeded, f.queue.parked[0].Status)
+	assert.Empty(t, f.queue.done, "the parked task stays in the slot")
+	assert.Equal(t, 1, f.queue.claims, "no further task is claimed")
+}
+
+// Asked to stop while blocked, the worker parks too.
+func TestBlockedSettleParksOnStop(t *testing.T) {
+	f := newFixture(Task{JobID: 1, Query: "SELECT 1"})
+	f.queue.blockedSettles = 100
+	f.worker.BlockedRetry = time.Second
+	f.worker.Wait = func(time.Duration) bool { return true }
+	require.NoError(t, f.worker.Run())
+	assert.Len(t, f.queue.parked, 1)
+	assert.Empty(t, f.queue.done)
+}
+
+// Any other error of Settle still ends the worker with that error.
+func TestOtherSettleErrorsAreNotRetried(t *testing.T) {
+	f := newFixture(Task{JobID: 1, Query: "SELECT 1"})
+	f.queue.settleErr = assert.AnError
+	f.worker.Wait = func(time.Duration) bool { t.Fatal("no wait"); return false }
+	require.ErrorIs(t, f.worker.Run(), assert.AnError)
+	assert.Empty(t, f.queue.parked)
+}
