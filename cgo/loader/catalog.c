@@ -25,7 +25,9 @@
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
@@ -107,13 +109,56 @@ la_catalog_lock(Oid relid, LOCKMODE lockmode)
 }
 
 /*
- * Fill cat with the extension's tables, taking lockmode on lantern.tasks.
- * Returns false when the extension is not installed in this database (or
- * is being dropped), or is at a version that lacks one of them: then only
- * cat->extension is set.  Must run inside a transaction.
+ * What the last lookup found, for the life of the process: the bookkeeping
+ * looks the tables up in every transaction, and a pg_depend scan each time
+ * was a good part of a trivial task's cost.  Any invalidation of one of the
+ * tables (DROP EXTENSION drops them; a rename or ALTER changes them) empties
+ * it.  Only a complete, current install is remembered.
  */
-bool
-la_catalog_lookup(LaCatalog *cat, LOCKMODE lockmode)
+static LaCatalog la_cached;
+static bool la_cached_valid = false;
+static bool la_cache_callback_registered = false;
+
+static void
+la_catalog_invalidate(Datum arg, Oid relid)
+{
+	if (!OidIsValid(relid) || relid == la_cached.tasks || relid == la_cached.task_errors ||
+		relid == la_cached.task_owners)
+		la_cached_valid = false;
+}
+
+/*
+ * Names are kept for good (a caller may still hold the previous ones): a
+ * new copy only when the name changed, which takes a rename.
+ */
+static void
+la_catalog_keep_name(char **kept, const char *name)
+{
+	if (*kept == NULL || strcmp(*kept, name) != 0)
+		*kept = MemoryContextStrdup(TopMemoryContext, name);
+}
+
+static void
+la_catalog_remember(const LaCatalog *cat)
+{
+	if (!la_cache_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(la_catalog_invalidate, (Datum) 0);
+		la_cache_callback_registered = true;
+	}
+	la_cached.extension = cat->extension;
+	la_cached.tasks = cat->tasks;
+	la_cached.task_errors = cat->task_errors;
+	la_cached.task_owners = cat->task_owners;
+	la_catalog_keep_name(&la_cached.tasks_name, cat->tasks_name);
+	la_catalog_keep_name(&la_cached.task_errors_name, cat->task_errors_name);
+	la_catalog_keep_name(&la_cached.task_owners_name, cat->task_owners_name);
+	la_cached_valid = true;
+}
+
+/* Find the tables through pg_depend, and remember them; false as la_catalog_lookup. */
+static bool
+la_catalog_fill(LaCatalog *cat)
 {
 	memset(cat, 0, sizeof(*cat));
 	cat->extension = get_extension_oid(LA_EXTENSION_NAME, true);
@@ -126,20 +171,46 @@ la_catalog_lookup(LaCatalog *cat, LOCKMODE lockmode)
 		cat->tasks = cat->task_errors = cat->task_owners = InvalidOid;
 		return false;
 	}
+	cat->tasks_name = la_catalog_name(cat->tasks);
+	cat->task_errors_name = la_catalog_name(cat->task_errors);
+	cat->task_owners_name = la_catalog_name(cat->task_owners);
+	la_catalog_remember(cat);
+	return true;
+}
+
+/*
+ * Fill cat with the extension's tables, taking lockmode on lantern.tasks.
+ * Returns false when the extension is not installed in this database (or
+ * is being dropped), or is at a version that lacks one of them: then only
+ * cat->extension is set.  Must run inside a transaction.
+ */
+bool
+la_catalog_lookup(LaCatalog *cat, LOCKMODE lockmode)
+{
+	Oid			locked;
+
+	if (la_cached_valid)
+		*cat = la_cached;
+	else if (!la_catalog_fill(cat))
+		return false;
+	locked = cat->tasks;
+	la_catalog_lock(locked, lockmode);
 
 	/*
-	 * Lock, then look again: a DROP EXTENSION that committed while we waited
-	 * for the lock has removed the table.
+	 * Taking the lock accepted the invalidations that came meanwhile: a
+	 * DROP EXTENSION that committed while we waited has removed the table,
+	 * a rename changed its name.  Either emptied the cache: look again.
 	 */
-	la_catalog_lock(cat->tasks, lockmode);
+	if (!la_cached_valid && (!la_catalog_fill(cat) || cat->tasks != locked))
+	{
+		memset(cat, 0, sizeof(*cat));
+		return false;
+	}
 	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(cat->tasks)))
 	{
 		memset(cat, 0, sizeof(*cat));
 		return false;
 	}
-	cat->tasks_name = la_catalog_name(cat->tasks);
-	cat->task_errors_name = la_catalog_name(cat->task_errors);
-	cat->task_owners_name = la_catalog_name(cat->task_owners);
 	return true;
 }
 

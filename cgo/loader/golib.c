@@ -54,7 +54,8 @@ la_golib_open(const char *path)
 		ereport(FATAL,
 				(errcode(ERRCODE_UNDEFINED_FILE),
 				 errmsg("could not load Go library \"%s\": %s", path, dlerror()),
-				 errhint("Run \"make install\" so that %s is installed next to lantern_async.so.",
+				 errhint("Install %s next to lantern_async.so (\"make install\"), from the same build, "
+						 "and restart the server if lantern_async.so was replaced while it ran.",
 						 LA_GO_LIBRARY_FILE)));
 	return handle;
 }
