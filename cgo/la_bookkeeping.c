@@ -112,26 +112,30 @@ typedef struct LaClaim
  * commits, so that from the moment the row reads 'running' the launcher
  * and cancel_task() can tell which process owns it.
  */
+static LaSavedPlan la_claim_plan;
+
 static void
 la_bk_claim_body(LaPrivileged *p, void *arg)
 {
 	LaClaim    *c = arg;
 	Oid			types[1] = {OIDOID};
 	Datum		values[1] = {ObjectIdGetDatum(GetAuthenticatedUserId())};
+	char	   *sql;
 	int			rc;
 
-	rc = SPI_execute_with_args(psprintf("UPDATE %s SET status = 'running' "
-										"WHERE status = 'pending' AND jobid = ("
-										"  SELECT t.jobid FROM %s t "
-										"  WHERE t.status = 'pending' AND EXISTS ("
-										"    SELECT FROM %s o WHERE o.jobid = t.jobid AND o.roleid = $1) "
-										/* dropped or NOLOGIN since this worker logged in: a scout fails its tasks */
-										"    AND EXISTS (SELECT FROM pg_catalog.pg_authid r "
-										"                WHERE r.oid = $1 AND r.rolcanlogin) "
-										"  ORDER BY t.jobid LIMIT 1 FOR UPDATE OF t SKIP LOCKED) "
-										"RETURNING jobid, query",
-										p->cat.tasks_name, p->cat.tasks_name, p->cat.task_owners_name),
-							   1, types, values, NULL, false, 0);
+	sql = psprintf("UPDATE %s SET status = 'running' "
+				   "WHERE status = 'pending' AND jobid = ("
+				   "  SELECT t.jobid FROM %s t "
+				   "  WHERE t.status = 'pending' AND EXISTS ("
+				   "    SELECT FROM %s o WHERE o.jobid = t.jobid AND o.roleid = $1) "
+	/* dropped or NOLOGIN since this worker logged in: a scout fails its tasks */
+				   "    AND EXISTS (SELECT FROM pg_catalog.pg_authid r "
+				   "                WHERE r.oid = $1 AND r.rolcanlogin) "
+				   "  ORDER BY t.jobid LIMIT 1 FOR UPDATE OF t SKIP LOCKED) "
+				   "RETURNING jobid, query",
+				   p->cat.tasks_name, p->cat.tasks_name, p->cat.task_owners_name);
+	rc = SPI_execute_plan(la_queue_plan(&la_claim_plan, p->cat.tasks, sql, 1, types),
+						  values, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "lantern_async could not claim a task: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0 && !la_role_can_login(GetAuthenticatedUserId()))

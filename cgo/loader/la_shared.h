@@ -150,6 +150,16 @@ typedef struct LaSettle
 } LaSettle;
 
 extern PGDLLEXPORT int64 la_queue_settle(const LaCatalog *cat, const LaSettle *s);
+
+/* A statement's saved plan, for one lantern.tasks (queue.c). */
+typedef struct LaSavedPlan
+{
+	Oid			relid;
+	struct _SPI_plan *plan;
+} LaSavedPlan;
+
+extern PGDLLEXPORT struct _SPI_plan *la_queue_plan(LaSavedPlan *saved, Oid relid, const char *sql,
+												   int nargs, Oid *types);
 extern PGDLLEXPORT int la_queue_running(const LaCatalog *cat, int64 **jobids);
 
 /* Worker registration, shared by the launcher and the processes it starts (loader.c). */

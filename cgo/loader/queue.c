@@ -93,11 +93,53 @@ la_queue_running(const LaCatalog *cat, int64 **jobids)
 }
 
 /*
- * Run one statement of the queue.  With latest, it sees what committed
- * since the caller's snapshot, as READ COMMITTED would: a cancel_task()
- * called in a REPEATABLE READ transaction must find a task that finished
- * meanwhile finished, not fail to serialize.
+ * Saved plans of the queue's hot statements, one per statement shape, for
+ * the life of the process: a trivial task's claim and outcome otherwise
+ * spent more time in the parser and planner than in the executor.  A plan
+ * is for one lantern.tasks (by OID): after DROP and CREATE EXTENSION the
+ * statement is prepared again.  (PostgreSQL itself replans a saved plan
+ * when the tables it uses change.)
  */
+static LaSavedPlan la_settle_plans[2];	/* without, with SKIP LOCKED */
+static LaSavedPlan la_insert_plan;
+
+SPIPlanPtr
+la_queue_plan(LaSavedPlan *saved, Oid relid, const char *sql, int nargs, Oid *types)
+{
+	SPIPlanPtr	plan;
+
+	if (saved->plan != NULL && saved->relid == relid)
+		return saved->plan;
+	plan = SPI_prepare(sql, nargs, types);
+	if (plan == NULL)
+		elog(ERROR, "lantern_async could not prepare a queue statement: %s",
+			 SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "lantern_async could not keep a queue statement's plan");
+	if (saved->plan != NULL)
+		SPI_freeplan(saved->plan);
+	saved->plan = plan;
+	saved->relid = relid;
+	return plan;
+}
+
+/*
+ * Run one prepared statement of the queue.  With latest, it sees what
+ * committed since the caller's snapshot, as READ COMMITTED would: a
+ * cancel_task() called in a REPEATABLE READ transaction must find a task
+ * that finished meanwhile finished, not fail to serialize.
+ */
+static int
+la_queue_run(SPIPlanPtr plan, Datum *values, const char *nulls, bool latest)
+{
+	if (!latest)
+		return SPI_execute_plan(plan, values, nulls, false, 0);
+	/* fire_triggers: the foreign keys of task_errors are checked at the end of the statement */
+	return SPI_execute_snapshot(plan, values, nulls, GetLatestSnapshot(), InvalidSnapshot,
+								false, true, 0);
+}
+
+/* Run a one-off statement of the queue (latest as for la_queue_run). */
 int
 la_queue_execute(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
 				 bool latest)
@@ -110,9 +152,7 @@ la_queue_execute(const char *sql, int nargs, Oid *types, Datum *values, const ch
 	if (plan == NULL)
 		elog(ERROR, "lantern_async could not prepare a queue statement: %s",
 			 SPI_result_code_string(SPI_result));
-	/* fire_triggers: the foreign keys of task_errors are checked at the end of the statement */
-	return SPI_execute_snapshot(plan, values, nulls, GetLatestSnapshot(), InvalidSnapshot,
-								false, true, 0);
+	return la_queue_run(plan, values, nulls, true);
 }
 
 /* Returns how many tasks changed status. */
@@ -136,8 +176,9 @@ la_queue_settle(const LaCatalog *cat, const LaSettle *s)
 	values[6] = la_queue_text(s->sqlstate, &nulls[6]);
 	values[7] = la_queue_jobids(s->only, s->nonly, &nulls[7]);
 	values[8] = la_queue_jobids(s->except, s->nexcept, &nulls[8]);
-	rc = la_queue_execute(la_queue_settle_sql(cat, s->skip_locked), 9, types, values, nulls,
-						  s->latest_snapshot);
+	rc = la_queue_run(la_queue_plan(&la_settle_plans[s->skip_locked ? 1 : 0], cat->tasks,
+									la_queue_settle_sql(cat, s->skip_locked), 9, types),
+					  values, nulls, s->latest_snapshot);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "lantern_async could not update the status of tasks: %s",
 			 SPI_result_code_string(rc));
@@ -156,20 +197,22 @@ la_queue_insert(const LaCatalog *cat, const char *query, const char *job_name,
 	Datum		values[4];
 	char		nulls[5] = "    ";
 	bool		isnull;
+	char	   *sql;
 	int			rc;
 
 	values[0] = CStringGetTextDatum(query);
 	values[1] = la_queue_text(job_name, &nulls[1]);
 	values[2] = CStringGetTextDatum(username);
 	values[3] = ObjectIdGetDatum(roleid);
-	rc = SPI_execute_with_args(psprintf("WITH task AS ("
-										"  INSERT INTO %s (query, job_name, username, status) "
-										"  VALUES ($1, $2, $3, 'pending') RETURNING jobid), "
-										"owner AS ("
-										"  INSERT INTO %s (jobid, roleid) SELECT jobid, $4 FROM task) "
-										"SELECT jobid FROM task",
-										cat->tasks_name, cat->task_owners_name),
-							   4, types, values, nulls, false, 0);
+	sql = psprintf("WITH task AS ("
+				   "  INSERT INTO %s (query, job_name, username, status) "
+				   "  VALUES ($1, $2, $3, 'pending') RETURNING jobid), "
+				   "owner AS ("
+				   "  INSERT INTO %s (jobid, roleid) SELECT jobid, $4 FROM task) "
+				   "SELECT jobid FROM task",
+				   cat->tasks_name, cat->task_owners_name);
+	rc = SPI_execute_plan(la_queue_plan(&la_insert_plan, cat->tasks, sql, 4, types),
+						  values, nulls, false, 0);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "lantern_async could not queue the task: %s", SPI_result_code_string(rc));
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
