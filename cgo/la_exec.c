@@ -285,23 +285,6 @@ la_exec_query_string(const char *query)
 				 errhint("End the task's query with COMMIT.")));
 }
 
-/*
- * A fresh session's random() sequence starts from a random seed; DISCARD
- * ALL does not reset a setseed() of the previous task.
- */
-static void
-la_exec_reseed(void)
-{
-	uint64		r;
-	double		seed;
-
-	if (!pg_strong_random(&r, sizeof(r)))
-		r = (uint64) MyProcPid ^ (uint64) GetCurrentTimestamp();
-	/* 53 random bits, in [-1, 1) as setseed() wants */
-	seed = (double) (r >> 11) / (double) (UINT64CONST(1) << 52) - 1.0;
-	(void) DirectFunctionCall1(setseed, Float8GetDatum(seed));
-}
-
 static bool
 la_exec(const char *query, LaError *err)
 {
@@ -325,8 +308,6 @@ la_exec(const char *query, LaError *err)
 					(errcode(ERRCODE_QUERY_CANCELED),
 					 errmsg("canceling statement due to user request")));
 		la_exec_query_string(query);
-		if (!is_task)
-			la_exec_reseed();
 	}
 	PG_CATCH();
 	{
@@ -374,19 +355,3 @@ la_exec_task(int slot, int64_t jobid, uint32_t tasks_relid, const char *query,
 	return ok;
 }
 
-/*
- * Run between tasks, before any bookkeeping, so that nothing a task set
- * (GUCs, roles, temp tables, prepared statements, advisory locks, WITH HOLD
- * cursors, the random seed) leaks into the next task or into the bookkeeping.
- */
-bool
-la_reset_session(LaError *err)
-{
-	bool		ok;
-
-	/* A late cancel aimed at the finished task must not break the reset. */
-	HOLD_CANCEL_INTERRUPTS();
-	ok = la_exec("DISCARD ALL", err);
-	RESUME_CANCEL_INTERRUPTS();
-	return ok;
-}

@@ -155,6 +155,56 @@ la_queue_execute(const char *sql, int nargs, Oid *types, Datum *values, const ch
 	return la_queue_run(plan, values, nulls, true);
 }
 
+/*
+ * The common case, one task by jobid (an outcome, a cancel): a statement
+ * whose generic plan is as good as a custom one, so that its saved plan is
+ * not planned again for every task.
+ */
+static char *
+la_queue_settle_one_sql(const LaCatalog *cat)
+{
+	return psprintf("WITH settled AS ("
+					"  UPDATE %s t SET status = $3, error_message = $4, "
+					"         duration = clock_timestamp() - t.started_at "
+					"  WHERE t.jobid = $1 AND t.status = $2 "
+					"  RETURNING t.jobid), "
+					"recorded AS ("
+					"  INSERT INTO %s (jobid, sqlstate) "
+					"  SELECT jobid, $5 FROM settled WHERE $5 IS NOT NULL) "
+					"SELECT count(*) FROM settled",
+					cat->tasks_name, cat->task_errors_name);
+}
+
+static bool
+la_queue_settles_one(const LaSettle *s)
+{
+	return !s->all_jobs && !OidIsValid(s->roleid) && !s->unowned && !s->skip_locked &&
+		s->only == NULL && s->except == NULL;
+}
+
+static int64
+la_queue_settle_one(const LaCatalog *cat, const LaSettle *s)
+{
+	static LaSavedPlan plan;
+	Oid			types[5] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[5];
+	char		nulls[6] = "     ";
+	bool		isnull;
+	int			rc;
+
+	values[0] = Int64GetDatum(s->jobid);
+	values[1] = la_queue_text(s->from_status, &nulls[1]);
+	values[2] = la_queue_text(s->to_status, &nulls[2]);
+	values[3] = la_queue_text(s->message, &nulls[3]);
+	values[4] = la_queue_text(s->sqlstate, &nulls[4]);
+	rc = la_queue_run(la_queue_plan(&plan, cat->tasks, la_queue_settle_one_sql(cat), 5, types),
+					  values, nulls, s->latest_snapshot);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "lantern_async could not update the status of a task: %s",
+			 SPI_result_code_string(rc));
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
 /* Returns how many tasks changed status. */
 int64
 la_queue_settle(const LaCatalog *cat, const LaSettle *s)
@@ -166,6 +216,8 @@ la_queue_settle(const LaCatalog *cat, const LaSettle *s)
 	bool		isnull;
 	int			rc;
 
+	if (la_queue_settles_one(s))
+		return la_queue_settle_one(cat, s);
 	values[0] = Int64GetDatum(s->jobid);
 	nulls[0] = s->all_jobs ? 'n' : ' ';
 	values[1] = ObjectIdGetDatum(s->roleid);
