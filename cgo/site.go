@@ -111,7 +111,7 @@ func (s *site) Queues() ([]control.RoleQueue, error) {
 }
 
 func (s *site) Note(roleID uint32, pending int64) {
-	C.la_demand_note(s.db, C.Oid(roleID), C.int64(pending))
+	C.la_demand_note_pending(s.db, C.Oid(roleID), C.int64(pending))
 }
 
 func (s *site) Looking()       { C.la_demand_looking(s.db, 0) }

@@ -58,13 +58,8 @@ la_demand_add(Oid dboid, Oid roleid)
 	return NULL;
 }
 
-/*
- * Note that (dboid, roleid) may have ntasks more pending tasks (roleid
- * InvalidOid: that the database wants a scout).  Called at commit, from any
- * backend: it never errors.
- */
-void
-la_demand_note(Oid dboid, Oid roleid, int64 ntasks)
+static void
+la_demand_put(Oid dboid, Oid roleid, int64 ntasks, bool counted)
 {
 	LaDemand   *d;
 
@@ -77,7 +72,7 @@ la_demand_note(Oid dboid, Oid roleid, int64 ntasks)
 	if (d != NULL)
 	{
 		d->fresh = true;
-		d->hint += ntasks;
+		d->hint = counted ? Max(d->hint, ntasks) : d->hint + ntasks;
 	}
 	else
 		la_shmem->demand_overflow = true;
@@ -86,6 +81,28 @@ la_demand_note(Oid dboid, Oid roleid, int64 ntasks)
 	if (OidIsValid(roleid))
 		la_slot_wake_idle(dboid, roleid);
 	la_launcher_wake();
+}
+
+/*
+ * Note that (dboid, roleid) may have ntasks more pending tasks (roleid
+ * InvalidOid: that the database wants a scout).  Called at commit, from any
+ * backend: it never errors.
+ */
+void
+la_demand_note(Oid dboid, Oid roleid, int64 ntasks)
+{
+	la_demand_put(dboid, roleid, ntasks, false);
+}
+
+/*
+ * A scout counted pending tasks of (dboid, roleid) in the table: that count
+ * already includes the ones submits noted, so it raises the hint to it
+ * rather than adding to it (a double count would start a worker too many).
+ */
+void
+la_demand_note_pending(Oid dboid, Oid roleid, int64 pending)
+{
+	la_demand_put(dboid, roleid, pending, true);
 }
 
 /* A worker or scout is about to look: call before the claim's snapshot. */

@@ -206,6 +206,7 @@ extern PGDLLEXPORT void la_lost_forget_database(Oid dboid);
 
 /* The demand board (demand.c) */
 extern PGDLLEXPORT void la_demand_note(Oid dboid, Oid roleid, int64 ntasks);
+extern PGDLLEXPORT void la_demand_note_pending(Oid dboid, Oid roleid, int64 pending);
 extern PGDLLEXPORT void la_demand_looking(Oid dboid, Oid roleid);
 extern PGDLLEXPORT void la_demand_claimed(Oid dboid, Oid roleid);
 extern PGDLLEXPORT bool la_demand_settled(Oid dboid, Oid roleid);
