@@ -69,6 +69,11 @@ func main() {}
 // memory; false means the process cannot go on (the error is in the log).
 func enter() bool {
 	runtime.LockOSThread()
+	// One goroutine calls PostgreSQL and no other does Go work: a second
+	// P would only make the runtime start threads that find nothing to do
+	// each time a cgo call outlasts sysmon's retake (environment variables
+	// never reach Go here, so GOMAXPROCS is set in code).
+	runtime.GOMAXPROCS(1)
 	return bool(C.la_call_init())
 }
 
