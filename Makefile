@@ -7,7 +7,7 @@
 #   make unit       tidy-check, go vet and the Go unit tests (what CI runs first)
 #   make tidy-check fail if `go mod tidy` would change go.mod or go.sum
 #   make demo       set up what is missing, then show a background index build
-#   make bench      (placeholder for later issues)
+#   make bench      build and install, then run the benchmark (tests/bench): one table on stdout
 
 PG_CONFIG ?= pg_config
 GO ?= go
@@ -73,7 +73,12 @@ test: all unit
 demo:
 	tests/demo/demo.sh
 
-.PHONY: install-golib uninstall-golib tidy-check unit test demo
+# Starts its own throw-away cluster (tests/internal/pgcluster) with the
+# installed extension; progress on stderr, the table on stdout.
+bench: install
+	PG_CONFIG='$(PG_CONFIG)' $(GO) run ./tests/bench
+
+.PHONY: install-golib uninstall-golib tidy-check unit test demo bench
 
 # No JIT bitcode: it would need clang on every build machine, for no gain here.
 override with_llvm = no

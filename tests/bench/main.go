@@ -1,0 +1,283 @@
+// Command bench measures lantern_async on a throw-away local cluster and
+// prints one table: every figure comes from one run on one server.
+//
+//	make bench                      # installs the extension, then runs this
+//	BENCH_TASKS=20000 make bench    # fewer tasks for the memory row
+//	BENCH_ONLY=warm,cold make bench # only some rows
+//
+// Progress goes to stderr, the header and the table to stdout. Every
+// latency is measured inside the server from commit timestamps
+// (track_commit_timestamp = on) and clock_timestamp(); the bench only
+// polls to know when to go on, never to time anything.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/lanterndata/lantern_async/tests/internal/pgcluster"
+)
+
+const (
+	dbName    = "postgres"
+	superuser = "postgres"
+	// benchRole submits every task; its tasks run logged in as it.
+	benchRole = "bench"
+
+	backendLauncher = "lantern_async launcher"
+	backendWorker   = "lantern_async worker"
+	backendScout    = "lantern_async scout"
+)
+
+// config holds what the environment may change.
+type config struct {
+	memTasks  int    // BENCH_TASKS: tasks of the memory row
+	indexRows int    // BENCH_INDEX_ROWS: rows of the index-build table
+	fsync     string // BENCH_FSYNC: on (default) or off
+	// BENCH_ONLY: the measurements to run (comma-separated keys of
+	// run's steps); empty: all of them.
+	only map[string]bool
+}
+
+// wants tells whether a step runs; the restart (key "") runs when any
+// step after it does.
+func (c config) wants(key string) bool {
+	if c.only == nil {
+		return true
+	}
+	if key == "" {
+		return c.only["throughput"] || c.only["idle"] || c.only["memory"]
+	}
+	return c.only[key]
+}
+
+func loadConfig() (config, error) {
+	cfg := config{memTasks: 100000, indexRows: 2000000, fsync: "on"}
+	for _, v := range []struct {
+		name string
+		dst  *int
+	}{{"BENCH_TASKS", &cfg.memTasks}, {"BENCH_INDEX_ROWS", &cfg.indexRows}} {
+		if s := os.Getenv(v.name); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 {
+				return cfg, fmt.Errorf("%s=%q: want a positive integer", v.name, s)
+			}
+			*v.dst = n
+		}
+	}
+	if s := os.Getenv("BENCH_FSYNC"); s != "" {
+		if s != "on" && s != "off" {
+			return cfg, fmt.Errorf("BENCH_FSYNC=%q: want on or off", s)
+		}
+		cfg.fsync = s
+	}
+	if s := os.Getenv("BENCH_ONLY"); s != "" {
+		cfg.only = map[string]bool{}
+		for _, k := range strings.Split(s, ",") {
+			switch k = strings.TrimSpace(k); k {
+			case "baselines", "warm", "cold", "throughput", "index", "idle", "memory":
+				cfg.only[k] = true
+			default:
+				return cfg, fmt.Errorf("BENCH_ONLY: unknown %q (baselines, warm, cold, throughput, index, idle, memory)", k)
+			}
+		}
+	}
+	return cfg, nil
+}
+
+// bench is the state shared by the measurements.
+type bench struct {
+	ctx  context.Context
+	cfg  config
+	c    *pgcluster.Cluster
+	su   *pgx.Conn // the bootstrap superuser
+	user *pgx.Conn // benchRole
+	tbl  table
+	hdr  header
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: FAIL: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run() (err error) {
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	if err := checkInstalled(); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Minute)
+	defer cancel()
+
+	b := &bench{ctx: ctx, cfg: cfg}
+	b.hdr.loadStart = loadAvg()
+	progress("starting a cluster (lantern_async.max_workers = 4, track_commit_timestamp = on, fsync = %s)", cfg.fsync)
+	b.c, err = pgcluster.Start(ctx, pgcluster.Options{
+		Backend:    pgcluster.BackendLocal,
+		MaxWorkers: 4,
+		ExtraConf: []string{
+			"# added by tests/bench",
+			"track_commit_timestamp = on",
+			"fsync = " + cfg.fsync,
+			"synchronous_commit = on",
+		},
+		Logf: progress,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "--- server log (tail) ---\n%s\n", b.c.LogTail(40))
+		}
+		b.closeConns()
+		if cerr := b.c.Close(); cerr != nil {
+			fmt.Fprintf(os.Stderr, "bench: warning: closing the cluster: %v\n", cerr)
+		}
+	}()
+	if err := b.setup(); err != nil {
+		return fmt.Errorf("setup: %w", err)
+	}
+
+	// Order: everything that wants max_workers = 4 first, then one restart
+	// with max_workers = 1 for the rest (one worker must run the memory
+	// row's tasks alone). The memory row goes last: it leaves the queue
+	// table with BENCH_TASKS more rows.
+	steps := []struct {
+		key, name string
+		fn        func() error
+	}{
+		{"baselines", "baselines (pgbench)", b.baselines},
+		{"warm", "warm start latency", b.warmLatency},
+		{"cold", "cold start latency", b.coldLatency},
+		{"throughput", "throughput, 4 workers", func() error { return b.throughput(4) }},
+		{"index", "index build overhead", b.indexOverhead},
+		{"", "restart with max_workers = 1", func() error { return b.setMaxWorkers(1) }},
+		{"throughput", "throughput, 1 worker", func() error { return b.throughput(1) }},
+		{"idle", "idle CPU", b.idleCPU},
+		{"memory", "worker memory", b.memory},
+	}
+	for _, s := range steps {
+		if !cfg.wants(s.key) {
+			continue
+		}
+		progress("== %s", s.name)
+		t0 := time.Now()
+		if err := s.fn(); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		progress("   %s done in %.1f s", s.name, time.Since(t0).Seconds())
+	}
+	b.hdr.loadEnd = loadAvg()
+	b.tbl.ratios()
+	b.hdr.print(os.Stdout, b.cfg)
+	b.tbl.print(os.Stdout)
+	return nil
+}
+
+// checkInstalled fails early, with the fix, when `make install` has not
+// put the extension where the server will look.
+func checkInstalled() error {
+	pkglib, err := pgcluster.PGConfig("pkglibdir")
+	if err != nil {
+		return err
+	}
+	for _, f := range []string{"lantern_async.so", "lantern_async_go.so"} {
+		if _, err := os.Stat(filepath.Join(pkglib, f)); err != nil {
+			return fmt.Errorf("%s is not installed (run `make install`, or `make bench` which does it): %w",
+				filepath.Join(pkglib, f), err)
+		}
+	}
+	return nil
+}
+
+// setup creates the extension, the bench role and its schema, and reads
+// the header's server facts.
+func (b *bench) setup() error {
+	if err := b.connect(); err != nil {
+		return err
+	}
+	for _, q := range []string{
+		"CREATE EXTENSION lantern_async",
+		"CREATE ROLE " + benchRole + " LOGIN",
+		"CREATE SCHEMA bench AUTHORIZATION " + benchRole,
+		"GRANT USAGE ON SCHEMA lantern TO " + benchRole,
+		"GRANT EXECUTE ON FUNCTION lantern.async_task(text), lantern.async_task(text, text) TO " + benchRole,
+		"GRANT SELECT ON lantern.tasks TO " + benchRole,
+	} {
+		if _, err := b.su.Exec(b.ctx, q); err != nil {
+			return fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	if err := b.reconnectUser(); err != nil {
+		return err
+	}
+	if _, err := b.user.Exec(b.ctx, `
+		CREATE TABLE bench.lat (kind text, seq int, ts timestamptz, PRIMARY KEY (kind, seq));
+		CREATE TABLE bench.ins (v int)`); err != nil {
+		return err
+	}
+	return b.hdr.loadServer(b.ctx, b.su)
+}
+
+// connect (re)opens the superuser connection, waiting for the server and
+// its launcher (after a start or restart).
+func (b *bench) connect() error {
+	if b.su != nil {
+		_ = b.su.Close(context.Background())
+		b.su = nil
+	}
+	return poll(b.ctx, 50*time.Millisecond, 60*time.Second, "server accepting connections with its launcher", func() (bool, error) {
+		if b.su == nil {
+			conn, err := b.c.Connect(b.ctx, dbName, superuser)
+			if err != nil {
+				return false, nil
+			}
+			b.su = conn
+		}
+		pids, err := b.pidsOf(backendLauncher)
+		if err != nil {
+			_ = b.su.Close(context.Background())
+			b.su = nil
+			return false, nil
+		}
+		return len(pids) == 1, nil
+	})
+}
+
+func (b *bench) reconnectUser() error {
+	if b.user != nil {
+		_ = b.user.Close(context.Background())
+	}
+	var err error
+	b.user, err = b.c.Connect(b.ctx, dbName, benchRole)
+	return err
+}
+
+func (b *bench) closeConns() {
+	for _, c := range []*pgx.Conn{b.su, b.user} {
+		if c != nil {
+			_ = c.Close(context.Background())
+		}
+	}
+}
+
+// progress prints a progress line to stderr.
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s bench: %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+}
