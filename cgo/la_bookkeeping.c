@@ -123,11 +123,18 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 	char	   *sql;
 	int			rc;
 
+	/*
+	 * The owner is a correlated scalar subquery on purpose: it cannot be
+	 * turned into a join, so the plan walks the pending rows in jobid
+	 * order (the partial index) and stops at the first of this role,
+	 * whatever the statistics say; a join could hash all the rows the role
+	 * ever submitted for every claim.
+	 */
 	sql = psprintf("UPDATE %s SET status = 'running' "
 				   "WHERE status = 'pending' AND jobid = ("
 				   "  SELECT t.jobid FROM %s t "
-				   "  WHERE t.status = 'pending' AND EXISTS ("
-				   "    SELECT FROM %s o WHERE o.jobid = t.jobid AND o.roleid = $1) "
+				   "  WHERE t.status = 'pending' "
+				   "    AND (SELECT o.roleid FROM %s o WHERE o.jobid = t.jobid) = $1 "
 	/* dropped or NOLOGIN since this worker logged in: a scout fails its tasks */
 				   "    AND EXISTS (SELECT FROM pg_catalog.pg_authid r "
 				   "                WHERE r.oid = $1 AND r.rolcanlogin) "

@@ -132,11 +132,15 @@ func (l *Launcher) round() error {
 	if err := l.sweepIfNeeded(); err != nil {
 		return err
 	}
+	// Slots first, then the board: a claim lowers the board's count before
+	// its slot shows the task, so in this order a task being claimed is
+	// counted once (by an idle slot, or by neither) and never starts a
+	// second worker.
+	slots := c.Slots()
 	demands, err := l.servable(c.Demands())
 	if err != nil {
 		return err
 	}
-	slots := c.Slots()
 	l.markServed(demands, slots)
 	plan := PlanRound(demands, slots, c.Capacity())
 	for _, slot := range plan.Wake {

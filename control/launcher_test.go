@@ -164,7 +164,7 @@ func TestLauncherReapsFirstAndGoesOnAfterAReapError(t *testing.T) {
 
 	_, log := runRounds(t, c, 2)
 	assert.Equal(t, []string{"lantern_async launcher: " + errReap.Error()}, log.lines)
-	assert.Equal(t, []string{"Reap", "Wait", "Reap", "Slots", "ReconcileNeeded", "TakeOverflow", "Demands"}, c.calls[:7])
+	assert.Equal(t, []string{"Reap", "Wait", "Reap", "Slots", "ReconcileNeeded", "TakeOverflow", "Slots", "Demands"}, c.calls[:8])
 	assert.Equal(t, []launched{{keyA, false}}, c.launches, "launched in the second round")
 }
 
@@ -321,4 +321,14 @@ func TestLauncherRunStopsWhenWaitSaysSo(t *testing.T) {
 	assert.Equal(t, 3, c.count("Reap"))
 	assert.Equal(t, "Wait", c.calls[len(c.calls)-1])
 	assert.Equal(t, []time.Duration{naptime, naptime, naptime}, c.waits)
+}
+
+// The slots are read before the board: a claim lowers the board's count
+// before its slot shows the task, so only this order never counts a task
+// being claimed twice (and starts no second worker for it).
+func TestLauncherReadsSlotsBeforeTheBoard(t *testing.T) {
+	c := newCluster()
+	c.demand(keyA, 1)
+	runRounds(t, c, 1)
+	assertBefore(t, c.calls[2:], "Slots", "Demands")
 }
