@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"context"
 	"sync"
 	"testing"
 	"time"
@@ -95,28 +94,5 @@ func requirePoll(t *testing.T, waitFor time.Duration, what string, cond func() (
 // failed (the server may be restarting, e.g. during crash recovery).
 // closeConn must be called once polling is over.
 func reconnecting(cond func(conn *pgx.Conn) (bool, string, error)) (_ func() (bool, string), closeConn func()) {
-	var conn *pgx.Conn
-	closeConn = func() {
-		if conn != nil {
-			conn.Close(context.Background())
-			conn = nil
-		}
-	}
-	return func() (bool, string) {
-		if conn == nil || conn.IsClosed() {
-			c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			var err error
-			if conn, err = cluster.Connect(c, dbName, superuser); err != nil {
-				conn = nil
-				return false, err.Error()
-			}
-		}
-		met, seen, err := cond(conn)
-		if err != nil {
-			closeConn()
-			return false, err.Error()
-		}
-		return met, seen
-	}, closeConn
+	return reconnectingTo(cluster, cond)
 }
