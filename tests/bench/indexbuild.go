@@ -6,14 +6,12 @@ import (
 )
 
 // Row 7: a long statement, CREATE INDEX on BENCH_INDEX_ROWS md5 texts, run
-// in a session and as a task, indexRuns times each, interleaved. Each run
+// in a session and as a task, BENCH_INDEX_RUNS (3) times each, interleaved. Each run
 // times itself inside the server: a DO block takes clock_timestamp()
 // around EXECUTE 'CREATE INDEX ...' and inserts the seconds into
 // bench.idx_times. A session run is a new connection of benchRole (as
 // psql -c would be). Before each run the index is dropped and a
 // CHECKPOINT taken (neither is timed).
-
-const indexRuns = 3
 
 func indexBlock(kind string, run int) string {
 	return fmt.Sprintf(`DO $b$
@@ -45,18 +43,18 @@ func (b *bench) indexOverhead() error {
 		}
 		return nil
 	}
-	for run := 1; run <= indexRuns; run++ {
+	for run := 1; run <= b.cfg.indexRuns; run++ {
 		if err := prepare(); err != nil {
 			return err
 		}
-		progress("   run %d/%d: in a session", run, indexRuns)
+		progress("   run %d/%d: in a session", run, b.cfg.indexRuns)
 		if err := b.c.ExecAs(b.ctx, dbName, benchRole, indexBlock("session", run)); err != nil {
 			return err
 		}
 		if err := prepare(); err != nil {
 			return err
 		}
-		progress("   run %d/%d: as a task", run, indexRuns)
+		progress("   run %d/%d: as a task", run, b.cfg.indexRuns)
 		job, _, err := b.submitOne(indexBlock("task", run))
 		if err != nil {
 			return err
@@ -89,8 +87,8 @@ func (b *bench) indexOverhead() error {
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	if len(sess) != indexRuns || len(task) != indexRuns {
-		return fmt.Errorf("%d session and %d task timings, want %d each", len(sess), len(task), indexRuns)
+	if len(sess) != b.cfg.indexRuns || len(task) != b.cfg.indexRuns {
+		return fmt.Errorf("%d session and %d task timings, want %d each", len(sess), len(task), b.cfg.indexRuns)
 	}
 	medS, medT := percentile(sess, 50), percentile(task, 50)
 	b.tbl.section("7", "long task overhead", fmt.Sprintf("CREATE INDEX on %d md5 texts; a DO block times EXECUTE 'CREATE INDEX' with clock_timestamp(); session runs on a new connection each; session and task runs interleaved, CHECKPOINT before each", b.cfg.indexRows))
@@ -98,7 +96,7 @@ func (b *bench) indexOverhead() error {
 	b.tbl.add("  each run", secsList(sess), "s", len(sess), "")
 	b.tbl.add("as a task, median", fmt.Sprintf("%.3f", medT), "s", len(task), "")
 	b.tbl.add("  each run", secsList(task), "s", len(task), "")
-	b.tbl.add("overhead (task − session) / session", fmt.Sprintf("%+.1f", (medT-medS)/medS*100), "%", indexRuns, "≤ 1 %")
+	b.tbl.add("overhead (task − session) / session", fmt.Sprintf("%+.1f", (medT-medS)/medS*100), "%", b.cfg.indexRuns, "≤ 1 %")
 	return nil
 }
 

@@ -41,6 +41,7 @@ const (
 type config struct {
 	memTasks  int    // BENCH_TASKS: tasks of the memory row
 	indexRows int    // BENCH_INDEX_ROWS: rows of the index-build table
+	indexRuns int    // BENCH_INDEX_RUNS: builds of each kind (session, task)
 	fsync     string // BENCH_FSYNC: on (default) or off
 	// BENCH_ONLY: the measurements to run (comma-separated keys of
 	// run's steps); empty: all of them.
@@ -60,11 +61,11 @@ func (c config) wants(key string) bool {
 }
 
 func loadConfig() (config, error) {
-	cfg := config{memTasks: 100000, indexRows: 2000000, fsync: "on"}
+	cfg := config{memTasks: 100000, indexRows: 2000000, indexRuns: 3, fsync: "on"}
 	for _, v := range []struct {
 		name string
 		dst  *int
-	}{{"BENCH_TASKS", &cfg.memTasks}, {"BENCH_INDEX_ROWS", &cfg.indexRows}} {
+	}{{"BENCH_TASKS", &cfg.memTasks}, {"BENCH_INDEX_ROWS", &cfg.indexRows}, {"BENCH_INDEX_RUNS", &cfg.indexRuns}} {
 		if s := os.Getenv(v.name); s != "" {
 			n, err := strconv.Atoi(s)
 			if err != nil || n < 1 {
