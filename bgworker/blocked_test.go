@@ -59,3 +59,32 @@ func TestOtherSettleErrorsAreNotRetried(t *testing.T) {
 	require.ErrorIs(t, f.worker.Run(), assert.AnError)
 	assert.Empty(t, f.queue.parked)
 }
+
+// A claim that could not lock the queue's table is tried again after
+// BlockedRetry, not taken for a broken worker (autovacuum truncating the
+// table takes that lock for a moment).
+func TestBlockedClaimIsRetried(t *testing.T) {
+	f := newFixture(Task{JobID: 1, Query: "SELECT 1"})
+	f.queue.blockedClaims = 2
+	var waits []time.Duration
+	f.worker.IdleTimeout = func() time.Duration { return time.Hour }
+	f.worker.BlockedRetry = 100 * time.Millisecond
+	f.worker.Wait = func(d time.Duration) bool { waits = append(waits, d); return len(waits) > 2 }
+	require.NoError(t, f.worker.Run())
+	assert.Equal(t, []int64{1}, f.queue.done, "the task is run once the table can be locked")
+	assert.Equal(t, 100*time.Millisecond, waits[0], "a blocked claim waits BlockedRetry, not the idle timeout")
+	assert.Equal(t, 100*time.Millisecond, waits[1])
+}
+
+// While claims stay blocked the worker still leaves after its idle timeout.
+func TestBlockedClaimsEndAtTheIdleTimeout(t *testing.T) {
+	f := newFixture()
+	f.queue.blockedClaims = 1000
+	now := time.Unix(0, 0)
+	f.worker.Now = func() time.Time { return now }
+	f.worker.IdleTimeout = func() time.Duration { return time.Second }
+	f.worker.BlockedRetry = 300 * time.Millisecond
+	f.worker.Wait = func(d time.Duration) bool { now = now.Add(d); return false }
+	require.NoError(t, f.worker.Run())
+	assert.Equal(t, 5, f.queue.claims, "claims at 0, 0.3, 0.6, 0.9 and 1.0 s, then it exits")
+}

@@ -85,7 +85,8 @@ func (w *Worker) Run() error {
 			return nil
 		}
 		task, ok, err := w.Queue.Claim()
-		if err != nil {
+		blocked := err != nil && w.Queue.Blocked(err)
+		if err != nil && !blocked {
 			return fmt.Errorf("could not claim a task: %w", err)
 		}
 		if ok {
@@ -98,8 +99,13 @@ func (w *Worker) Run() error {
 			continue
 		}
 		// Woken or not, look again: a wake-up that came before this wait
-		// left the latch set, so none is lost.
+		// left the latch set, so none is lost. A claim that could not lock
+		// the queue's table (autovacuum truncating it, a user's VACUUM
+		// FULL) is tried again soon, within the idle timeout as well.
 		left := w.idleTimeout() - w.now().Sub(idleSince)
+		if blocked {
+			left = min(left, w.BlockedRetry)
+		}
 		if left <= 0 || w.Wait == nil || w.Wait(left) {
 			return nil
 		}

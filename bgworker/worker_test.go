@@ -29,10 +29,17 @@ type fakeQueue struct {
 	settled        []Outcome
 	done           []int64
 	canceled       map[int64]bool // tasks lantern.cancel_task() stopped
+	// blockedClaims Claims fail with errBlocked first.
+	blockedClaims int
 }
 
 func (q *fakeQueue) Claim() (Task, bool, error) {
 	q.claims++
+	if q.blockedClaims > 0 {
+		q.blockedClaims--
+		q.log.add("claim: blocked")
+		return Task{}, false, errBlocked
+	}
 	if q.claimErr != nil {
 		q.log.add("claim: error")
 		return Task{}, false, q.claimErr
