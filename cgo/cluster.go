@@ -22,9 +22,9 @@ type cluster struct {
 
 // clusterOut holds the helpers' out-parameters in C memory, allocated once.
 type clusterOut struct {
-	oids    *C.uint32_t
-	noids   C.int
-	verdict C.int
+	oids     *C.uint32_t
+	noids    C.int
+	verdicts *C.int // one per board entry, for Check
 	// views has one entry per slot, for Slots and Reap: one cgo call a round.
 	views *C.LaSlotView
 	// demands has one entry per place on the demand board.
@@ -36,6 +36,7 @@ func (c *cluster) outs() *clusterOut {
 		c.out = (*clusterOut)(C.calloc(1, C.size_t(unsafe.Sizeof(clusterOut{}))))
 		c.out.views = (*C.LaSlotView)(C.calloc(C.size_t(C.la_slot_count()), C.sizeof_LaSlotView))
 		c.out.demands = (*C.LaDemandView)(C.calloc(C.size_t(C.la_demand_capacity()), C.sizeof_LaDemandView))
+		c.out.verdicts = (*C.int)(C.calloc(C.size_t(C.la_demand_capacity()), C.sizeof_int))
 	}
 	return c.out
 }
@@ -75,20 +76,38 @@ func (c *cluster) Demands() []control.Demand {
 
 func (c *cluster) TakeOverflow() bool { return bool(C.la_demand_take_overflow()) }
 
-func (c *cluster) Check(k control.Key) (control.Verdict, error) {
+// Check asks about every key in one call (one transaction), through the
+// board's views: there are never more keys than board entries.
+func (c *cluster) Check(keys []control.Key) ([]control.Verdict, error) {
+	if len(keys) == 0 {
+		return nil, nil // an idle round touches no catalog
+	}
 	o := c.outs()
-	if !C.la_launcher_check(C.uint32_t(k.DB), C.uint32_t(k.Role), &o.verdict, c.pg.err) {
-		return control.Runnable, c.pg.lastError()
+	views := unsafe.Slice(o.demands, int(C.la_demand_capacity()))
+	for i, k := range keys {
+		views[i].dboid = C.Oid(k.DB)
+		views[i].roleid = C.Oid(k.Role)
 	}
-	switch o.verdict {
+	if !C.la_launcher_check(o.demands, C.int(len(keys)), o.verdicts, c.pg.err) {
+		return nil, c.pg.lastError()
+	}
+	verdicts := make([]control.Verdict, len(keys))
+	for i, v := range unsafe.Slice(o.verdicts, len(keys)) {
+		verdicts[i] = verdictOf(v)
+	}
+	return verdicts, nil
+}
+
+func verdictOf(v C.int) control.Verdict {
+	switch v {
 	case C.LA_DATABASE_GONE:
-		return control.DatabaseGone, nil
+		return control.DatabaseGone
 	case C.LA_DATABASE_BLOCKED:
-		return control.DatabaseBlocked, nil
+		return control.DatabaseBlocked
 	case C.LA_ROLE_UNRUNNABLE:
-		return control.RoleUnrunnable, nil
+		return control.RoleUnrunnable
 	}
-	return control.Runnable, nil
+	return control.Runnable
 }
 
 func (c *cluster) Note(k control.Key)   { C.la_demand_note(C.Oid(k.DB), C.Oid(k.Role), 0) }

@@ -95,7 +95,7 @@ typedef enum LaVerdict
 } LaVerdict;
 
 extern bool la_launcher_databases(uint32_t **oids, int *n, LaError *err);
-extern bool la_launcher_check(uint32_t dboid, uint32_t roleid, int *verdict, LaError *err);
+extern bool la_launcher_check(const LaDemandView *demands, int n, int *verdicts, LaError *err);
 extern int	la_read_slots(LaSlotView *views, int max);
 extern int	la_reap_workers(LaSlotView *ended, int max, LaError *err);
 

@@ -140,9 +140,9 @@ la_launcher_verdict(Oid dboid, Oid roleid)
 
 typedef struct LaCheck
 {
-	Oid			dboid;
-	Oid			roleid;
-	int		   *verdict;
+	const LaDemandView *demands;
+	int			n;
+	int		   *verdicts;
 } LaCheck;
 
 static void
@@ -150,14 +150,18 @@ la_launcher_check_body(void *arg)
 {
 	LaCheck    *c = arg;
 
-	*c->verdict = la_launcher_verdict(c->dboid, c->roleid);
+	for (int i = 0; i < c->n; i++)
+		c->verdicts[i] = la_launcher_verdict(c->demands[i].dboid, c->demands[i].roleid);
 }
 
-/* Whether a demand for (dboid, roleid) can be served now (roleid 0: a scout). */
+/*
+ * Whether each demand (dboid, roleid; roleid 0: a scout) can be served
+ * now: one transaction and one call for the whole round.
+ */
 bool
-la_launcher_check(uint32_t dboid, uint32_t roleid, int *verdict, LaError *err)
+la_launcher_check(const LaDemandView *demands, int n, int *verdicts, LaError *err)
 {
-	LaCheck		c = {(Oid) dboid, (Oid) roleid, verdict};
+	LaCheck		c = {demands, n, verdicts};
 
 	return la_launcher_run(la_launcher_check_body, &c, err);
 }

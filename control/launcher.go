@@ -27,8 +27,9 @@ type Cluster interface {
 	Demands() []Demand
 	// TakeOverflow is true once after a submit found the board full.
 	TakeOverflow() bool
-	// Check tells whether a demand can be served now.
-	Check(k Key) (Verdict, error)
+	// Check tells, for each key, whether its demand can be served now
+	// (one look at the catalogs for the whole round).
+	Check(keys []Key) ([]Verdict, error)
 	// Note puts a demand on the board (for a scout: Role 0).
 	Note(k Key)
 	// Forget removes a demand nobody can serve; ForgetDatabase every trace
@@ -280,12 +281,16 @@ func (l *Launcher) servable(demands []Demand) ([]Demand, error) {
 	now := l.Now()
 	kept := demands[:0:0]
 	l.blocked = false
-	for _, d := range demands {
-		v, err := l.Cluster.Check(d.Key)
-		if err != nil {
-			return nil, err
-		}
-		switch v {
+	keys := make([]Key, len(demands))
+	for i, d := range demands {
+		keys[i] = d.Key
+	}
+	verdicts, err := l.Cluster.Check(keys)
+	if err != nil {
+		return nil, err
+	}
+	for i, d := range demands {
+		switch verdicts[i] {
 		case DatabaseGone:
 			l.Cluster.ForgetDatabase(d.DB)
 			l.Backoff.Forget(d.DB)

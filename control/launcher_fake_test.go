@@ -121,12 +121,16 @@ func (c *fakeCluster) TakeOverflow() bool {
 	return o
 }
 
-func (c *fakeCluster) Check(k Key) (Verdict, error) {
+func (c *fakeCluster) Check(keys []Key) ([]Verdict, error) {
 	c.record("Check")
 	if err := pop(&c.checkErrs, nil); err != nil {
-		return Runnable, err
+		return nil, err
 	}
-	return c.verdicts[k], nil
+	verdicts := make([]Verdict, len(keys))
+	for i, k := range keys {
+		verdicts[i] = c.verdicts[k]
+	}
+	return verdicts, nil
 }
 
 func (c *fakeCluster) Note(k Key) {
