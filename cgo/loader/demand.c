@@ -62,6 +62,7 @@ static void
 la_demand_put(Oid dboid, Oid roleid, int64 ntasks, bool counted)
 {
 	LaDemand   *d;
+	int			woken = 0;
 
 	if (la_shmem == NULL)
 		return;
@@ -78,9 +79,16 @@ la_demand_put(Oid dboid, Oid roleid, int64 ntasks, bool counted)
 		la_shmem->demand_overflow = true;
 	LWLockRelease(la_shmem->board_lock);
 
+	/*
+	 * Idle workers of the pair claim the work themselves: the launcher is
+	 * needed only for more tasks than they are (or a scout, or a full
+	 * board).  An idle worker that exits just now instead leaves the entry
+	 * on the board, and its exit wakes the launcher.
+	 */
 	if (OidIsValid(roleid))
-		la_slot_wake_idle(dboid, roleid);
-	la_launcher_wake();
+		woken = la_slot_wake_idle(dboid, roleid);
+	if (d == NULL || woken == 0 || ntasks > woken)
+		la_launcher_wake();
 }
 
 /*

@@ -189,7 +189,7 @@ extern PGDLLEXPORT bool la_slot_cancel_requested(int index, int64 jobid);
 extern bool la_slot_cancel_is_current(int index);
 extern void la_slot_target(int index, LaSlotKind *kind, Oid *dboid, Oid *roleid);
 extern PGDLLEXPORT bool la_slot_start_sweep(int index);
-extern void la_slot_wake_idle(Oid dboid, Oid roleid);
+extern int	la_slot_wake_idle(Oid dboid, Oid roleid);
 extern void la_slot_evict_database(Oid dboid);
 extern int	la_slot_count_idle_in_database(Oid dboid);
 extern PGDLLEXPORT int la_slot_live_jobs(Oid dboid, int64 *jobids, int max);
@@ -201,6 +201,7 @@ extern PGDLLEXPORT void la_reconcile_done(void);
 /* Tasks whose worker ended while running them (lost.c) */
 extern PGDLLEXPORT void la_lost_add(Oid dboid, Oid tasks_relid, int64 jobid, bool canceled);
 extern PGDLLEXPORT int la_lost_list(Oid dboid, LaLostView *views, int max);
+extern PGDLLEXPORT int la_lost_jobids(Oid dboid, int64 *jobids, int max);
 extern PGDLLEXPORT void la_lost_remove(Oid dboid, int64 jobid, Oid tasks_relid);
 extern PGDLLEXPORT void la_lost_forget_database(Oid dboid);
 

@@ -298,8 +298,9 @@ la_slot_idle_in(LaSlot *slot, Oid dboid)
  * Wake the idle workers of a role in a database: a submit committed tasks
  * for them.  Called at commit, from any backend; never errors, so it
  * allocates nothing (and wakes at most 64: each claims in turn anyway).
+ * Returns how many it woke.
  */
-void
+int
 la_slot_wake_idle(Oid dboid, Oid roleid)
 {
 	int			procnos[64];
@@ -318,6 +319,7 @@ la_slot_wake_idle(Oid dboid, Oid roleid)
 	/* SetLatch outside the spinlock: it may signal another process. */
 	for (int i = 0; i < n; i++)
 		SetLatch(&ProcGlobal->allProcs[procnos[i]].procLatch);
+	return n;
 }
 
 /*
