@@ -319,8 +319,6 @@ la_bk_fail_orphans_body(LaPrivileged *p, void *arg)
 	LaSettle	s = *c->settle;
 	int			nslots = la_slot_count();
 	int64	   *live = palloc(sizeof(int64) * (nslots + LA_LOST_MAX_VIEWS));
-	LaLostView *lost = palloc(sizeof(LaLostView) * LA_LOST_MAX_VIEWS);
-	int			nlost;
 
 	s.nonly = la_queue_running(&p->cat, (int64 **) &s.only);
 	if (s.nonly == 0)
@@ -328,9 +326,7 @@ la_bk_fail_orphans_body(LaPrivileged *p, void *arg)
 	s.except = live;
 	s.nexcept = la_slot_live_jobs(MyDatabaseId, live, nslots);
 	/* Tasks in the lost list have an outcome of their own to get. */
-	nlost = la_lost_list(MyDatabaseId, lost, LA_LOST_MAX_VIEWS);
-	for (int i = 0; i < nlost; i++)
-		live[s.nexcept++] = lost[i].jobid;
+	s.nexcept += la_lost_jobids(MyDatabaseId, live + s.nexcept, LA_LOST_MAX_VIEWS);
 	s.all_jobs = true;
 	s.skip_locked = true;
 	s.latest_snapshot = true;

@@ -69,16 +69,12 @@ func (tt timedTask) startDelay(t *testing.T, conn *pgx.Conn, waitFor time.Durati
 	return started.Sub(tt.submitted)
 }
 
-// newServedDatabase creates a database with the extension and the test
-// roles' grants, dropped WITH (FORCE) at the end, and a superuser
-// connection to it.
+// newServedDatabase is newExtensionDatabase with a superuser connection
+// to the new database.
 func newServedDatabase(t *testing.T, su *pgx.Conn, base string) (string, *pgx.Conn) {
 	t.Helper()
-	db := newDatabase(t, su, base)
-	conn := connectTo(t, cluster, db, superuser)
-	mustExec(t, conn, "CREATE EXTENSION lantern_async")
-	require.NoError(t, grantExtensionAccess(ctx(t), conn))
-	return db, conn
+	db := newExtensionDatabase(t, su, base)
+	return db, connectTo(t, cluster, db, superuser)
 }
 
 // ---------------------------------------------------------------------------

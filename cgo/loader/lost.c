@@ -72,6 +72,20 @@ la_lost_list(Oid dboid, LaLostView *views, int max)
 	return n;
 }
 
+/* Only the jobids of a database's lost tasks (no outcome copied under the lock). */
+int
+la_lost_jobids(Oid dboid, int64 *jobids, int max)
+{
+	int			n = 0;
+
+	SpinLockAcquire(&la_shmem->mutex);
+	for (int i = 0; i < LA_LOST && n < max; i++)
+		if (la_shmem->lost[i].jobid != 0 && la_shmem->lost[i].dboid == dboid)
+			jobids[n++] = la_shmem->lost[i].jobid;
+	SpinLockRelease(&la_shmem->mutex);
+	return n;
+}
+
 void
 la_lost_remove(Oid dboid, int64 jobid, Oid tasks_relid)
 {

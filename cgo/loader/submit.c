@@ -107,25 +107,18 @@ la_submit_query_arg(FunctionCallInfo fcinfo)
 static void
 la_submit_check_role(Oid roleid)
 {
-	HeapTuple	tuple;
-	bool		canlogin;
 	char	   *rolename;
 
-	tuple = SearchSysCache1(AUTHOID, ObjectIdGetDatum(roleid));
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for role %u", roleid);
-	canlogin = ((Form_pg_authid) GETSTRUCT(tuple))->rolcanlogin;
-	rolename = pstrdup(NameStr(((Form_pg_authid) GETSTRUCT(tuple))->rolname));
-	ReleaseSysCache(tuple);
-
-	if (!canlogin)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("role \"%s\" cannot submit background tasks", rolename),
-				 errdetail("A task runs in a session of the role that submitted it, "
-						   "and role \"%s\" does not have the LOGIN attribute.", rolename),
-				 errhint("Submit the task as a role that can log in (for example after RESET ROLE), "
-						 "or grant LOGIN to role \"%s\".", rolename)));
+	if (la_role_can_login(roleid))
+		return;
+	rolename = GetUserNameFromId(roleid, false);
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("role \"%s\" cannot submit background tasks", rolename),
+			 errdetail("A task runs in a session of the role that submitted it, "
+					   "and role \"%s\" does not have the LOGIN attribute.", rolename),
+			 errhint("Submit the task as a role that can log in (for example after RESET ROLE), "
+					 "or grant LOGIN to role \"%s\".", rolename)));
 }
 
 /* lantern_async.database, when set, is the one database served. */
