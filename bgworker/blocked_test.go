@@ -9,10 +9,11 @@ import (
 )
 
 // While the queue's table cannot be locked, the outcome is tried again
-// after each wait; once it is recorded the worker goes on.
+// after each wait (first alone, at once, when it could not go in with the
+// next claim); once it is recorded the worker goes on.
 func TestBlockedSettleIsRetried(t *testing.T) {
 	f := newFixture(Task{JobID: 1, Query: "SELECT 1"}, Task{JobID: 2, Query: "SELECT 2"})
-	f.queue.blockedSettles = 2
+	f.queue.blockedSettles = 3
 	var waits []time.Duration
 	f.worker.BlockedRetry = time.Second
 	f.worker.Wait = func(d time.Duration) bool { waits = append(waits, d); return false }
@@ -37,7 +38,7 @@ func TestBlockedSettleParksWhenTheSlotIsWanted(t *testing.T) {
 	assert.Equal(t, int64(1), f.queue.parked[0].JobID)
 	assert.Equal(t, Succeeded, f.queue.parked[0].Status)
 	assert.Empty(t, f.queue.done, "the parked task stays in the slot")
-	assert.Equal(t, 1, f.queue.claims, "no further task is claimed")
+	assert.Len(t, f.queue.tasks, 1, "no further task is claimed")
 }
 
 // Asked to stop while blocked, the worker parks too.
@@ -87,4 +88,19 @@ func TestBlockedClaimsEndAtTheIdleTimeout(t *testing.T) {
 	f.worker.Wait = func(d time.Duration) bool { now = now.Add(d); return false }
 	require.NoError(t, f.worker.Run())
 	assert.Equal(t, 5, f.queue.claims, "claims at 0, 0.3, 0.6, 0.9 and 1.0 s, then it exits")
+}
+
+// An outcome that could not go in with the next claim is recorded alone
+// at once, and the claim is tried again after it, without a wait.
+func TestBlockedClaimWithAnOutcomeRecordsItAlone(t *testing.T) {
+	f := newFixture(Task{JobID: 1, Query: "SELECT 1"}, Task{JobID: 2, Query: "SELECT 2"})
+	f.queue.blockedSettles = 1
+	f.worker.Wait = func(time.Duration) bool { t.Fatal("no wait"); return false }
+	require.NoError(t, f.worker.Run())
+	assert.Equal(t, callLog{
+		"claim 1", "execute SELECT 1", "reset",
+		"settle 1 with the claim: blocked", "settle 1", "done 1",
+		"claim 2", "execute SELECT 2", "reset",
+		"settle 2 with the claim", "claim: none",
+	}, f.log)
 }

@@ -86,3 +86,12 @@ func TestZeroIdleTimeoutExitsAtOnce(t *testing.T) {
 	assert.Empty(t, clock.waits)
 	assert.Equal(t, []int64{1}, f.queue.done)
 }
+
+// A worker asked for its slot after a task records that task's outcome on
+// its own before it leaves: there is no next claim to carry it.
+func TestRetiringWorkerRecordsTheLastOutcomeAlone(t *testing.T) {
+	f, _ := idleFixture(time.Minute, Task{JobID: 1, Query: "SELECT 1"}, Task{JobID: 2, Query: "SELECT 2"})
+	f.worker.Retiring = func() bool { return len(f.session.executed) > 0 }
+	require.NoError(t, f.worker.Run())
+	assert.Equal(t, callLog{"claim 1", "execute SELECT 1", "reset", "settle 1", "done 1"}, f.log)
+}

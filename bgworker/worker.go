@@ -1,7 +1,6 @@
 package bgworker
 
 import (
-	"errors"
 	"fmt"
 	"time"
 )
@@ -10,8 +9,11 @@ import (
 // own role.
 type Queue interface {
 	// Claim marks the oldest pending task running and returns it; ok is
-	// false when there is none. The claim is committed durably.
-	Claim() (task Task, ok bool, err error)
+	// false when there is none. The claim is committed durably. A finished
+	// outcome (nil: none) is recorded in the same commit, and its task
+	// done, as Settle and Done would: one WAL flush instead of two. On an
+	// error nothing changed, and finished is still to be recorded.
+	Claim(finished *Outcome) (task Task, ok bool, err error)
 	// Settle records a running task's outcome, once. An error that
 	// Blocked recognizes means the queue's table could not be locked in
 	// time (a user's maintenance command waits for it): nothing changed,
@@ -73,27 +75,50 @@ type Worker struct {
 	// needs it for other work, or a DROP DATABASE needs the database.
 	Retiring func() bool
 	Now      func() time.Time
+
+	costs Costs
+	// last holds the outcome runOne hands back, so that none is allocated per task.
+	last Outcome
 }
 
 // Run loops until no task has come for IdleTimeout (nil) or something is
 // broken (an error: the process should exit and let the launcher start
 // a fresh one).
 func (w *Worker) Run() error {
-	idleSince := w.now()
-	for !w.StopRequested() {
-		if w.Retiring != nil && w.Retiring() {
-			return nil
+	start := w.now()
+	var idle time.Duration
+	defer func() { w.costs.Busy += w.since(start) - idle }()
+
+	idleSince := start
+	// The outcome of the last task, when its own commit did not record
+	// it: it goes in with the next claim, or alone before the worker exits.
+	var finished *Outcome
+	for !w.checked(w.StopRequested) {
+		if w.Retiring != nil && w.checked(w.Retiring) {
+			break
 		}
-		task, ok, err := w.Queue.Claim()
+		task, ok, err := w.claim(finished)
 		blocked := err != nil && w.Queue.Blocked(err)
 		if err != nil && !blocked {
 			return fmt.Errorf("could not claim a task: %w", err)
 		}
-		if ok {
-			if err := w.runOne(task); errors.Is(err, errParked) {
-				return nil
-			} else if err != nil {
+		if blocked && finished != nil {
+			// Alone, with its own retries: it must not wait for the claim.
+			if parked, err := w.flush(finished); parked || err != nil {
 				return err
+			}
+			finished = nil
+			continue
+		}
+		finished = nil
+		if ok {
+			var resetErr error
+			finished, resetErr = w.runOne(task)
+			if resetErr != nil {
+				if _, err := w.flush(finished); err != nil {
+					return err
+				}
+				return resetErr
 			}
 			idleSince = w.now()
 			continue
@@ -106,12 +131,36 @@ func (w *Worker) Run() error {
 		if blocked {
 			left = min(left, w.BlockedRetry)
 		}
-		if left <= 0 || w.Wait == nil || w.Wait(left) {
-			return nil
+		if left <= 0 || w.Wait == nil {
+			break
+		}
+		t0 := w.now()
+		stop := w.Wait(left)
+		idle += w.since(t0)
+		if stop {
+			break
 		}
 	}
-	return nil
+	_, err := w.flush(finished)
+	return err
 }
+
+func (w *Worker) claim(finished *Outcome) (Task, bool, error) {
+	t0 := w.now()
+	defer func() { w.costs.Claims++; w.costs.Claim += w.since(t0) }()
+	return w.Queue.Claim(finished)
+}
+
+// checked calls a stop or retire check, counting its cost.
+func (w *Worker) checked(check func() bool) bool {
+	t0 := w.now()
+	yes := check()
+	w.costs.Checks++
+	w.costs.Check += w.since(t0)
+	return yes
+}
+
+func (w *Worker) since(t0 time.Time) time.Duration { return w.now().Sub(t0) }
 
 // idleTimeout is 0 (exit at once) when none is set.
 func (w *Worker) idleTimeout() time.Duration {
@@ -130,32 +179,51 @@ func (w *Worker) now() time.Time {
 
 // runOne keeps the order execute → reset → record: the task's settings
 // must never affect the bookkeeping that records it. (A success recorded
-// with the task's own commit ran with pinned settings of its own.)
-func (w *Worker) runOne(task Task) error {
+// with the task's own commit ran with pinned settings of its own.) It
+// returns the outcome still to record, nil when the task's commit did,
+// and the reset's error (the worker must then exit, once the outcome is
+// recorded).
+func (w *Worker) runOne(task Task) (*Outcome, error) {
+	t0 := w.now()
 	recorded, execErr := w.Session.Execute(task)
+	t1 := w.now()
+	w.costs.Tasks++
+	w.costs.Execute += t1.Sub(t0)
 	outcome := OutcomeOf(task, execErr)
 	if w.Queue.Finish(task.JobID) {
 		outcome = CanceledOutcome(task)
 	}
 	resetErr := w.Session.Reset()
-	if !recorded {
-		parked, err := w.record(outcome)
-		if err != nil {
-			return fmt.Errorf("could not record the outcome of task %d: %w", task.JobID, err)
-		}
-		if parked {
-			return errParked
-		}
-	}
-	w.Queue.Done(task.JobID)
+	w.costs.Reset += w.since(t1)
 	if resetErr != nil {
-		return fmt.Errorf("could not reset the session after task %d: %w", task.JobID, resetErr)
+		resetErr = fmt.Errorf("could not reset the session after task %d: %w", task.JobID, resetErr)
 	}
-	return nil
+	if recorded {
+		w.Queue.Done(task.JobID)
+		return nil, resetErr
+	}
+	w.last = outcome
+	return &w.last, resetErr
 }
 
-// errParked ends Run: the worker left an outcome with its slot.
-var errParked = errors.New("parked")
+// flush records an outcome that no claim will take (nil: none) and marks
+// its task done; parked means it was left with the slot instead.
+func (w *Worker) flush(o *Outcome) (parked bool, err error) {
+	if o == nil {
+		return false, nil
+	}
+	t0 := w.now()
+	parked, err = w.record(*o)
+	w.costs.Records++
+	w.costs.Record += w.since(t0)
+	if err != nil {
+		return false, fmt.Errorf("could not record the outcome of task %d: %w", o.JobID, err)
+	}
+	if !parked {
+		w.Queue.Done(o.JobID)
+	}
+	return parked, nil
+}
 
 // record settles an outcome. While the queue's table cannot be locked (a
 // user's VACUUM FULL waits for it behind an open transaction, say), it

@@ -21,7 +21,7 @@ type fakeQueue struct {
 	log       *callLog
 	tasks     []Task
 	claimErr  error // returned by every Claim when set
-	settleErr error // returned by every Settle when set (after recording)
+	settleErr error // returned by every Settle when set (after recording), and by a Claim that carries an outcome
 	// blockedSettles Settles fail with errBlocked before they succeed.
 	blockedSettles int
 	parked         []Outcome
@@ -33,7 +33,7 @@ type fakeQueue struct {
 	blockedClaims int
 }
 
-func (q *fakeQueue) Claim() (Task, bool, error) {
+func (q *fakeQueue) Claim(finished *Outcome) (Task, bool, error) {
 	q.claims++
 	if q.blockedClaims > 0 {
 		q.blockedClaims--
@@ -43,6 +43,21 @@ func (q *fakeQueue) Claim() (Task, bool, error) {
 	if q.claimErr != nil {
 		q.log.add("claim: error")
 		return Task{}, false, q.claimErr
+	}
+	if finished != nil {
+		// The same table lock as a Settle of its own.
+		if q.blockedSettles > 0 {
+			q.blockedSettles--
+			q.log.add("settle " + strconv.FormatInt(finished.JobID, 10) + " with the claim: blocked")
+			return Task{}, false, errBlocked
+		}
+		if q.settleErr != nil {
+			q.log.add("settle " + strconv.FormatInt(finished.JobID, 10) + " with the claim: error")
+			return Task{}, false, q.settleErr
+		}
+		q.log.add("settle " + strconv.FormatInt(finished.JobID, 10) + " with the claim")
+		q.settled = append(q.settled, *finished)
+		q.done = append(q.done, finished.JobID)
 	}
 	if len(q.tasks) == 0 {
 		q.log.add("claim: none")
@@ -145,7 +160,9 @@ func TestRunReturnsNilWhenNoTaskIsPending(t *testing.T) {
 	assert.Empty(t, f.queue.settled)
 }
 
-func TestRunRunsTasksInClaimOrderExecuteResetSettleDone(t *testing.T) {
+// Each outcome goes in with the next claim; the last one with the claim
+// that finds nothing.
+func TestRunRunsTasksInClaimOrderExecuteResetThenSettleWithTheNextClaim(t *testing.T) {
 	f := newFixture(
 		Task{JobID: 3, Query: "SELECT 3"},
 		Task{JobID: 1, Query: "SET work_mem = '1MB'"},
@@ -156,11 +173,12 @@ func TestRunRunsTasksInClaimOrderExecuteResetSettleDone(t *testing.T) {
 
 	require.NoError(t, f.worker.Run())
 	assert.Equal(t, callLog{
-		"claim 3", "execute SELECT 3", "reset", "settle 3", "done 3",
-		"claim 1", "execute SET work_mem = '1MB'", "reset", "settle 1", "done 1",
-		"claim 2", "execute SELECT 2", "reset", "settle 2", "done 2",
-		"claim: none",
+		"claim 3", "execute SELECT 3", "reset",
+		"settle 3 with the claim", "claim 1", "execute SET work_mem = '1MB'", "reset",
+		"settle 1 with the claim", "claim 2", "execute SELECT 2", "reset",
+		"settle 2 with the claim", "claim: none",
 	}, f.log)
+	assert.Equal(t, []int64{3, 1, 2}, f.queue.done)
 	require.Len(t, f.queue.settled, 3)
 	assert.Equal(t, []Status{Succeeded, Failed, Succeeded},
 		[]Status{f.queue.settled[0].Status, f.queue.settled[1].Status, f.queue.settled[2].Status})
@@ -250,8 +268,7 @@ func TestRunFailures(t *testing.T) {
 			name:      "settle error stops the worker before Done",
 			settleErr: errSettle,
 			wantErr:   errSettle,
-			wantLog:   callLog{"claim 1", "execute SELECT 1", "reset", "settle 1"},
-			settled:   []int64{1},
+			wantLog:   callLog{"claim 1", "execute SELECT 1", "reset", "settle 1 with the claim: error"},
 		},
 		{
 			name:     "reset error still settles and calls Done, then stops the worker",
@@ -295,7 +312,7 @@ func TestRunHonoursStopRequest(t *testing.T) {
 	tasks := []Task{{JobID: 1, Query: "SELECT 1"}, {JobID: 2, Query: "SELECT 2"}}
 	tests := []struct {
 		name      string
-		stopAfter int // settled tasks after which a stop is requested
+		stopAfter int // executed tasks after which a stop is requested
 		wantLog   callLog
 	}{
 		{name: "before the first claim", stopAfter: 0, wantLog: nil},
@@ -308,7 +325,7 @@ func TestRunHonoursStopRequest(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(tasks...)
-			f.worker.StopRequested = func() bool { return len(f.queue.settled) >= tc.stopAfter }
+			f.worker.StopRequested = func() bool { return len(f.session.executed) >= tc.stopAfter }
 
 			require.NoError(t, f.worker.Run())
 			assert.Equal(t, tc.wantLog, f.log)
@@ -365,7 +382,7 @@ func TestRunDoesNotSettleASuccessRecordedWithTheTask(t *testing.T) {
 	require.NoError(t, f.worker.Run())
 	assert.Equal(t, callLog{
 		"claim 1", "execute CREATE INDEX i ON t (v)", "reset", "done 1",
-		"claim 2", "execute SELECT 2", "reset", "settle 2", "done 2",
+		"claim 2", "execute SELECT 2", "reset", "settle 2 with the claim",
 		"claim: none",
 	}, f.log)
 	assert.Equal(t, []Outcome{{JobID: 2, Status: Succeeded}}, f.queue.settled)

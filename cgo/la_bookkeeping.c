@@ -100,6 +100,8 @@ la_bk_ready(bool *ready, LaError *err)
 typedef struct LaClaim
 {
 	int			slot;
+	const LaSettle *finished;	/* recorded first, in the same commit; NULL: none */
+	uint32_t	finished_relid;
 	int64_t    *jobid;
 	char	  **query;
 	uint32_t   *tasks_relid;
@@ -110,7 +112,11 @@ typedef struct LaClaim
  * Claim the oldest pending task of the role this worker logged in as (by
  * OID, from task_owners).  The slot learns the jobid before the claim
  * commits, so that from the moment the row reads 'running' the launcher
- * and cancel_task() can tell which process owns it.
+ * and cancel_task() can tell which process owns it.  The previous task's
+ * outcome, when its own commit did not record it, goes in first: one WAL
+ * flush for both.  (The slot names the new task a moment before that
+ * outcome commits; the row stays locked by this transaction meanwhile, so
+ * a scout's orphan sweep, which skips locked rows, cannot take it.)
  */
 static LaSavedPlan la_claim_plan;
 
@@ -122,6 +128,11 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 	Datum		values[1] = {ObjectIdGetDatum(GetAuthenticatedUserId())};
 	char	   *sql;
 	int			rc;
+
+	if (c->finished != NULL &&
+		(c->finished_relid == 0 || c->finished_relid == p->cat.tasks) &&
+		la_queue_settle(&p->cat, c->finished) > 0)
+		ForceSyncCommit();
 
 	/*
 	 * The owner is a correlated scalar subquery on purpose: it cannot be
@@ -166,7 +177,7 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 		 * worker for it.
 		 */
 		la_demand_claimed(MyDatabaseId, GetAuthenticatedUserId());
-		if (!la_slot_set_job(c->slot, jobid, p->cat.tasks))
+		if (!la_slot_set_job(c->slot, jobid, p->cat.tasks, c->finished != NULL))
 		{
 			c->refused = la_bk_rollback = true;
 			return;
@@ -184,16 +195,19 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
  * Claim the next task, keeping the demand board true (demand.c): the entry
  * is marked looked-at before the claim's snapshot, and removed only when a
  * claim found nothing and no submit noted work since; otherwise claim again.
- * *jobid 0 means nothing to claim, or the slot is retiring.
+ * *jobid 0 means nothing to claim, or the slot is retiring.  finished (NULL:
+ * none) is recorded by the first claim, or alone when that claim is refused;
+ * either way its task is done on return, and on an error it is not recorded.
  */
 bool
-la_bk_claim(int slot, int64_t *jobid, char **query, uint32_t *tasks_relid, LaError *err)
+la_bk_claim(int slot, const LaSettle *finished, uint32_t finished_relid,
+			int64_t *jobid, char **query, uint32_t *tasks_relid, LaError *err)
 {
 	Oid			roleid = GetAuthenticatedUserId();
 
 	for (;;)
 	{
-		LaClaim		c = {slot, jobid, query, tasks_relid, false};
+		LaClaim		c = {slot, finished, finished_relid, jobid, query, tasks_relid, false};
 
 		*jobid = 0;
 		*query = NULL;
@@ -202,10 +216,20 @@ la_bk_claim(int slot, int64_t *jobid, char **query, uint32_t *tasks_relid, LaErr
 			return false;
 		if (c.refused)
 		{
+			int64_t		count;
+
 			/* The task stays pending for another worker. */
 			la_demand_note(MyDatabaseId, roleid, 1);
+			if (finished == NULL)
+				return true;
+			if (!la_bk_settle(finished, finished_relid, &count, err))
+				return false;
+			la_slot_task_done(slot);
 			return true;
 		}
+		if (finished != NULL && *jobid == 0)
+			la_slot_task_done(slot);
+		finished = NULL;
 		if (*jobid != 0)
 			return true;
 		if (la_demand_settled(MyDatabaseId, roleid))

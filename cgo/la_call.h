@@ -53,6 +53,7 @@ extern void la_reset_task_context(void);
 
 /* la_log.c */
 extern void la_log(int level, const char *message);
+extern bool la_log_enabled(int level);
 
 /* la_wait.c */
 extern int	la_wait(long timeout_ms);
@@ -74,8 +75,8 @@ typedef struct LaQueueRow
 } LaQueueRow;
 
 extern bool la_bk_ready(bool *ready, LaError *err);
-extern bool la_bk_claim(int slot, int64_t *jobid, char **query, uint32_t *tasks_relid,
-						LaError *err);
+extern bool la_bk_claim(int slot, const LaSettle *finished, uint32_t finished_relid,
+						int64_t *jobid, char **query, uint32_t *tasks_relid, LaError *err);
 extern bool la_bk_settle(const LaSettle *settle, uint32_t tasks_relid, int64_t *count,
 						 LaError *err);
 extern bool la_bk_queues(LaQueueRow **rows, int *nrows, LaError *err);

@@ -118,8 +118,8 @@ la_exec_record_success(void)
  * still runs after this is the extension's own work and PostgreSQL's
  * (closing cursors, ON COMMIT actions).  The success is recorded in this
  * same transaction, so that 'succeeded' and the work commit together or
- * not at all, even across a crash; where it cannot be (below), the worker
- * loop records it right after the commit.
+ * not at all, even across a crash; where it cannot be or need not be
+ * (below), the worker loop records it after the session's reset.
  */
 static void
 la_exec_finish_task(void)
@@ -143,8 +143,12 @@ la_exec_finish_task(void)
 	 * serializable one: an update of the queue there would enter the
 	 * task's serialization graph, and concurrent serializable tasks would
 	 * fail (40001) because of the bookkeeping rather than their own work.
+	 * Nor when the transaction wrote nothing (no xid): it has no work to
+	 * commit with the success, and its commit flushes no WAL, so the next
+	 * claim records the success in its own flush (one per task, not two).
 	 */
-	if (!XactReadOnly && !IsolationIsSerializable())
+	if (!XactReadOnly && !IsolationIsSerializable() &&
+		TransactionIdIsValid(GetTopTransactionIdIfAny()))
 		la_exec_record_success();
 }
 

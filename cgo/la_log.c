@@ -33,3 +33,10 @@ la_log(int level, const char *message)
 	PG_END_TRY();
 	RESUME_INTERRUPTS();
 }
+
+/* Whether a message of this level reaches the server log or the client. */
+bool
+la_log_enabled(int level)
+{
+	return message_level_is_interesting(level);
+}

@@ -18,6 +18,7 @@ package main
 import "C"
 
 import (
+	"fmt"
 	"runtime"
 	"time"
 
@@ -94,11 +95,27 @@ func LanternAsyncWorkerMain(slot C.int) C.int {
 		Retiring:      func() bool { return bool(C.la_slot_retiring(slot)) },
 		Now:           time.Now,
 	}
-	if err := w.Run(); err != nil {
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	err := w.Run()
+	// For make bench: ALTER ROLE ... SET log_min_messages = debug1 shows these.
+	pg.Debugf("lantern_async worker: %v", w.Costs())
+	pg.Debugf("lantern_async worker: %s", goHeapSince(&before))
+	if err != nil {
 		pg.Logf("lantern_async worker: %v", err)
 		return exitRestart
 	}
 	return exitDone
+}
+
+// goHeapSince tells what the Go heap did since before: what the worker's
+// Go code allocates per task, and whether the collector kept up.
+func goHeapSince(before *runtime.MemStats) string {
+	var now runtime.MemStats
+	runtime.ReadMemStats(&now)
+	return fmt.Sprintf("Go heap: %d bytes in %d objects allocated, %d collections, %d kB in use, %d kB from the OS",
+		now.TotalAlloc-before.TotalAlloc, now.Mallocs-before.Mallocs, now.NumGC-before.NumGC,
+		now.HeapInuse/1024, now.HeapSys/1024)
 }
 
 //export LanternAsyncLauncherMain

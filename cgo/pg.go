@@ -65,6 +65,16 @@ func (p *pg) Logf(format string, args ...any) {
 	C.la_log(C.LOG, msg)
 }
 
+// Debugf writes a DEBUG1 message, formatted only if it goes anywhere.
+func (p *pg) Debugf(format string, args ...any) {
+	if !C.la_log_enabled(C.DEBUG1) {
+		return
+	}
+	msg := C.CString(fmt.Sprintf(format, args...))
+	defer C.free(unsafe.Pointer(msg))
+	C.la_log(C.DEBUG1, msg)
+}
+
 // wait sleeps on the latch for at most d; true means the process must stop.
 func (p *pg) wait(d time.Duration) bool {
 	return C.la_wait(C.long(max(d, time.Millisecond).Milliseconds())) != 0

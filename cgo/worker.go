@@ -2,6 +2,7 @@ package main
 
 /*
 #include <stdlib.h>
+#include <string.h>
 #include "la_call.h"
 #include "la_shared.h"
 */
@@ -20,7 +21,8 @@ type taskQueue struct {
 	pg   *pg
 	slot C.int
 	// Out-parameters live in C memory, allocated once.
-	out *claimOut
+	out       *claimOut
+	lastQuery string
 }
 
 type claimOut struct {
@@ -37,19 +39,39 @@ func (q *taskQueue) outs() *claimOut {
 	return q.out
 }
 
-func (q *taskQueue) Claim() (bgworker.Task, bool, error) {
+func (q *taskQueue) Claim(finished *bgworker.Outcome) (bgworker.Task, bool, error) {
 	o := q.outs()
-	if !C.la_bk_claim(q.slot, &o.jobid, &o.query, &o.relid, q.pg.err) {
+	var cFinished *C.LaSettle
+	var relid C.uint32_t
+	if finished != nil {
+		// Its own running row: nobody else locks it, so no need to skip locks.
+		cFinished = newCSettle(settleFilter{}, bgworker.Running, finished)
+		defer freeCSettle(cFinished)
+		relid = C.uint32_t(finished.Table)
+	}
+	if !C.la_bk_claim(q.slot, cFinished, relid, &o.jobid, &o.query, &o.relid, q.pg.err) {
 		return bgworker.Task{}, false, q.pg.lastError()
 	}
 	if o.jobid == 0 {
 		return bgworker.Task{}, false, nil
 	}
-	return bgworker.Task{JobID: int64(o.jobid), Query: C.GoString(o.query), Table: uint32(o.relid)}, true, nil
+	return bgworker.Task{JobID: int64(o.jobid), Query: q.queryText(o.query), Table: uint32(o.relid)}, true, nil
+}
+
+// queryText is the claimed query as a Go string. The same text as the
+// last task's (a role queueing the same statement again and again) reuses
+// that string: a worker's Go heap then takes nothing per task, and its
+// memory stays flat however many tasks it runs.
+func (q *taskQueue) queryText(c *C.char) string {
+	n := int(C.strlen(c))
+	if b := unsafe.Slice((*byte)(unsafe.Pointer(c)), n); string(b) == q.lastQuery {
+		return q.lastQuery
+	}
+	q.lastQuery = C.GoStringN(c, C.int(n))
+	return q.lastQuery
 }
 
 func (q *taskQueue) Settle(outcome bgworker.Outcome) error {
-	// Its own running row: nobody else locks it, so no need to skip locks.
 	_, err := settle(q.pg, settleFilter{}, bgworker.Running, outcome, &q.outs().count)
 	return err
 }
@@ -92,8 +114,17 @@ type settleFilter struct {
 
 // settle is the common path of every status change from Go.
 func settle(p *pg, f settleFilter, from bgworker.Status, o bgworker.Outcome, count *C.int64_t) (int64, error) {
+	s := newCSettle(f, from, &o)
+	defer freeCSettle(s)
+	if !C.la_bk_settle(s, C.uint32_t(o.Table), count, p.err) {
+		return 0, p.lastError()
+	}
+	return int64(*count), nil
+}
+
+// newCSettle builds a status change in C memory, for freeCSettle.
+func newCSettle(f settleFilter, from bgworker.Status, o *bgworker.Outcome) *C.LaSettle {
 	s := (*C.LaSettle)(C.calloc(1, C.sizeof_LaSettle))
-	defer C.free(unsafe.Pointer(s))
 	// Outcome.JobID 0 is a scout's "every task"; jobids are positive.
 	s.all_jobs = C.bool(o.JobID == 0)
 	s.jobid = C.int64(o.JobID)
@@ -101,18 +132,18 @@ func settle(p *pg, f settleFilter, from bgworker.Status, o bgworker.Outcome, cou
 	s.unowned = C.bool(f.unowned)
 	s.skip_locked = C.bool(f.skipLocked)
 	s.from_status = C.CString(string(from))
-	defer C.free(unsafe.Pointer(s.from_status))
 	s.to_status = C.CString(string(o.Status))
-	defer C.free(unsafe.Pointer(s.to_status))
 	s.message = optionalCString(o.Message)
-	defer C.free(unsafe.Pointer(s.message))
 	s.sqlstate = optionalCString(o.SQLState)
-	defer C.free(unsafe.Pointer(s.sqlstate))
+	return s
+}
 
-	if !C.la_bk_settle(s, C.uint32_t(o.Table), count, p.err) {
-		return 0, p.lastError()
-	}
-	return int64(*count), nil
+func freeCSettle(s *C.LaSettle) {
+	C.free(unsafe.Pointer(s.from_status))
+	C.free(unsafe.Pointer(s.to_status))
+	C.free(unsafe.Pointer(s.message))
+	C.free(unsafe.Pointer(s.sqlstate))
+	C.free(unsafe.Pointer(s))
 }
 
 // optionalCString maps "" to NULL; C.free(NULL) is a no-op.

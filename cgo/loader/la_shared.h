@@ -174,7 +174,7 @@ extern PGDLLEXPORT int la_slot_reserve(LaSlotKind kind, Oid dboid, Oid roleid, b
 extern PGDLLEXPORT void la_slot_release(int index);
 extern PGDLLEXPORT void la_slot_reap(int index, LaSlotView *view);
 extern void la_slot_attach(int index);
-extern PGDLLEXPORT bool la_slot_set_job(int index, int64 jobid, Oid tasks_relid);
+extern PGDLLEXPORT bool la_slot_set_job(int index, int64 jobid, Oid tasks_relid, bool finished_one);
 extern PGDLLEXPORT void la_slot_task_done(int index);
 extern PGDLLEXPORT bool la_slot_begin_finishing(int index, int64 jobid);
 extern PGDLLEXPORT void la_slot_park(int index, const char *status, const char *sqlstate,

@@ -187,10 +187,11 @@ la_slot_attach(int index)
  * A claim names its task here before it commits (see la_bk_claim).  False,
  * and nothing named, when the slot was asked to retire meanwhile: the claim
  * must then roll back, so that a DROP DATABASE that evicted this worker does
- * not find a task started after all.
+ * not find a task started after all.  finished_one: the task the slot named
+ * until now gets its outcome in the same commit (it counts as run).
  */
 bool
-la_slot_set_job(int index, int64 jobid, Oid tasks_relid)
+la_slot_set_job(int index, int64 jobid, Oid tasks_relid, bool finished_one)
 {
 	LaSlot	   *slot = &la_shmem->slots[index];
 
@@ -202,6 +203,8 @@ la_slot_set_job(int index, int64 jobid, Oid tasks_relid)
 	}
 	slot->tasks_relid = tasks_relid;
 	slot->finishing = false;
+	if (finished_one)
+		slot->tasks_run++;
 	pg_atomic_write_u64(&slot->cancel_jobid, 0);
 	pg_atomic_write_u64(&slot->jobid, (uint64) jobid);
 	SpinLockRelease(&la_shmem->mutex);

@@ -55,7 +55,7 @@ func (c config) wants(key string) bool {
 		return true
 	}
 	if key == "" {
-		return c.only["throughput"] || c.only["idle"] || c.only["memory"]
+		return c.only["throughput"] || c.only["costs"] || c.only["idle"] || c.only["memory"]
 	}
 	return c.only[key]
 }
@@ -84,10 +84,10 @@ func loadConfig() (config, error) {
 		cfg.only = map[string]bool{}
 		for _, k := range strings.Split(s, ",") {
 			switch k = strings.TrimSpace(k); k {
-			case "baselines", "warm", "cold", "throughput", "index", "idle", "memory":
+			case "baselines", "warm", "cold", "throughput", "index", "costs", "idle", "memory":
 				cfg.only[k] = true
 			default:
-				return cfg, fmt.Errorf("BENCH_ONLY: unknown %q (baselines, warm, cold, throughput, index, idle, memory)", k)
+				return cfg, fmt.Errorf("BENCH_ONLY: unknown %q (baselines, warm, cold, throughput, index, costs, idle, memory)", k)
 			}
 		}
 	}
@@ -170,6 +170,7 @@ func run() (err error) {
 		{"index", "index build overhead", b.indexOverhead},
 		{"", "restart with max_workers = 1", func() error { return b.setMaxWorkers(1) }},
 		{"throughput", "throughput, 1 worker", func() error { return b.throughput(1) }},
+		{"costs", "per-task cost", b.costs},
 		{"idle", "idle CPU", b.idleCPU},
 		{"memory", "worker memory", b.memory},
 	}

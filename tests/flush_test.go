@@ -1,0 +1,46 @@
+package tests
+
+import (
+	"testing"
+	"time"
+
+	"github.com/lanterndata/lantern_async/tests/internal/pgcluster"
+	"github.com/stretchr/testify/require"
+)
+
+// TestReadOnlyTaskCostsOneWALFlush: a task that writes nothing has no
+// commit of its own to flush, so its outcome goes in with the worker's
+// next claim, which is flushed anyway: one WAL flush per task, not two.
+// (Throughput of trivial tasks is bound by WAL flushes: with two per task,
+// four workers spent three quarters of their time waiting on WALWrite.)
+// On a cluster of its own with max_workers = 1, so that one worker runs
+// every task and no flush of one covers another's (group commit), and
+// fsync = on, so that pg_stat_wal counts the flushes (wal_sync).
+func TestReadOnlyTaskCostsOneWALFlush(t *testing.T) {
+	skipOnDocker(t, "a cluster of its own")
+	begin(t)
+	extra := startExtraCluster(t, pgcluster.Options{MaxWorkers: 1, ExtraConf: []string{"fsync = on"}})
+	su := connectTo(t, extra, dbName, superuser)
+	mustExec(t, su, "CREATE EXTENSION lantern_async")
+	const n = 300
+
+	syncs := func() int64 {
+		// A worker's WAL counters reach pg_stat_wal when it exits at the latest.
+		require.Eventually(t, func() bool {
+			return queryOne[int64](t, su, `SELECT count(*) FROM pg_stat_activity
+				WHERE backend_type = 'lantern_async worker'`) == 0
+		}, 30*time.Second, 20*time.Millisecond, "the worker exits after its idle timeout")
+		return queryOne[int64](t, su, "SELECT wal_sync FROM pg_stat_wal")
+	}
+	before := syncs()
+	first := queryOne[int64](t, su, "SELECT min(lantern.async_task('SELECT 1')) FROM generate_series(1, $1)", n)
+	require.Eventually(t, func() bool {
+		return queryOne[int64](t, su, `SELECT count(*) FROM lantern.tasks
+			WHERE jobid >= $1 AND status = 'succeeded'`, first) == n
+	}, time.Minute, 20*time.Millisecond, "all %d tasks succeed", n)
+	flushes := syncs() - before
+	t.Logf("%d read-only tasks queued in one transaction: %d WAL flushes (%.2f per task)", n, flushes, float64(flushes)/n)
+	// The submit's commit, one claim per task, and a little background.
+	require.LessOrEqual(t, flushes, int64(n+n/4), "WAL flushes for %d read-only tasks", n)
+	require.GreaterOrEqual(t, flushes, int64(n), "every claim is flushed")
+}
