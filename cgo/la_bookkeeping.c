@@ -15,6 +15,7 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
@@ -136,10 +137,9 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 
 	/*
 	 * The owner is a correlated scalar subquery on purpose: it cannot be
-	 * turned into a join, so the plan walks the pending rows in jobid
-	 * order (the partial index) and stops at the first of this role,
-	 * whatever the statistics say; a join could hash all the rows the role
-	 * ever submitted for every claim.
+	 * turned into a join, so the plan can walk the pending rows in jobid
+	 * order (the partial index) and stop at the first of this role; a join
+	 * could hash all the rows the role ever submitted for every claim.
 	 */
 	sql = psprintf("UPDATE %s SET status = 'running' "
 				   "WHERE status = 'pending' AND jobid = ("
@@ -152,6 +152,16 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 				   "  ORDER BY t.jobid LIMIT 1 FOR UPDATE OF t SKIP LOCKED) "
 				   "RETURNING jobid, query",
 				   p->cat.tasks_name, p->cat.tasks_name, p->cat.task_owners_name);
+
+	/*
+	 * And only an ordered walk can stop there: a plan chosen on statistics
+	 * that saw an empty queue would fetch every pending row, check each
+	 * one's owner and sort them, for every claim (quadratic in a burst).
+	 * Pinned here, where the saved plan is (re)planned, until
+	 * la_privileged_end.
+	 */
+	(void) set_config_option("enable_sort", "off", PGC_SUSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	rc = SPI_execute_plan(la_queue_plan(&la_claim_plan, p->cat.tasks, sql, 1, types),
 						  values, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
