@@ -22,18 +22,11 @@ func TestClaimWalksPendingRowsInOrder(t *testing.T) {
 	conn := connect(t, role)
 	const n = 3000
 
-	// Each worker's counters reach the statistics when it exits at the latest.
-	quiet := func() {
-		require.Eventually(t, func() bool {
-			return queryOne[int64](t, su, `SELECT count(*) FROM pg_stat_activity
-				WHERE backend_type = 'lantern_async worker'`) == 0
-		}, time.Minute, 20*time.Millisecond, "no worker left")
-	}
 	entriesRead := func() int64 {
 		return queryOne[int64](t, su, `SELECT idx_tup_read FROM pg_stat_all_indexes
 			WHERE indexrelid = 'lantern.tasks_pending_idx'::regclass`)
 	}
-	quiet()
+	waitNoWorkers(t, su)
 	mustExec(t, su, "ANALYZE lantern.tasks")
 	before := entriesRead()
 	first, last := submitMany(t, conn, "SELECT 1", n)
@@ -42,7 +35,7 @@ func TestClaimWalksPendingRowsInOrder(t *testing.T) {
 		return queryOne[int64](t, su, `SELECT count(*) FROM lantern.tasks
 			WHERE jobid BETWEEN $1 AND $2 AND status <> 'succeeded'`, first, last) == 0
 	}, time.Minute, 20*time.Millisecond)
-	quiet()
+	waitNoWorkers(t, su)
 	read := entriesRead() - before
 	t.Logf("%d tasks queued at once: %d entries of the pending-rows index read (%.1f per task)", n, read, float64(read)/n)
 	require.Less(t, read, int64(n*n/10), "index entries read by the claims of %d tasks", n)

@@ -25,11 +25,7 @@ func TestReadOnlyTaskCostsOneWALFlush(t *testing.T) {
 	const n = 300
 
 	syncs := func() int64 {
-		// A worker's WAL counters reach pg_stat_wal when it exits at the latest.
-		require.Eventually(t, func() bool {
-			return queryOne[int64](t, su, `SELECT count(*) FROM pg_stat_activity
-				WHERE backend_type = 'lantern_async worker'`) == 0
-		}, 30*time.Second, 20*time.Millisecond, "the worker exits after its idle timeout")
+		waitNoWorkers(t, su)
 		return queryOne[int64](t, su, "SELECT wal_sync FROM pg_stat_wal")
 	}
 	before := syncs()

@@ -228,3 +228,14 @@ func requireCanceledRow(t *testing.T, r task, wantSQLState string) {
 		require.Equal(t, wantSQLState, taskSQLState(t, r.JobID), "lantern.task_errors.sqlstate of canceled task %d", r.JobID)
 	}
 }
+
+// waitNoWorkers waits until no lantern_async worker is connected (a
+// worker's statistics reach the cumulative views when it exits at the
+// latest).
+func waitNoWorkers(t *testing.T, su *pgx.Conn) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		return queryOne[int64](t, su, `SELECT count(*) FROM pg_stat_activity
+			WHERE backend_type = 'lantern_async worker'`) == 0
+	}, time.Minute, 20*time.Millisecond, "no lantern_async worker left")
+}
