@@ -21,6 +21,7 @@
 #include "utils/portal.h"
 #include "storage/proc.h"
 #include "utils/fmgrprotos.h"
+#include "utils/guc.h"
 #include "utils/snapmgr.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
@@ -289,6 +290,22 @@ la_exec_query_string(const char *query)
 				 errhint("End the task's query with COMMIT.")));
 }
 
+/*
+ * pg_stat_activity shows the task's jobid: application_name is set as a
+ * client's would be at connection (the task may change it; the reset
+ * between tasks puts the role's own back).  Nothing trusts this name:
+ * lantern.running_tasks() reads the slots.
+ */
+static void
+la_exec_name_session(int64 jobid)
+{
+	char		name[NAMEDATALEN];
+
+	snprintf(name, sizeof(name), "lantern_async task " INT64_FORMAT, jobid);
+	(void) set_config_option("application_name", name, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SET, true, 0, false);
+}
+
 static bool
 la_exec(const char *query, LaError *err)
 {
@@ -306,6 +323,8 @@ la_exec(const char *query, LaError *err)
 	SetCurrentStatementStartTimestamp();
 	PG_TRY();
 	{
+		if (is_task)
+			la_exec_name_session(la_run.jobid);
 		/* Accepted before the task started (between claim and here): do not run it. */
 		if (is_task && la_slot_cancel_requested(la_run.slot, la_run.jobid))
 			ereport(ERROR,

@@ -39,6 +39,9 @@ SELECT string_agg(line, E'\n' ORDER BY line) FROM (
   UNION ALL SELECT 'schema acl=' || coalesce(nspacl::text, '') FROM pg_namespace WHERE nspname = 'lantern'
 ) lines(line)`
 
+// currentVersion is lantern_async.control's default_version.
+const currentVersion = "0.3.0"
+
 func fingerprint(t *testing.T, su *pgx.Conn) string {
 	t.Helper()
 	return queryOne[string](t, su, extensionFingerprint)
@@ -76,12 +79,38 @@ func TestUpgradeFrom010RunsQueuedTasks(t *testing.T) {
 	require.Contains(t, pgErr.Hint, "ALTER EXTENSION lantern_async UPDATE")
 
 	mustExec(t, su, "ALTER EXTENSION lantern_async UPDATE")
-	require.Equal(t, "0.2.0", queryOne[string](t, su, "SELECT extversion FROM pg_extension WHERE extname = 'lantern_async'"))
-	require.Equal(t, fresh, fingerprint(t, su), "an updated 0.1.0 must be exactly a fresh 0.2.0")
+	require.Equal(t, currentVersion, queryOne[string](t, su, "SELECT extversion FROM pg_extension WHERE extname = 'lantern_async'"))
+	require.Equal(t, fresh, fingerprint(t, su), "an updated 0.1.0 must be exactly a fresh "+currentVersion)
 
 	requireSucceeded(t, alice, ids...) // visible to alice: owned by her OID now
 	require.Equal(t, []int{1, 2}, markerValues(t, marker))
 	msg := requireFailedWithSQLState(t, su, gone[0], "42501")
 	require.Contains(t, msg, "not submitted through lantern.async_task()", "a 0.1.0 task whose role is gone never runs")
 	requireSucceeded(t, alice, submit(t, alice, fmt.Sprintf("INSERT INTO %s VALUES (3)", marker)))
+}
+
+// TestUpgradeFrom020: tasks queued under 0.2.0 run after ALTER EXTENSION
+// UPDATE, the result is exactly a fresh install, and what 0.3.0 adds
+// (wait_task, task_progress) works on it.
+func TestUpgradeFrom020(t *testing.T) {
+	begin(t)
+	su := connect(t, superuser)
+	resetExtensionAtEnd(t)
+	fresh := fingerprint(t, su)
+	marker := markerTable(t, su, "upgrade020", "alice")
+
+	dropExtension(t, su)
+	mustExec(t, su, "CREATE EXTENSION lantern_async VERSION '0.2.0'")
+	require.NoError(t, grantExtensionAccess(ctx(t), su))
+	alice := connect(t, "alice")
+	before := submit(t, alice, markerInsert(marker, 1))
+	requireSucceeded(t, alice, before)
+
+	mustExec(t, su, "ALTER EXTENSION lantern_async UPDATE")
+	require.Equal(t, currentVersion, queryOne[string](t, su, "SELECT extversion FROM pg_extension WHERE extname = 'lantern_async'"))
+	require.Equal(t, fresh, fingerprint(t, su), "an updated 0.2.0 must be exactly a fresh "+currentVersion)
+
+	after := submit(t, alice, markerInsert(marker, 2))
+	require.Equal(t, "succeeded", queryOne[string](t, alice, "CALL lantern.wait_task($1, '1 min', NULL)", after))
+	require.Equal(t, []int{1, 2}, markerValues(t, marker))
 }

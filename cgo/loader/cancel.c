@@ -31,41 +31,6 @@ PG_FUNCTION_INFO_V1(lantern_async_cancel_all_tasks);
 #define LA_CANCELED_MESSAGE "Canceled by user"
 #define LA_CANCELED_SQLSTATE "57014"
 
-typedef struct LaTaskState
-{
-	bool		found;
-	char	   *status;			/* NULL when the column is NULL */
-	Oid			owner;			/* InvalidOid: not submitted through async_task */
-} LaTaskState;
-
-/* Read a task's status and owner, without locking anything. */
-static LaTaskState
-la_cancel_read(const LaCatalog *cat, int64 jobid)
-{
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(jobid)};
-	LaTaskState state = {false, NULL, InvalidOid};
-	int			rc;
-
-	rc = la_queue_execute(psprintf("SELECT t.status, o.roleid FROM %s t "
-								   "LEFT JOIN %s o ON o.jobid = t.jobid WHERE t.jobid = $1",
-								   cat->tasks_name, cat->task_owners_name),
-						  1, types, values, NULL, true);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not look up task " INT64_FORMAT, jobid);
-	if (SPI_processed == 1)
-	{
-		bool		isnull;
-		Datum		owner;
-
-		state.found = true;
-		state.status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-		owner = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-		state.owner = isnull ? InvalidOid : DatumGetObjectId(owner);
-	}
-	return state;
-}
-
 /*
  * Same rule as pg_cancel_backend(): the task's role, a role with its
  * privileges, or a superuser.  Checked before anything is locked, and the
@@ -161,7 +126,7 @@ la_cancel_one(int64 jobid)
 
 	la_privileged_begin(&p, RowExclusiveLock);
 	la_privileged_require(&p);
-	task = la_cancel_read(&p.cat, jobid);
+	task = la_queue_read_task(&p.cat, jobid);
 	if (task.found)
 	{
 		la_cancel_check_permission(p.caller, jobid, task.owner);
@@ -172,7 +137,7 @@ la_cancel_one(int64 jobid)
 			canceled = la_cancel_one_pending(&p.cat, jobid);
 			/* Not pending any more: a worker claimed it meanwhile. */
 			if (!canceled)
-				task = la_cancel_read(&p.cat, jobid);
+				task = la_queue_read_task(&p.cat, jobid);
 		}
 		if (!canceled && la_status_is(task.status, "running"))
 			canceled = la_slot_cancel_job(jobid, p.cat.tasks);

@@ -4,6 +4,8 @@
 #ifndef LA_LOADER_H
 #define LA_LOADER_H
 
+#include "datatype/timestamp.h"
+
 #include "la_shared.h"
 
 extern void la_guc_define(void);
@@ -16,6 +18,31 @@ extern int	la_queue_execute(const char *sql, int nargs, Oid *types, Datum *value
 							 const char *nulls, bool latest);
 extern int64 la_queue_insert(const LaCatalog *cat, const char *query, const char *job_name,
 							 const char *username, Oid roleid);
+
+typedef struct LaTaskState
+{
+	bool		found;
+	char	   *status;			/* NULL when the column is NULL */
+	Oid			owner;			/* InvalidOid: not submitted through async_task */
+} LaTaskState;
+
+extern LaTaskState la_queue_read_task(const LaCatalog *cat, int64 jobid);
+
+/* wait.c */
+extern Size la_wait_shmem_size(void);
+extern void la_wait_shmem_init(void);
+extern void la_wait_note_finished(int64 jobid);
+
+/* slots.c: the tasks running in a database, for lantern.running_tasks() */
+typedef struct LaRunning
+{
+	int64		jobid;
+	int			pid;
+	Oid			roleid;
+	TimestampTz started;
+} LaRunning;
+
+extern int	la_slot_running(Oid dboid, Oid tasks_relid, LaRunning *out, int max);
 
 /* privilege.c: for the SQL functions, which need the extension installed */
 extern void la_privileged_require(LaPrivileged *p);

@@ -33,6 +33,7 @@ typedef struct LaSlot
 								 * being dropped: exit instead of claiming or waiting */
 	int			procno;			/* the worker's PGPROC, for its latch; -1 when none */
 	int64		tasks_run;
+	TimestampTz started;		/* when jobid was claimed */
 	LaOutcome	parked;			/* an outcome its worker could not record */
 	/* Atomics: the worker's cancel handler reads them without the lock. */
 	pg_atomic_uint64 jobid;		/* task being run, 0 when none */

@@ -205,9 +205,8 @@ la_queue_settle_one(const LaCatalog *cat, const LaSettle *s)
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
-/* Returns how many tasks changed status. */
-int64
-la_queue_settle(const LaCatalog *cat, const LaSettle *s)
+static int64
+la_queue_settle_rows(const LaCatalog *cat, const LaSettle *s)
 {
 	Oid			types[9] = {INT8OID, OIDOID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
 	INT8ARRAYOID, INT8ARRAYOID};
@@ -235,6 +234,20 @@ la_queue_settle(const LaCatalog *cat, const LaSettle *s)
 		elog(ERROR, "lantern_async could not update the status of tasks: %s",
 			 SPI_result_code_string(rc));
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * Returns how many tasks changed status; their waiters (wait.c) are woken
+ * when the transaction commits.
+ */
+int64
+la_queue_settle(const LaCatalog *cat, const LaSettle *s)
+{
+	int64		n = la_queue_settle_rows(cat, s);
+
+	if (n > 0)
+		la_wait_note_finished(!s->all_jobs && s->only == NULL ? s->jobid : 0);
+	return n;
 }
 
 /*
@@ -268,4 +281,32 @@ la_queue_insert(const LaCatalog *cat, const char *query, const char *job_name,
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "lantern_async could not queue the task: %s", SPI_result_code_string(rc));
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* Read a task's status and owner, without locking anything. */
+LaTaskState
+la_queue_read_task(const LaCatalog *cat, int64 jobid)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(jobid)};
+	LaTaskState state = {false, NULL, InvalidOid};
+	int			rc;
+
+	rc = la_queue_execute(psprintf("SELECT t.status, o.roleid FROM %s t "
+								   "LEFT JOIN %s o ON o.jobid = t.jobid WHERE t.jobid = $1",
+								   cat->tasks_name, cat->task_owners_name),
+						  1, types, values, NULL, true);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not look up task " INT64_FORMAT, jobid);
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+		Datum		owner;
+
+		state.found = true;
+		state.status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		owner = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		state.owner = isnull ? InvalidOid : DatumGetObjectId(owner);
+	}
+	return state;
 }

@@ -37,6 +37,7 @@ la_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(la_shmem_size());
+	RequestAddinShmemSpace(la_wait_shmem_size());
 	RequestNamedLWLockTranche(LA_LIBRARY_NAME, 1);
 }
 
@@ -63,6 +64,7 @@ la_shmem_startup(void)
 			pg_atomic_init_u64(&la_shmem->slots[i].cancel_jobid, 0);
 		}
 	}
+	la_wait_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 

@@ -194,6 +194,7 @@ bool
 la_slot_set_job(int index, int64 jobid, Oid tasks_relid, bool finished_one)
 {
 	LaSlot	   *slot = &la_shmem->slots[index];
+	TimestampTz now = GetCurrentTimestamp();
 
 	SpinLockAcquire(&la_shmem->mutex);
 	if (slot->retire)
@@ -205,6 +206,7 @@ la_slot_set_job(int index, int64 jobid, Oid tasks_relid, bool finished_one)
 	slot->finishing = false;
 	if (finished_one)
 		slot->tasks_run++;
+	slot->started = now;
 	pg_atomic_write_u64(&slot->cancel_jobid, 0);
 	pg_atomic_write_u64(&slot->jobid, (uint64) jobid);
 	SpinLockRelease(&la_shmem->mutex);
@@ -383,6 +385,35 @@ la_slot_live_jobs(Oid dboid, int64 *jobids, int max)
 
 		if (slot->dboid == dboid && slot->state != LA_SLOT_FREE && jobid != 0)
 			jobids[n++] = (int64) jobid;
+	}
+	SpinLockRelease(&la_shmem->mutex);
+	return n;
+}
+
+/*
+ * The tasks the live workers of a database run from the lantern.tasks
+ * tasks_relid (its jobids mean nothing to a re-created table).  Returns how
+ * many were copied, at most max.
+ */
+int
+la_slot_running(Oid dboid, Oid tasks_relid, LaRunning *out, int max)
+{
+	int			n = 0;
+
+	SpinLockAcquire(&la_shmem->mutex);
+	for (int i = 0; i < la_shmem->nslots && n < max; i++)
+	{
+		LaSlot	   *slot = &la_shmem->slots[i];
+		uint64		jobid = pg_atomic_read_u64(&slot->jobid);
+
+		if (slot->kind != LA_KIND_WORKER || slot->state != LA_SLOT_ACTIVE ||
+			slot->dboid != dboid || slot->tasks_relid != tasks_relid || jobid == 0)
+			continue;
+		out[n].jobid = (int64) jobid;
+		out[n].pid = slot->pid;
+		out[n].roleid = slot->roleid;
+		out[n].started = slot->started;
+		n++;
 	}
 	SpinLockRelease(&la_shmem->mutex);
 	return n;

@@ -172,6 +172,10 @@ lantern_async_task(PG_FUNCTION_ARGS)
 
 	if (PG_NARGS() > 1 && !PG_ARGISNULL(1))
 		job_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (PG_NARGS() > 2 && !PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("per-task timeouts are not supported yet")));
 
 	la_submit_check_database();
 	la_submit_check_role(roleid);

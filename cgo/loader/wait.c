@@ -1,0 +1,323 @@
+/*
+ * wait.c - lantern.wait_task(): sleep on the latch until a task finishes
+ *
+ * Each backend has one waiter entry in shared memory, indexed by its PGPROC
+ * number: the database and jobid it waits for (0: none).  Every statement
+ * that gives tasks a final status goes through la_queue_settle, which notes
+ * the jobids here; at the commit of that transaction, once the new status
+ * is visible, the waiters of those jobids get their latch set.  A waiter
+ * registers before it reads the status, so a finish that commits in
+ * between still sets its latch: no wake-up is lost.
+ *
+ * The waiter holds no snapshot while it sleeps (it commits between looks):
+ * a CREATE INDEX CONCURRENTLY task waits for every transaction older than
+ * its own snapshots, and would otherwise wait for its own waiter.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "pgstat.h"
+#include "port/atomics.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "la_loader.h"
+#include "la_shared.h"
+
+PG_FUNCTION_INFO_V1(lantern_async_wait_task);
+
+/*
+ * Only a commit this process could not see (a COMMIT PREPARED of a cancel,
+ * a superuser's own UPDATE of the table) goes without a wake-up; the waiter
+ * looks again this often at most in that case.
+ */
+#define LA_WAIT_RECHECK_MS 10000
+
+typedef struct LaWaiter
+{
+	Oid			dboid;
+	pg_atomic_uint64 jobid;		/* 0: not waiting */
+} LaWaiter;
+
+typedef struct LaWaiters
+{
+	pg_atomic_uint32 count;		/* entries in use: commits skip the scan at 0 */
+	LaWaiter	entries[FLEXIBLE_ARRAY_MEMBER];
+} LaWaiters;
+
+static LaWaiters *la_waiters = NULL;
+
+Size
+la_wait_shmem_size(void)
+{
+	return add_size(offsetof(LaWaiters, entries), mul_size(sizeof(LaWaiter), MaxBackends));
+}
+
+void
+la_wait_shmem_init(void)
+{
+	bool		found;
+
+	la_waiters = ShmemInitStruct("lantern_async waiters", la_wait_shmem_size(), &found);
+	if (!found)
+	{
+		pg_atomic_init_u32(&la_waiters->count, 0);
+		for (int i = 0; i < MaxBackends; i++)
+		{
+			la_waiters->entries[i].dboid = InvalidOid;
+			pg_atomic_init_u64(&la_waiters->entries[i].jobid, 0);
+		}
+	}
+}
+
+/* Jobids this transaction gave a final status, for its commit to wake. */
+#define LA_NOTED_MAX 8
+
+static int64 la_noted[LA_NOTED_MAX];
+static int	la_nnoted = 0;
+static bool la_noted_all = false;	/* too many, or a settle of many: wake the database */
+static bool la_callback_registered = false;
+
+static void
+la_wait_wake(void)
+{
+	if (pg_atomic_read_u32(&la_waiters->count) == 0)
+		return;
+	for (int i = 0; i < MaxBackends; i++)
+	{
+		LaWaiter   *w = &la_waiters->entries[i];
+		int64		jobid = (int64) pg_atomic_read_u64(&w->jobid);
+		bool		wanted = la_noted_all;
+
+		if (jobid == 0 || w->dboid != MyDatabaseId)
+			continue;
+		for (int k = 0; k < la_nnoted && !wanted; k++)
+			wanted = la_noted[k] == jobid;
+		if (wanted)
+			SetLatch(&ProcGlobal->allProcs[i].procLatch);
+	}
+}
+
+static void
+la_wait_xact_callback(XactEvent event, void *arg)
+{
+	if (la_nnoted == 0 && !la_noted_all)
+		return;
+	/* At COMMIT the new statuses are visible already; PREPARE wakes nobody. */
+	if (event == XACT_EVENT_COMMIT)
+		la_wait_wake();
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE)
+	{
+		la_nnoted = 0;
+		la_noted_all = false;
+	}
+}
+
+/* A task got its final status in this transaction (jobid 0: some tasks). */
+void
+la_wait_note_finished(int64 jobid)
+{
+	if (!la_callback_registered)
+	{
+		RegisterXactCallback(la_wait_xact_callback, NULL);
+		la_callback_registered = true;
+	}
+	if (jobid == 0 || la_nnoted == LA_NOTED_MAX)
+		la_noted_all = true;
+	else
+		la_noted[la_nnoted++] = jobid;
+}
+
+static void
+la_wait_register(int64 jobid)
+{
+	LaWaiter   *w = &la_waiters->entries[MyProc->pgprocno];
+
+	w->dboid = MyDatabaseId;
+	pg_write_barrier();
+	pg_atomic_write_u64(&w->jobid, (uint64) jobid);
+	pg_atomic_fetch_add_u32(&la_waiters->count, 1);
+	/* Ordered before the first look at the status (a full barrier). */
+	pg_memory_barrier();
+}
+
+static void
+la_wait_unregister(void)
+{
+	LaWaiter   *w = &la_waiters->entries[MyProc->pgprocno];
+
+	if (pg_atomic_read_u64(&w->jobid) == 0)
+		return;
+	pg_atomic_write_u64(&w->jobid, 0);
+	pg_atomic_fetch_sub_u32(&la_waiters->count, 1);
+}
+
+/* What the caller's SELECT on lantern.tasks would show: its own rows, or all. */
+static bool
+la_wait_can_see(Oid caller, const LaCatalog *cat, Oid owner)
+{
+	if (pg_class_aclcheck(cat->tasks, caller, ACL_SELECT) != ACLCHECK_OK)
+		return false;
+	if (superuser_arg(caller) || has_bypassrls_privilege(caller))
+		return true;
+	return OidIsValid(owner) && owner == caller;
+}
+
+/* The task's status as the caller may see it, in cxt; NULL when it may not. */
+static char *
+la_wait_look(int64 jobid, MemoryContext cxt, bool *found)
+{
+	LaPrivileged p;
+	LaTaskState task;
+	char	   *status = NULL;
+
+	*found = false;
+	PushActiveSnapshot(GetTransactionSnapshot());
+	la_privileged_begin(&p, AccessShareLock);
+	if (p.installed)
+	{
+		task = la_queue_read_task(&p.cat, jobid);
+		if (task.found && la_wait_can_see(p.caller, &p.cat, task.owner))
+		{
+			*found = true;
+			if (task.status != NULL)
+				status = MemoryContextStrdup(cxt, task.status);
+		}
+	}
+	la_privileged_end(&p);
+	PopActiveSnapshot();
+	return status;
+}
+
+static bool
+la_wait_finished(const char *status)
+{
+	return status != NULL &&
+		(strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0 ||
+		 strcmp(status, "canceled") == 0);
+}
+
+/* NULL timeout: no limit (-1); months count as 30 days, as in interval arithmetic. */
+static int64
+la_wait_timeout_usec(FunctionCallInfo fcinfo)
+{
+	Interval   *span;
+	int64		usec;
+
+	if (PG_ARGISNULL(1))
+		return -1;
+	span = PG_GETARG_INTERVAL_P(1);
+	usec = span->time + (span->day + (int64) span->month * DAYS_PER_MONTH) * USECS_PER_DAY;
+	if (usec < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout must not be negative")));
+	return usec;
+}
+
+static void
+la_wait_require_nonatomic(FunctionCallInfo fcinfo)
+{
+	CallContext *call = (fcinfo->context && IsA(fcinfo->context, CallContext)) ?
+		(CallContext *) fcinfo->context : NULL;
+
+	if (call == NULL || call->atomic)
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("lantern.wait_task() cannot run inside a transaction block"),
+				 errdetail("While it waits it must hold no snapshot: a CREATE INDEX CONCURRENTLY task would wait for that snapshot, and so for its own waiter."),
+				 errhint("CALL lantern.wait_task() on its own, outside BEGIN ... COMMIT and outside functions.")));
+}
+
+/* Sleep until the status is final or the deadline (0: none) passes; a past deadline still looks once. */
+static char *
+la_wait_loop(int64 jobid, TimestampTz deadline, MemoryContext cxt)
+{
+	for (;;)
+	{
+		bool		found;
+		char	   *status = la_wait_look(jobid, cxt, &found);
+		long		sleep_ms = LA_WAIT_RECHECK_MS;
+
+		if (!found || la_wait_finished(status))
+			return status;
+		if (deadline != 0)
+		{
+			long		secs;
+			int			usecs;
+
+			if (GetCurrentTimestamp() >= deadline)
+				return status;
+			TimestampDifference(GetCurrentTimestamp(), deadline, &secs, &usecs);
+			sleep_ms = Min(sleep_ms, secs * 1000 + (usecs + 999) / 1000);
+		}
+		/* End the transaction, and with it the snapshot, before sleeping. */
+		SPI_commit();
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Max(sleep_ms, 1), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * CALL lantern.wait_task(jobid, timeout, NULL): the task's status once it
+ * has finished, or its current one when timeout passes; NULL for a task
+ * the caller cannot see.  A cancel of the waiter does not touch the task.
+ */
+Datum
+lantern_async_wait_task(PG_FUNCTION_ARGS)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	TupleDesc	desc;
+	Datum		value;
+	bool		isnull;
+	char	   *status = NULL;
+	int64		timeout;
+	TimestampTz deadline = 0;
+
+	PreventCommandDuringRecovery("lantern.wait_task()");
+	la_wait_require_nonatomic(fcinfo);
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "lantern.wait_task() must be declared with one OUT parameter");
+	desc = BlessTupleDesc(CreateTupleDescCopy(desc));
+	timeout = la_wait_timeout_usec(fcinfo);
+	if (timeout >= 0)
+		deadline = GetCurrentTimestamp() + timeout;
+
+	if (!PG_ARGISNULL(0))
+	{
+		int64		jobid = PG_GETARG_INT64(0);
+
+		if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect_ext failed");
+		la_wait_register(jobid);
+		PG_TRY();
+		{
+			status = la_wait_loop(jobid, deadline, cxt);
+		}
+		PG_FINALLY();
+		{
+			la_wait_unregister();
+		}
+		PG_END_TRY();
+		SPI_finish();
+	}
+	MemoryContextSwitchTo(cxt);
+	isnull = status == NULL;
+	value = isnull ? (Datum) 0 : CStringGetTextDatum(status);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, &value, &isnull)));
+}
