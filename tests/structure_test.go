@@ -129,6 +129,7 @@ func TestSchemaAndFunctions(t *testing.T) {
 	require.Equal(t, []string{
 		"async_task(query text) returns bigint setof=false",
 		"async_task(query text, job_name text) returns bigint setof=false",
+		"async_task(query text, job_name text, timeout interval) returns bigint setof=false",
 	}, got)
 
 	// Named notation works with those parameter names.

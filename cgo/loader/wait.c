@@ -144,7 +144,12 @@ la_wait_note_finished(int64 jobid)
 static void
 la_wait_register(int64 jobid)
 {
-	LaWaiter   *w = &la_waiters->entries[MyProc->pgprocno];
+	LaWaiter   *w;
+
+	/* Regular backends and background workers come first in allProcs. */
+	if (MyProc->pgprocno >= MaxBackends)
+		elog(ERROR, "lantern.wait_task() cannot run in this process");
+	w = &la_waiters->entries[MyProc->pgprocno];
 
 	w->dboid = MyDatabaseId;
 	pg_write_barrier();

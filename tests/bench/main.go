@@ -55,7 +55,7 @@ func (c config) wants(key string) bool {
 		return true
 	}
 	if key == "" {
-		return c.only["throughput"] || c.only["costs"] || c.only["idle"] || c.only["memory"]
+		return c.only["throughput"] || c.only["costs"] || c.only["idle"] || c.only["memory"] || c.only["history"]
 	}
 	return c.only[key]
 }
@@ -84,10 +84,10 @@ func loadConfig() (config, error) {
 		cfg.only = map[string]bool{}
 		for _, k := range strings.Split(s, ",") {
 			switch k = strings.TrimSpace(k); k {
-			case "baselines", "warm", "cold", "throughput", "index", "costs", "idle", "memory":
+			case "baselines", "warm", "cold", "throughput", "index", "costs", "idle", "memory", "history":
 				cfg.only[k] = true
 			default:
-				return cfg, fmt.Errorf("BENCH_ONLY: unknown %q (baselines, warm, cold, throughput, index, costs, idle, memory)", k)
+				return cfg, fmt.Errorf("BENCH_ONLY: unknown %q (baselines, warm, cold, throughput, index, costs, idle, memory, history)", k)
 			}
 		}
 	}
@@ -173,6 +173,7 @@ func run() (err error) {
 		{"costs", "per-task cost", b.costs},
 		{"idle", "idle CPU", b.idleCPU},
 		{"memory", "worker memory", b.memory},
+		{"history", "claim cost with a long history", b.history},
 	}
 	for _, s := range steps {
 		if !cfg.wants(s.key) {

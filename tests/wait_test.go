@@ -1,0 +1,182 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+)
+
+// lantern.wait_task(jobid, timeout) (README "Wait"): a procedure that
+// returns the task's final status, its current one at the timeout, or NULL
+// for a task the caller cannot see; it sleeps on its latch, woken at the
+// commit of the task's outcome, and holds no snapshot while it sleeps.
+
+// waitStatus CALLs wait_task; a NULL status is "".
+func waitStatus(t *testing.T, conn *pgx.Conn, jobid int64, timeout string) string {
+	t.Helper()
+	var status *string
+	require.NoError(t, conn.QueryRow(ctx(t), "CALL lantern.wait_task($1, $2::interval, NULL)", jobid, timeout).Scan(&status))
+	return deref(status)
+}
+
+func TestWaitTaskReturnsTheFinalStatus(t *testing.T) {
+	begin(t)
+	su := connect(t, superuser)
+	role := newTempRole(t, su, "waiter")
+	conn := connect(t, role)
+
+	require.Equal(t, "succeeded", waitStatus(t, conn, submit(t, conn, "SELECT 1"), "1 min"))
+	require.Equal(t, "failed", waitStatus(t, conn, submit(t, conn, "SELECT 1/0"), "1 min"))
+
+	lock := holdAdvisoryLock(t)
+	held := submit(t, conn, lock.waitSQL())
+	require.Equal(t, "running", waitStatus(t, conn, held, "300 ms"), "its current status when the timeout passes")
+	requireCancelTask(t, conn, held, true)
+	require.Equal(t, "canceled", waitStatus(t, conn, held, "1 min"))
+	lock.release(t)
+}
+
+// A pending task's status, a zero timeout (one look), and no timeout at all.
+func TestWaitTaskTimeouts(t *testing.T) {
+	begin(t)
+	su := connect(t, superuser)
+	lock := holdAdvisoryLock(t)
+	blockers := lock.blockWorkers(t, su, cluster.MaxWorkers())
+	queued := submit(t, su, "SELECT 1")
+	require.Equal(t, "pending", waitStatus(t, su, queued, "0"))
+	require.Equal(t, "pending", waitStatus(t, su, queued, "200 ms"))
+	lock.release(t)
+	var status *string
+	require.NoError(t, su.QueryRow(ctx(t), "CALL lantern.wait_task($1, NULL, NULL)", queued).Scan(&status))
+	require.Equal(t, "succeeded", deref(status), "NULL timeout: until it finishes")
+	requireSucceeded(t, su, blockers...)
+
+	_, err := su.Exec(ctx(t), "CALL lantern.wait_task($1, '-1 s', NULL)", queued)
+	requirePgError(t, err, "22023", "a negative timeout")
+}
+
+// Woken at the commit, not by a periodic look: the waiter returns well
+// within its 10 s recheck after the task finishes.
+func TestWaitTaskIsWokenWhenTheTaskFinishes(t *testing.T) {
+	begin(t)
+	su := connect(t, superuser)
+	lock := holdAdvisoryLock(t)
+	id := submit(t, su, lock.waitSQL())
+	lock.waitBlocked(t, su, []int64{id})
+
+	waiter := connect(t, superuser)
+	done := make(chan time.Time, 1)
+	go func() {
+		var status *string
+		_ = waiter.QueryRow(context.Background(), "CALL lantern.wait_task($1, '1 min', NULL)", id).Scan(&status)
+		done <- time.Now()
+	}()
+	// The waiter is asleep in its procedure before the task is let go.
+	require.Eventually(t, func() bool {
+		return queryOne[int64](t, su, `SELECT count(*) FROM pg_stat_activity
+			WHERE query LIKE 'CALL lantern.wait_task%' AND wait_event = 'Extension'`) == 1
+	}, waitTimeout, 10*time.Millisecond, "the waiter sleeps on its latch")
+	released := time.Now()
+	lock.release(t)
+	select {
+	case at := <-done:
+		t.Logf("the waiter returned %v after the task was let go", at.Sub(released).Round(time.Millisecond))
+		require.Less(t, at.Sub(released), 3*time.Second, "woken at the outcome's commit, not at the 10 s recheck")
+	case <-time.After(30 * time.Second):
+		t.Fatal("the waiter did not return")
+	}
+	require.Equal(t, "succeeded", waitStatus(t, su, id, "0"))
+}
+
+// NULL for a task the caller cannot see: another role's, or none at all.
+func TestWaitTaskNullForTasksTheCallerCannotSee(t *testing.T) {
+	begin(t)
+	su := connect(t, superuser)
+	owner, other := newTempRole(t, su, "owner"), newTempRole(t, su, "other")
+	ownerConn, otherConn := connect(t, owner), connect(t, other)
+	id := submit(t, ownerConn, "SELECT 1")
+	requireSucceeded(t, ownerConn, id)
+
+	require.Equal(t, "", waitStatus(t, otherConn, id, "1 s"), "another role's task")
+	require.Equal(t, "", waitStatus(t, otherConn, id+1_000_000, "1 s"), "no such task")
+	require.Equal(t, "succeeded", waitStatus(t, su, id, "1 s"), "a superuser sees every task")
+}
+
+// Inside a transaction block (or a function) it would have to keep a
+// snapshot while it sleeps: refused, and says why.
+func TestWaitTaskRefusedInATransactionBlock(t *testing.T) {
+	begin(t)
+	su := connect(t, superuser)
+	id := submit(t, su, "SELECT 1")
+	tx, err := su.Begin(ctx(t))
+	require.NoError(t, err)
+	defer tx.Rollback(context.Background()) //nolint:errcheck // the transaction failed
+	_, err = tx.Exec(ctx(t), "CALL lantern.wait_task($1, '1 s', NULL)", id)
+	pgErr := requirePgError(t, err, "25001", "wait_task in BEGIN ... COMMIT")
+	require.Equal(t, "lantern.wait_task() cannot run inside a transaction block", pgErr.Message)
+	require.NotEmpty(t, pgErr.Hint)
+}
+
+// A CREATE INDEX CONCURRENTLY task waits for every transaction older than
+// its snapshots; a waiter that kept a snapshot would stall it until the
+// waiter gave up. Here the waiter is asleep before the build starts (every
+// slot is held until then), and the build finishes while it waits.
+func TestWaitTaskDoesNotStallCreateIndexConcurrently(t *testing.T) {
+	begin(t)
+	su := connect(t, superuser)
+	tbl := ident(t, uniq("cic_wait"))
+	mustExec(t, su, fmt.Sprintf("CREATE TABLE %s AS SELECT g AS v FROM generate_series(1, 50000) g", tbl))
+	t.Cleanup(func() { _ = cluster.Exec(context.Background(), dbName, "DROP TABLE IF EXISTS "+tbl) })
+	lock := holdAdvisoryLock(t)
+	blockers := lock.blockWorkers(t, su, cluster.MaxWorkers())
+	id := submit(t, su, fmt.Sprintf("CREATE INDEX CONCURRENTLY ON %s (v)", tbl))
+
+	waiter := connect(t, superuser)
+	status := make(chan string, 1)
+	go func() {
+		var s *string
+		if err := waiter.QueryRow(context.Background(), "CALL lantern.wait_task($1, '30 s', NULL)", id).Scan(&s); err != nil {
+			status <- "error: " + err.Error()
+			return
+		}
+		status <- deref(s)
+	}()
+	require.Eventually(t, func() bool {
+		return queryOne[int64](t, su, `SELECT count(*) FROM pg_stat_activity
+			WHERE query LIKE 'CALL lantern.wait_task%' AND wait_event = 'Extension'`) == 1
+	}, waitTimeout, 10*time.Millisecond, "the waiter sleeps on its latch")
+	start := time.Now()
+	lock.release(t)
+	select {
+	case s := <-status:
+		t.Logf("the waiter got %q %v after the build could start", s, time.Since(start).Round(time.Millisecond))
+		require.Equal(t, "succeeded", s, "a stalled build would still be running when the waiter gives up")
+	case <-time.After(time.Minute):
+		t.Fatal("the waiter did not return")
+	}
+	requireSucceeded(t, su, blockers...)
+}
+
+// Canceling the waiter stops the wait, not the task.
+func TestCancelingTheWaiterLeavesTheTask(t *testing.T) {
+	begin(t)
+	su := connect(t, superuser)
+	lock := holdAdvisoryLock(t)
+	id := submit(t, su, lock.waitSQL())
+	lock.waitBlocked(t, su, []int64{id})
+
+	waiter := connect(t, superuser)
+	mustExec(t, waiter, "SET statement_timeout = '300ms'")
+	_, err := waiter.Exec(ctx(t), "CALL lantern.wait_task($1, '1 min', NULL)", id)
+	requirePgError(t, err, "57014", "the waiter's statement_timeout")
+	require.Equal(t, "running", queryOne[string](t, su, "SELECT status FROM lantern.tasks WHERE jobid = $1", id))
+
+	lock.release(t)
+	requireSucceeded(t, su, id)
+	mustExec(t, waiter, "RESET statement_timeout")
+	require.Equal(t, "succeeded", waitStatus(t, waiter, id, "1 s"), "the waiter's session is usable")
+}
