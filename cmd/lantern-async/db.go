@@ -170,7 +170,7 @@ func scanTaskRow(row pgx.Row) (taskRow, error) {
 // in jobid order.
 func (s *pgStore) List(ctx context.Context, statuses []string) ([]taskRow, error) {
 	rows, err := s.conn.Query(ctx, taskRowSQL+`
-		WHERE cardinality($1::text[]) = 0 OR t.status = ANY ($1::text[])
+		WHERE coalesce(cardinality($1::text[]), 0) = 0 OR t.status = ANY ($1::text[])
 		ORDER BY t.jobid`, statuses)
 	if err != nil {
 		return nil, wrapDB("", err)
