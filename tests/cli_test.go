@@ -183,7 +183,7 @@ func TestCLIWaitPlainOutput(t *testing.T) {
 	require.Equal(t, 1, r.code, "%s", r)
 	require.NotContains(t, r.stdout, "\r", "no progress bar on a pipe")
 	require.Regexp(t, fmt.Sprintf(`(?m)^task %d running$`, ok), r.stdout, "a line when the task starts")
-	require.Regexp(t, fmt.Sprintf(`(?m)^task %d succeeded in 1\.[0-9]s$`, ok), r.stdout)
+	require.Regexp(t, fmt.Sprintf(`(?m)^task %d succeeded in [0-9.]+s$`, ok), r.stdout)
 	require.Regexp(t, fmt.Sprintf(`(?m)^task %d failed: ERROR:  column "no_such_column" does not exist \(SQLSTATE 42703\)$`, bad), r.stdout)
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	require.LessOrEqual(t, len(lines), 8, "one line per change, not per poll:\n%s", r.stdout)
@@ -199,8 +199,9 @@ func TestCLIProgressOnTerminal(t *testing.T) {
 	mustExec(t, conn, fmt.Sprintf("CREATE TABLE %s AS SELECT md5(i::text) AS v FROM generate_series(1, 2000000) i", table))
 	c := newCLI(t, role)
 
+	// About 2.5 s here: an external sort in 1 MB, md5() once more per row.
 	p, _ := c.startPty("submit", "--wait", fmt.Sprintf(
-		"SET maintenance_work_mem = '1MB'; SET max_parallel_maintenance_workers = 0; CREATE INDEX ON %s (v)", table))
+		"SET maintenance_work_mem = '1MB'; SET max_parallel_maintenance_workers = 0; CREATE INDEX ON %s (md5(v))", table))
 	r := p.end()
 	require.Equal(t, 0, r.code, "%s", r)
 	out := r.stdout

@@ -86,10 +86,10 @@ func (r *barReporter) update(st taskState) {
 		}
 	}
 	bar := r.barFor(st.JobID, pct != nil)
-	if pct != nil {
+	bar.Describe(barDescription(st, left, haveLeft))
+	if pct != nil { // renders again only when the percent changed
 		_ = bar.Set64(min(barMax-1, max(0, int64(math.Round(*pct*10)))))
 	}
-	bar.Describe(barDescription(st, left, haveLeft))
 }
 
 // barFor returns the bar of job, a new one when it has none or changes
