@@ -34,7 +34,6 @@ type app struct {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	a := &app{
 		stdin:          os.Stdin,
 		stdout:         os.Stdout,
