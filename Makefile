@@ -8,6 +8,7 @@
 #   make tidy-check fail if `go mod tidy` would change go.mod or go.sum
 #   make demo       set up what is missing, then show a background index build
 #   make bench      build and install, then run the benchmark (tests/bench): one table on stdout
+#   make cli        build the client command ./lantern-async (cmd/lantern-async)
 
 PG_CONFIG ?= pg_config
 GO ?= go
@@ -40,7 +41,7 @@ export CGO_CFLAGS = -I$(shell $(PG_CONFIG) --includedir-server) -O2 -Wall -Wno-u
 GO_LDFLAGS = -X=runtime.godebugDefault=asyncpreemptoff=1
 GO_SOURCES = $(shell find cgo bgworker control -name '*.go' -o -name '*.c' -o -name '*.h') go.mod go.sum
 
-all: $(GO_LIB)
+all: $(GO_LIB) lantern-async
 
 # PGXS does not track header dependencies: a changed struct must rebuild every user.
 $(OBJS): $(wildcard cgo/loader/*.h)
@@ -80,6 +81,18 @@ bench: install
 	PG_CONFIG='$(PG_CONFIG)' $(GO) run ./tests/bench
 
 .PHONY: install-golib uninstall-golib tidy-check unit test demo bench
+
+# The client command: pure Go, static (no cgo), at the repository root.
+CLI = lantern-async
+CLI_SOURCES = $(shell find cmd/lantern-async -name '*.go') go.mod go.sum
+EXTRA_CLEAN += $(CLI)
+
+$(CLI): $(CLI_SOURCES)
+	CGO_ENABLED=0 $(GO) build -trimpath -o $@ ./cmd/lantern-async
+
+cli: $(CLI)
+
+.PHONY: cli
 
 # No JIT bitcode: it would need clang on every build machine, for no gain here.
 override with_llvm = no

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// store is everything the commands ask the server; pgStore is the real one.
+type store interface {
+	Submit(ctx context.Context, s submission) (int64, error)
+	// WaitTask calls lantern.wait_task(jobid, timeout): it returns when the
+	// task has finished, cannot be seen, or timeout passed.
+	WaitTask(ctx context.Context, jobid int64, timeout time.Duration) error
+	// Snapshot reads the state of each task of jobids, in that order.
+	Snapshot(ctx context.Context, jobids []int64) ([]taskState, error)
+	List(ctx context.Context, statuses []string) ([]taskRow, error)
+	// Task reads one row; nil when the caller cannot see it.
+	Task(ctx context.Context, jobid int64) (*taskRow, error)
+	Cancel(ctx context.Context, jobid int64) (bool, error)
+	Close()
+}
+
+// submission is what lantern.async_task is called with; Timeout is
+// interval text ("" for the server's lantern_async.task_timeout).
+type submission struct {
+	Query, Name, Timeout string
+}
+
+// taskRow is a row of lantern.tasks with its SQLSTATE from lantern.task_errors.
+type taskRow struct {
+	JobID           int64     `json:"jobid"`
+	Query           string    `json:"query"`
+	PgCronJobName   *string   `json:"pg_cron_job_name"`
+	JobName         *string   `json:"job_name"`
+	Username        string    `json:"username"`
+	StartedAt       time.Time `json:"started_at"`
+	DurationSeconds *float64  `json:"duration_seconds"`
+	Status          *string   `json:"status"`
+	ErrorMessage    *string   `json:"error_message"`
+	SQLState        *string   `json:"sqlstate"`
+}
+
+// taskState is what wait needs to know of a task at one moment.
+type taskState struct {
+	JobID        int64
+	Visible      bool   // the caller can see its row
+	Status       string // "" when NULL
+	ErrorMessage string
+	SQLState     string
+	Duration     time.Duration // of a finished task
+	Progress     *progress     // of a running task
+}
+
+// progress is a running task's row of lantern.task_progress.
+type progress struct {
+	Command, Phase string
+	Percent        *float64 // nil when unknown
+	Elapsed        time.Duration
+}
+
+type pgStore struct{ conn *pgx.Conn }
+
+// connectStore connects with dsn, or with the libpq environment variables
+// when dsn is empty.
+func connectStore(ctx context.Context, dsn string) (store, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, usagef("invalid connection settings: %v", err)
+	}
+	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
+		cfg.RuntimeParams["application_name"] = "lantern-async"
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, wrapDB("cannot connect", err)
+	}
+	return &pgStore{conn: conn}, nil
+}
+
+func (s *pgStore) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = s.conn.Close(ctx)
+}
+
+func (s *pgStore) Submit(ctx context.Context, sub submission) (int64, error) {
+	var name *string
+	if sub.Name != "" {
+		name = &sub.Name
+	}
+	var row pgx.Row
+	switch {
+	case sub.Timeout != "":
+		row = s.conn.QueryRow(ctx, "SELECT lantern.async_task($1, $2, $3::interval)", sub.Query, name, sub.Timeout)
+	case name != nil:
+		row = s.conn.QueryRow(ctx, "SELECT lantern.async_task($1, $2)", sub.Query, name)
+	default:
+		row = s.conn.QueryRow(ctx, "SELECT lantern.async_task($1)", sub.Query)
+	}
+	var jobid int64
+	return jobid, wrapDB("", row.Scan(&jobid))
+}
+
+// WaitTask is a CALL outside any transaction block, as wait_task requires.
+func (s *pgStore) WaitTask(ctx context.Context, jobid int64, timeout time.Duration) error {
+	_, err := s.conn.Exec(ctx, "CALL lantern.wait_task($1, $2::interval, NULL)",
+		jobid, fmt.Sprintf("%d microseconds", timeout.Microseconds()))
+	return wrapDB("", err)
+}
+
+const snapshotSQL = `
+SELECT u.jobid, t.jobid IS NOT NULL, coalesce(t.status, ''), coalesce(t.error_message, ''),
+       coalesce(e.sqlstate, ''), coalesce(extract(epoch FROM t.duration)::float8, 0),
+       p.jobid IS NOT NULL, coalesce(p.command, ''), coalesce(p.phase, ''), p.percent::float8,
+       coalesce(extract(epoch FROM p.elapsed)::float8, 0)
+FROM unnest($1::bigint[]) WITH ORDINALITY AS u(jobid, n)
+LEFT JOIN lantern.tasks t ON t.jobid = u.jobid
+LEFT JOIN lantern.task_errors e ON e.jobid = u.jobid
+LEFT JOIN lantern.task_progress p ON p.jobid = u.jobid
+ORDER BY u.n`
+
+func (s *pgStore) Snapshot(ctx context.Context, jobids []int64) ([]taskState, error) {
+	rows, err := s.conn.Query(ctx, snapshotSQL, jobids)
+	if err != nil {
+		return nil, wrapDB("", err)
+	}
+	var out []taskState
+	seen := map[int64]bool{} // a process in two progress views gives two rows
+	for rows.Next() {
+		var st taskState
+		var running bool
+		var duration, elapsed float64
+		var p progress
+		if err := rows.Scan(&st.JobID, &st.Visible, &st.Status, &st.ErrorMessage, &st.SQLState, &duration,
+			&running, &p.Command, &p.Phase, &p.Percent, &elapsed); err != nil {
+			rows.Close()
+			return nil, wrapDB("", err)
+		}
+		if seen[st.JobID] {
+			continue
+		}
+		seen[st.JobID] = true
+		st.Duration = seconds(duration)
+		if running {
+			p.Elapsed = seconds(elapsed)
+			st.Progress = &p
+		}
+		out = append(out, st)
+	}
+	return out, wrapDB("", rows.Err())
+}
+
+const taskRowSQL = `
+SELECT t.jobid, t.query, t.pg_cron_job_name, t.job_name, t.username, t.started_at,
+       extract(epoch FROM t.duration)::float8, t.status, t.error_message, e.sqlstate
+FROM lantern.tasks t LEFT JOIN lantern.task_errors e ON e.jobid = t.jobid`
+
+func scanTaskRow(row pgx.Row) (taskRow, error) {
+	var r taskRow
+	err := row.Scan(&r.JobID, &r.Query, &r.PgCronJobName, &r.JobName, &r.Username, &r.StartedAt,
+		&r.DurationSeconds, &r.Status, &r.ErrorMessage, &r.SQLState)
+	return r, err
+}
+
+// List reads the tasks whose status is one of statuses (all when empty),
+// in jobid order.
+func (s *pgStore) List(ctx context.Context, statuses []string) ([]taskRow, error) {
+	rows, err := s.conn.Query(ctx, taskRowSQL+`
+		WHERE coalesce(cardinality($1::text[]), 0) = 0 OR t.status = ANY ($1::text[])
+		ORDER BY t.jobid`, statuses)
+	if err != nil {
+		return nil, wrapDB("", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (taskRow, error) { return scanTaskRow(r) })
+	return out, wrapDB("", err)
+}
+
+func (s *pgStore) Task(ctx context.Context, jobid int64) (*taskRow, error) {
+	r, err := scanTaskRow(s.conn.QueryRow(ctx, taskRowSQL+" WHERE t.jobid = $1", jobid))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, wrapDB("", err)
+	}
+	return &r, nil
+}
+
+func (s *pgStore) Cancel(ctx context.Context, jobid int64) (bool, error) {
+	var ok *bool
+	if err := s.conn.QueryRow(ctx, "SELECT lantern.cancel_task($1)", jobid).Scan(&ok); err != nil {
+		return false, wrapDB("", err)
+	}
+	return ok != nil && *ok, nil
+}
+
+func seconds(s float64) time.Duration {
+	return time.Duration(s * float64(time.Second))
+}

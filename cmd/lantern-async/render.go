@@ -1,0 +1,203 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Output formats of list and show.
+const (
+	outputTable = "table"
+	outputJSON  = "json"
+)
+
+func checkOutput(format string) error {
+	if format != outputTable && format != outputJSON {
+		return usagef("--output must be %q or %q, not %q", outputTable, outputJSON, format)
+	}
+	return nil
+}
+
+// writeJSON writes v indented, with a final newline.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// queryWidth is how much of a query a list shows.
+const queryWidth = 60
+
+var listHeaders = []string{"jobid", "status", "job_name", "started_at", "duration", "query"}
+
+// renderList writes rows as a psql-style aligned table with a row count.
+func renderList(w io.Writer, rows []taskRow) {
+	cells := make([][]string, len(rows))
+	for i, r := range rows {
+		cells[i] = []string{
+			strconv.FormatInt(r.JobID, 10), deref(r.Status), deref(r.JobName),
+			formatTime(r.StartedAt), formatSeconds(r.DurationSeconds), shorten(r.Query, queryWidth),
+		}
+	}
+	renderTable(w, listHeaders, []bool{true}, cells)
+	if len(rows) == 1 {
+		fmt.Fprintln(w, "(1 row)")
+	} else {
+		fmt.Fprintf(w, "(%d rows)\n", len(rows))
+	}
+}
+
+// renderTable aligns cells under headers like psql: headers centered,
+// columns separated by " | ", rightAlign[i] right-aligns column i.
+func renderTable(w io.Writer, headers []string, rightAlign []bool, cells [][]string) {
+	widths := make([]int, len(headers))
+	for i, h := range headers {
+		widths[i] = width(h)
+	}
+	for _, row := range cells {
+		for i, c := range row {
+			widths[i] = max(widths[i], width(c))
+		}
+	}
+	line := func(parts []string) {
+		fmt.Fprintln(w, strings.TrimRight(" "+strings.Join(parts, " | "), " "))
+	}
+	hs := make([]string, len(headers))
+	dashes := make([]string, len(headers))
+	for i, h := range headers {
+		hs[i] = center(h, widths[i])
+		dashes[i] = strings.Repeat("-", widths[i])
+	}
+	line(hs)
+	fmt.Fprintln(w, "-"+strings.Join(dashes, "-+-")+"-")
+	for _, row := range cells {
+		parts := make([]string, len(row))
+		for i, c := range row {
+			parts[i] = pad(c, widths[i], i < len(rightAlign) && rightAlign[i])
+		}
+		line(parts)
+	}
+}
+
+// field is one line of an expanded record.
+type field struct{ name, value string }
+
+// showFields are the columns show prints as a record; error_message
+// follows the record, as psql prints an error.
+func showFields(r taskRow) []field {
+	return []field{
+		{"jobid", strconv.FormatInt(r.JobID, 10)},
+		{"job_name", deref(r.JobName)},
+		{"status", deref(r.Status)},
+		{"username", r.Username},
+		{"started_at", formatTime(r.StartedAt)},
+		{"duration", formatSeconds(r.DurationSeconds)},
+		{"sqlstate", deref(r.SQLState)},
+		{"pg_cron_job_name", deref(r.PgCronJobName)},
+		{"query", r.Query},
+	}
+}
+
+// renderShow writes the task as psql's expanded display (\x) does, then its
+// error_message as psql prints an error.
+func renderShow(w io.Writer, r taskRow) {
+	renderRecord(w, showFields(r))
+	if r.ErrorMessage != nil {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, strings.TrimRight(*r.ErrorMessage, "\n"))
+	}
+}
+
+// renderRecord is psql's expanded display of one record: a multi-line value
+// continues on the next lines, each line but the last ending in "+".
+func renderRecord(w io.Writer, fields []field) {
+	nameWidth, valueWidth := 0, 0
+	for _, f := range fields {
+		nameWidth = max(nameWidth, width(f.name))
+		for _, l := range strings.Split(f.value, "\n") {
+			valueWidth = max(valueWidth, width(l))
+		}
+	}
+	head := "-[ RECORD 1 ]"
+	fmt.Fprintln(w, head+strings.Repeat("-", max(0, nameWidth+1-width(head)))+"+"+strings.Repeat("-", valueWidth+1))
+	for _, f := range fields {
+		lines := strings.Split(f.value, "\n")
+		for i, l := range lines {
+			name := ""
+			if i == 0 {
+				name = f.name
+			}
+			if i < len(lines)-1 {
+				l = pad(l, valueWidth, false) + "+"
+			}
+			fmt.Fprintln(w, strings.TrimRight(pad(name, nameWidth, false)+" | "+l, " "))
+		}
+	}
+}
+
+// shorten puts s on one line (runs of white space become one space) and
+// cuts it to n characters, the last one "…" when cut.
+func shorten(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
+}
+
+// formatDuration is a short human form: 0.4ms, 850ms, 3.2s, 4m05s, 1h02m03s.
+func formatDuration(d time.Duration) string {
+	switch {
+	case d < 10*time.Millisecond:
+		return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond))
+	case d < time.Second:
+		return fmt.Sprintf("%dms", d.Milliseconds())
+	case d < time.Minute:
+		return fmt.Sprintf("%.1fs", d.Seconds())
+	case d < time.Hour:
+		d = d.Round(time.Second)
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	default:
+		d = d.Round(time.Second)
+		return fmt.Sprintf("%dh%02dm%02ds", int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60)
+	}
+}
+
+func formatSeconds(s *float64) string {
+	if s == nil {
+		return ""
+	}
+	return formatDuration(seconds(*s))
+}
+
+func formatTime(t time.Time) string {
+	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+func width(s string) int { return utf8.RuneCountInString(s) }
+
+func pad(s string, n int, right bool) string {
+	fill := strings.Repeat(" ", max(0, n-width(s)))
+	if right {
+		return fill + s
+	}
+	return s + fill
+}
+
+func center(s string, n int) string {
+	left := max(0, n-width(s)) / 2
+	return pad(strings.Repeat(" ", left)+s, n, false)
+}
+
+func deref(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+type submitFlags struct {
+	name    string
+	wait    bool
+	timeout string
+	file    string
+}
+
+func (a *app) submitCommand() *cobra.Command {
+	var f submitFlags
+	cmd := &cobra.Command{
+		Use:   "submit [flags] [SQL | -]",
+		Short: "Queue SQL to run in the background; prints its jobid",
+		Long: `Queue SQL with lantern.async_task() and print its jobid.
+
+The SQL is the argument, or the contents of --file, or standard input when
+the argument is "-" or absent and standard input is not a terminal. It runs
+like psql -c: several statements separated by ";" are one transaction.
+
+--timeout is the task's own time limit, a Go duration (90s, 1h30m) or a
+PostgreSQL interval ('2 hours'); without it the server's
+lantern_async.task_timeout applies. --wait then waits like "wait".`,
+		Example: `  lantern-async submit --name 'index items' 'CREATE INDEX ON items (v)'
+  lantern-async submit --wait --timeout 2h --file build_index.sql
+  echo 'VACUUM items' | lantern-async submit`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sub, err := a.submission(f, args)
+			if err != nil {
+				return err
+			}
+			db, err := a.connect(cmd.Context(), a.dsn)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			jobid, err := db.Submit(cmd.Context(), sub)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(a.stdout, jobid)
+			if !f.wait {
+				return nil
+			}
+			return a.waitFor(cmd.Context(), db, []int64{jobid})
+		},
+	}
+	cmd.Flags().StringVarP(&f.name, "name", "n", "", "job name, for people (lantern.tasks.job_name)")
+	cmd.Flags().BoolVarP(&f.wait, "wait", "w", false, "wait for the task to finish, like the wait command")
+	cmd.Flags().StringVarP(&f.timeout, "timeout", "t", "", "the task's time limit: a Go duration or a PostgreSQL interval")
+	cmd.Flags().StringVarP(&f.file, "file", "f", "", `read the SQL from this file ("-": standard input)`)
+	return cmd
+}
+
+// submission builds what to submit from the flags and arguments.
+func (a *app) submission(f submitFlags, args []string) (submission, error) {
+	query, err := a.readSQL(f.file, args)
+	if err != nil {
+		return submission{}, err
+	}
+	timeout, err := intervalText(f.timeout)
+	if err != nil {
+		return submission{}, err
+	}
+	return submission{Query: query, Name: f.name, Timeout: timeout}, nil
+}
+
+// readSQL returns the SQL to submit: from the argument, --file, or stdin.
+func (a *app) readSQL(file string, args []string) (string, error) {
+	var src io.Reader
+	switch {
+	case file != "" && len(args) > 0:
+		return "", usagef("give the SQL either as an argument or with --file, not both")
+	case file == "-" || (file == "" && len(args) > 0 && args[0] == "-"):
+		src = a.stdin
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", usagef("%v", err)
+		}
+		return nonEmptySQL(string(b))
+	case len(args) > 0:
+		return nonEmptySQL(args[0])
+	case a.stdinTerminal:
+		return "", usagef("no SQL: give it as an argument, with --file, or on standard input")
+	default:
+		src = a.stdin
+	}
+	b, err := io.ReadAll(src)
+	if err != nil {
+		return "", usagef("reading standard input: %v", err)
+	}
+	return nonEmptySQL(string(b))
+}
+
+func nonEmptySQL(s string) (string, error) {
+	if strings.TrimSpace(s) == "" {
+		return "", usagef("the SQL is empty")
+	}
+	return s, nil
+}
+
+// intervalText turns --timeout into interval text for the server: a Go
+// duration becomes microseconds, anything else is left to PostgreSQL's
+// interval input (which reports its own syntax errors).
+func intervalText(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "", nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return "", usagef("--timeout must not be negative, not %s", s)
+		}
+		return fmt.Sprintf("%d microseconds", d.Microseconds()), nil
+	}
+	return s, nil
+}
