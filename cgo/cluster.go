@@ -189,3 +189,13 @@ func (c *cluster) Lost(e control.Exit) {
 func (c *cluster) Wait(timeout time.Duration) bool {
 	return C.la_wait(C.long(timeout.Milliseconds())) != 0
 }
+
+func (c *cluster) HistoryDue() []uint32 {
+	var dbs [C.LA_HISTORY_DUE_MAX]C.Oid
+	n := C.la_history_due(&dbs[0], C.LA_HISTORY_DUE_MAX)
+	due := make([]uint32, n)
+	for i := range due {
+		due[i] = uint32(dbs[i])
+	}
+	return due
+}

@@ -22,8 +22,6 @@
 #include "la_call.h"
 #include "la_shared.h"
 
-typedef void (*la_bk_body) (LaPrivileged *p, void *arg);
-
 /* Set by a body whose transaction must roll back rather than commit. */
 static bool la_bk_rollback = false;
 
@@ -57,7 +55,7 @@ la_bk_close(LaPrivileged *p)
 }
 
 /* Run body in a bookkeeping transaction; body is skipped when the extension is not installed. */
-static bool
+bool
 la_bk_run(la_bk_body body, void *arg, LaError *err)
 {
 	LaPrivileged p;

@@ -74,6 +74,10 @@ typedef struct LaQueueRow
 	bool		canlogin;
 } LaQueueRow;
 
+/* A bookkeeping transaction (la_bookkeeping.c): body runs as the bootstrap superuser. */
+typedef void (*la_bk_body) (LaPrivileged *p, void *arg);
+extern bool la_bk_run(la_bk_body body, void *arg, LaError *err);
+
 extern bool la_bk_ready(bool *ready, LaError *err);
 extern bool la_bk_claim(int slot, const LaSettle *finished, uint32_t finished_relid,
 						int64_t *jobid, char **query, uint32_t *tasks_relid, LaError *err);
@@ -82,6 +86,11 @@ extern bool la_bk_settle(const LaSettle *settle, uint32_t tasks_relid, int64_t *
 extern bool la_bk_queues(LaQueueRow **rows, int *nrows, LaError *err);
 extern bool la_bk_fail_orphans(const LaSettle *settle, int64_t *count, LaError *err);
 extern uint32_t la_bk_database(void);
+
+/* la_history.c */
+#define LA_HISTORY_BATCH 500
+extern bool la_history_expire_batch(int64_t *deleted, LaError *err);
+extern bool la_history_note_oldest(LaError *err);
 
 /* la_launch.c */
 extern int	la_launch(uint32_t dboid, uint32_t roleid, bool start_sweep, LaError *err);

@@ -117,3 +117,17 @@ func (s *site) Note(roleID uint32, pending int64) {
 func (s *site) Looking()       { C.la_demand_looking(s.db, 0) }
 func (s *site) Settled() bool  { return bool(C.la_demand_settled(s.db, 0)) }
 func (s *site) Retiring() bool { return bool(C.la_slot_retiring(s.slot)) }
+
+func (s *site) ExpireHistory() (int64, bool, error) {
+	if !C.la_history_expire_batch(&s.out.count, s.pg.err) {
+		return 0, false, s.pg.lastError()
+	}
+	return int64(s.out.count), s.out.count == C.LA_HISTORY_BATCH, nil
+}
+
+func (s *site) NoteHistory() error {
+	if !C.la_history_note_oldest(s.pg.err) {
+		return s.pg.lastError()
+	}
+	return nil
+}

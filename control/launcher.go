@@ -51,6 +51,9 @@ type Cluster interface {
 	Reap() ([]Exit, error)
 	// Lost hands a task whose worker ended while running it to the scouts.
 	Lost(e Exit)
+	// HistoryDue lists the databases whose finished tasks are due for
+	// deletion (lantern_async.history_retention): each needs a scout.
+	HistoryDue() []uint32
 	// Wait sleeps until woken or the timeout passes; true means stop.
 	Wait(timeout time.Duration) bool
 	Capacity() int
@@ -132,6 +135,9 @@ func (l *Launcher) round() error {
 	}
 	if err := l.sweepIfNeeded(); err != nil {
 		return err
+	}
+	for _, db := range c.HistoryDue() {
+		c.Note(Key{DB: db})
 	}
 	// Slots first, then the board: a claim lowers the board's count before
 	// its slot shows the task, so in this order a task being claimed is

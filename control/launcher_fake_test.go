@@ -27,6 +27,7 @@ type launched struct {
 // default result. before[i], when set, runs at the start of round i+1
 // (in Reap), to change the state between rounds.
 type fakeCluster struct {
+	historyDue      []uint32 // returned by the next HistoryDue, once
 	databases       []uint32
 	dbErrs          []error
 	board           []Demand
@@ -211,6 +212,12 @@ func (c *fakeCluster) Reap() ([]Exit, error) {
 func (c *fakeCluster) Lost(e Exit) {
 	c.record("Lost")
 	c.lost = append(c.lost, e)
+}
+
+func (c *fakeCluster) HistoryDue() []uint32 {
+	due := c.historyDue
+	c.historyDue = nil
+	return due
 }
 
 func (c *fakeCluster) Wait(timeout time.Duration) bool {

@@ -332,3 +332,13 @@ func TestLauncherReadsSlotsBeforeTheBoard(t *testing.T) {
 	runRounds(t, c, 1)
 	assertBefore(t, c.calls[2:], "Slots", "Demands")
 }
+
+// A database whose finished tasks fall due for deletion gets a scout, and
+// nothing else: no worker, no catalog look beyond the round's.
+func TestLauncherScoutsADatabaseWhoseHistoryIsDue(t *testing.T) {
+	c := newCluster()
+	c.historyDue = []uint32{dbX}
+	runRounds(t, c, 1)
+	assert.Equal(t, []Key{scoutX}, c.notes)
+	assert.Equal(t, []launched{{scoutX, false}}, c.launches)
+}

@@ -73,6 +73,12 @@ type Site interface {
 	// Retiring tells whether the scout must leave (its database is being
 	// dropped, renamed, moved or copied).
 	Retiring() bool
+	// ExpireHistory deletes one small batch of the finished tasks that
+	// lantern_async.history_retention no longer keeps (none without one);
+	// more is true when there may be more.
+	ExpireHistory() (deleted int64, more bool, err error)
+	// NoteHistory tells the launcher when the next finished tasks here fall due.
+	NoteHistory() error
 }
 
 // Scout sweeps one database: it settles what can never run or was left
@@ -114,7 +120,30 @@ func (s *Scout) sweep() error {
 	if err := s.failOrphans(); err != nil {
 		return err
 	}
-	return s.noteQueues()
+	if err := s.noteQueues(); err != nil {
+		return err
+	}
+	return s.expireHistory()
+}
+
+// expireHistory deletes what the retention no longer keeps, a batch per
+// transaction, and leaves the database at once when it must.
+func (s *Scout) expireHistory() error {
+	var total int64
+	for {
+		n, more, err := s.Site.ExpireHistory()
+		if err != nil {
+			return err
+		}
+		total += n
+		if !more || s.Site.Retiring() {
+			break
+		}
+	}
+	if total > 0 {
+		s.Log.Logf("lantern_async: deleted %d finished task(s) older than lantern_async.history_retention", total)
+	}
+	return s.Site.NoteHistory()
 }
 
 // settleLost waits for a lost task's row if it must: otherwise a row

@@ -33,6 +33,9 @@ type fakeSite struct {
 	queuesErr    error
 	settled      []bool // default true
 	retiring     []bool // default false
+	expired      []int64 // rows each ExpireHistory deletes; then 0 (a full batch means more)
+	expireErr    error
+	noteHistErr  error
 
 	calls   []string
 	settles []settleCall
@@ -114,6 +117,23 @@ func (s *fakeSite) Settled() bool {
 func (s *fakeSite) Retiring() bool {
 	s.record("Retiring")
 	return pop(&s.retiring, false)
+}
+
+// fakeBatch is the fake's full batch of ExpireHistory.
+const fakeBatch = 500
+
+func (s *fakeSite) ExpireHistory() (int64, bool, error) {
+	s.record("ExpireHistory")
+	if s.expireErr != nil {
+		return 0, false, s.expireErr
+	}
+	n := pop(&s.expired, 0)
+	return n, n == fakeBatch, nil
+}
+
+func (s *fakeSite) NoteHistory() error {
+	s.record("NoteHistory")
+	return s.noteHistErr
 }
 
 // queue is a runnable queue of a role that still exists and can log in.

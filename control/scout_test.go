@@ -63,7 +63,7 @@ func TestScoutSettlesLostTasks(t *testing.T) {
 	assert.Equal(t, []string{
 		"Retiring", "Looking", "Installed", "Lost",
 		"Settle", "Found", "Settle", "Found",
-		"FailOrphans", "Queues", "Settled",
+		"FailOrphans", "Queues", "ExpireHistory", "NoteHistory", "Settled",
 	}, site.calls, "each lost task is settled, then found; all before the orphans are failed")
 	assert.Empty(t, log.lines)
 }
@@ -158,7 +158,7 @@ func TestScoutNotesAndRefusesEachQueueInOrder(t *testing.T) {
 	require.Len(t, site.settles, 2)
 	assert.Equal(t, Selection{RoleID: keyB.Role}, site.settles[0].Sel)
 	assert.Equal(t, Selection{Unowned: true}, site.settles[1].Sel)
-	assert.Equal(t, []string{"Note", "Settle", "Note", "Settle", "Settled"}, site.calls[len(site.calls)-5:])
+	assert.Equal(t, []string{"Note", "Settle", "Note", "Settle", "ExpireHistory", "NoteHistory", "Settled"}, site.calls[len(site.calls)-7:])
 }
 
 func TestScoutSweepsAgainWhenNotSettled(t *testing.T) {
@@ -174,7 +174,7 @@ func TestScoutSweepsAgainWhenNotSettled(t *testing.T) {
 	assert.True(t, strings.HasPrefix(site.failed[0].Message, serverStoppedMsg), "first sweep: %q", site.failed[0].Message)
 	assert.True(t, strings.HasPrefix(site.failed[1].Message, workerLostMsg), "second sweep: %q", site.failed[1].Message)
 	assert.False(t, s.StartSweep)
-	assert.Equal(t, []string{"Settled", "Retiring", "Looking", "Installed"}, site.calls[7:11])
+	assert.Equal(t, []string{"Settled", "Retiring", "Looking", "Installed"}, site.calls[9:13])
 }
 
 func TestScoutLeavesWhenRetiring(t *testing.T) {
@@ -261,4 +261,31 @@ func TestScoutRecordsAParkedOutcome(t *testing.T) {
 	assert.Equal(t, bgworker.Outcome{JobID: 9, Table: tasksTable, Status: bgworker.Succeeded}, got,
 		"the worker's own outcome wins over the accepted-cancel flag: it was decided after it")
 	assert.Equal(t, []LostTask{lost}, site.found)
+}
+
+// The history goes a batch per call until a call deletes less than a full
+// batch; the launcher then learns when the next rows fall due.
+func TestScoutExpiresHistoryInBatches(t *testing.T) {
+	site := newSite()
+	site.expired = []int64{fakeBatch, fakeBatch, 7}
+	log := &fakeLogger{}
+	s := Scout{Site: site, Log: log}
+	_, err := s.Run()
+	require.NoError(t, err)
+	assert.Equal(t, 3, site.count("ExpireHistory"))
+	assert.Equal(t, 1, site.count("NoteHistory"))
+	require.Len(t, log.lines, 1)
+	assert.Contains(t, log.lines[0], "deleted 1007 finished task(s)")
+}
+
+// A scout asked to leave stops between batches, and still says what is left.
+func TestScoutStopsExpiringWhenRetiring(t *testing.T) {
+	site := newSite()
+	site.expired = []int64{fakeBatch, fakeBatch, fakeBatch}
+	site.retiring = []bool{false, true}
+	s := Scout{Site: site, Log: &fakeLogger{}}
+	_, err := s.Run()
+	require.NoError(t, err)
+	assert.Equal(t, 1, site.count("ExpireHistory"))
+	assert.Equal(t, 1, site.count("NoteHistory"))
 }

@@ -1,6 +1,12 @@
 -- lantern_async 0.2.0 -> 0.3.0
 \echo Use "ALTER EXTENSION lantern_async UPDATE TO '0.3.0'" to load this file. \quit
 
+-- lantern_async.history_retention deletes finished rows oldest first
+-- through this index; the claims never read it.  (started_at is the submit
+-- time: a row finished by a cutoff was submitted before it.)
+CREATE INDEX tasks_finished_idx ON lantern.tasks (started_at)
+    WHERE status IN ('succeeded', 'failed', 'canceled');
+
 -- A per-task limit on how long the task may run (NULL: the worker session's
 -- lantern_async.task_timeout, set per role, database or server).
 ALTER TABLE lantern.task_owners ADD COLUMN timeout interval;

@@ -160,6 +160,12 @@ COMMENT ON FUNCTION lantern.async_task(text, text) IS 'Queue a query, with a job
 COMMENT ON FUNCTION lantern.cancel_task(bigint) IS 'Cancel a pending or running task; false when it does not exist or has finished';
 COMMENT ON FUNCTION lantern.cancel_all_async_tasks() IS 'Cancel the caller''s unfinished tasks (a superuser''s: all)';
 
+-- lantern_async.history_retention deletes finished rows oldest first
+-- through this index; the claims never read it.  (started_at is the submit
+-- time: a row finished by a cutoff was submitted before it.)
+CREATE INDEX tasks_finished_idx ON lantern.tasks (started_at)
+    WHERE status IN ('succeeded', 'failed', 'canceled');
+
 -- A per-task limit on how long the task may run (NULL: the worker session's
 -- lantern_async.task_timeout, set per role, database or server).
 ALTER TABLE lantern.task_owners ADD COLUMN timeout interval;

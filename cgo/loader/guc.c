@@ -14,6 +14,7 @@
 char	   *la_database = NULL;
 int			la_max_workers = 4;
 int			la_worker_idle_timeout = 1000;
+int			la_history_retention = 0;
 
 /*
  * Unset, every database is served, and SHOW reports the one the session is
@@ -69,6 +70,17 @@ la_guc_define(void)
 							0, 24 * 3600 * 1000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("lantern_async.history_retention",
+							"How long finished tasks stay in lantern.tasks.",
+							"Rows that finished longer ago than this are deleted, a few at a time; "
+							"pending and running tasks never are. 0 keeps every row.",
+							&la_history_retention,
+							0,
+							0, PG_INT32_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("lantern_async");

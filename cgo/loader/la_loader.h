@@ -28,6 +28,9 @@ typedef struct LaTaskState
 
 extern LaTaskState la_queue_read_task(const LaCatalog *cat, int64 jobid);
 
+/* history.c */
+extern void la_history_note(Oid dboid, TimestampTz finished);
+
 /* wait.c */
 extern Size la_wait_shmem_size(void);
 extern void la_wait_shmem_init(void);

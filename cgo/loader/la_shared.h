@@ -14,6 +14,7 @@
 
 #include "postgres.h"
 
+#include "datatype/timestamp.h"
 #include "postmaster/bgworker.h"
 #include "storage/lockdefs.h"
 
@@ -96,10 +97,16 @@ typedef struct LaLostView
 	LaOutcome	outcome;		/* set: the worker's own outcome, to record as is */
 } LaLostView;
 
+/* history.c: when finished tasks fall due for lantern_async.history_retention */
+#define LA_HISTORY_DUE_MAX 64
+extern PGDLLEXPORT void la_history_set(Oid dboid, TimestampTz oldest, bool still_due);
+extern PGDLLEXPORT int la_history_due(Oid *dbs, int max);
+
 /* GUCs (guc.c) */
 extern PGDLLEXPORT char *la_database;
 extern PGDLLEXPORT int la_max_workers;
 extern PGDLLEXPORT int la_worker_idle_timeout;	/* milliseconds */
+extern PGDLLEXPORT int la_history_retention;	/* seconds; 0: keep every finished task */
 
 /* The extension's own objects, found through pg_depend (catalog.c). */
 typedef struct LaCatalog

@@ -85,6 +85,20 @@ typedef struct LaBlock
 	TimestampTz until;			/* safety net if that backend never unblocks */
 } LaBlock;
 
+/*
+ * Finished history per database (history.c): the earliest finish time of
+ * a row there that lantern_async.history_retention has not deleted yet, so
+ * that the launcher sends a scout when it falls due, and never otherwise.
+ */
+#define LA_HISTORIES 512
+
+typedef struct LaHistory
+{
+	Oid			dboid;			/* InvalidOid: unused */
+	TimestampTz oldest;			/* earliest finish of a row still there */
+	TimestampTz not_before;		/* a scout could not delete what was due: try again then */
+} LaHistory;
+
 typedef struct LaShmem
 {
 	slock_t		mutex;			/* slots, lost tasks, blocks, launcher */
@@ -96,6 +110,7 @@ typedef struct LaShmem
 	LaDemand	demands[LA_DEMANDS];
 	LaBlock		blocks[LA_BLOCKS];
 	LaLost		lost[LA_LOST];
+	LaHistory	histories[LA_HISTORIES];
 	int			nslots;
 	LaSlot		slots[FLEXIBLE_ARRAY_MEMBER];
 } LaShmem;

@@ -118,7 +118,11 @@ la_wait_xact_callback(XactEvent event, void *arg)
 		return;
 	/* At COMMIT the new statuses are visible already; PREPARE wakes nobody. */
 	if (event == XACT_EVENT_COMMIT)
+	{
 		la_wait_wake();
+		/* And the history learns when these tasks finished (history.c). */
+		la_history_note(MyDatabaseId, GetCurrentTimestamp());
+	}
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE)
 	{
 		la_nnoted = 0;
