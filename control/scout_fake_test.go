@@ -31,8 +31,8 @@ type fakeSite struct {
 	orphansErr   error
 	queues       []RoleQueue
 	queuesErr    error
-	settled      []bool // default true
-	retiring     []bool // default false
+	settled      []bool  // default true
+	retiring     []bool  // default false
 	expired      []int64 // rows each ExpireHistory deletes; then 0 (a full batch means more)
 	expireErr    error
 	noteHistErr  error
