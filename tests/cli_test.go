@@ -154,7 +154,7 @@ func TestCLIListAndShowJSON(t *testing.T) {
 
 	r = c.run("list", "--all")
 	require.Equal(t, 0, r.code, "%s", r)
-	require.Regexp(t, `^ jobid \|\s+status\s+\|\s+job_name\s+\|\s+started_at\s+\|\s+duration\s+\|\s+query\n-+\+`, r.stdout)
+	require.Regexp(t, `^\s+jobid\s+\|\s+status\s+\|\s+job_name\s+\|\s+started_at\s+\|\s+duration\s+\|\s+query\n-+\+`, r.stdout)
 	require.Regexp(t, fmt.Sprintf(`(?m)^ +%d \| succeeded +\| quick one +\| .* \| SELECT 1$`, quick), r.stdout)
 	require.Contains(t, r.stdout, "(2 rows)")
 
