@@ -15,6 +15,7 @@ char	   *la_database = NULL;
 int			la_max_workers = 4;
 int			la_worker_idle_timeout = 1000;
 int			la_history_retention = 0;
+int			la_task_timeout = 0;
 
 /*
  * Unset, every database is served, and SHOW reports the one the session is
@@ -81,6 +82,24 @@ la_guc_define(void)
 							0, PG_INT32_MAX,
 							PGC_SIGHUP,
 							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	/*
+	 * Read by a worker when a task starts, in the session it runs the task
+	 * in (logged in as the task's role, in its database): so ALTER ROLE /
+	 * ALTER DATABASE ... SET and postgresql.conf apply, and the submitter's
+	 * own session value does not.  A task's own timeout (the third argument
+	 * of lantern.async_task()) takes precedence.
+	 */
+	DefineCustomIntVariable("lantern_async.task_timeout",
+							"Stops a task that runs longer than this.",
+							"Counted from when a worker starts the task; 0 turns the limit off. "
+							"A task submitted with a timeout of its own uses that instead.",
+							&la_task_timeout,
+							0,
+							0, PG_INT32_MAX,
+							PGC_USERSET,
+							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("lantern_async");

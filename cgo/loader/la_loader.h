@@ -17,7 +17,7 @@ extern int	la_golib_run(const char *entry, int arg);
 extern int	la_queue_execute(const char *sql, int nargs, Oid *types, Datum *values,
 							 const char *nulls, bool latest);
 extern int64 la_queue_insert(const LaCatalog *cat, const char *query, const char *job_name,
-							 const char *username, Oid roleid);
+							 const char *username, Oid roleid, const Interval *timeout);
 
 typedef struct LaTaskState
 {

@@ -107,6 +107,7 @@ extern PGDLLEXPORT char *la_database;
 extern PGDLLEXPORT int la_max_workers;
 extern PGDLLEXPORT int la_worker_idle_timeout;	/* milliseconds */
 extern PGDLLEXPORT int la_history_retention;	/* seconds; 0: keep every finished task */
+extern PGDLLEXPORT int la_task_timeout;	/* milliseconds, 0: none */
 
 /* The extension's own objects, found through pg_depend (catalog.c). */
 typedef struct LaCatalog
@@ -168,6 +169,13 @@ typedef struct LaSavedPlan
 extern PGDLLEXPORT struct _SPI_plan *la_queue_plan(LaSavedPlan *saved, Oid relid, const char *sql,
 												   int nargs, Oid *types);
 extern PGDLLEXPORT int la_queue_running(const LaCatalog *cat, int64 **jobids);
+
+/*
+ * A task's own time limit, lantern.task_owners.timeout (queue.c): the
+ * column exists from 0.3.0 on; an interval's length in microseconds.
+ */
+extern PGDLLEXPORT bool la_queue_has_timeout(const LaCatalog *cat);
+extern PGDLLEXPORT int64 la_interval_usecs(const Interval *span);
 
 /* Worker registration, shared by the launcher and the processes it starts (loader.c). */
 extern PGDLLEXPORT void la_worker_describe(BackgroundWorker *worker, const char *function,

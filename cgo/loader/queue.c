@@ -10,10 +10,13 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "common/int128.h"
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "la_loader.h"
 #include "la_shared.h"
@@ -101,7 +104,7 @@ la_queue_running(const LaCatalog *cat, int64 **jobids)
  * when the tables it uses change.)
  */
 static LaSavedPlan la_settle_plans[2];	/* without, with SKIP LOCKED */
-static LaSavedPlan la_insert_plan;
+static LaSavedPlan la_insert_plans[2];	/* without, with task_owners.timeout */
 
 SPIPlanPtr
 la_queue_plan(LaSavedPlan *saved, Oid relid, const char *sql, int nargs, Oid *types)
@@ -251,32 +254,78 @@ la_queue_settle(const LaCatalog *cat, const LaSettle *s)
 }
 
 /*
- * Queue a task for roleid, with username as the name it had at submit.  The
- * owner row is what makes the task runnable: it is written here only.
+ * Whether lantern.task_owners has the column timeout (interval), which 0.3.0
+ * added: a database still at 0.2.0 is served too, without per-task limits.
+ * The table is the extension's own (found through pg_depend), so its
+ * columns are the ones its scripts made.
+ */
+bool
+la_queue_has_timeout(const LaCatalog *cat)
+{
+	AttrNumber	attnum = get_attnum(cat->task_owners, "timeout");
+
+	return attnum != InvalidAttrNumber && get_atttype(cat->task_owners, attnum) == INTERVALOID;
+}
+
+/*
+ * The length of an interval in microseconds, a month counting 30 days and a
+ * day 24 hours (as interval comparison counts them: '1 mon' = '30 days'),
+ * saturated at the ends of int64 (about 292,000 years).
+ */
+int64
+la_interval_usecs(const Interval *span)
+{
+	INT128		usecs = int64_to_int128(span->time);
+
+	int128_add_int64_mul_int64(&usecs, span->day, USECS_PER_DAY);
+	int128_add_int64_mul_int64(&usecs, span->month, DAYS_PER_MONTH * USECS_PER_DAY);
+	if (int128_compare(usecs, int64_to_int128(PG_INT64_MAX)) > 0)
+		return PG_INT64_MAX;
+	if (int128_compare(usecs, int64_to_int128(PG_INT64_MIN)) < 0)
+		return PG_INT64_MIN;
+	return int128_to_int64(usecs);
+}
+
+/*
+ * Queue a task for roleid, with username as the name it had at submit and
+ * timeout its own time limit (NULL: lantern_async.task_timeout as its
+ * worker's session sees it).  The owner row is what makes the task
+ * runnable: it is written here only.
  */
 int64
 la_queue_insert(const LaCatalog *cat, const char *query, const char *job_name,
-				const char *username, Oid roleid)
+				const char *username, Oid roleid, const Interval *timeout)
 {
-	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, OIDOID};
-	Datum		values[4];
-	char		nulls[5] = "    ";
+	Oid			types[5] = {TEXTOID, TEXTOID, TEXTOID, OIDOID, INTERVALOID};
+	Datum		values[5];
+	char		nulls[6] = "     ";
+	bool		with_timeout = la_queue_has_timeout(cat);
 	bool		isnull;
 	char	   *sql;
 	int			rc;
 
+	if (timeout != NULL && !with_timeout)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"%s\" must be updated before tasks can have a timeout", LA_EXTENSION_NAME),
+				 errdetail("The version installed in this database has no lantern.task_owners.timeout column."),
+				 errhint("Run ALTER EXTENSION %s UPDATE.", LA_EXTENSION_NAME)));
 	values[0] = CStringGetTextDatum(query);
 	values[1] = la_queue_text(job_name, &nulls[1]);
 	values[2] = CStringGetTextDatum(username);
 	values[3] = ObjectIdGetDatum(roleid);
+	values[4] = PointerGetDatum(timeout);
+	nulls[4] = timeout ? ' ' : 'n';
 	sql = psprintf("WITH task AS ("
 				   "  INSERT INTO %s (query, job_name, username, status) "
 				   "  VALUES ($1, $2, $3, 'pending') RETURNING jobid), "
 				   "owner AS ("
-				   "  INSERT INTO %s (jobid, roleid) SELECT jobid, $4 FROM task) "
+				   "  INSERT INTO %s (jobid, roleid%s) SELECT jobid, $4%s FROM task) "
 				   "SELECT jobid FROM task",
-				   cat->tasks_name, cat->task_owners_name);
-	rc = SPI_execute_plan(la_queue_plan(&la_insert_plan, cat->tasks, sql, 4, types),
+				   cat->tasks_name, cat->task_owners_name,
+				   with_timeout ? ", timeout" : "", with_timeout ? ", $5" : "");
+	rc = SPI_execute_plan(la_queue_plan(&la_insert_plans[with_timeout ? 1 : 0], cat->tasks, sql,
+										with_timeout ? 5 : 4, types),
 						  values, nulls, false, 0);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "lantern_async could not queue the task: %s", SPI_result_code_string(rc));

@@ -17,6 +17,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 
 #include "la_loader.h"
 #include "la_shared.h"
@@ -136,16 +137,40 @@ la_submit_check_database(void)
 						 la_database)));
 }
 
+/*
+ * The task's own time limit: NULL (or no third argument) leaves it to
+ * lantern_async.task_timeout as the worker's session sees it.  A limit of
+ * zero or less is refused rather than read as "none": a task that must
+ * not be limited while the setting is on gets a long timeout instead.
+ */
+static Interval *
+la_submit_timeout_arg(FunctionCallInfo fcinfo)
+{
+	Interval   *timeout;
+
+	if (PG_NARGS() < 3 || PG_ARGISNULL(2))
+		return NULL;
+	timeout = PG_GETARG_INTERVAL_P(2);
+	if (la_interval_usecs(timeout) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout must be positive"),
+				 errdetail("The timeout is how long the task may run before it is stopped."),
+				 errhint("Pass NULL to use lantern_async.task_timeout instead.")));
+	return timeout;
+}
+
 /* Inserted as the bootstrap superuser (privilege.c), for the caller's role. */
 static int64
-la_submit_insert(const char *query, const char *job_name, Oid roleid)
+la_submit_insert(const char *query, const char *job_name, Oid roleid, const Interval *timeout)
 {
 	LaPrivileged p;
 	int64		jobid;
 
 	la_privileged_begin(&p, RowExclusiveLock);
 	la_privileged_require(&p);
-	jobid = la_queue_insert(&p.cat, query, job_name, GetUserNameFromId(roleid, false), roleid);
+	jobid = la_queue_insert(&p.cat, query, job_name, GetUserNameFromId(roleid, false), roleid,
+							timeout);
 	la_privileged_end(&p);
 
 	/* Jobids are positive: the workers' shared memory uses 0 for "no task". */
@@ -162,6 +187,7 @@ lantern_async_task(PG_FUNCTION_ARGS)
 {
 	char	   *query;
 	char	   *job_name = NULL;
+	Interval   *timeout;
 	Oid			roleid = GetUserId();
 	int64		jobid;
 
@@ -172,14 +198,11 @@ lantern_async_task(PG_FUNCTION_ARGS)
 
 	if (PG_NARGS() > 1 && !PG_ARGISNULL(1))
 		job_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	if (PG_NARGS() > 2 && !PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("per-task timeouts are not supported yet")));
+	timeout = la_submit_timeout_arg(fcinfo);
 
 	la_submit_check_database();
 	la_submit_check_role(roleid);
-	jobid = la_submit_insert(query, job_name, roleid);
+	jobid = la_submit_insert(query, job_name, roleid, timeout);
 
 	if (!la_xact_callback_registered)
 	{
