@@ -15,6 +15,8 @@ package bgworker
 
 import (
 	"errors"
+	"math"
+	"time"
 
 	"github.com/lanterndata/lantern_async/bgworker/pgerr"
 )
@@ -45,6 +47,43 @@ type Task struct {
 	// must not land in a table re-created since (DROP/CREATE EXTENSION
 	// restarts the jobids).
 	Table uint32
+	// Timeout is the task's own time limit, the third argument of
+	// lantern.async_task() (0: none given).
+	Timeout time.Duration
+}
+
+// Limit is how long a task may run before it is stopped, counted from
+// when its worker starts it.
+type Limit struct {
+	Duration time.Duration // 0: no limit
+	// PerTask tells that the limit is the task's own timeout rather than
+	// lantern_async.task_timeout (the error message says which).
+	PerTask bool
+}
+
+// LimitOf is a task's limit: its own timeout when it has one, else the
+// lantern_async.task_timeout setting of the session about to run it (0
+// or less: none).
+func LimitOf(task Task, setting time.Duration) Limit {
+	if task.Timeout > 0 {
+		return Limit{Duration: task.Timeout, PerTask: true}
+	}
+	if setting > 0 {
+		return Limit{Duration: setting}
+	}
+	return Limit{}
+}
+
+// Microseconds converts a length in microseconds to a Duration, saturated
+// at the largest one (about 292 years) rather than wrapping around.
+func Microseconds(us int64) time.Duration {
+	switch {
+	case us > math.MaxInt64/int64(time.Microsecond):
+		return math.MaxInt64
+	case us < math.MinInt64/int64(time.Microsecond):
+		return math.MinInt64
+	}
+	return time.Duration(us) * time.Microsecond
 }
 
 // Outcome is what gets recorded for a task once it has finished.

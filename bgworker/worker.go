@@ -39,8 +39,9 @@ type Session interface {
 	// Execute runs a task's query string like psql -c; a failure is a
 	// *pgerr.Error. recorded is true when the task's success was committed
 	// in the same transaction as the end of its work, so there is nothing
-	// left to Settle.
-	Execute(task Task) (recorded bool, err error)
+	// left to Settle. A task still running when limit passes is stopped
+	// (a query cancel) and fails with an error that says so.
+	Execute(task Task, limit Limit) (recorded bool, err error)
 	// Reset discards all session state a task may have left behind.
 	Reset() error
 }
@@ -74,7 +75,12 @@ type Worker struct {
 	// Retiring tells whether the slot is wanted elsewhere: the launcher
 	// needs it for other work, or a DROP DATABASE needs the database.
 	Retiring func() bool
-	Now      func() time.Time
+	// TaskTimeout is lantern_async.task_timeout as the worker's session
+	// sees it (its role's and database's settings, postgresql.conf; 0:
+	// none), read as each task starts, after the previous task's reset:
+	// the limit of a task without a timeout of its own.
+	TaskTimeout func() time.Duration
+	Now         func() time.Time
 
 	costs Costs
 	// last holds the outcome runOne hands back, so that none is allocated per task.
@@ -170,6 +176,14 @@ func (w *Worker) idleTimeout() time.Duration {
 	return w.IdleTimeout()
 }
 
+// taskTimeout is 0 (no limit) when none is set.
+func (w *Worker) taskTimeout() time.Duration {
+	if w.TaskTimeout == nil {
+		return 0
+	}
+	return w.TaskTimeout()
+}
+
 func (w *Worker) now() time.Time {
 	if w.Now == nil {
 		return time.Now()
@@ -184,8 +198,9 @@ func (w *Worker) now() time.Time {
 // and the reset's error (the worker must then exit, once the outcome is
 // recorded).
 func (w *Worker) runOne(task Task) (*Outcome, error) {
+	limit := LimitOf(task, w.taskTimeout())
 	t0 := w.now()
-	recorded, execErr := w.Session.Execute(task)
+	recorded, execErr := w.Session.Execute(task, limit)
 	t1 := w.now()
 	w.costs.Tasks++
 	w.costs.Execute += t1.Sub(t0)

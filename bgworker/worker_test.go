@@ -105,12 +105,14 @@ type fakeSession struct {
 	results  map[string]error // Execute error by query; nil when absent
 	recorded map[string]bool  // queries whose success Execute commits itself
 	executed []Task
+	limits   []Limit // the limit of each executed task
 	resetErr error
 }
 
-func (s *fakeSession) Execute(task Task) (bool, error) {
+func (s *fakeSession) Execute(task Task, limit Limit) (bool, error) {
 	s.log.add("execute " + task.Query)
 	s.executed = append(s.executed, task)
+	s.limits = append(s.limits, limit)
 	return s.recorded[task.Query], s.results[task.Query]
 }
 

@@ -18,6 +18,7 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "la_call.h"
 #include "la_shared.h"
@@ -103,6 +104,7 @@ typedef struct LaClaim
 	uint32_t	finished_relid;
 	int64_t    *jobid;
 	char	  **query;
+	int64_t    *timeout_us;		/* the task's own timeout, 0: none */
 	uint32_t   *tasks_relid;
 	bool		refused;		/* the slot is retiring: the claim rolled back */
 } LaClaim;
@@ -117,7 +119,7 @@ typedef struct LaClaim
  * outcome commits; the row stays locked by this transaction meanwhile, so
  * a scout's orphan sweep, which skips locked rows, cannot take it.)
  */
-static LaSavedPlan la_claim_plan;
+static LaSavedPlan la_claim_plans[2];	/* without, with task_owners.timeout */
 
 static void
 la_bk_claim_body(LaPrivileged *p, void *arg)
@@ -125,6 +127,8 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 	LaClaim    *c = arg;
 	Oid			types[1] = {OIDOID};
 	Datum		values[1] = {ObjectIdGetDatum(GetAuthenticatedUserId())};
+	/* A database still at 0.2.0 has no per-task timeouts. */
+	bool		with_timeout = la_queue_has_timeout(&p->cat);
 	char	   *sql;
 	int			rc;
 
@@ -139,8 +143,8 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 	 * order (the partial index) and stop at the first of this role; a join
 	 * could hash all the rows the role ever submitted for every claim.
 	 */
-	sql = psprintf("UPDATE %s SET status = 'running' "
-				   "WHERE status = 'pending' AND jobid = ("
+	sql = psprintf("UPDATE %s u SET status = 'running' "
+				   "WHERE u.status = 'pending' AND u.jobid = ("
 				   "  SELECT t.jobid FROM %s t "
 				   "  WHERE t.status = 'pending' "
 				   "    AND (SELECT o.roleid FROM %s o WHERE o.jobid = t.jobid) = $1 "
@@ -148,8 +152,10 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 				   "    AND EXISTS (SELECT FROM pg_catalog.pg_authid r "
 				   "                WHERE r.oid = $1 AND r.rolcanlogin) "
 				   "  ORDER BY t.jobid LIMIT 1 FOR UPDATE OF t SKIP LOCKED) "
-				   "RETURNING jobid, query",
-				   p->cat.tasks_name, p->cat.tasks_name, p->cat.task_owners_name);
+				   "RETURNING u.jobid, u.query%s",
+				   p->cat.tasks_name, p->cat.tasks_name, p->cat.task_owners_name,
+				   with_timeout ? psprintf(", (SELECT o.timeout FROM %s o WHERE o.jobid = u.jobid)",
+										   p->cat.task_owners_name) : "");
 
 	/*
 	 * And only an ordered walk can stop there: a plan chosen on statistics
@@ -160,7 +166,8 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 	 */
 	(void) set_config_option("enable_sort", "off", PGC_SUSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	rc = SPI_execute_plan(la_queue_plan(&la_claim_plan, p->cat.tasks, sql, 1, types),
+	rc = SPI_execute_plan(la_queue_plan(&la_claim_plans[with_timeout ? 1 : 0], p->cat.tasks,
+										sql, 1, types),
 						  values, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "lantern_async could not claim a task: %s", SPI_result_code_string(rc));
@@ -193,6 +200,14 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 		*c->jobid = jobid;
 		*c->query = MemoryContextStrdup(la_result_context(),
 										TextDatumGetCString(SPI_getbinval(row, desc, 2, &isnull)));
+		if (with_timeout)
+		{
+			Datum		timeout = SPI_getbinval(row, desc, 3, &isnull);
+
+			/* NULL is none; async_task refuses one that is not positive */
+			if (!isnull)
+				*c->timeout_us = Max(la_interval_usecs(DatumGetIntervalP(timeout)), 0);
+		}
 		*c->tasks_relid = p->cat.tasks;
 		/* Flushed whatever synchronous_commit the role has: a claim a crash forgot could run twice. */
 		ForceSyncCommit();
@@ -203,22 +218,25 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
  * Claim the next task, keeping the demand board true (demand.c): the entry
  * is marked looked-at before the claim's snapshot, and removed only when a
  * claim found nothing and no submit noted work since; otherwise claim again.
- * *jobid 0 means nothing to claim, or the slot is retiring.  finished (NULL:
+ * *jobid 0 means nothing to claim, or the slot is retiring; *timeout_us is
+ * the task's own time limit (0: none given).  finished (NULL:
  * none) is recorded by the first claim, or alone when that claim is refused;
  * either way its task is done on return, and on an error it is not recorded.
  */
 bool
 la_bk_claim(int slot, const LaSettle *finished, uint32_t finished_relid,
-			int64_t *jobid, char **query, uint32_t *tasks_relid, LaError *err)
+			int64_t *jobid, char **query, int64_t *timeout_us, uint32_t *tasks_relid,
+			LaError *err)
 {
 	Oid			roleid = GetAuthenticatedUserId();
 
 	for (;;)
 	{
-		LaClaim		c = {slot, finished, finished_relid, jobid, query, tasks_relid, false};
+		LaClaim		c = {slot, finished, finished_relid, jobid, query, timeout_us, tasks_relid, false};
 
 		*jobid = 0;
 		*query = NULL;
+		*timeout_us = 0;
 		la_demand_looking(MyDatabaseId, roleid);
 		if (!la_bk_run(la_bk_claim_body, &c, err))
 			return false;

@@ -60,7 +60,7 @@ extern int	la_wait(long timeout_ms);
 
 /* la_exec.c */
 extern bool la_exec_task(int slot, int64_t jobid, uint32_t tasks_relid, const char *query,
-						 bool *recorded, LaError *err);
+						 int64_t limit_us, bool limit_per_task, bool *recorded, LaError *err);
 extern bool la_reset_session(LaError *err);
 
 /* la_bookkeeping.c */
@@ -80,7 +80,8 @@ extern bool la_bk_run(la_bk_body body, void *arg, LaError *err);
 
 extern bool la_bk_ready(bool *ready, LaError *err);
 extern bool la_bk_claim(int slot, const LaSettle *finished, uint32_t finished_relid,
-						int64_t *jobid, char **query, uint32_t *tasks_relid, LaError *err);
+						int64_t *jobid, char **query, int64_t *timeout_us,
+						uint32_t *tasks_relid, LaError *err);
 extern bool la_bk_settle(const LaSettle *settle, uint32_t tasks_relid, int64_t *count,
 						 LaError *err);
 extern bool la_bk_queues(LaQueueRow **rows, int *nrows, LaError *err);

@@ -7,8 +7,11 @@
  */
 #include "postgres.h"
 
+#include <signal.h>
+
 #include "access/xact.h"
 #include "commands/trigger.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "parser/analyze.h"
@@ -40,9 +43,183 @@ typedef struct LaRun
 	Oid			tasks_relid;
 	bool		finishing;		/* past la_slot_begin_finishing() */
 	bool		recorded;		/* its success is written in the open transaction */
+	int64		limit_us;		/* how long it may run, 0: no limit */
+	bool		limit_per_task; /* the limit is its own timeout, not lantern_async.task_timeout */
 } LaRun;
 
 static LaRun la_run;
+
+/*
+ * The task's time limit: one timer for the whole string, armed before its
+ * first statement and disarmed at its point of no return, across every
+ * transaction the string runs (COMMIT in the middle, CREATE INDEX
+ * CONCURRENTLY's own).  When it passes it sends a query cancel, as
+ * statement_timeout does; a flag its handler sets tells this cancel from an
+ * administrator's pg_cancel_backend() (the same SIGINT), and the
+ * cancel_task() flag in the slot from both (a cancel accepted there ends
+ * the task canceled whatever stopped it).  A task can catch a cancel (an
+ * EXCEPTION WHEN query_canceled in PL/pgSQL): the cancel is sent again
+ * every LA_LIMIT_REPEAT_MS until the task ends, and a task that still
+ * reaches its end fails there (la_exec_finish_task).
+ */
+#define LA_LIMIT_REPEAT_MS 1000
+
+static TimeoutId la_limit_timeout;
+static bool la_limit_registered = false;
+
+/*
+ * Set by the timer (a repeating timeout's own indicator is cleared each
+ * time it is re-armed), cleared when a task's limit is armed or forgotten.
+ */
+static volatile sig_atomic_t la_limit_fired = false;
+
+/*
+ * As StatementTimeoutHandler: SIGINT to the whole process group, so that a
+ * program the task started (COPY ... TO PROGRAM) is interrupted too.
+ */
+static void
+la_exec_limit_handler(void)
+{
+	la_limit_fired = true;
+#ifdef HAVE_SETSID
+	kill(-MyProcPid, SIGINT);
+#endif
+	kill(MyProcPid, SIGINT);
+}
+
+/* Forget the previous task's limit: its timer and whether it passed. */
+static void
+la_exec_clear_limit(void)
+{
+	if (la_limit_registered)
+		disable_timeout(la_limit_timeout, false);
+	la_limit_fired = false;
+}
+
+static void
+la_exec_arm_limit(void)
+{
+	TimestampTz now;
+
+	if (la_run.limit_us <= 0)
+		return;
+	if (!la_limit_registered)
+	{
+		la_limit_timeout = RegisterTimeout(USER_TIMEOUT, la_exec_limit_handler);
+		la_limit_registered = true;
+	}
+	la_limit_fired = false;
+	now = GetCurrentTimestamp();
+	/* A limit beyond the end of time is no limit. */
+	if (la_run.limit_us > PG_INT64_MAX - now)
+		return;
+	enable_timeout_every(la_limit_timeout, now + la_run.limit_us, LA_LIMIT_REPEAT_MS);
+}
+
+/* Whether the task's limit has passed (its timer fired); the timer stays as it is. */
+static bool
+la_exec_limit_passed(void)
+{
+	return la_run.limit_us > 0 && la_limit_fired;
+}
+
+/* Stop the timer; whether it fired is kept. */
+static void
+la_exec_disarm_limit(void)
+{
+	if (la_limit_registered && get_timeout_active(la_limit_timeout))
+		disable_timeout(la_limit_timeout, false);
+}
+
+/*
+ * A limit as an interval reads in the default IntervalStyle ('postgres'),
+ * hours carried into days: 00:00:02, 00:00:01.5, 1 day 12:00:00, 2 days.
+ */
+static char *
+la_exec_format_limit(int64 usecs)
+{
+	StringInfoData buf;
+	int64		days = usecs / USECS_PER_DAY;
+	int64		rest = usecs % USECS_PER_DAY;
+
+	initStringInfo(&buf);
+	if (days > 0)
+		appendStringInfo(&buf, INT64_FORMAT " day%s", days, days == 1 ? "" : "s");
+	if (rest > 0 || days == 0)
+	{
+		int			frac = (int) (rest % USECS_PER_SEC);
+
+		appendStringInfo(&buf, "%s%02d:%02d:%02d", days > 0 ? " " : "",
+						 (int) (rest / USECS_PER_HOUR),
+						 (int) (rest % USECS_PER_HOUR / USECS_PER_MINUTE),
+						 (int) (rest % USECS_PER_MINUTE / USECS_PER_SEC));
+		if (frac > 0)
+		{
+			char		digits[8];
+			int			n;
+
+			snprintf(digits, sizeof(digits), "%06d", frac);
+			for (n = 6; digits[n - 1] == '0'; n--)
+				;
+			appendStringInfo(&buf, ".%.*s", n, digits);
+		}
+	}
+	return buf.data;
+}
+
+/* The error of a task stopped by its time limit; context is the cancel's, or NULL. */
+static void
+la_exec_limit_error(const char *context)
+{
+	char	   *limit = la_exec_format_limit(la_run.limit_us);
+
+	if (la_run.limit_per_task)
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("canceling task due to task timeout"),
+				 errdetail("The task ran for longer than its time limit of %s (the timeout given to lantern.async_task()).",
+						   limit),
+				 errhint("Submit the task again with a longer timeout."),
+				 context ? (errcontext("%s", context)) : 0));
+	ereport(ERROR,
+			(errcode(ERRCODE_QUERY_CANCELED),
+			 errmsg("canceling task due to task timeout"),
+			 errdetail("The task ran for longer than its time limit of %s (lantern_async.task_timeout).",
+					   limit),
+			 errhint("Raise lantern_async.task_timeout for the role or the database, "
+					 "or give the task a timeout of its own in lantern.async_task()."),
+			 context ? (errcontext("%s", context)) : 0));
+}
+
+/*
+ * In la_exec's PG_CATCH, once the limit is known to have passed: the query
+ * cancel it sent reads "canceling statement due to user request", so it is
+ * replaced by the error that says what happened, keeping its context (where
+ * the task was).  Any other error stays as it is.  The new error is left on
+ * the error stack, for la_call_fail().
+ */
+static void
+la_exec_report_limit(void)
+{
+	MemoryContext oldcxt;
+	ErrorData  *cancel;
+
+	if (geterrcode() != ERRCODE_QUERY_CANCELED)
+		return;
+	oldcxt = MemoryContextSwitchTo(la_task_context());
+	cancel = CopyErrorData();
+	FlushErrorState();
+	PG_TRY();
+	{
+		la_exec_limit_error(cancel->context);
+	}
+	PG_CATCH();
+	{
+		/* the new error, on the stack */
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+}
 
 /*
  * Like exec_simple_query's start_xact_command: each statement of the string
@@ -133,6 +310,15 @@ la_exec_finish_task(void)
 	 * them now, while a cancel can still stop them.
 	 */
 	AfterTriggerFireDeferred();
+
+	/*
+	 * The limit covers the task's own work, up to here: from now on its
+	 * outcome is being decided.  One that passed a moment ago, before its
+	 * cancel was processed, still stops the task.
+	 */
+	la_exec_disarm_limit();
+	if (la_exec_limit_passed())
+		la_exec_limit_error(NULL);
 	if (!la_slot_begin_finishing(la_run.slot, la_run.jobid))
 		ereport(ERROR,
 				(errcode(ERRCODE_QUERY_CANCELED),
@@ -330,15 +516,23 @@ la_exec(const char *query, LaError *err)
 			ereport(ERROR,
 					(errcode(ERRCODE_QUERY_CANCELED),
 					 errmsg("canceling statement due to user request")));
+		if (is_task)
+			la_exec_arm_limit();
 		la_exec_query_string(query);
+		/* Normally disarmed at the point of no return already. */
+		la_exec_disarm_limit();
 	}
 	PG_CATCH();
 	{
+		bool		limit_passed = la_exec_limit_passed();
+
 		la_xact_started = false;
 		la_run.recorded = false;
 		/* As PostgresMain does after an error: no timer may outlive the statement. */
 		disable_all_timeouts(false);
 		QueryCancelPending = false;
+		if (limit_passed)
+			la_exec_report_limit();
 		la_call_fail(err, &saved);
 		ok = false;
 	}
@@ -351,12 +545,15 @@ la_exec(const char *query, LaError *err)
 }
 
 /*
- * Run a claimed task.  *recorded tells whether its success was committed
- * with its work; otherwise the worker loop records the outcome.
+ * Run a claimed task, stopped after limit_us microseconds (0: no limit;
+ * limit_per_task: the limit is the task's own timeout rather than
+ * lantern_async.task_timeout, for the error message).  *recorded tells
+ * whether its success was committed with its work; otherwise the worker
+ * loop records the outcome.
  */
 bool
 la_exec_task(int slot, int64_t jobid, uint32_t tasks_relid, const char *query,
-			 bool *recorded, LaError *err)
+			 int64_t limit_us, bool limit_per_task, bool *recorded, LaError *err)
 {
 	bool		ok;
 
@@ -366,6 +563,9 @@ la_exec_task(int slot, int64_t jobid, uint32_t tasks_relid, const char *query,
 	la_run.tasks_relid = tasks_relid;
 	la_run.finishing = false;
 	la_run.recorded = false;
+	la_run.limit_us = Max(limit_us, 0);
+	la_run.limit_per_task = limit_per_task;
+	la_exec_clear_limit();
 
 	/*
 	 * An administrator's cancel that arrived between tasks was aimed at

@@ -48,6 +48,13 @@ func workerIdleTimeout() time.Duration {
 	return time.Duration(C.la_worker_idle_timeout) * time.Millisecond
 }
 
+// taskTimeout is lantern_async.task_timeout as this worker's session sees
+// it now (the task's role and database settings apply: the worker logged
+// in as that role, there): the limit of a task without its own timeout.
+func taskTimeout() time.Duration {
+	return time.Duration(C.la_task_timeout) * time.Millisecond
+}
+
 // A (database, role) whose workers end without finishing a task is
 // relaunched no sooner than this, doubling up to the maximum: no user can
 // make the server fork in a loop.
@@ -93,6 +100,7 @@ func LanternAsyncWorkerMain(slot C.int) C.int {
 		BlockedRetry:  blockedRetry,
 		Wait:          pg.wait,
 		Retiring:      func() bool { return bool(C.la_slot_retiring(slot)) },
+		TaskTimeout:   taskTimeout,
 		Now:           time.Now,
 	}
 	var before runtime.MemStats

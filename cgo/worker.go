@@ -26,10 +26,11 @@ type taskQueue struct {
 }
 
 type claimOut struct {
-	jobid C.int64_t
-	query *C.char
-	relid C.uint32_t
-	count C.int64_t
+	jobid   C.int64_t
+	query   *C.char
+	timeout C.int64_t // microseconds, 0: none
+	relid   C.uint32_t
+	count   C.int64_t
 }
 
 func (q *taskQueue) outs() *claimOut {
@@ -49,13 +50,18 @@ func (q *taskQueue) Claim(finished *bgworker.Outcome) (bgworker.Task, bool, erro
 		defer freeCSettle(cFinished)
 		relid = C.uint32_t(finished.Table)
 	}
-	if !C.la_bk_claim(q.slot, cFinished, relid, &o.jobid, &o.query, &o.relid, q.pg.err) {
+	if !C.la_bk_claim(q.slot, cFinished, relid, &o.jobid, &o.query, &o.timeout, &o.relid, q.pg.err) {
 		return bgworker.Task{}, false, q.pg.lastError()
 	}
 	if o.jobid == 0 {
 		return bgworker.Task{}, false, nil
 	}
-	return bgworker.Task{JobID: int64(o.jobid), Query: q.queryText(o.query), Table: uint32(o.relid)}, true, nil
+	return bgworker.Task{
+		JobID:   int64(o.jobid),
+		Query:   q.queryText(o.query),
+		Table:   uint32(o.relid),
+		Timeout: bgworker.Microseconds(int64(o.timeout)),
+	}, true, nil
 }
 
 // queryText is the claimed query as a Go string. The same text as the
@@ -162,13 +168,14 @@ type session struct {
 	recorded *C.bool
 }
 
-func (s *session) Execute(task bgworker.Task) (bool, error) {
+func (s *session) Execute(task bgworker.Task, limit bgworker.Limit) (bool, error) {
 	if s.recorded == nil {
 		s.recorded = (*C.bool)(C.calloc(1, C.sizeof_bool))
 	}
 	cQuery := C.CString(task.Query)
 	defer C.free(unsafe.Pointer(cQuery))
-	if !C.la_exec_task(s.slot, C.int64_t(task.JobID), C.uint32_t(task.Table), cQuery, s.recorded, s.pg.err) {
+	if !C.la_exec_task(s.slot, C.int64_t(task.JobID), C.uint32_t(task.Table), cQuery,
+		C.int64_t(limit.Duration.Microseconds()), C.bool(limit.PerTask), s.recorded, s.pg.err) {
 		return false, s.pg.lastError()
 	}
 	return bool(*s.recorded), nil
