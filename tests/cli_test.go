@@ -81,6 +81,20 @@ func TestCLIFailingTask(t *testing.T) {
 	require.Equal(t, 2, r.code, "%s", r)
 }
 
+// submit --timeout gives the task its own limit: it is stopped and fails,
+// and says so.
+func TestCLISubmitWithTimeout(t *testing.T) {
+	begin(t)
+	role := newTempRole(t, connect(t, superuser), "cli_timeout")
+	c := newCLI(t, role)
+
+	r := c.run("submit", "--wait", "--timeout", "500ms", "SELECT pg_sleep(60)")
+	require.Equal(t, 1, r.code, "a task stopped by its timeout: exit status 1\n%s", r)
+	id := cliJobID(t, r)
+	require.Contains(t, r.stdout, fmt.Sprintf("task %d failed: ERROR:  canceling task due to task timeout (SQLSTATE 57014)", id))
+	require.Equal(t, 2, c.run("submit", "--timeout", "0s", "SELECT 1").code, "a zero timeout is a usage error")
+}
+
 func TestCLIServerErrorShowsSQLState(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)

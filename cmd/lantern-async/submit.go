@@ -120,8 +120,8 @@ func intervalText(s string) (string, error) {
 		return "", nil
 	}
 	if d, err := time.ParseDuration(s); err == nil {
-		if d < 0 {
-			return "", usagef("--timeout must not be negative, not %s", s)
+		if d < time.Microsecond {
+			return "", usagef("--timeout must be positive, not %s (leave it out for the server's lantern_async.task_timeout)", s)
 		}
 		return fmt.Sprintf("%d microseconds", d.Microseconds()), nil
 	}
