@@ -52,20 +52,26 @@ SELECT jobid, job_name, status FROM lantern.tasks WHERE jobid = :jobid;
 COMMIT;
 SQL
 
-step "the client could disconnect now; watching the task instead"
+step "the client could disconnect now; another session watches lantern.task_progress"
 last=""
 for _ in $(seq 1 1200); do
-	status="$(psql -At -c "SELECT status FROM lantern.tasks ORDER BY jobid DESC LIMIT 1")"
-	if [ "$status" != "$last" ]; then
-		printf '%s  %s\n' "$(date +%T.%3N)" "$status"
-		last="$status"
+	row="$(psql -At -F ' | ' -c "SELECT t.status, p.phase, p.percent FROM lantern.tasks t
+		LEFT JOIN lantern.task_progress p USING (jobid) ORDER BY t.jobid DESC LIMIT 1")"
+	if [ "$row" != "$last" ]; then
+		printf '%s  %s\n' "$(date +%T.%3N)" "$row"
+		last="$row"
 	fi
-	case "$status" in succeeded|failed) break ;; esac
+	case "$row" in succeeded*|failed*|canceled*) break ;; esac
 	sleep 0.05
 done
+
+step "CALL lantern.wait_task(jobid, '1 min', NULL): the status once it has finished"
+jobid="$(psql -At -c "SELECT max(jobid) FROM lantern.tasks")"
+status="$(psql -At -c "CALL lantern.wait_task($jobid, '1 min', NULL)")"
+echo "$status"
 
 step "lantern.tasks"
 psql -c "SELECT jobid, query, job_name, username, status, duration, error_message FROM lantern.tasks"
 psql -c "\d items"
-[ "$last" = succeeded ]
+[ "$status" = succeeded ]
 step "done: the cluster is stopped and removed"
