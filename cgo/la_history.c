@@ -73,6 +73,9 @@ la_history_oldest_body(LaPrivileged *p, void *arg)
 	Portal		cursor;
 	bool		done = false;
 
+	/* Through the index, never a sort of every finished row (each scout does this). */
+	(void) set_config_option("enable_sort", "off", PGC_SUSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	cursor = SPI_cursor_open_with_args(NULL,
 									   psprintf("SELECT t.started_at, t.started_at + coalesce(t.duration, '0') "
 												"FROM %s t WHERE " LA_FINISHED " ORDER BY t.started_at",

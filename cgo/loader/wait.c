@@ -9,6 +9,8 @@
  * registers before it reads the status, so a finish that commits in
  * between still sets its latch: no wake-up is lost.
  *
+ * The same commit tells history.c when those tasks finished.
+ *
  * The waiter holds no snapshot while it sleeps (it commits between looks):
  * a CREATE INDEX CONCURRENTLY task waits for every transaction older than
  * its own snapshots, and would otherwise wait for its own waiter.
