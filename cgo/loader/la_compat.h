@@ -12,6 +12,7 @@
 
 #include "miscadmin.h"
 #include "storage/proc.h"
+#include "tcop/pquery.h"
 #include "utils/acl.h"
 
 #if PG_VERSION_NUM >= 160000
@@ -43,6 +44,20 @@ la_database_ownercheck(Oid dboid, Oid roleid)
 	return object_ownercheck(DatabaseRelationId, dboid, roleid);
 #else
 	return pg_database_ownercheck(dboid, roleid);
+#endif
+}
+
+/*
+ * Run a portal to completion at top level, as exec_simple_query does.
+ * 18 dropped PortalRun()'s run_once argument (it had to be true).
+ */
+static inline bool
+la_portal_run(Portal portal, bool isTopLevel, DestReceiver *dest, QueryCompletion *qc)
+{
+#if PG_VERSION_NUM >= 180000
+	return PortalRun(portal, FETCH_ALL, isTopLevel, dest, dest, qc);
+#else
+	return PortalRun(portal, FETCH_ALL, isTopLevel, true, dest, dest, qc);
 #endif
 }
 
