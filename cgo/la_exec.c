@@ -30,6 +30,7 @@
 #include "utils/timestamp.h"
 
 #include "la_call.h"
+#include "la_compat.h"
 #include "la_shared.h"
 
 static bool la_xact_started = false;
@@ -409,7 +410,7 @@ la_exec_statement(RawStmt *parsetree, const char *query)
 	MemoryContextSwitchTo(oldcxt);
 
 	receiver = CreateDestReceiver(DestNone);
-	(void) PortalRun(portal, FETCH_ALL, true, true, receiver, receiver, &qc);
+	(void) la_portal_run(portal, true, receiver, &qc);
 	receiver->rDestroy(receiver);
 	PortalDrop(portal, false);
 }

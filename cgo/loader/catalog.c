@@ -31,6 +31,7 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
+#include "la_compat.h"
 #include "la_shared.h"
 
 /* Remember relid when it is one of the tables the C code uses. */
@@ -99,7 +100,7 @@ la_catalog_name(Oid relid)
 static void
 la_catalog_lock(Oid relid, LOCKMODE lockmode)
 {
-	if (!IsBackgroundWorker)
+	if (!LA_AM_BACKGROUND_WORKER())
 		LockRelationOid(relid, lockmode);
 	else if (!ConditionalLockRelationOid(relid, lockmode))
 		ereport(ERROR,

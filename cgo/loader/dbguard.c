@@ -38,6 +38,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "la_compat.h"
 #include "la_loader.h"
 #include "la_shared.h"
 #include "la_slots.h"
@@ -236,20 +237,20 @@ la_guarded_database(Node *stmt)
 	{
 		case T_DropdbStmt:
 			dboid = get_database_oid(((DropdbStmt *) stmt)->dbname, true);
-			allowed = OidIsValid(dboid) && pg_database_ownercheck(dboid, GetUserId());
+			allowed = OidIsValid(dboid) && la_database_ownercheck(dboid, GetUserId());
 			break;
 		case T_RenameStmt:
 			if (((RenameStmt *) stmt)->renameType != OBJECT_DATABASE)
 				break;
 			dboid = get_database_oid(((RenameStmt *) stmt)->subname, true);
-			allowed = OidIsValid(dboid) && pg_database_ownercheck(dboid, GetUserId()) &&
+			allowed = OidIsValid(dboid) && la_database_ownercheck(dboid, GetUserId()) &&
 				have_createdb_privilege();
 			break;
 		case T_AlterDatabaseStmt:
 			if (la_option_string(((AlterDatabaseStmt *) stmt)->options, "tablespace") == NULL)
 				break;
 			dboid = get_database_oid(((AlterDatabaseStmt *) stmt)->dbname, true);
-			allowed = OidIsValid(dboid) && pg_database_ownercheck(dboid, GetUserId());
+			allowed = OidIsValid(dboid) && la_database_ownercheck(dboid, GetUserId());
 			break;
 		case T_CreatedbStmt:
 			{
@@ -257,7 +258,7 @@ la_guarded_database(Node *stmt)
 
 				dboid = get_database_oid(template ? template : "template1", true);
 				allowed = OidIsValid(dboid) && have_createdb_privilege() &&
-					(la_db_is_template(dboid) || pg_database_ownercheck(dboid, GetUserId()));
+					(la_db_is_template(dboid) || la_database_ownercheck(dboid, GetUserId()));
 				break;
 			}
 		default:

@@ -16,6 +16,7 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 
+#include "la_compat.h"
 #include "la_loader.h"
 #include "la_shared.h"
 #include "la_slots.h"
@@ -90,7 +91,7 @@ la_launcher_attach(void)
 {
 	on_shmem_exit(la_launcher_detach, (Datum) 0);
 	SpinLockAcquire(&la_shmem->mutex);
-	la_shmem->launcher_procno = MyProc->pgprocno;
+	la_shmem->launcher_procno = LA_MY_PROCNO;
 	SpinLockRelease(&la_shmem->mutex);
 }
 

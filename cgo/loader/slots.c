@@ -15,6 +15,7 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 
+#include "la_compat.h"
 #include "la_loader.h"
 #include "la_shared.h"
 #include "la_slots.h"
@@ -179,7 +180,7 @@ la_slot_attach(int index)
 	SpinLockAcquire(&la_shmem->mutex);
 	slot->state = LA_SLOT_ACTIVE;
 	slot->pid = MyProcPid;
-	slot->procno = MyProc->pgprocno;
+	slot->procno = LA_MY_PROCNO;
 	SpinLockRelease(&la_shmem->mutex);
 }
 

@@ -36,6 +36,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "la_compat.h"
 #include "la_loader.h"
 #include "la_shared.h"
 
@@ -153,9 +154,9 @@ la_wait_register(int64 jobid)
 	LaWaiter   *w;
 
 	/* Regular backends and background workers come first in allProcs. */
-	if (MyProc->pgprocno >= MaxBackends)
+	if (LA_MY_PROCNO >= MaxBackends)
 		elog(ERROR, "lantern.wait_task() cannot run in this process");
-	w = &la_waiters->entries[MyProc->pgprocno];
+	w = &la_waiters->entries[LA_MY_PROCNO];
 
 	w->dboid = MyDatabaseId;
 	pg_write_barrier();
@@ -168,7 +169,7 @@ la_wait_register(int64 jobid)
 static void
 la_wait_unregister(void)
 {
-	LaWaiter   *w = &la_waiters->entries[MyProc->pgprocno];
+	LaWaiter   *w = &la_waiters->entries[LA_MY_PROCNO];
 
 	if (pg_atomic_read_u64(&w->jobid) == 0)
 		return;

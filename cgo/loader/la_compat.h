@@ -1,0 +1,64 @@
+/*
+ * la_compat.h - the differences between the PostgreSQL versions we build on
+ *
+ * Every PG_VERSION_NUM test of the project lives here; the code elsewhere
+ * uses the names below and reads the same on every version.  Include it
+ * after postgres.h, in the loader or in the Go library's C helpers.
+ */
+#ifndef LA_COMPAT_H
+#define LA_COMPAT_H
+
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "storage/proc.h"
+#include "tcop/pquery.h"
+#include "utils/acl.h"
+
+#if PG_VERSION_NUM >= 160000
+#include "catalog/pg_database.h"
+#endif
+
+/*
+ * This process's index in ProcGlobal->allProcs, which is how other
+ * processes reach its latch.  17 replaced PGPROC.pgprocno with MyProcNumber.
+ */
+#if PG_VERSION_NUM >= 170000
+#define LA_MY_PROCNO ((int) MyProcNumber)
+#else
+#define LA_MY_PROCNO (MyProc->pgprocno)
+#endif
+
+/* 17 replaced the IsBackgroundWorker flag with AmBackgroundWorkerProcess(). */
+#if PG_VERSION_NUM >= 170000
+#define LA_AM_BACKGROUND_WORKER() AmBackgroundWorkerProcess()
+#else
+#define LA_AM_BACKGROUND_WORKER() (IsBackgroundWorker)
+#endif
+
+/* 16 replaced the per-catalog pg_*_ownercheck() with object_ownercheck(). */
+static inline bool
+la_database_ownercheck(Oid dboid, Oid roleid)
+{
+#if PG_VERSION_NUM >= 160000
+	return object_ownercheck(DatabaseRelationId, dboid, roleid);
+#else
+	return pg_database_ownercheck(dboid, roleid);
+#endif
+}
+
+/*
+ * Run a portal to completion at top level, as exec_simple_query does.
+ * 18 dropped PortalRun()'s run_once argument (it had to be true).
+ */
+static inline bool
+la_portal_run(Portal portal, bool isTopLevel, DestReceiver *dest, QueryCompletion *qc)
+{
+#if PG_VERSION_NUM >= 180000
+	return PortalRun(portal, FETCH_ALL, isTopLevel, dest, dest, qc);
+#else
+	return PortalRun(portal, FETCH_ALL, isTopLevel, true, dest, dest, qc);
+#endif
+}
+
+#endif							/* LA_COMPAT_H */
