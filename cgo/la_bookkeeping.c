@@ -84,6 +84,18 @@ la_bk_run(la_bk_body body, void *arg, LaError *err)
 	return ok;
 }
 
+/*
+ * The next statement walks an index in its order instead of sorting what
+ * it reads, whatever the statistics say (a sort penalized, not forbidden).
+ * Pinned where its saved plan is (re)planned, until la_privileged_end.
+ */
+void
+la_bk_pin_ordered_walk(void)
+{
+	(void) set_config_option("enable_sort", "off", PGC_SUSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+}
+
 static void
 la_bk_ready_body(LaPrivileged *p, void *arg)
 {
@@ -161,11 +173,8 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 	 * And only an ordered walk can stop there: a plan chosen on statistics
 	 * that saw an empty queue would fetch every pending row, check each
 	 * one's owner and sort them, for every claim (quadratic in a burst).
-	 * Pinned here, where the saved plan is (re)planned, until
-	 * la_privileged_end.
 	 */
-	(void) set_config_option("enable_sort", "off", PGC_SUSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	la_bk_pin_ordered_walk();
 	rc = SPI_execute_plan(la_queue_plan(&la_claim_plans[with_timeout ? 1 : 0], p->cat.tasks,
 										sql, 1, types),
 						  values, NULL, false, 0);

@@ -77,6 +77,7 @@ typedef struct LaQueueRow
 /* A bookkeeping transaction (la_bookkeeping.c): body runs as the bootstrap superuser. */
 typedef void (*la_bk_body) (LaPrivileged *p, void *arg);
 extern bool la_bk_run(la_bk_body body, void *arg, LaError *err);
+extern void la_bk_pin_ordered_walk(void);
 
 extern bool la_bk_ready(bool *ready, LaError *err);
 extern bool la_bk_claim(int slot, const LaSettle *finished, uint32_t finished_relid,

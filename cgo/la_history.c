@@ -14,7 +14,6 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/timestamp.h"
 
 #include "la_call.h"
@@ -46,9 +45,7 @@ la_history_expire_body(LaPrivileged *p, void *arg)
 				   "    AND t.started_at + coalesce(t.duration, '0') < $1 "
 				   "  ORDER BY t.started_at LIMIT %d FOR UPDATE OF t SKIP LOCKED)",
 				   p->cat.tasks_name, p->cat.tasks_name, LA_HISTORY_BATCH);
-	/* An ordered walk of the index, whatever the statistics say (as the claim). */
-	(void) set_config_option("enable_sort", "off", PGC_SUSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	la_bk_pin_ordered_walk();
 	rc = SPI_execute_plan(la_queue_plan(&la_expire_plan, p->cat.tasks, sql, 1, types),
 						  values, NULL, false, 0);
 	if (rc != SPI_OK_DELETE)
@@ -74,8 +71,7 @@ la_history_oldest_body(LaPrivileged *p, void *arg)
 	bool		done = false;
 
 	/* Through the index, never a sort of every finished row (each scout does this). */
-	(void) set_config_option("enable_sort", "off", PGC_SUSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	la_bk_pin_ordered_walk();
 	cursor = SPI_cursor_open_with_args(NULL,
 									   psprintf("SELECT t.started_at, t.started_at + coalesce(t.duration, '0') "
 												"FROM %s t WHERE " LA_FINISHED " ORDER BY t.started_at",

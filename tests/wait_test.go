@@ -23,6 +23,34 @@ func waitStatus(t *testing.T, conn *pgx.Conn, jobid int64, timeout string) strin
 	return deref(status)
 }
 
+// waitResult is what a waiter started by startWaiter got, and when.
+type waitResult struct {
+	status string // "error: ..." when the CALL failed
+	at     time.Time
+}
+
+// startWaiter CALLs wait_task on a connection of its own in the
+// background and returns once that waiter sleeps on its latch.
+func startWaiter(t *testing.T, su *pgx.Conn, jobid int64, timeout string) <-chan waitResult {
+	t.Helper()
+	waiter := connect(t, superuser)
+	done := make(chan waitResult, 1)
+	go func() {
+		var s *string
+		err := waiter.QueryRow(context.Background(), "CALL lantern.wait_task($1, $2::interval, NULL)", jobid, timeout).Scan(&s)
+		r := waitResult{status: deref(s), at: time.Now()}
+		if err != nil {
+			r.status = "error: " + err.Error()
+		}
+		done <- r
+	}()
+	require.Eventually(t, func() bool {
+		return queryOne[int64](t, su, `SELECT count(*) FROM pg_stat_activity
+			WHERE query LIKE 'CALL lantern.wait_task%' AND wait_event = 'Extension'`) == 1
+	}, waitTimeout, 10*time.Millisecond, "the waiter sleeps on its latch")
+	return done
+}
+
 func TestWaitTaskReturnsTheFinalStatus(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
@@ -68,24 +96,14 @@ func TestWaitTaskIsWokenWhenTheTaskFinishes(t *testing.T) {
 	id := submit(t, su, lock.waitSQL())
 	lock.waitBlocked(t, su, []int64{id})
 
-	waiter := connect(t, superuser)
-	done := make(chan time.Time, 1)
-	go func() {
-		var status *string
-		_ = waiter.QueryRow(context.Background(), "CALL lantern.wait_task($1, '1 min', NULL)", id).Scan(&status)
-		done <- time.Now()
-	}()
-	// The waiter is asleep in its procedure before the task is let go.
-	require.Eventually(t, func() bool {
-		return queryOne[int64](t, su, `SELECT count(*) FROM pg_stat_activity
-			WHERE query LIKE 'CALL lantern.wait_task%' AND wait_event = 'Extension'`) == 1
-	}, waitTimeout, 10*time.Millisecond, "the waiter sleeps on its latch")
+	done := startWaiter(t, su, id, "1 min")
 	released := time.Now()
 	lock.release(t)
 	select {
-	case at := <-done:
-		t.Logf("the waiter returned %v after the task was let go", at.Sub(released).Round(time.Millisecond))
-		require.Less(t, at.Sub(released), 3*time.Second, "woken at the outcome's commit, not at the 10 s recheck")
+	case r := <-done:
+		t.Logf("the waiter got %q %v after the task was let go", r.status, r.at.Sub(released).Round(time.Millisecond))
+		require.Equal(t, "succeeded", r.status)
+		require.Less(t, r.at.Sub(released), 3*time.Second, "woken at the outcome's commit, not at the 10 s recheck")
 	case <-time.After(30 * time.Second):
 		t.Fatal("the waiter did not return")
 	}
@@ -135,26 +153,13 @@ func TestWaitTaskDoesNotStallCreateIndexConcurrently(t *testing.T) {
 	blockers := lock.blockWorkers(t, su, cluster.MaxWorkers())
 	id := submit(t, su, fmt.Sprintf("CREATE INDEX CONCURRENTLY ON %s (v)", tbl))
 
-	waiter := connect(t, superuser)
-	status := make(chan string, 1)
-	go func() {
-		var s *string
-		if err := waiter.QueryRow(context.Background(), "CALL lantern.wait_task($1, '30 s', NULL)", id).Scan(&s); err != nil {
-			status <- "error: " + err.Error()
-			return
-		}
-		status <- deref(s)
-	}()
-	require.Eventually(t, func() bool {
-		return queryOne[int64](t, su, `SELECT count(*) FROM pg_stat_activity
-			WHERE query LIKE 'CALL lantern.wait_task%' AND wait_event = 'Extension'`) == 1
-	}, waitTimeout, 10*time.Millisecond, "the waiter sleeps on its latch")
+	done := startWaiter(t, su, id, "30 s")
 	start := time.Now()
 	lock.release(t)
 	select {
-	case s := <-status:
-		t.Logf("the waiter got %q %v after the build could start", s, time.Since(start).Round(time.Millisecond))
-		require.Equal(t, "succeeded", s, "a stalled build would still be running when the waiter gives up")
+	case r := <-done:
+		t.Logf("the waiter got %q %v after the build could start", r.status, r.at.Sub(start).Round(time.Millisecond))
+		require.Equal(t, "succeeded", r.status, "a stalled build would still be running when the waiter gives up")
 	case <-time.After(time.Minute):
 		t.Fatal("the waiter did not return")
 	}

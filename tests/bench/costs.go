@@ -21,11 +21,23 @@ var costsLine = regexp.MustCompile(`lantern_async worker: (\d+) tasks, (\d+) cla
 	`claim ([\d.]+), execute ([\d.]+), reset ([\d.]+), record alone ([\d.]+) \((\d+) times\), ` +
 	`the rest \(the Go loop\) ([\d.-]+); one near-empty call into PostgreSQL ([\d.]+) µs \((\d+) calls\)`)
 
-func (b *bench) costs() error {
+// logWorkerCosts makes benchRole's workers log their costs when they exit,
+// until the returned function is called.
+func (b *bench) logWorkerCosts() (reset func(), err error) {
 	if _, err := b.su.Exec(b.ctx, "ALTER ROLE "+benchRole+" SET log_min_messages = debug1"); err != nil {
+		return nil, err
+	}
+	return func() {
+		_, _ = b.su.Exec(b.ctx, "ALTER ROLE "+benchRole+" RESET log_min_messages")
+	}, nil
+}
+
+func (b *bench) costs() error {
+	reset, err := b.logWorkerCosts()
+	if err != nil {
 		return err
 	}
-	defer b.su.Exec(b.ctx, "ALTER ROLE "+benchRole+" RESET log_min_messages") //nolint:errcheck // best effort
+	defer reset()
 	b.tbl.section("8", "per-task cost inside a worker", fmt.Sprintf("%d tasks of one kind run by one worker (max_workers = 1) from no worker connected; means per task from the worker's own clock, logged when it exits", costTasks))
 	for _, k := range []struct{ label, query string }{
 		{"SELECT 1 (its outcome goes in with the next claim)", "SELECT 1"},

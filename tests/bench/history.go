@@ -17,10 +17,11 @@ func (b *bench) history() error {
 	if err := b.setIdleTimeout(-1); err != nil {
 		return err
 	}
-	if _, err := b.su.Exec(b.ctx, "ALTER ROLE "+benchRole+" SET log_min_messages = debug1"); err != nil {
+	reset, err := b.logWorkerCosts()
+	if err != nil {
 		return err
 	}
-	defer b.su.Exec(b.ctx, "ALTER ROLE "+benchRole+" RESET log_min_messages") //nolint:errcheck // best effort
+	defer reset()
 	var before int64
 	if err := b.su.QueryRow(b.ctx, "SELECT count(*) FROM lantern.tasks").Scan(&before); err != nil {
 		return err
