@@ -9,6 +9,7 @@
 #   make demo       set up what is missing, then show a background index build
 #   make bench      build and install, then run the benchmark (tests/bench): one table on stdout
 #   make cli        build the client command ./lantern-async (cmd/lantern-async)
+#   make image      build the ready image lantern_async:pg17 (PG=15 or PG=18 for the others)
 
 PG_CONFIG ?= pg_config
 GO ?= go
@@ -94,6 +95,13 @@ $(CLI): $(CLI_SOURCES)
 cli: $(CLI)
 
 .PHONY: cli
+
+# The ready image (tests/docker/Dockerfile), registry-free unless
+# REGISTRY=docker.io/library/ is given.
+image:
+	tests/docker/image.sh $(or $(PG),17)
+
+.PHONY: image
 
 # No JIT bitcode: it would need clang on every build machine, for no gain here.
 override with_llvm = no

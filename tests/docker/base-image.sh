@@ -1,6 +1,6 @@
 #!/bin/sh
 # Build a Debian base image without a container registry: debootstrap a
-# minbase root of SUITE and `docker import` it as lantern_async-base:SUITE.
+# minbase root of SUITE and `docker import` it as lantern_async/debian:SUITE.
 # Reused when the image already exists (delete it to rebuild).
 #
 #   tests/docker/base-image.sh trixie      # PostgreSQL 17
@@ -15,7 +15,7 @@ set -eu
 SUITE=${1:-trixie}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 CACHE=${LANTERN_ASYNC_IMAGE_CACHE:-/var/cache/lantern_async}
-IMAGE=lantern_async-base:$SUITE
+IMAGE=lantern_async/debian:$SUITE
 
 if docker image inspect "$IMAGE" >/dev/null 2>&1; then
 	echo "$IMAGE exists, reused" >&2

@@ -1,0 +1,104 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+	"github.com/testcontainers/testcontainers-go"
+	"github.com/testcontainers/testcontainers-go/wait"
+)
+
+// envImage names the ready image to test (make image: lantern_async:pg17).
+const envImage = "LANTERN_ASYNC_TEST_IMAGE"
+
+// readyImage returns the image under test, or skips the test saying why.
+func readyImage(t *testing.T) string {
+	t.Helper()
+	image := os.Getenv(envImage)
+	if image == "" {
+		t.Skipf("%s is not set: build the image (make image) and set %s=lantern_async:pg17 to test it", envImage, envImage)
+	}
+	if out, err := exec.Command("docker", "image", "inspect", "--format", "{{.Id}}", image).CombinedOutput(); err != nil {
+		t.Fatalf("%s=%s, but docker cannot inspect it: %v\n%s", envImage, image, err, out)
+	}
+	return image
+}
+
+// TestReadyImage starts the ready image the way its README says
+// (docker run -e POSTGRES_PASSWORD=... -p 5432), with a user and a database
+// of its own, and runs a task in that database over TCP with the password.
+func TestReadyImage(t *testing.T) {
+	image := readyImage(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	ctr, err := testcontainers.Run(ctx, image,
+		testcontainers.WithEnv(map[string]string{
+			"POSTGRES_PASSWORD": "s3cret",
+			"POSTGRES_USER":     "app",
+			"POSTGRES_DB":       "appdb",
+		}),
+		testcontainers.WithExposedPorts("5432/tcp"),
+		testcontainers.WithWaitStrategy(
+			wait.ForLog("database system is ready to accept connections").WithStartupTimeout(2*time.Minute),
+			wait.ForListeningPort("5432/tcp").WithStartupTimeout(2*time.Minute)),
+	)
+	testcontainers.CleanupContainer(t, ctr)
+	require.NoError(t, err, "start %s", image)
+
+	host, err := ctr.Host(ctx)
+	require.NoError(t, err)
+	port, err := ctr.MappedPort(ctx, "5432/tcp")
+	require.NoError(t, err)
+	dsn := fmt.Sprintf("host=%s port=%s user=app dbname=appdb sslmode=disable", host, port.Port())
+
+	_, err = pgx.Connect(ctx, dsn+" password=wrong")
+	require.ErrorContains(t, err, "28P01", "a wrong password is refused over TCP")
+
+	conn, err := pgx.Connect(ctx, dsn+" password=s3cret")
+	require.NoError(t, err)
+	defer conn.Close(context.WithoutCancel(ctx))
+
+	preload := queryOne[string](t, conn, "SHOW shared_preload_libraries")
+	require.Equal(t, "lantern_async", preload)
+	version := queryOne[string](t, conn, "SELECT extversion FROM pg_extension WHERE extname = 'lantern_async'")
+	require.Equal(t, currentVersion, version, "CREATE EXTENSION done in POSTGRES_DB")
+
+	jobid := queryOne[int64](t, conn, "SELECT lantern.async_task('CREATE TABLE made_by_task AS SELECT 42 AS answer', 'image')")
+	_, err = conn.Exec(ctx, "CALL lantern.wait_task($1, '60s', NULL)", jobid)
+	require.NoError(t, err)
+	var status, user string
+	require.NoError(t, conn.QueryRow(ctx, "SELECT status, username FROM lantern.tasks WHERE jobid = $1", jobid).Scan(&status, &user))
+	require.Equal(t, "succeeded", status)
+	require.Equal(t, "app", user)
+	require.Equal(t, int32(42), queryOne[int32](t, conn, "SELECT answer FROM made_by_task"))
+	owner := queryOne[string](t, conn, "SELECT tableowner FROM pg_tables WHERE tablename = 'made_by_task'")
+	require.Equal(t, "app", owner, "the task ran as the role that queued it")
+}
+
+// TestReadyImageWithoutPassword: like the official image, an empty data
+// directory and neither POSTGRES_PASSWORD nor trust is refused with a hint.
+func TestReadyImageWithoutPassword(t *testing.T) {
+	image := readyImage(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ctr, err := testcontainers.Run(ctx, image,
+		testcontainers.WithWaitStrategy(wait.ForExit().WithExitTimeout(time.Minute)))
+	testcontainers.CleanupContainer(t, ctr)
+	require.NoError(t, err)
+	state, err := ctr.State(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, state.ExitCode)
+	logs, err := ctr.Logs(ctx)
+	require.NoError(t, err)
+	defer logs.Close()
+	b := make([]byte, 4096)
+	n, _ := logs.Read(b)
+	require.Contains(t, string(b[:n]), "no superuser password is set")
+}
