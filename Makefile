@@ -9,6 +9,7 @@
 #   make demo       set up what is missing, then show a background index build
 #   make bench      build and install, then run the benchmark (tests/bench): one table on stdout
 #   make cli        build the client command ./lantern-async (cmd/lantern-async)
+#   make test-images build the ready image of 15, 17 and 18 and test each (needs Docker)
 #   make image      build the ready image lantern_async:pg17 (PG=15 or PG=18 for the others)
 
 PG_CONFIG ?= pg_config
@@ -73,6 +74,19 @@ unit: tidy-check
 test: all unit
 	$(MAKE) install
 	$(GO) test -count=1 -timeout 20m ./tests/...
+	@[ -n "$$LANTERN_ASYNC_TEST_IMAGE" ] || echo 'make test: skipped the ready-image tests (TestReadyImage*): they need Docker and an image; `make test-images` builds lantern_async:pg15, pg17 and pg18 and runs them'
+
+# The ready image of each version, built here, started with testcontainers-go.
+# No registry here: the reaper (ryuk) image cannot be pulled, so it is off;
+# each test removes its own container.
+IMAGE_VERSIONS ?= 15 17 18
+test-images:
+	@docker info >/dev/null 2>&1 || { echo 'make test-images: no Docker engine answers (start dockerd)' >&2; exit 1; }
+	set -e; for v in $(IMAGE_VERSIONS); do \
+		tests/docker/image.sh $$v; \
+		TESTCONTAINERS_RYUK_DISABLED=true LANTERN_ASYNC_TEST_IMAGE=lantern_async:pg$$v \
+			$(GO) test -count=1 -timeout 10m -run 'TestReadyImage' ./tests/; \
+	done
 
 demo:
 	tests/demo/demo.sh
@@ -82,7 +96,7 @@ demo:
 bench: install
 	PG_CONFIG='$(PG_CONFIG)' $(GO) run ./tests/bench
 
-.PHONY: install-golib uninstall-golib tidy-check unit test demo bench
+.PHONY: install-golib uninstall-golib tidy-check unit test test-images demo bench
 
 # The client command: pure Go, static (no cgo), at the repository root.
 CLI = lantern-async

@@ -21,6 +21,7 @@
 #include "utils/timestamp.h"
 
 #include "la_call.h"
+#include "la_compat.h"
 #include "la_shared.h"
 
 /* Set by a body whose transaction must roll back rather than commit. */
@@ -160,9 +161,9 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 				   "  SELECT t.jobid FROM %s t "
 				   "  WHERE t.status = 'pending' "
 				   "    AND (SELECT o.roleid FROM %s o WHERE o.jobid = t.jobid) = $1 "
-	/* dropped or NOLOGIN since this worker logged in: a scout fails its tasks */
+	/* dropped (or, on 15, NOLOGIN) since this worker logged in: a scout fails its tasks */
 				   "    AND EXISTS (SELECT FROM pg_catalog.pg_authid r "
-				   "                WHERE r.oid = $1 AND r.rolcanlogin) "
+				   "                WHERE r.oid = $1 AND " LA_ROLE_LOGIN_SQL ") "
 				   "  ORDER BY t.jobid LIMIT 1 FOR UPDATE OF t SKIP LOCKED) "
 				   "RETURNING u.jobid, u.query%s",
 				   p->cat.tasks_name, p->cat.tasks_name, p->cat.task_owners_name,
@@ -332,7 +333,7 @@ la_bk_queues_body(LaPrivileged *p, void *arg)
 	int			rc;
 
 	rc = SPI_execute(psprintf("SELECT coalesce(o.roleid, 0), min(t.jobid), count(*), "
-							  "       r.oid IS NOT NULL, coalesce(r.rolcanlogin, false), min(t.username) "
+							  "       r.oid IS NOT NULL, coalesce(" LA_ROLE_LOGIN_SQL ", false), min(t.username) "
 							  "FROM %s t LEFT JOIN %s o ON o.jobid = t.jobid "
 							  "LEFT JOIN pg_catalog.pg_authid r ON r.oid = o.roleid "
 							  "WHERE t.status = 'pending' "

@@ -30,14 +30,11 @@ func readyImage(t *testing.T) string {
 	return image
 }
 
-// TestReadyImage starts the ready image the way its README says
+// startReadyImage starts the ready image the way its README says
 // (docker run -e POSTGRES_PASSWORD=... -p 5432), with a user and a database
-// of its own, and runs a task in that database over TCP with the password.
-func TestReadyImage(t *testing.T) {
-	image := readyImage(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-
+// of its own, and returns a TCP connection to it with the password.
+func startReadyImage(ctx context.Context, t *testing.T, image string) *pgx.Conn {
+	t.Helper()
 	ctr, err := testcontainers.Run(ctx, image,
 		testcontainers.WithEnv(map[string]string{
 			"POSTGRES_PASSWORD": "s3cret",
@@ -63,23 +60,63 @@ func TestReadyImage(t *testing.T) {
 
 	conn, err := pgx.Connect(ctx, dsn+" password=s3cret")
 	require.NoError(t, err)
-	defer conn.Close(context.WithoutCancel(ctx))
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	return conn
+}
+
+// runInImage queues query as the current role and waits for its outcome.
+func runInImage(ctx context.Context, t *testing.T, conn *pgx.Conn, query string) (status, user string) {
+	t.Helper()
+	jobid := queryOne[int64](t, conn, "SELECT lantern.async_task($1, 'image')", query)
+	_, err := conn.Exec(ctx, "CALL lantern.wait_task($1, '60s', NULL)", jobid)
+	require.NoError(t, err)
+	require.NoError(t, conn.QueryRow(ctx, "SELECT status, username FROM lantern.tasks WHERE jobid = $1", jobid).Scan(&status, &user))
+	return status, user
+}
+
+// TestReadyImage: in the image, the extension is preloaded and created in
+// POSTGRES_DB, and a task runs there as the role that queued it.
+func TestReadyImage(t *testing.T) {
+	image := readyImage(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	conn := startReadyImage(ctx, t, image)
 
 	preload := queryOne[string](t, conn, "SHOW shared_preload_libraries")
 	require.Equal(t, "lantern_async", preload)
 	version := queryOne[string](t, conn, "SELECT extversion FROM pg_extension WHERE extname = 'lantern_async'")
 	require.Equal(t, currentVersion, version, "CREATE EXTENSION done in POSTGRES_DB")
 
-	jobid := queryOne[int64](t, conn, "SELECT lantern.async_task('CREATE TABLE made_by_task AS SELECT 42 AS answer', 'image')")
-	_, err = conn.Exec(ctx, "CALL lantern.wait_task($1, '60s', NULL)", jobid)
-	require.NoError(t, err)
-	var status, user string
-	require.NoError(t, conn.QueryRow(ctx, "SELECT status, username FROM lantern.tasks WHERE jobid = $1", jobid).Scan(&status, &user))
+	status, user := runInImage(ctx, t, conn, "CREATE TABLE made_by_task AS SELECT 42 AS answer")
 	require.Equal(t, "succeeded", status)
 	require.Equal(t, "app", user)
 	require.Equal(t, int32(42), queryOne[int32](t, conn, "SELECT answer FROM made_by_task"))
 	owner := queryOne[string](t, conn, "SELECT tableowner FROM pg_tables WHERE tablename = 'made_by_task'")
 	require.Equal(t, "app", owner, "the task ran as the role that queued it")
+}
+
+// TestReadyImageNoLoginRole: from 17 a worker logs in as a role without
+// LOGIN (BGWORKER_BYPASS_ROLELOGINCHECK), so such a role can submit; on 15
+// it is refused at submit time, as before.
+func TestReadyImageNoLoginRole(t *testing.T) {
+	image := readyImage(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	conn := startReadyImage(ctx, t, image)
+	_, err := conn.Exec(ctx, "CREATE ROLE writer NOLOGIN; GRANT CREATE ON SCHEMA public TO writer; SET ROLE writer")
+	require.NoError(t, err)
+
+	if queryOne[int32](t, conn, "SELECT current_setting('server_version_num')::int") < 170000 {
+		_, err := conn.Exec(ctx, "SELECT lantern.async_task('SELECT 1')")
+		pgErr := requirePgError(t, err, "42501")
+		require.Equal(t, `role "writer" cannot submit background tasks`, pgErr.Message)
+		return
+	}
+	status, user := runInImage(ctx, t, conn, "CREATE TABLE made_by_writer (x int)")
+	require.Equal(t, "succeeded", status)
+	require.Equal(t, "writer", user)
+	owner := queryOne[string](t, conn, "SELECT tableowner FROM pg_tables WHERE tablename = 'made_by_writer'")
+	require.Equal(t, "writer", owner, "the task ran as the NOLOGIN role")
 }
 
 // TestReadyImageWithoutPassword: like the official image, an empty data

@@ -215,7 +215,7 @@ la_catalog_lookup(LaCatalog *cat, LOCKMODE lockmode)
 	return true;
 }
 
-/* Whether a role exists and may log in (a worker logs in as it). */
+/* Whether a worker can log in as a role: it exists and, on 15, has LOGIN. */
 bool
 la_role_can_login(Oid roleid)
 {
@@ -224,7 +224,7 @@ la_role_can_login(Oid roleid)
 
 	if (HeapTupleIsValid(tuple))
 	{
-		canlogin = ((Form_pg_authid) GETSTRUCT(tuple))->rolcanlogin;
+		canlogin = !LA_WORKER_NEEDS_LOGIN || ((Form_pg_authid) GETSTRUCT(tuple))->rolcanlogin;
 		ReleaseSysCache(tuple);
 	}
 	return canlogin;

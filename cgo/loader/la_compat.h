@@ -18,6 +18,25 @@
 #if PG_VERSION_NUM >= 160000
 #include "catalog/pg_database.h"
 #endif
+#if PG_VERSION_NUM >= 170000
+#include "postmaster/bgworker.h"
+#endif
+
+/*
+ * A worker logs in as the role that submitted its task.  17 lets a
+ * background worker log in as a role without LOGIN
+ * (BGWORKER_BYPASS_ROLELOGINCHECK); on 15 only LOGIN roles can run tasks.
+ * LA_ROLE_LOGIN_SQL is that condition on pg_authid row "r", in SQL.
+ */
+#if PG_VERSION_NUM >= 170000
+#define LA_WORKER_CONNECT_FLAGS BGWORKER_BYPASS_ROLELOGINCHECK
+#define LA_WORKER_NEEDS_LOGIN false
+#define LA_ROLE_LOGIN_SQL "true"
+#else
+#define LA_WORKER_CONNECT_FLAGS 0
+#define LA_WORKER_NEEDS_LOGIN true
+#define LA_ROLE_LOGIN_SQL "r.rolcanlogin"
+#endif
 
 /*
  * This process's index in ProcGlobal->allProcs, which is how other

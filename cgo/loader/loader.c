@@ -22,6 +22,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 
+#include "la_compat.h"
 #include "la_loader.h"
 #include "la_shared.h"
 
@@ -172,7 +173,7 @@ lantern_async_worker_main(Datum arg)
 	 * A real session of the submitting role: the task's SQL gets exactly that
 	 * role's rights, and nothing it runs can reach a superuser identity.
 	 */
-	BackgroundWorkerInitializeConnectionByOid(dboid, roleid, 0);
+	BackgroundWorkerInitializeConnectionByOid(dboid, roleid, LA_WORKER_CONNECT_FLAGS);
 	/* As if sent by a client: DISCARD ALL between tasks keeps it. */
 	SetConfigOption("application_name", LA_WORKER_TYPE, PGC_BACKEND, PGC_S_CLIENT);
 	la_exit_on_error_off();

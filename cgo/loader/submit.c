@@ -104,7 +104,7 @@ la_submit_query_arg(FunctionCallInfo fcinfo)
 	return query;
 }
 
-/* The worker logs in as the submitting role, which PostgreSQL 15 requires to have LOGIN. */
+/* The worker logs in as the submitting role, which 15 requires to have LOGIN (la_compat.h). */
 static void
 la_submit_check_role(Oid roleid)
 {

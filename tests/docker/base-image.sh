@@ -36,6 +36,13 @@ if [ -d /usr/local/share/ca-certificates ]; then
 	cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/" 2>/dev/null || true
 	chroot "$root" update-ca-certificates >/dev/null
 fi
+# debootstrap sets up the suite alone: add its updates and security
+# archives (sid has none), so that images get the current minor release.
+case $SUITE in
+sid | unstable) ;;
+*) printf 'deb %s %s main\ndeb %s %s-updates main\ndeb http://security.debian.org/debian-security %s-security main\n' \
+	"$MIRROR" "$SUITE" "$MIRROR" "$SUITE" "$SUITE" >"$root/etc/apt/sources.list" ;;
+esac
 # Keep images small and apt quiet inside them.
 rm -rf "$root/var/lib/apt/lists/"* "$root/var/cache/apt/archives/"*.deb
 
