@@ -17,7 +17,30 @@ import (
 // dockerfilePath is relative to the repository root (the build context).
 const dockerfilePath = "tests/docker/Dockerfile"
 
-// dockerBackend runs the server in a container built from tests/docker/Dockerfile.
+// EnvPG is the PostgreSQL major version of the docker backend's image
+// (15, 17 or 18; default 15). Its Debian base must exist
+// (tests/docker/base-image.sh), as must the Go image (go-image.sh).
+const EnvPG = "LANTERN_ASYNC_TEST_PG"
+
+// debianSuites maps a PostgreSQL major version to the Debian suite that packages it.
+var debianSuites = map[string]string{"15": "bookworm", "17": "trixie", "18": "sid"}
+
+// imageBuildArgs are tests/docker/Dockerfile's arguments for the version in EnvPG.
+func imageBuildArgs() (map[string]*string, error) {
+	pg := os.Getenv(EnvPG)
+	if pg == "" {
+		pg = "15"
+	}
+	suite, ok := debianSuites[pg]
+	if !ok {
+		return nil, fmt.Errorf("pgcluster: %s=%s: no Debian suite packages that version (15, 17 or 18)", EnvPG, pg)
+	}
+	goVersion := strings.TrimPrefix(runtime.Version(), "go")
+	return map[string]*string{"PG": &pg, "SUITE": &suite, "GO_VERSION": &goVersion}, nil
+}
+
+// dockerBackend runs the server in a container of the ready image
+// (tests/docker/Dockerfile) for the version in EnvPG.
 type dockerBackend struct {
 	ctr  testcontainers.Container
 	host string
@@ -61,6 +84,10 @@ func startDocker(ctx context.Context, opts *Options) (backend, error) {
 		cmd = append(cmd, "-c", strings.ReplaceAll(kv, " = ", "="))
 	}
 
+	buildArgs, err := imageBuildArgs()
+	if err != nil {
+		return nil, err
+	}
 	var buildLog io.Writer = io.Discard
 	if os.Getenv("LANTERN_ASYNC_TEST_BUILD_LOG") != "" {
 		buildLog = os.Stderr
@@ -72,17 +99,18 @@ func startDocker(ctx context.Context, opts *Options) (backend, error) {
 				Context:        root,
 				Dockerfile:     dockerfilePath,
 				Repo:           "lantern_async_test",
+				BuildArgs:      buildArgs,
 				KeepImage:      true,
 				BuildLogWriter: buildLog,
 			},
 			ExposedPorts: []string{"5432/tcp"},
 			Env:          map[string]string{"POSTGRES_HOST_AUTH_METHOD": "trust"},
 			Cmd:          cmd,
-			// The official image logs the line once for its initdb-time
-			// temporary server and once for the real one.
+			// The entrypoint's temporary server (initdb time) logs to
+			// /dev/null: the line appears once, from the real server.
 			WaitingFor: wait.ForAll(
 				wait.ForLog("database system is ready to accept connections").
-					WithOccurrence(2).WithStartupTimeout(timeout),
+					WithStartupTimeout(timeout),
 				wait.ForListeningPort("5432/tcp").WithStartupTimeout(timeout),
 			),
 		},
