@@ -89,7 +89,7 @@ test-images:
 	done
 
 demo:
-	tests/demo/demo.sh
+	if [ -n "$(PG)" ] && [ "$(PG)" != 15 ]; then tests/demo/demo-hnsw.sh $(PG); else tests/demo/demo.sh; fi
 
 # Starts its own throw-away cluster (tests/internal/pgcluster) with the
 # installed extension; progress on stderr, the table on stdout.
