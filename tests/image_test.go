@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"testing"
@@ -64,14 +65,20 @@ func startReadyImage(ctx context.Context, t *testing.T, image string) *pgx.Conn 
 	return conn
 }
 
-// runInImage queues query as the current role and waits for its outcome.
-func runInImage(ctx context.Context, t *testing.T, conn *pgx.Conn, query string) (status, user string) {
+// requireTaskMadeTable queues query (which creates table) as the current
+// role, waits for its outcome, and checks that it succeeded as role and
+// that role owns the table.
+func requireTaskMadeTable(ctx context.Context, t *testing.T, conn *pgx.Conn, query, table, role string) {
 	t.Helper()
 	jobid := queryOne[int64](t, conn, "SELECT lantern.async_task($1, 'image')", query)
 	_, err := conn.Exec(ctx, "CALL lantern.wait_task($1, '60s', NULL)", jobid)
 	require.NoError(t, err)
+	var status, user string
 	require.NoError(t, conn.QueryRow(ctx, "SELECT status, username FROM lantern.tasks WHERE jobid = $1", jobid).Scan(&status, &user))
-	return status, user
+	require.Equal(t, "succeeded", status)
+	require.Equal(t, role, user)
+	owner := queryOne[string](t, conn, "SELECT tableowner FROM pg_tables WHERE tablename = $1", table)
+	require.Equal(t, role, owner, "the task ran as the role that queued it")
 }
 
 // TestReadyImage: in the image, the extension is preloaded and created in
@@ -87,12 +94,8 @@ func TestReadyImage(t *testing.T) {
 	version := queryOne[string](t, conn, "SELECT extversion FROM pg_extension WHERE extname = 'lantern_async'")
 	require.Equal(t, currentVersion, version, "CREATE EXTENSION done in POSTGRES_DB")
 
-	status, user := runInImage(ctx, t, conn, "CREATE TABLE made_by_task AS SELECT 42 AS answer")
-	require.Equal(t, "succeeded", status)
-	require.Equal(t, "app", user)
+	requireTaskMadeTable(ctx, t, conn, "CREATE TABLE made_by_task AS SELECT 42 AS answer", "made_by_task", "app")
 	require.Equal(t, int32(42), queryOne[int32](t, conn, "SELECT answer FROM made_by_task"))
-	owner := queryOne[string](t, conn, "SELECT tableowner FROM pg_tables WHERE tablename = 'made_by_task'")
-	require.Equal(t, "app", owner, "the task ran as the role that queued it")
 }
 
 // TestReadyImageNoLoginRole: from 17 a worker logs in as a role without
@@ -112,11 +115,7 @@ func TestReadyImageNoLoginRole(t *testing.T) {
 		require.Equal(t, `role "writer" cannot submit background tasks`, pgErr.Message)
 		return
 	}
-	status, user := runInImage(ctx, t, conn, "CREATE TABLE made_by_writer (x int)")
-	require.Equal(t, "succeeded", status)
-	require.Equal(t, "writer", user)
-	owner := queryOne[string](t, conn, "SELECT tableowner FROM pg_tables WHERE tablename = 'made_by_writer'")
-	require.Equal(t, "writer", owner, "the task ran as the NOLOGIN role")
+	requireTaskMadeTable(ctx, t, conn, "CREATE TABLE made_by_writer (x int)", "made_by_writer", "writer")
 }
 
 // TestReadyImageWithoutPassword: like the official image, an empty data
@@ -135,7 +134,7 @@ func TestReadyImageWithoutPassword(t *testing.T) {
 	logs, err := ctr.Logs(ctx)
 	require.NoError(t, err)
 	defer logs.Close()
-	b := make([]byte, 4096)
-	n, _ := logs.Read(b)
-	require.Contains(t, string(b[:n]), "no superuser password is set")
+	b, err := io.ReadAll(logs)
+	require.NoError(t, err)
+	require.Contains(t, string(b), "no superuser password is set")
 }
