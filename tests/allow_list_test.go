@@ -13,7 +13,6 @@ import (
 // the shared cluster.)
 func TestDatabaseAllowList(t *testing.T) {
 	begin(t)
-	skipOnDocker(t, "an extra cluster")
 	extra := startExtraCluster(t, pgcluster.Options{Database: dbName})
 	su := connectTo(t, extra, dbName, superuser)
 	require.Equal(t, dbName, queryOne[string](t, su, "SHOW lantern_async.database"))

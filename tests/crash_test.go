@@ -213,15 +213,12 @@ func (w crashWatch) requireNoCrash(t *testing.T, su *pgx.Conn) {
 	require.NotContains(t, cluster.Log()[w.logLen:], "terminated by signal", "no process crashed")
 }
 
-const restartsAndSignals = "restarting the server and signalling its processes"
-
 // TestCrashRestartWithRunningAndQueued extends TestRestart: every worker runs
 // a task that has committed a side effect, more tasks are queued, then the
 // server is restarted. The interrupted tasks end 'failed' ("the server
 // stopped ..."), none of them runs again, the queued ones each run exactly
 // once afterwards, and nothing stays 'running'.
 func TestCrashRestartWithRunningAndQueued(t *testing.T) {
-	skipOnDocker(t, restartsAndSignals)
 	for _, mode := range []pgcluster.StopMode{pgcluster.Fast, pgcluster.Immediate} {
 		t.Run(string(mode), func(t *testing.T) {
 			begin(t)
@@ -253,7 +250,6 @@ func TestCrashRestartWithRunningAndQueued(t *testing.T) {
 // 'failed' with "the server stopped ...", is not run again, nothing stays
 // 'running', and the queue works afterwards.
 func TestCrashKillWorker(t *testing.T) {
-	skipOnDocker(t, restartsAndSignals)
 	begin(t)
 	su := connect(t, superuser)
 	role := newLoginRole(t, su, "crash_kill")
@@ -283,7 +279,6 @@ func TestCrashKillWorker(t *testing.T) {
 // is busy and tasks are queued: after crash recovery the running tasks are
 // 'failed' (not re-run) and the queued ones run, each once.
 func TestCrashKillLauncher(t *testing.T) {
-	skipOnDocker(t, restartsAndSignals)
 	begin(t)
 	su := connect(t, superuser)
 	roleA, roleB := newLoginRole(t, su, "crash_disp_a"), newLoginRole(t, su, "crash_disp_b")
@@ -308,7 +303,6 @@ func TestCrashKillLauncher(t *testing.T) {
 // is unaffected, the launcher keeps running (same pid: no crash restart),
 // and the role's next task runs.
 func TestTaskTerminatesOwnProcess(t *testing.T) {
-	skipOnDocker(t, restartsAndSignals)
 	begin(t)
 	su := connect(t, superuser)
 	roleA, roleB := newLoginRole(t, su, "selfkill_a"), newLoginRole(t, su, "selfkill_b")
@@ -346,7 +340,6 @@ func TestTaskTerminatesOwnProcess(t *testing.T) {
 // (PostgreSQL lets a role signal the backends of its own role). The task is
 // 'failed' as a lost worker, not re-run, and nothing crashes.
 func TestTaskProcessTerminatedBySameRole(t *testing.T) {
-	skipOnDocker(t, restartsAndSignals)
 	for _, from := range []string{"client session", "another task"} {
 		t.Run(from, func(t *testing.T) {
 			begin(t)

@@ -106,7 +106,6 @@ func holdAdvisoryLockIn(t *testing.T, db string) *advisoryLock {
 // test raises it with ALTER SYSTEM and a restart, and restores it at the
 // end.
 func TestCommitPreparedRunsTask(t *testing.T) {
-	skipOnDocker(t, "restarting the server for max_prepared_transactions")
 	begin(t)
 	su := connect(t, superuser)
 	if queryOne[int](t, su, "SELECT current_setting('max_prepared_transactions')::int") == 0 {

@@ -17,7 +17,6 @@ import (
 // every task and no flush of one covers another's (group commit), and
 // fsync = on, so that pg_stat_wal counts the flushes (wal_sync).
 func TestReadOnlyTaskCostsOneWALFlush(t *testing.T) {
-	skipOnDocker(t, "a cluster of its own")
 	begin(t)
 	extra := startExtraCluster(t, pgcluster.Options{MaxWorkers: 1, ExtraConf: []string{"fsync = on"}})
 	su := connectTo(t, extra, dbName, superuser)

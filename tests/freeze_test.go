@@ -117,7 +117,6 @@ func TestOpenCancelOfPendingDoesNotFreezeOthers(t *testing.T) {
 // other in a loop. Once the transaction commits, the role's tasks run
 // normally.
 func TestOpenCancelOfPendingDoesNotForkLoop(t *testing.T) {
-	skipOnDocker(t, "counting worker starts in the server log at DEBUG1")
 	begin(t)
 	su := connect(t, superuser)
 	debugServerLog(t, su)

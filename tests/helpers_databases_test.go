@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/user"
 	"strconv"
 	"testing"
 	"time"
@@ -198,23 +197,13 @@ func requireSucceededWithin(t *testing.T, conn *pgx.Conn, jobid int64, d time.Du
 	require.Equal(t, "succeeded", status, "task %d: %s", jobid, msg)
 }
 
-// tablespaceDir makes an empty directory under /tmp for CREATE TABLESPACE,
-// owned by the OS user the server runs as (postgres when the tests run as
-// root, see pgcluster's local backend), removed when the test ends.
+// tablespaceDir makes an empty directory for CREATE TABLESPACE, owned by
+// the server's OS user where the server can reach it, removed when the
+// test ends.
 func tablespaceDir(t *testing.T) string {
 	t.Helper()
-	skipOnDocker(t, "a tablespace in a directory of the test host")
-	dir, err := os.MkdirTemp("/tmp", "lantern_async_ts_*")
+	dir, err := cluster.ServerDir("lantern_async_ts_")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("postgres")
-		require.NoError(t, err, "the server runs as the postgres OS user when the tests run as root")
-		uid, err := strconv.Atoi(u.Uid)
-		require.NoError(t, err)
-		gid, err := strconv.Atoi(u.Gid)
-		require.NoError(t, err)
-		require.NoError(t, os.Chown(dir, uid, gid))
-	}
 	return dir
 }

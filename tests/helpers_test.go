@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/lanterndata/lantern_async/tests/internal/pgcluster"
 )
 
 // Shared test helpers are split by subject: helpers_sql_test.go (connections,
@@ -60,16 +59,6 @@ func begin(t *testing.T) {
 		}
 	})
 	t.Cleanup(func() { requireHealthy(t) })
-}
-
-// skipOnDocker skips a test that needs something the docker backend cannot
-// do (restarting the server, signalling its processes, a server without
-// preload).
-func skipOnDocker(t *testing.T, what string) {
-	t.Helper()
-	if cluster.Backend() == pgcluster.BackendDocker {
-		t.Skipf("%s is %v", what, pgcluster.ErrNotSupported)
-	}
 }
 
 // ---------------------------------------------------------------------------

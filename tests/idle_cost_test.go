@@ -49,7 +49,6 @@ const (
 // after the first few scouts). pg_stat_activity must never show more than
 // max_workers + 1; the process counts are a subtest of their own.
 func TestIdleCostHundredDatabases(t *testing.T) {
-	skipOnDocker(t, "restarting a cluster of its own")
 	begin(t)
 	const maxWorkers = 4
 	testStart := time.Now()

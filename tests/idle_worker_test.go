@@ -120,7 +120,6 @@ func mustExecTx(t *testing.T, tx pgx.Tx, sql string) {
 // TestStopTimes: pg_ctl stop -m fast with idle workers, and with a task
 // running, takes well under the pg_ctl timeout; the server comes back.
 func TestStopTimes(t *testing.T) {
-	skipOnDocker(t, "stopping the server")
 	begin(t)
 	su := connect(t, superuser)
 	var ids []int64

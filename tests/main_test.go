@@ -107,8 +107,7 @@ func setupCluster(ctx context.Context) error {
 	}
 	defer conn.Close(context.Background())
 
-	// The docker backend's image has created it already.
-	if _, err := conn.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS lantern_async"); err != nil {
+	if _, err := conn.Exec(ctx, "CREATE EXTENSION lantern_async"); err != nil {
 		return fmt.Errorf("CREATE EXTENSION lantern_async: %w", err)
 	}
 	for _, r := range testRoles {

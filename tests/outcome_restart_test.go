@@ -138,7 +138,6 @@ func requireOutcomesExact(t *testing.T, su *pgx.Conn, marker string, ts []outcom
 // cycle, restarted fast or immediate in each cycle; at the end every
 // task's status agrees with whether its work committed.
 func TestOutcomeExactAcrossRestarts(t *testing.T) {
-	skipOnDocker(t, "restarting the server")
 	begin(t)
 	su := connect(t, superuser)
 	role := newTempRole(t, su, "outcome_pin")

@@ -41,7 +41,6 @@ func restartServer(t *testing.T) {
 // own pending task locked across a restart stalls neither cancel_all nor
 // another role's task.
 func TestPreparedTransactionTask(t *testing.T) {
-	skipOnDocker(t, "restarting the server")
 	begin(t)
 	su := connect(t, superuser)
 	t.Cleanup(func() {

@@ -38,7 +38,6 @@ type shapeTask struct {
 // Every task ends final, never runs twice, and succeeded ⇔ its row exists
 // for the shapes that are one transaction (and whenever it succeeded).
 func TestOutcomeShapesAcrossRestarts(t *testing.T) {
-	skipOnDocker(t, "restarting the server")
 	begin(t)
 	logFrom := len(cluster.Log()) // crash tests that ran before kill processes on purpose
 	su := connect(t, superuser)
@@ -97,7 +96,6 @@ const (
 // (the role is relaunched with a growing delay), and another role's task
 // still runs at once.
 func TestSelfTerminatingTasksDoNotForkLoop(t *testing.T) {
-	skipOnDocker(t, "counting worker starts in the server log at DEBUG1")
 	begin(t)
 	su := connect(t, superuser)
 	debugServerLog(t, su)

@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"errors"
 	"testing"
 
 	"github.com/lanterndata/lantern_async/tests/internal/pgcluster"
@@ -15,7 +14,6 @@ import (
 func TestRestart(t *testing.T) {
 	for _, mode := range []pgcluster.StopMode{pgcluster.Fast, pgcluster.Immediate} {
 		t.Run(string(mode), func(t *testing.T) {
-			skipOnDocker(t, "restart")
 			begin(t)
 			su := connect(t, superuser)
 			marker := markerTable(t, su, "restart_marker")
@@ -26,9 +24,6 @@ func TestRestart(t *testing.T) {
 			require.Equal(t, "pending", deref(getTask(t, su, queued).Status), "all workers are busy")
 
 			err := cluster.Restart(mode)
-			if errors.Is(err, pgcluster.ErrNotSupported) {
-				t.Skipf("restart: %v", err)
-			}
 			require.NoError(t, err, "restart -m %s", mode)
 
 			// Old connections died with the server.

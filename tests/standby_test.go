@@ -145,7 +145,6 @@ func severeLines(log string) []string {
 // nothing, no lantern_async process connects, and nothing lantern_async
 // does fills the standby's log while the primary's tasks replicate.
 func TestStandbyRefusesTasks(t *testing.T) {
-	skipOnDocker(t, "a streaming-replication standby")
 	primary := startPrimary(t, 1)
 	psu := connectTo(t, primary, dbName, superuser)
 	role := newLoginRole(t, psu, "standby_user")
@@ -240,7 +239,6 @@ func requireSessionUsable(t *testing.T, conn *pgx.Conn, when string) {
 // failed with "the server stopped...", each task that was queued runs
 // exactly once as its role, nothing runs twice, and new tasks run.
 func TestFailoverRunsQueuedTasksOnce(t *testing.T) {
-	skipOnDocker(t, "a streaming-replication standby")
 	// One slot, so that the long task keeps the queued ones pending.
 	primary := startPrimary(t, 1)
 	psu := connectTo(t, primary, dbName, superuser)

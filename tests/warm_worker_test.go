@@ -17,7 +17,6 @@ import (
 // TestTaskStreamKeepsOneWorker: one role submits a trivial task, waits for
 // it, and submits the next, for 3 s: a handful of worker starts at most.
 func TestTaskStreamKeepsOneWorker(t *testing.T) {
-	skipOnDocker(t, "counting worker starts")
 	begin(t)
 	su := connect(t, superuser)
 	debugServerLog(t, su)

@@ -1,19 +1,23 @@
-// Package pgcluster starts a throw-away PostgreSQL 15 server for the
+// Package pgcluster starts throw-away PostgreSQL servers for the
 // lantern_async integration tests.
 //
-// Two backends are available, selected with the environment variable
-// LANTERN_ASYNC_TEST_BACKEND:
+// A cluster is always made the same way: initdb in a temporary directory,
+// the harness's settings appended to postgresql.conf, pg_ctl to start and
+// stop it, a unix socket in that directory. The environment variable
+// LANTERN_ASYNC_TEST_BACKEND chooses where its programs run:
 //
-//   - "local" (default): initdb + pg_ctl from `pg_config --bindir` in a
-//     temporary directory. When the test runs as root the server is run as the
-//     "postgres" OS user (via runuser), because PostgreSQL refuses to run as root.
-//   - "docker": an image built from tests/docker/Dockerfile with
-//     testcontainers-go. Stop/Start/Restart are not supported by this backend.
+//   - "local" (default): this machine's, from `pg_config --bindir`. When the
+//     test runs as root they run as the "postgres" OS user (via runuser),
+//     because PostgreSQL refuses to run as root.
+//   - "docker": those of the ready image (tests/docker/Dockerfile) for the
+//     version in LANTERN_ASYNC_TEST_PG, built from the current tree with
+//     testcontainers-go, run with docker exec in one container per test
+//     process (see containerMachine). Everything the local backend can do,
+//     this one can too: stop, restart, standbys, signals.
 package pgcluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -51,32 +55,23 @@ func (m StopMode) valid() bool {
 	return m == Smart || m == Fast || m == Immediate
 }
 
-// ErrNotSupported is returned by operations a backend cannot perform
-// (Stop/Start/Restart on the docker backend).
-var ErrNotSupported = errors.New("not supported by the docker backend")
-
 // Options configure a cluster. The zero value is usable.
 type Options struct {
 	// Backend overrides LANTERN_ASYNC_TEST_BACKEND when non-empty.
 	Backend string
 	// NoPreload leaves shared_preload_libraries (and the lantern_async.*
-	// settings) out of the configuration. Only meant for checking the harness
-	// itself when the extension is not installed. Local backend only.
+	// settings) out of the configuration.
 	NoPreload bool
 	// MaxWorkers is lantern_async.max_workers (default 4).
 	MaxWorkers int
 	// Database is lantern_async.database, the one database served (default
 	// empty: every database).
 	Database string
-	// ExtraConf holds additional postgresql.conf lines (local backend) or
-	// "name=value" settings passed with -c (docker backend).
+	// ExtraConf holds additional postgresql.conf lines.
 	ExtraConf []string
 	// RepoRoot is the docker build context (default: the repository root,
 	// derived from this source file's location).
 	RepoRoot string
-	// StartTimeout bounds the server (or image build + container) start.
-	// Default 60 s for local, 15 min for docker.
-	StartTimeout time.Duration
 	// Logf receives progress messages (optional).
 	Logf func(format string, args ...any)
 }
@@ -119,33 +114,24 @@ func quote(v string) string {
 	return "'" + strings.ReplaceAll(v, "'", "''") + "'"
 }
 
-// backend is implemented by the local and docker backends.
-type backend interface {
-	dsn(database, user string) string
-	stop(ctx context.Context, mode StopMode) error
-	start(ctx context.Context) error
-	log() (string, error)
-	close(ctx context.Context) error
-}
-
 // Cluster is a running PostgreSQL server.
 type Cluster struct {
 	opts Options
-	b    backend
+	s    *server
 }
 
 // Start creates and starts a cluster. The caller must Close it.
 func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	opts.fill()
 	var (
-		b   backend
+		m   machine
 		err error
 	)
 	switch opts.Backend {
 	case BackendLocal:
-		b, err = startLocal(ctx, &opts)
+		m, err = newLocalMachine()
 	case BackendDocker:
-		b, err = startDocker(ctx, &opts)
+		m, err = acquireContainer(ctx, &opts)
 	default:
 		return nil, fmt.Errorf("pgcluster: unknown backend %q (%s must be %q or %q)",
 			opts.Backend, EnvBackend, BackendLocal, BackendDocker)
@@ -153,7 +139,11 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Cluster{opts: opts, b: b}, nil
+	s, err := startServer(ctx, m, &opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Cluster{opts: opts, s: s}, nil
 }
 
 // Backend returns the backend name ("local" or "docker").
@@ -163,7 +153,7 @@ func (c *Cluster) Backend() string { return c.opts.Backend }
 func (c *Cluster) MaxWorkers() int { return c.opts.MaxWorkers }
 
 // DSN returns a libpq key/value connection string for database and user.
-func (c *Cluster) DSN(database, user string) string { return c.b.dsn(database, user) }
+func (c *Cluster) DSN(database, user string) string { return c.s.dsn(database, user) }
 
 // Connect opens a pgx connection to database as user.
 func (c *Cluster) Connect(ctx context.Context, database, user string) (*pgx.Conn, error) {
@@ -198,26 +188,24 @@ func (c *Cluster) ExecAs(ctx context.Context, database, user, sql string, args .
 const opTimeout = 3 * time.Minute
 
 // Stop shuts the server down with the given mode ("fast", "immediate" or
-// "smart"). The docker backend returns ErrNotSupported.
+// "smart").
 func (c *Cluster) Stop(mode StopMode) error {
 	if !mode.valid() {
 		return fmt.Errorf("pgcluster: invalid stop mode %q", mode)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	return c.b.stop(ctx, mode)
+	return c.s.stop(ctx, mode)
 }
 
-// StartServer starts a stopped server again. The docker backend returns
-// ErrNotSupported.
+// StartServer starts a stopped server again.
 func (c *Cluster) StartServer() error {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	return c.b.start(ctx)
+	return c.s.start(ctx)
 }
 
-// Restart stops the server with mode and starts it again. The docker backend
-// returns ErrNotSupported.
+// Restart stops the server with mode and starts it again.
 func (c *Cluster) Restart(mode StopMode) error {
 	if err := c.Stop(mode); err != nil {
 		return err
@@ -227,7 +215,7 @@ func (c *Cluster) Restart(mode StopMode) error {
 
 // Log returns the whole server log. Errors reading it are returned inline.
 func (c *Cluster) Log() string {
-	s, err := c.b.log()
+	s, err := c.s.log()
 	if err != nil {
 		return fmt.Sprintf("%s\n<error reading server log: %v>", s, err)
 	}
@@ -243,11 +231,27 @@ func (c *Cluster) LogTail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// Close stops the server and removes everything it created (the temporary
-// directory, or the container). Set LANTERN_ASYNC_TEST_KEEP=1 to keep the
-// local backend's directory.
+// Close stops the server and removes everything it created (its
+// directory; the container with the last cluster in it). Set
+// LANTERN_ASYNC_TEST_KEEP=1 to keep the directories.
 func (c *Cluster) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	return c.b.close(ctx)
+	return c.s.close(ctx)
+}
+
+// ServerDir makes an empty directory that the server's OS user owns, where
+// the server can reach it (for CREATE TABLESPACE, say). The caller removes it.
+func (c *Cluster) ServerDir(prefix string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	dir, err := os.MkdirTemp(c.s.m.tempRoot(), prefix)
+	if err != nil {
+		return "", fmt.Errorf("pgcluster: %w", err)
+	}
+	if err := c.s.m.own(ctx, dir); err != nil {
+		_ = os.RemoveAll(dir)
+		return "", err
+	}
+	return dir, nil
 }

@@ -2,16 +2,18 @@ package pgcluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"time"
+	"sync"
 
+	"github.com/moby/moby/api/types/container"
 	"github.com/testcontainers/testcontainers-go"
-	"github.com/testcontainers/testcontainers-go/wait"
+	tcexec "github.com/testcontainers/testcontainers-go/exec"
 )
 
 // dockerfilePath is relative to the repository root (the build context).
@@ -39,12 +41,110 @@ func imageBuildArgs() (map[string]*string, error) {
 	return map[string]*string{"PG": &pg, "SUITE": &suite, "GO_VERSION": &goVersion}, nil
 }
 
-// dockerBackend runs the server in a container of the ready image
-// (tests/docker/Dockerfile) for the version in EnvPG.
-type dockerBackend struct {
-	ctr  testcontainers.Container
-	host string
-	port string
+// containerMachine is a container of the ready image (tests/docker/Dockerfile)
+// that only holds a process; the clusters' programs run in it with docker
+// exec. Three settings make it behave as this machine does for the tests:
+//   - root, a directory of this machine, is mounted at the same path, so the
+//     clusters' directories (data, log, socket) have one name on both sides;
+//   - the host's PID namespace, so pg_backend_pid() is a PID the tests can
+//     signal and read in /proc, and pg_ctl can stop a server it started;
+//   - 1 GB of /dev/shm, for parallel index builds (Docker's default is 64 MB).
+//
+// Every cluster of the test process shares one container.
+type containerMachine struct {
+	ctr   testcontainers.Container
+	root  string
+	users int // guarded by dockerMu
+}
+
+var (
+	dockerMu sync.Mutex
+	shared   *containerMachine
+)
+
+// acquireContainer returns the shared container, starting it (and building
+// the image from the current tree) on first use.
+func acquireContainer(ctx context.Context, opts *Options) (*containerMachine, error) {
+	dockerMu.Lock()
+	defer dockerMu.Unlock()
+	if shared == nil {
+		m, err := startContainer(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		shared = m
+	}
+	shared.users++
+	return shared, nil
+}
+
+func startContainer(ctx context.Context, opts *Options) (*containerMachine, error) {
+	req, err := containerRequest(opts)
+	if err != nil {
+		return nil, err
+	}
+	root, err := os.MkdirTemp("/tmp", "lantern_async_docker_")
+	if err == nil {
+		// The container's postgres user must get through it to its clusters.
+		err = os.Chmod(root, 0o755)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pgcluster: %w", err)
+	}
+	req.HostConfigModifier = func(hc *container.HostConfig) {
+		hc.Binds = append(hc.Binds, root+":"+root)
+		hc.PidMode = "host"
+		hc.ShmSize = 1 << 30
+	}
+	opts.Logf("pgcluster: building %s and starting a container (this can take minutes)", dockerfilePath)
+	ctr, err := testcontainers.GenericContainer(ctx, req)
+	if err != nil {
+		if ctr != nil {
+			_ = testcontainers.TerminateContainer(ctr)
+		}
+		_ = os.RemoveAll(root)
+		return nil, fmt.Errorf("pgcluster: docker backend: %w", err)
+	}
+	return &containerMachine{ctr: ctr, root: root}, nil
+}
+
+// containerRequest builds the image for EnvPG from the repository and
+// starts a container whose only process waits (the entrypoint runs any
+// command other than postgres as it is).
+func containerRequest(opts *Options) (testcontainers.GenericContainerRequest, error) {
+	root := opts.RepoRoot
+	if root == "" {
+		var err error
+		if root, err = repoRoot(); err != nil {
+			return testcontainers.GenericContainerRequest{}, err
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, dockerfilePath)); err != nil {
+		return testcontainers.GenericContainerRequest{}, fmt.Errorf("pgcluster: docker backend needs %s: %w", dockerfilePath, err)
+	}
+	buildArgs, err := imageBuildArgs()
+	if err != nil {
+		return testcontainers.GenericContainerRequest{}, err
+	}
+	var buildLog io.Writer = io.Discard
+	if os.Getenv("LANTERN_ASYNC_TEST_BUILD_LOG") != "" {
+		buildLog = os.Stderr
+	}
+	return testcontainers.GenericContainerRequest{
+		ContainerRequest: testcontainers.ContainerRequest{
+			FromDockerfile: testcontainers.FromDockerfile{
+				Context:        root,
+				Dockerfile:     dockerfilePath,
+				Repo:           "lantern_async_test",
+				Tag:            "pg" + *buildArgs["PG"],
+				BuildArgs:      buildArgs,
+				KeepImage:      true,
+				BuildLogWriter: buildLog,
+			},
+			Cmd: []string{"sleep", "infinity"},
+		},
+		Started: true,
+	}, nil
 }
 
 // repoRoot derives the repository root from this file's location
@@ -57,110 +157,59 @@ func repoRoot() (string, error) {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", "..")), nil
 }
 
-func startDocker(ctx context.Context, opts *Options) (backend, error) {
-	if opts.NoPreload {
-		return nil, fmt.Errorf("pgcluster: NoPreload is %w", ErrNotSupported)
-	}
-	root := opts.RepoRoot
-	if root == "" {
-		var err error
-		if root, err = repoRoot(); err != nil {
-			return nil, err
-		}
-	}
-	if _, err := os.Stat(filepath.Join(root, dockerfilePath)); err != nil {
-		return nil, fmt.Errorf("pgcluster: docker backend needs %s: %w", dockerfilePath, err)
-	}
-	timeout := opts.StartTimeout
-	if timeout == 0 {
-		timeout = 15 * time.Minute
-	}
-
-	cmd := []string{"postgres"}
-	for _, kv := range opts.settings() {
-		cmd = append(cmd, "-c", kv[0]+"="+strings.Trim(kv[1], "'"))
-	}
-	for _, kv := range opts.ExtraConf {
-		cmd = append(cmd, "-c", strings.ReplaceAll(kv, " = ", "="))
-	}
-
-	buildArgs, err := imageBuildArgs()
-	if err != nil {
-		return nil, err
-	}
-	var buildLog io.Writer = io.Discard
-	if os.Getenv("LANTERN_ASYNC_TEST_BUILD_LOG") != "" {
-		buildLog = os.Stderr
-	}
-
-	req := testcontainers.GenericContainerRequest{
-		ContainerRequest: testcontainers.ContainerRequest{
-			FromDockerfile: testcontainers.FromDockerfile{
-				Context:        root,
-				Dockerfile:     dockerfilePath,
-				Repo:           "lantern_async_test",
-				BuildArgs:      buildArgs,
-				KeepImage:      true,
-				BuildLogWriter: buildLog,
-			},
-			ExposedPorts: []string{"5432/tcp"},
-			Env:          map[string]string{"POSTGRES_HOST_AUTH_METHOD": "trust"},
-			Cmd:          cmd,
-			// The entrypoint's temporary server (initdb time) logs to
-			// /dev/null: the line appears once, from the real server.
-			WaitingFor: wait.ForAll(
-				wait.ForLog("database system is ready to accept connections").
-					WithStartupTimeout(timeout),
-				wait.ForListeningPort("5432/tcp").WithStartupTimeout(timeout),
-			),
-		},
-		Started: true,
-	}
-	opts.Logf("pgcluster: building %s and starting a container (this can take minutes)", dockerfilePath)
-	ctr, err := testcontainers.GenericContainer(ctx, req)
-	if err != nil {
-		if ctr != nil {
-			_ = testcontainers.TerminateContainer(ctr)
-		}
-		return nil, fmt.Errorf("pgcluster: docker backend: %w", err)
-	}
-	host, err := ctr.Host(ctx)
-	if err != nil {
-		_ = testcontainers.TerminateContainer(ctr)
-		return nil, fmt.Errorf("pgcluster: docker host: %w", err)
-	}
-	port, err := ctr.MappedPort(ctx, "5432/tcp")
-	if err != nil {
-		_ = testcontainers.TerminateContainer(ctr)
-		return nil, fmt.Errorf("pgcluster: mapped port: %w", err)
-	}
-	return &dockerBackend{ctr: ctr, host: host, port: port.Port()}, nil
+func (m *containerMachine) run(ctx context.Context, dir, program string, args ...string) (string, error) {
+	return m.exec(ctx, "postgres", dir, append([]string{program}, args...))
 }
 
-func (d *dockerBackend) dsn(database, user string) string {
-	return fmt.Sprintf("host=%s port=%s dbname=%s user=%s sslmode=disable",
-		dsnQuote(d.host), d.port, dsnQuote(database), dsnQuote(user))
-}
-
-func (d *dockerBackend) stop(context.Context, StopMode) error { return ErrNotSupported }
-
-func (d *dockerBackend) start(context.Context) error { return ErrNotSupported }
-
-func (d *dockerBackend) log() (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	rc, err := d.ctr.Logs(ctx)
+// exec runs cmd in the container as user, in dir, with a C locale (the
+// image's PATH has the server's programs).
+func (m *containerMachine) exec(ctx context.Context, user, dir string, cmd []string) (string, error) {
+	code, r, err := m.ctr.Exec(ctx, cmd, tcexec.WithUser(user), tcexec.WithWorkingDir(dir),
+		tcexec.WithEnv([]string{"LANG=C", "LC_ALL=C"}), tcexec.Multiplexed())
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("pgcluster: docker exec %s: %w", cmd[0], err)
 	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err == io.EOF {
-		err = nil
+	out, err := io.ReadAll(r)
+	if err != nil {
+		return string(out), fmt.Errorf("pgcluster: docker exec %s: output: %w", cmd[0], err)
 	}
-	return string(b), err
+	if code != 0 {
+		return string(out), fmt.Errorf("pgcluster: docker exec %s: exit status %d", cmd[0], code)
+	}
+	return string(out), nil
 }
 
-func (d *dockerBackend) close(ctx context.Context) error {
-	return d.ctr.Terminate(ctx)
+// own chowns inside the container: its postgres user need not have the
+// host's uid.
+func (m *containerMachine) own(ctx context.Context, path string) error {
+	out, err := m.exec(ctx, "root", "/", []string{"chown", "-R", "postgres:postgres", path})
+	if err != nil {
+		return fmt.Errorf("%w\n%s", err, out)
+	}
+	return nil
+}
+
+func (m *containerMachine) tempRoot() string { return m.root }
+
+func (m *containerMachine) share() {
+	dockerMu.Lock()
+	defer dockerMu.Unlock()
+	m.users++
+}
+
+// release removes the container and its root after the last cluster on it.
+func (m *containerMachine) release(ctx context.Context) error {
+	dockerMu.Lock()
+	defer dockerMu.Unlock()
+	if m.users--; m.users > 0 {
+		return nil
+	}
+	if shared == m {
+		shared = nil
+	}
+	err := m.ctr.Terminate(ctx)
+	if keep := os.Getenv(EnvKeep); keep == "" || keep == "0" {
+		err = errors.Join(err, os.RemoveAll(m.root))
+	}
+	return err
 }

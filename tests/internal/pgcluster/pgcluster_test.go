@@ -21,7 +21,7 @@ func TestLocalLifecycle(t *testing.T) {
 
 	c, err := Start(ctx, Options{NoPreload: true, Logf: t.Logf})
 	require.NoError(t, err)
-	lb := c.b.(*localBackend)
+	lb := c.s
 	dir := lb.dir
 	closed := false
 	t.Cleanup(func() {

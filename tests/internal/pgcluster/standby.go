@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -23,79 +21,49 @@ type Standby struct {
 const pollInterval = 10 * time.Millisecond
 
 // StartStandby takes a base backup of c (pg_basebackup -R -X stream) into a
-// temporary directory of its own and starts it as a hot standby streaming
-// from c, on its own port and socket directory, with c's settings
-// (shared_preload_libraries included). It returns once the standby accepts
-// connections. Local backend only: the docker backend returns
-// ErrNotSupported. The caller must Close the standby.
+// temporary directory of its own, on c's machine, and starts it as a hot
+// standby streaming from c, on its own port and socket directory, with c's
+// settings (shared_preload_libraries included). It returns once the standby
+// accepts connections. The caller must Close the standby.
 //
 // The primary needs a replication connection over its socket: initdb's
 // pg_hba.conf has "local replication all trust", and wal_level = replica and
 // max_wal_senders = 10 are the defaults.
 func (c *Cluster) StartStandby(ctx context.Context) (_ *Standby, err error) {
-	primary, ok := c.b.(*localBackend)
-	if !ok {
-		return nil, fmt.Errorf("pgcluster: a standby is %w", ErrNotSupported)
-	}
-	l, err := newStandbyBackend(primary)
+	primary := c.s
+	opts := *primary.opts
+	// The standby's close releases the machine: count it first.
+	primary.m.share()
+	s, err := newServer(ctx, primary.m, &opts, "lantern_async_standby_")
 	if err != nil {
+		_ = primary.m.release(context.WithoutCancel(ctx))
 		return nil, err
 	}
 	defer func() {
 		if err != nil {
-			_ = l.close(context.WithoutCancel(ctx))
+			_ = s.close(context.WithoutCancel(ctx))
 		}
 	}()
 
-	if err := l.baseBackup(ctx, primary); err != nil {
+	if err := s.baseBackup(ctx, primary); err != nil {
 		return nil, err
 	}
-	if err := appendConf(l.dataDir, l.standbyConf()); err != nil {
+	if err := appendConf(s.dataDir, s.standbyConf()); err != nil {
 		return nil, err
 	}
-	if err := l.start(ctx); err != nil {
+	if err := s.start(ctx); err != nil {
 		return nil, err
 	}
-	l.opts.Logf("pgcluster: standby of port %d running in %s (port %d)", primary.port, l.dir, l.port)
-	return &Standby{Cluster: &Cluster{opts: *l.opts, b: l}, primary: c}, nil
+	opts.Logf("pgcluster: standby of port %d running in %s (port %d)", primary.port, s.dir, s.port)
+	return &Standby{Cluster: &Cluster{opts: opts, s: s}, primary: c}, nil
 }
 
-// newStandbyBackend makes the temporary directory of a standby of primary
-// (given to the postgres OS user when the primary's is), with a free port.
-func newStandbyBackend(primary *localBackend) (*localBackend, error) {
-	port, err := FreePort()
-	if err != nil {
-		return nil, fmt.Errorf("pgcluster: pick a free port: %w", err)
-	}
-	dir, err := os.MkdirTemp("/tmp", "lantern_async_standby_")
-	if err != nil {
-		return nil, fmt.Errorf("pgcluster: %w", err)
-	}
-	opts := *primary.opts
-	l := &localBackend{
-		opts:       &opts,
-		bindir:     primary.bindir,
-		dir:        dir,
-		dataDir:    filepath.Join(dir, "data"),
-		logFile:    filepath.Join(dir, "server.log"),
-		port:       port,
-		asPostgres: primary.asPostgres,
-	}
-	if l.asPostgres {
-		if err := chownToPostgres(dir); err != nil {
-			_ = os.RemoveAll(dir)
-			return nil, err
-		}
-	}
-	return l, nil
-}
-
-// baseBackup copies primary into l.dataDir (which pg_basebackup creates).
+// baseBackup copies primary into s.dataDir (which pg_basebackup creates).
 // -R writes standby.signal and primary_conninfo (primary's socket and port);
 // -X stream makes the copy consistent without archiving.
-func (l *localBackend) baseBackup(ctx context.Context, primary *localBackend) error {
-	out, err := l.run(ctx, "pg_basebackup",
-		"-D", l.dataDir, "-R", "-X", "stream", "--checkpoint=fast", "--no-sync",
+func (s *server) baseBackup(ctx context.Context, primary *server) error {
+	out, err := s.run(ctx, "pg_basebackup",
+		"-D", s.dataDir, "-R", "-X", "stream", "--checkpoint=fast", "--no-sync",
 		"-h", primary.dir, "-p", strconv.Itoa(primary.port), "-U", "postgres")
 	if err != nil {
 		return fmt.Errorf("pgcluster: pg_basebackup from port %d: %w\n%s", primary.port, err, out)
@@ -105,29 +73,13 @@ func (l *localBackend) baseBackup(ctx context.Context, primary *localBackend) er
 
 // standbyConf overrides what the copied postgresql.conf says about where
 // the primary listens: the last setting of a name in the file wins.
-func (l *localBackend) standbyConf() string {
+func (s *server) standbyConf() string {
 	var conf strings.Builder
 	conf.WriteString("\n# added by the lantern_async test harness for the standby\n")
-	fmt.Fprintf(&conf, "port = %d\n", l.port)
-	fmt.Fprintf(&conf, "unix_socket_directories = %s\n", quote(l.dir))
+	fmt.Fprintf(&conf, "port = %d\n", s.port)
+	fmt.Fprintf(&conf, "unix_socket_directories = %s\n", quote(s.dir))
 	conf.WriteString("hot_standby = on\n")
 	return conf.String()
-}
-
-// appendConf appends text to dataDir's postgresql.conf.
-func appendConf(dataDir, text string) error {
-	f, err := os.OpenFile(filepath.Join(dataDir, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		return fmt.Errorf("pgcluster: %w", err)
-	}
-	_, werr := f.WriteString(text)
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr != nil {
-		return fmt.Errorf("pgcluster: write postgresql.conf: %w", werr)
-	}
-	return nil
 }
 
 // Primary returns the cluster the standby was copied from.
@@ -185,10 +137,9 @@ func primaryWALPosition(ctx context.Context, primary *Cluster) (string, error) {
 // (at most opTimeout). The primary should be stopped first, or both would
 // accept writes.
 func (s *Standby) Promote(ctx context.Context) error {
-	l := s.b.(*localBackend)
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	if out, err := l.run(ctx, "pg_ctl", "-D", l.dataDir, "-w", "-t", "60", "promote"); err != nil {
+	if out, err := s.s.run(ctx, "pg_ctl", "-D", s.s.dataDir, "-w", "-t", "60", "promote"); err != nil {
 		return fmt.Errorf("pgcluster: pg_ctl promote: %w\n%s", err, out)
 	}
 	err := pollUntil(ctx, func() (bool, error) {
