@@ -244,7 +244,7 @@ la_guarded_database(Node *stmt)
 				break;
 			dboid = get_database_oid(((RenameStmt *) stmt)->subname, true);
 			allowed = OidIsValid(dboid) && la_database_ownercheck(dboid, GetUserId()) &&
-				have_createdb_privilege();
+				la_have_createdb_privilege();
 			break;
 		case T_AlterDatabaseStmt:
 			if (la_option_string(((AlterDatabaseStmt *) stmt)->options, "tablespace") == NULL)
@@ -257,7 +257,7 @@ la_guarded_database(Node *stmt)
 				char	   *template = la_option_string(((CreatedbStmt *) stmt)->options, "template");
 
 				dboid = get_database_oid(template ? template : "template1", true);
-				allowed = OidIsValid(dboid) && have_createdb_privilege() &&
+				allowed = OidIsValid(dboid) && la_have_createdb_privilege() &&
 					(la_db_is_template(dboid) || la_database_ownercheck(dboid, GetUserId()));
 				break;
 			}

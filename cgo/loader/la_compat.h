@@ -17,6 +17,11 @@
 
 #if PG_VERSION_NUM >= 160000
 #include "catalog/pg_database.h"
+#include "commands/dbcommands.h"
+#else
+#include "access/htup_details.h"
+#include "catalog/pg_authid.h"
+#include "utils/syscache.h"
 #endif
 #if PG_VERSION_NUM >= 170000
 #include "postmaster/bgworker.h"
@@ -63,6 +68,32 @@ la_database_ownercheck(Oid dboid, Oid roleid)
 	return object_ownercheck(DatabaseRelationId, dboid, roleid);
 #else
 	return pg_database_ownercheck(dboid, roleid);
+#endif
+}
+
+/*
+ * Whether the current user may create databases (superuser or CREATEDB).
+ * 15's postgres exports have_createdb_privilege() only from some minor
+ * release on (15.20 does, 15.18 does not), so a library built on one minor
+ * would not load on another: on 15 we ask the catalog ourselves.
+ */
+static inline bool
+la_have_createdb_privilege(void)
+{
+#if PG_VERSION_NUM >= 160000
+	return have_createdb_privilege();
+#else
+	HeapTuple	tup;
+	bool		result;
+
+	if (superuser())
+		return true;
+	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(GetUserId()));
+	if (!HeapTupleIsValid(tup))
+		return false;
+	result = ((Form_pg_authid) GETSTRUCT(tup))->rolcreatedb;
+	ReleaseSysCache(tup);
+	return result;
 #endif
 }
 
