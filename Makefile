@@ -9,7 +9,8 @@
 #   make demo       set up what is missing, then show a background index build
 #   make bench      build and install, then run the benchmark (tests/bench): one table on stdout
 #   make cli        build the client command ./lantern-async (cmd/lantern-async)
-#   make test-images build the ready image of 15, 17 and 18 and test each (needs Docker)
+#   make test-images build the ready image of 15, 17 and 18 and run the whole
+#                   suite on each, in a container (needs Docker)
 #   make image      build the ready image lantern_async:pg17 (PG=15 or PG=18 for the others)
 
 PG_CONFIG ?= pg_config
@@ -22,7 +23,7 @@ OBJS = cgo/loader/loader.o cgo/loader/guc.o cgo/loader/shmem.o \
        cgo/loader/cancel.o cgo/loader/catalog.o cgo/loader/queue.o \
        cgo/loader/slots.o cgo/loader/slot_cancel.o cgo/loader/demand.o \
        cgo/loader/lost.o cgo/loader/dbguard.o cgo/loader/wait.o cgo/loader/progress.o \
-       cgo/loader/history.o
+       cgo/loader/history.o cgo/loader/fatal.o
 DATA = sql/lantern_async--0.1.0.sql sql/lantern_async--0.2.0.sql \
        sql/lantern_async--0.1.0--0.2.0.sql sql/lantern_async--0.3.0.sql \
        sql/lantern_async--0.2.0--0.3.0.sql
@@ -76,16 +77,21 @@ test: all unit
 	$(GO) test -count=1 -timeout 20m ./tests/...
 	@[ -n "$$LANTERN_ASYNC_TEST_IMAGE" ] || echo 'make test: skipped the ready-image tests (TestReadyImage*): they need Docker and an image; `make test-images` builds lantern_async:pg15, pg17 and pg18 and runs them'
 
-# The ready image of each version, built here, started with testcontainers-go.
-# No registry here: the reaper (ryuk) image cannot be pulled, so it is off;
-# each test removes its own container.
+# The ready image of each version, built here; the whole integration suite
+# runs on it through testcontainers-go: its clusters in one container
+# (LANTERN_ASYNC_TEST_BACKEND=docker), and TestReadyImage* starting the image
+# as a user would. No registry here: the reaper (ryuk) image cannot be
+# pulled, so it is off; the harness removes its containers itself.
 IMAGE_VERSIONS ?= 15 17 18
 test-images:
 	@docker info >/dev/null 2>&1 || { echo 'make test-images: no Docker engine answers (start dockerd)' >&2; exit 1; }
 	set -e; for v in $(IMAGE_VERSIONS); do \
 		tests/docker/image.sh $$v; \
-		TESTCONTAINERS_RYUK_DISABLED=true LANTERN_ASYNC_TEST_IMAGE=lantern_async:pg$$v \
-			$(GO) test -count=1 -timeout 10m -run 'TestReadyImage' ./tests/; \
+		start=$$(date +%s); \
+		TESTCONTAINERS_RYUK_DISABLED=true LANTERN_ASYNC_TEST_BACKEND=docker \
+			LANTERN_ASYNC_TEST_IMAGE=lantern_async:pg$$v \
+			$(GO) test -count=1 -timeout 20m ./tests/; \
+		echo "make test-images: PostgreSQL $$v: the suite took $$(( $$(date +%s) - start )) s"; \
 	done
 
 demo:

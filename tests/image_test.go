@@ -10,13 +10,14 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/lanterndata/lantern_async/tests/internal/pgcluster"
 	"github.com/stretchr/testify/require"
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/wait"
 )
 
 // envImage names the ready image to test (make image: lantern_async:pg17).
-const envImage = "LANTERN_ASYNC_TEST_IMAGE"
+const envImage = pgcluster.EnvImage
 
 // readyImage returns the image under test, or skips the test saying why.
 func readyImage(t *testing.T) string {

@@ -11,6 +11,7 @@
 extern void la_guc_define(void);
 extern void la_shmem_install_hooks(void);
 extern void la_dbguard_install_hook(void);
+extern void la_fatal_install_hook(int slot);
 extern int	la_golib_run(const char *entry, int arg);
 
 /* queue.c */

@@ -194,6 +194,7 @@ extern PGDLLEXPORT void la_slot_task_done(int index);
 extern PGDLLEXPORT bool la_slot_begin_finishing(int index, int64 jobid);
 extern PGDLLEXPORT void la_slot_park(int index, const char *status, const char *sqlstate,
 									 const char *message);
+extern void la_slot_park_fatal(int index, const char *sqlstate, const char *message);
 extern void la_slot_mark_clean(int index);
 extern PGDLLEXPORT void la_slot_wake(int index);
 extern PGDLLEXPORT void la_slot_retire(int index);

@@ -165,6 +165,7 @@ lantern_async_worker_main(Datum arg)
 	/* Attach before connecting: a refused connection must still mark the slot. */
 	la_slot_attach(slot);
 	la_worker_slot = slot;
+	la_fatal_install_hook(slot);
 	pqsignal(SIGUSR2, la_worker_cancel_handler);
 	la_worker_signals();
 	la_slot_target(slot, &kind, &dboid, &roleid);

@@ -154,6 +154,30 @@ la_slot_park(int index, const char *status, const char *sqlstate, const char *me
 	SpinLockRelease(&la_shmem->mutex);
 }
 
+/*
+ * The worker is ending on a FATAL error during its task (fatal.c): that
+ * error is the outcome, unless none is needed (no task named), one is
+ * parked already, or cancel_task() had stopped the task (it ends canceled).
+ * Called from emit_log_hook: plain copies under the lock.
+ */
+void
+la_slot_park_fatal(int index, const char *sqlstate, const char *message)
+{
+	LaSlot	   *slot = &la_shmem->slots[index];
+	uint64		jobid;
+
+	SpinLockAcquire(&la_shmem->mutex);
+	jobid = pg_atomic_read_u64(&slot->jobid);
+	if (jobid != 0 && !slot->parked.set && pg_atomic_read_u64(&slot->cancel_jobid) != jobid)
+	{
+		strlcpy(slot->parked.status, "failed", sizeof(slot->parked.status));
+		strlcpy(slot->parked.sqlstate, sqlstate, sizeof(slot->parked.sqlstate));
+		strlcpy(slot->parked.message, message, sizeof(slot->parked.message));
+		slot->parked.set = true;
+	}
+	SpinLockRelease(&la_shmem->mutex);
+}
+
 static void
 la_slot_detach(int code, Datum arg)
 {

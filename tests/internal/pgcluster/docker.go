@@ -24,6 +24,10 @@ const dockerfilePath = "tests/docker/Dockerfile"
 // (tests/docker/base-image.sh), as must the Go image (go-image.sh).
 const EnvPG = "LANTERN_ASYNC_TEST_PG"
 
+// EnvImage names a ready image already built (tests/docker/image.sh) for
+// the docker backend to use instead of building one; EnvPG is then unused.
+const EnvImage = "LANTERN_ASYNC_TEST_IMAGE"
+
 // debianSuites maps a PostgreSQL major version to the Debian suite that packages it.
 var debianSuites = map[string]string{"15": "bookworm", "17": "trixie", "18": "sid"}
 
@@ -108,10 +112,17 @@ func startContainer(ctx context.Context, opts *Options) (*containerMachine, erro
 	return &containerMachine{ctr: ctr, root: root}, nil
 }
 
-// containerRequest builds the image for EnvPG from the repository and
-// starts a container whose only process waits (the entrypoint runs any
-// command other than postgres as it is).
+// containerRequest asks for a container whose only process waits (the
+// entrypoint runs any command other than postgres as it is), of the image
+// in EnvImage, or else of one built for EnvPG from the repository.
 func containerRequest(opts *Options) (testcontainers.GenericContainerRequest, error) {
+	hold := []string{"sleep", "infinity"}
+	if image := os.Getenv(EnvImage); image != "" {
+		return testcontainers.GenericContainerRequest{
+			ContainerRequest: testcontainers.ContainerRequest{Image: image, Cmd: hold},
+			Started:          true,
+		}, nil
+	}
 	root := opts.RepoRoot
 	if root == "" {
 		var err error
@@ -141,7 +152,7 @@ func containerRequest(opts *Options) (testcontainers.GenericContainerRequest, er
 				KeepImage:      true,
 				BuildLogWriter: buildLog,
 			},
-			Cmd: []string{"sleep", "infinity"},
+			Cmd: hold,
 		},
 		Started: true,
 	}, nil

@@ -1,0 +1,45 @@
+package tests
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestTransactionTimeoutIsTheTaskOutcome: PostgreSQL 17's transaction_timeout
+// ends the session with a FATAL error (25P04). When a task sets it, or its
+// role or database does, that error is the task's outcome, as psql would
+// print it, not "the process running this task exited"; and the role's
+// next task runs.
+// On 15 the setting does not exist: the task fails with 42704.
+func TestTransactionTimeoutIsTheTaskOutcome(t *testing.T) {
+	begin(t)
+	su := connect(t, superuser)
+	role := newLoginRole(t, su, "txn_timeout")
+	conn := connect(t, role)
+	if queryOne[int](t, su, "SELECT current_setting('server_version_num')::int") < 170000 {
+		id := submit(t, conn, "SET transaction_timeout = '1s'; SELECT pg_sleep(30)")
+		msg := requireFailedWithSQLState(t, conn, id, "42704")
+		require.Contains(t, msg, `unrecognized configuration parameter "transaction_timeout"`)
+		return
+	}
+
+	own := submit(t, conn, "SET transaction_timeout = '200ms'; SELECT pg_sleep(30)")
+	local := submit(t, conn, "BEGIN; SET LOCAL transaction_timeout = '200ms'; SELECT pg_sleep(30); COMMIT")
+	for _, id := range []int64{own, local} {
+		msg := requireFailedWithSQLState(t, conn, id, "25P04")
+		require.Equal(t, "FATAL:  terminating connection due to transaction timeout", msg, "task %d", id)
+		requireStoppedWithin(t, id, 10*time.Second)
+	}
+
+	mustExec(t, su, fmt.Sprintf("ALTER ROLE %s SET transaction_timeout = '200ms'", role))
+	byRole := submit(t, conn, "SELECT pg_sleep(30)")
+	msg := requireFailedWithSQLState(t, conn, byRole, "25P04")
+	require.Equal(t, "FATAL:  terminating connection due to transaction timeout", msg)
+
+	// A task within the limit still runs, in a new worker of the role.
+	quick := submit(t, conn, "SELECT 1")
+	requireSucceeded(t, conn, quick)
+}
