@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 	"strings"
@@ -52,6 +53,7 @@ func begin(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
+			t.Logf("--- lantern_async processes now ---\n%s", ourActivity())
 			t.Logf("--- server log (last %d lines) ---\n%s", logTailLines, cluster.LogTail(logTailLines))
 			if crashes := crashMarkers(cluster.Log()); crashes != "" {
 				t.Logf("--- crash markers in the whole server log ---\n%s", crashes)
@@ -87,6 +89,34 @@ func crashMarkers(log string) string {
 		out = append(out[:80], fmt.Sprintf("... (%d more)", len(out)-80))
 	}
 	return strings.Join(out, "\n")
+}
+
+// ourActivity describes, for a failed test's log, what each lantern_async
+// process is doing and what the queues hold, from a fresh connection.
+func ourActivity() string {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := cluster.Connect(c, dbName, superuser)
+	if err != nil {
+		return err.Error()
+	}
+	defer conn.Close(context.Background())
+	rows, err := queryRows[string](conn, `
+		SELECT format('%s pid %s in %s as %s (%s), started %s ago, in a transaction for %s',
+			backend_type, pid, coalesce(datname::text, '-'), coalesce(usename::text, '-'),
+			application_name, date_trunc('ms', clock_timestamp() - backend_start),
+			coalesce(date_trunc('ms', clock_timestamp() - xact_start)::text, '-'))
+		FROM pg_stat_activity WHERE backend_type LIKE 'lantern_async%' ORDER BY pid`)
+	if err != nil {
+		return err.Error()
+	}
+	pending, err := queryRows[string](conn, `
+		SELECT format('%s of %s in %s', status, username, current_database()) FROM lantern.tasks
+		WHERE status IN ('pending', 'running') ORDER BY jobid`)
+	if err != nil {
+		pending = []string{err.Error()}
+	}
+	return strings.Join(rows, "\n") + "\nunfinished tasks in " + dbName + ": " + strings.Join(pending, "; ")
 }
 
 // requireHealthy checks that exactly one launcher is alive (it may be
