@@ -75,9 +75,20 @@ func fileExists(path string) bool {
 
 // escalationAttack is a statement by which a plain LOGIN role tries to
 // reach another identity or a superuser-only action, with the SQLSTATE and
-// the message PostgreSQL refuses it with.
+// (part of) the error, as psql shows it, that PostgreSQL refuses it with:
+// msg on 15, msg16 from 16 on where 16 reworded it (the role and privilege
+// checks, with the reason in a DETAIL).
 type escalationAttack struct {
-	name, sql, code, msg string
+	name, sql, code, msg, msg16 string
+}
+
+// want is the part of the refusal expected on the server under test.
+func (a escalationAttack) want(t *testing.T) string {
+	t.Helper()
+	if a.msg16 != "" && serverVersionNum(t) >= 160000 {
+		return a.msg16
+	}
+	return a.msg
 }
 
 // escalationAttacks lists the attacks of role: other is a NOLOGIN role not
@@ -85,25 +96,34 @@ type escalationAttack struct {
 // function, pwned a file it must not be able to create.
 func escalationAttacks(role, other, evil, pwned string) []escalationAttack {
 	return []escalationAttack{
-		{"SET ROLE not granted", "SET ROLE " + other, "42501", `permission denied to set role "` + other + `"`},
-		{"SET ROLE postgres", "SET ROLE postgres", "42501", `permission denied to set role "postgres"`},
-		{"SET SESSION AUTHORIZATION", "SET SESSION AUTHORIZATION postgres", "42501", "permission denied to set session authorization"},
-		{"RESET SESSION AUTHORIZATION then SET ROLE", "RESET SESSION AUTHORIZATION; SET ROLE postgres", "42501", `permission denied to set role "postgres"`},
-		{"set_config role", "SELECT set_config('role', 'postgres', false)", "42501", `permission denied to set role "postgres"`},
-		{"set_config session_authorization", "SELECT set_config('session_authorization', 'postgres', false)", "42501", "permission denied to set session authorization"},
-		{"ALTER ROLE self SUPERUSER", fmt.Sprintf("ALTER ROLE %s SUPERUSER", role), "42501", "must be superuser"},
-		{"ALTER ROLE self BYPASSRLS", fmt.Sprintf("ALTER ROLE %s BYPASSRLS", role), "42501", "must be superuser to change bypassrls attribute"},
-		{"ALTER ROLE self CREATEROLE", fmt.Sprintf("ALTER ROLE %s CREATEROLE", role), "42501", "permission denied"},
-		{"GRANT postgres TO self", fmt.Sprintf("GRANT postgres TO %s", role), "42501", "must be superuser"},
-		{"GRANT pg_execute_server_program TO self", fmt.Sprintf("GRANT pg_execute_server_program TO %s", role), "42501", "must have admin option on role"},
-		{"CREATE ROLE SUPERUSER", fmt.Sprintf("CREATE ROLE %s SUPERUSER", evil), "42501", "must be superuser to create superusers"},
-		{"CREATE ROLE", fmt.Sprintf("CREATE ROLE %s LOGIN", evil), "42501", "permission denied to create role"},
-		{"COPY TO PROGRAM", fmt.Sprintf("COPY (SELECT 1) TO PROGRAM 'touch %s'", pwned), "42501", "pg_execute_server_program"},
-		{"ALTER SYSTEM", "ALTER SYSTEM SET work_mem = '1GB'", "42501", `permission denied to set parameter "work_mem"`},
-		{"CREATE EXTENSION dblink", "CREATE EXTENSION dblink", "42501", `permission denied to create extension "dblink"`},
-		{"C function", "CREATE FUNCTION " + evil + "_fn() RETURNS bigint AS 'lantern_async', 'lantern_async_task' LANGUAGE c", "42501", "permission denied for language c"},
-		{"LOAD", "LOAD 'lantern_async'", "42501", `access to library "lantern_async" is not allowed`},
-		{"superuser-only setting", "SET session_replication_role = replica", "42501", `permission denied to set parameter "session_replication_role"`},
+		{"SET ROLE not granted", "SET ROLE " + other, "42501", `permission denied to set role "` + other + `"`, ""},
+		{"SET ROLE postgres", "SET ROLE postgres", "42501", `permission denied to set role "postgres"`, ""},
+		{"SET SESSION AUTHORIZATION", "SET SESSION AUTHORIZATION postgres", "42501", "permission denied to set session authorization", ""},
+		{"RESET SESSION AUTHORIZATION then SET ROLE", "RESET SESSION AUTHORIZATION; SET ROLE postgres", "42501", `permission denied to set role "postgres"`, ""},
+		{"set_config role", "SELECT set_config('role', 'postgres', false)", "42501", `permission denied to set role "postgres"`, ""},
+		{"set_config session_authorization", "SELECT set_config('session_authorization', 'postgres', false)", "42501", "permission denied to set session authorization", ""},
+		{"ALTER ROLE self SUPERUSER", fmt.Sprintf("ALTER ROLE %s SUPERUSER", role), "42501", "must be superuser",
+			"ERROR:  permission denied to alter role\nDETAIL:  Only roles with the SUPERUSER attribute may change the SUPERUSER attribute."},
+		{"ALTER ROLE self BYPASSRLS", fmt.Sprintf("ALTER ROLE %s BYPASSRLS", role), "42501", "must be superuser to change bypassrls attribute",
+			"ERROR:  permission denied to alter role\nDETAIL:  Only roles with the CREATEROLE attribute and the ADMIN option on role \"" + role + "\" may alter this role."},
+		{"ALTER ROLE self CREATEROLE", fmt.Sprintf("ALTER ROLE %s CREATEROLE", role), "42501", "permission denied",
+			"ERROR:  permission denied to alter role\nDETAIL:  Only roles with the CREATEROLE attribute and the ADMIN option on role \"" + role + "\" may alter this role."},
+		{"GRANT postgres TO self", fmt.Sprintf("GRANT postgres TO %s", role), "42501", "must be superuser",
+			"ERROR:  permission denied to grant role \"postgres\"\nDETAIL:  Only roles with the SUPERUSER attribute may grant roles with the SUPERUSER attribute."},
+		{"GRANT pg_execute_server_program TO self", fmt.Sprintf("GRANT pg_execute_server_program TO %s", role), "42501", "must have admin option on role",
+			"ERROR:  permission denied to grant role \"pg_execute_server_program\"\nDETAIL:  Only roles with the ADMIN option on role \"pg_execute_server_program\" may grant this role."},
+		// From 16 the missing CREATEROLE is checked first.
+		{"CREATE ROLE SUPERUSER", fmt.Sprintf("CREATE ROLE %s SUPERUSER", evil), "42501", "must be superuser to create superusers",
+			"ERROR:  permission denied to create role\nDETAIL:  Only roles with the CREATEROLE attribute may create roles."},
+		{"CREATE ROLE", fmt.Sprintf("CREATE ROLE %s LOGIN", evil), "42501", "permission denied to create role",
+			"ERROR:  permission denied to create role\nDETAIL:  Only roles with the CREATEROLE attribute may create roles."},
+		{"COPY TO PROGRAM", fmt.Sprintf("COPY (SELECT 1) TO PROGRAM 'touch %s'", pwned), "42501", "pg_execute_server_program",
+			"ERROR:  permission denied to COPY to or from an external program\nDETAIL:  Only roles with privileges of the \"pg_execute_server_program\" role may COPY to or from an external program."},
+		{"ALTER SYSTEM", "ALTER SYSTEM SET work_mem = '1GB'", "42501", `permission denied to set parameter "work_mem"`, ""},
+		{"CREATE EXTENSION dblink", "CREATE EXTENSION dblink", "42501", `permission denied to create extension "dblink"`, ""},
+		{"C function", "CREATE FUNCTION " + evil + "_fn() RETURNS bigint AS 'lantern_async', 'lantern_async_task' LANGUAGE c", "42501", "permission denied for language c", ""},
+		{"LOAD", "LOAD 'lantern_async'", "42501", `access to library "lantern_async" is not allowed`, ""},
+		{"superuser-only setting", "SET session_replication_role = replica", "42501", `permission denied to set parameter "session_replication_role"`, ""},
 	}
 }
 
@@ -159,6 +179,7 @@ func TestTaskPrivilegeEscalationRefused(t *testing.T) {
 	require.Equal(t, roleAttrs{MemberOf: []string{}}, before.attrs, "a plain role")
 
 	attacks := escalationAttacks(role, other, evil, pwned)
+	taskMsgs := map[string]string{}
 	for _, a := range attacks {
 		t.Run(a.name, func(t *testing.T) {
 			label := ident(t, uniq("probe"))
@@ -168,7 +189,8 @@ func TestTaskPrivilegeEscalationRefused(t *testing.T) {
 
 			msg := requireFailedWithSQLState(t, conn, id, a.code)
 			require.True(t, strings.HasPrefix(msg, "ERROR:  "), "error_message %q", msg)
-			require.Contains(t, msg, a.msg)
+			require.Contains(t, msg, a.want(t))
+			taskMsgs[a.name] = msg
 			requireProbeRanAs(t, conn, su, probe, who, label, role)
 			requireNothingEscalated(t, su, before, role, evil, pwned)
 		})
@@ -179,6 +201,8 @@ func TestTaskPrivilegeEscalationRefused(t *testing.T) {
 	for _, a := range attacks {
 		_, err := conn.Exec(ctx(t), a.sql)
 		requirePgError(t, err, a.code, "%s in a client session of %s", a.sql, role)
+		require.Contains(t, errorText(err), a.want(t), "%s in a client session of %s", a.sql, role)
+		require.Equal(t, errorText(err), strings.TrimRight(taskMsgs[a.name], "\n"), "%s: the task's error and the client session's", a.sql)
 	}
 	require.Equal(t, before.attrs, readRoleAttrs(t, su, role))
 }
