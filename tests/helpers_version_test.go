@@ -22,6 +22,7 @@ func serverVersionNum(t *testing.T) int {
 	defer serverVersion.Unlock()
 	if serverVersion.num == 0 {
 		serverVersion.num = queryOne[int](t, connect(t, superuser), "SELECT current_setting('server_version_num')::int")
+		t.Logf("server_version_num %d", serverVersion.num)
 	}
 	return serverVersion.num
 }
