@@ -102,7 +102,8 @@ func TestOwnershipEnforced(t *testing.T) {
 		"only alice's index exists")
 }
 
-// A role that cannot log in (reached with SET ROLE) is refused at submit.
+// A role that cannot log in (reached with SET ROLE) is refused at submit on
+// 15; from 17 (BGWORKER_BYPASS_ROLELOGINCHECK) its tasks run as it.
 func TestNoLoginRoleRefused(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
@@ -114,17 +115,24 @@ func TestNoLoginRoleRefused(t *testing.T) {
 		GRANT SELECT ON lantern.tasks TO %[1]s;
 		GRANT %[1]s TO alice`, role))
 	before := countTasks(t, su)
+	refused := workerNeedsLogin(t)
+	var queued []int64
 
 	for _, via := range []string{superuser, "alice"} {
 		t.Run("SET ROLE from "+via, func(t *testing.T) {
 			conn := connect(t, via)
 			mustExec(t, conn, "SET ROLE "+role)
 			for _, q := range []string{
-				"SELECT lantern.async_task('SELECT 1')",
-				"SELECT lantern.async_task('SELECT 1', 'no login')",
+				"SELECT lantern.async_task($1)",
+				"SELECT lantern.async_task($1, 'no login')",
 			} {
 				var id int64
-				err := conn.QueryRow(ctx(t), q).Scan(&id)
+				err := conn.QueryRow(ctx(t), q, ranAsSQL(role)).Scan(&id)
+				if !refused {
+					require.NoError(t, err, "%s as %s (17+: NOLOGIN roles may submit)", q, role)
+					queued = append(queued, id)
+					continue
+				}
 				pgErr := requirePgError(t, err, "42501", "%s as %s must be refused", q, role)
 				t.Logf("%s refused: %s (%s)", q, pgErr.Message, pgErr.Code)
 				require.NotContains(t, pgErr.Message, "permission denied for schema")
@@ -133,8 +141,19 @@ func TestNoLoginRoleRefused(t *testing.T) {
 			mustExec(t, conn, "RESET ROLE")
 		})
 	}
-	require.Equal(t, 0, queryOne[int](t, su, "SELECT count(*)::int FROM lantern.tasks WHERE username = $1", role))
-	require.Equal(t, before, countTasks(t, su), "nothing was queued")
+	if refused {
+		require.Equal(t, 0, queryOne[int](t, su, "SELECT count(*)::int FROM lantern.tasks WHERE username = $1", role))
+		require.Equal(t, before, countTasks(t, su), "nothing was queued")
+		return
+	}
+	// 17+: each submit queued one task, which ran as the NOLOGIN role.
+	require.Len(t, queued, 4)
+	requireSucceeded(t, su, queued...)
+	for _, id := range queued {
+		require.Equal(t, role, getTask(t, su, id).Username)
+	}
+	require.Equal(t, 4, queryOne[int](t, su, "SELECT count(*)::int FROM lantern.tasks WHERE username = $1", role))
+	require.Equal(t, before+4, countTasks(t, su), "one task per submit")
 }
 
 func TestRowLevelSecurity(t *testing.T) {

@@ -75,9 +75,20 @@ func fileExists(path string) bool {
 
 // escalationAttack is a statement by which a plain LOGIN role tries to
 // reach another identity or a superuser-only action, with the SQLSTATE and
-// the message PostgreSQL refuses it with.
+// (part of) the error, as psql shows it, that PostgreSQL refuses it with:
+// msg on 15, msg16 from 16 on where 16 reworded it (the role and privilege
+// checks, with the reason in a DETAIL).
 type escalationAttack struct {
-	name, sql, code, msg string
+	name, sql, code, msg, msg16 string
+}
+
+// want is the part of the refusal expected on the server under test.
+func (a escalationAttack) want(t *testing.T) string {
+	t.Helper()
+	if a.msg16 != "" && serverVersionNum(t) >= 160000 {
+		return a.msg16
+	}
+	return a.msg
 }
 
 // escalationAttacks lists the attacks of role: other is a NOLOGIN role not
@@ -85,25 +96,34 @@ type escalationAttack struct {
 // function, pwned a file it must not be able to create.
 func escalationAttacks(role, other, evil, pwned string) []escalationAttack {
 	return []escalationAttack{
-		{"SET ROLE not granted", "SET ROLE " + other, "42501", `permission denied to set role "` + other + `"`},
-		{"SET ROLE postgres", "SET ROLE postgres", "42501", `permission denied to set role "postgres"`},
-		{"SET SESSION AUTHORIZATION", "SET SESSION AUTHORIZATION postgres", "42501", "permission denied to set session authorization"},
-		{"RESET SESSION AUTHORIZATION then SET ROLE", "RESET SESSION AUTHORIZATION; SET ROLE postgres", "42501", `permission denied to set role "postgres"`},
-		{"set_config role", "SELECT set_config('role', 'postgres', false)", "42501", `permission denied to set role "postgres"`},
-		{"set_config session_authorization", "SELECT set_config('session_authorization', 'postgres', false)", "42501", "permission denied to set session authorization"},
-		{"ALTER ROLE self SUPERUSER", fmt.Sprintf("ALTER ROLE %s SUPERUSER", role), "42501", "must be superuser"},
-		{"ALTER ROLE self BYPASSRLS", fmt.Sprintf("ALTER ROLE %s BYPASSRLS", role), "42501", "must be superuser to change bypassrls attribute"},
-		{"ALTER ROLE self CREATEROLE", fmt.Sprintf("ALTER ROLE %s CREATEROLE", role), "42501", "permission denied"},
-		{"GRANT postgres TO self", fmt.Sprintf("GRANT postgres TO %s", role), "42501", "must be superuser"},
-		{"GRANT pg_execute_server_program TO self", fmt.Sprintf("GRANT pg_execute_server_program TO %s", role), "42501", "must have admin option on role"},
-		{"CREATE ROLE SUPERUSER", fmt.Sprintf("CREATE ROLE %s SUPERUSER", evil), "42501", "must be superuser to create superusers"},
-		{"CREATE ROLE", fmt.Sprintf("CREATE ROLE %s LOGIN", evil), "42501", "permission denied to create role"},
-		{"COPY TO PROGRAM", fmt.Sprintf("COPY (SELECT 1) TO PROGRAM 'touch %s'", pwned), "42501", "pg_execute_server_program"},
-		{"ALTER SYSTEM", "ALTER SYSTEM SET work_mem = '1GB'", "42501", `permission denied to set parameter "work_mem"`},
-		{"CREATE EXTENSION dblink", "CREATE EXTENSION dblink", "42501", `permission denied to create extension "dblink"`},
-		{"C function", "CREATE FUNCTION " + evil + "_fn() RETURNS bigint AS 'lantern_async', 'lantern_async_task' LANGUAGE c", "42501", "permission denied for language c"},
-		{"LOAD", "LOAD 'lantern_async'", "42501", `access to library "lantern_async" is not allowed`},
-		{"superuser-only setting", "SET session_replication_role = replica", "42501", `permission denied to set parameter "session_replication_role"`},
+		{"SET ROLE not granted", "SET ROLE " + other, "42501", `permission denied to set role "` + other + `"`, ""},
+		{"SET ROLE postgres", "SET ROLE postgres", "42501", `permission denied to set role "postgres"`, ""},
+		{"SET SESSION AUTHORIZATION", "SET SESSION AUTHORIZATION postgres", "42501", "permission denied to set session authorization", ""},
+		{"RESET SESSION AUTHORIZATION then SET ROLE", "RESET SESSION AUTHORIZATION; SET ROLE postgres", "42501", `permission denied to set role "postgres"`, ""},
+		{"set_config role", "SELECT set_config('role', 'postgres', false)", "42501", `permission denied to set role "postgres"`, ""},
+		{"set_config session_authorization", "SELECT set_config('session_authorization', 'postgres', false)", "42501", "permission denied to set session authorization", ""},
+		{"ALTER ROLE self SUPERUSER", fmt.Sprintf("ALTER ROLE %s SUPERUSER", role), "42501", "must be superuser",
+			"ERROR:  permission denied to alter role\nDETAIL:  Only roles with the SUPERUSER attribute may change the SUPERUSER attribute."},
+		{"ALTER ROLE self BYPASSRLS", fmt.Sprintf("ALTER ROLE %s BYPASSRLS", role), "42501", "must be superuser to change bypassrls attribute",
+			"ERROR:  permission denied to alter role\nDETAIL:  Only roles with the CREATEROLE attribute and the ADMIN option on role \"" + role + "\" may alter this role."},
+		{"ALTER ROLE self CREATEROLE", fmt.Sprintf("ALTER ROLE %s CREATEROLE", role), "42501", "permission denied",
+			"ERROR:  permission denied to alter role\nDETAIL:  Only roles with the CREATEROLE attribute and the ADMIN option on role \"" + role + "\" may alter this role."},
+		{"GRANT postgres TO self", fmt.Sprintf("GRANT postgres TO %s", role), "42501", "must be superuser",
+			"ERROR:  permission denied to grant role \"postgres\"\nDETAIL:  Only roles with the SUPERUSER attribute may grant roles with the SUPERUSER attribute."},
+		{"GRANT pg_execute_server_program TO self", fmt.Sprintf("GRANT pg_execute_server_program TO %s", role), "42501", "must have admin option on role",
+			"ERROR:  permission denied to grant role \"pg_execute_server_program\"\nDETAIL:  Only roles with the ADMIN option on role \"pg_execute_server_program\" may grant this role."},
+		// From 16 the missing CREATEROLE is checked first.
+		{"CREATE ROLE SUPERUSER", fmt.Sprintf("CREATE ROLE %s SUPERUSER", evil), "42501", "must be superuser to create superusers",
+			"ERROR:  permission denied to create role\nDETAIL:  Only roles with the CREATEROLE attribute may create roles."},
+		{"CREATE ROLE", fmt.Sprintf("CREATE ROLE %s LOGIN", evil), "42501", "permission denied to create role",
+			"ERROR:  permission denied to create role\nDETAIL:  Only roles with the CREATEROLE attribute may create roles."},
+		{"COPY TO PROGRAM", fmt.Sprintf("COPY (SELECT 1) TO PROGRAM 'touch %s'", pwned), "42501", "pg_execute_server_program",
+			"ERROR:  permission denied to COPY to or from an external program\nDETAIL:  Only roles with privileges of the \"pg_execute_server_program\" role may COPY to or from an external program."},
+		{"ALTER SYSTEM", "ALTER SYSTEM SET work_mem = '1GB'", "42501", `permission denied to set parameter "work_mem"`, ""},
+		{"CREATE EXTENSION dblink", "CREATE EXTENSION dblink", "42501", `permission denied to create extension "dblink"`, ""},
+		{"C function", "CREATE FUNCTION " + evil + "_fn() RETURNS bigint AS 'lantern_async', 'lantern_async_task' LANGUAGE c", "42501", "permission denied for language c", ""},
+		{"LOAD", "LOAD 'lantern_async'", "42501", `access to library "lantern_async" is not allowed`, ""},
+		{"superuser-only setting", "SET session_replication_role = replica", "42501", `permission denied to set parameter "session_replication_role"`, ""},
 	}
 }
 
@@ -159,6 +179,7 @@ func TestTaskPrivilegeEscalationRefused(t *testing.T) {
 	require.Equal(t, roleAttrs{MemberOf: []string{}}, before.attrs, "a plain role")
 
 	attacks := escalationAttacks(role, other, evil, pwned)
+	taskMsgs := map[string]string{}
 	for _, a := range attacks {
 		t.Run(a.name, func(t *testing.T) {
 			label := ident(t, uniq("probe"))
@@ -168,7 +189,8 @@ func TestTaskPrivilegeEscalationRefused(t *testing.T) {
 
 			msg := requireFailedWithSQLState(t, conn, id, a.code)
 			require.True(t, strings.HasPrefix(msg, "ERROR:  "), "error_message %q", msg)
-			require.Contains(t, msg, a.msg)
+			require.Contains(t, msg, a.want(t))
+			taskMsgs[a.name] = msg
 			requireProbeRanAs(t, conn, su, probe, who, label, role)
 			requireNothingEscalated(t, su, before, role, evil, pwned)
 		})
@@ -179,6 +201,8 @@ func TestTaskPrivilegeEscalationRefused(t *testing.T) {
 	for _, a := range attacks {
 		_, err := conn.Exec(ctx(t), a.sql)
 		requirePgError(t, err, a.code, "%s in a client session of %s", a.sql, role)
+		require.Contains(t, errorText(err), a.want(t), "%s in a client session of %s", a.sql, role)
+		require.Equal(t, errorText(err), strings.TrimRight(taskMsgs[a.name], "\n"), "%s: the task's error and the client session's", a.sql)
 	}
 	require.Equal(t, before.attrs, readRoleAttrs(t, su, role))
 }
@@ -192,14 +216,19 @@ func TestTaskSetRoleToGrantedRole(t *testing.T) {
 	role := newCreatorRole(t, su, "member")
 	group := ident(t, uniq("grp"))
 	tbl := ident(t, uniq("grp_only"))
-	mustExec(t, su, fmt.Sprintf(`CREATE ROLE %[1]s NOLOGIN; GRANT %[1]s TO %[2]s; GRANT CREATE ON SCHEMA public TO %[1]s;
-		CREATE TABLE %[3]s(cu text, su text); ALTER TABLE %[3]s OWNER TO %[1]s`, group, role, tbl))
+	// The role does not inherit the group's rights: without SET ROLE it has
+	// none on the group's table, so the difference SET ROLE makes shows.
+	// From 16 inheritance is a per-grant option (ALTER ROLE NOINHERIT no
+	// longer changes existing grants); on 15 it is only the role attribute.
+	grant := fmt.Sprintf("GRANT %s TO %s WITH INHERIT FALSE, SET TRUE", group, role)
+	if serverVersionNum(t) < 160000 {
+		grant = fmt.Sprintf("GRANT %s TO %s; ALTER ROLE %[2]s NOINHERIT", group, role)
+	}
+	mustExec(t, su, fmt.Sprintf(`CREATE ROLE %[1]s NOLOGIN; %[4]s; GRANT CREATE ON SCHEMA public TO %[1]s;
+		CREATE TABLE %[3]s(cu text, su text); ALTER TABLE %[3]s OWNER TO %[1]s`, group, role, tbl, grant))
 	conn := connect(t, role)
 	who := whoTable(t, conn)
 
-	// The role does not inherit the group's rights: without SET ROLE it has
-	// none on the group's table, so the difference SET ROLE makes shows.
-	mustExec(t, su, fmt.Sprintf("ALTER ROLE %s NOINHERIT", role))
 	denied := submit(t, conn, fmt.Sprintf("INSERT INTO %s SELECT current_user, session_user", tbl))
 	msg := requireFailedWithSQLState(t, conn, denied, "42501")
 	require.Contains(t, msg, "permission denied for table "+tbl)
@@ -237,22 +266,42 @@ func TestCannotSignalOthersProcesses(t *testing.T) {
 	victimPid := workerPid(t, su, getTask(t, su, victim).Query)
 	launcher := launcherPid(t, su)
 
+	// The refusals as psql shows them; 16 reworded them (the reason moved
+	// to a DETAIL).
+	refusals := map[string]string{
+		"launcher/pg_terminate_backend": "ERROR:  must be a superuser to terminate superuser process",
+		"launcher/pg_cancel_backend":    "ERROR:  must be a superuser to cancel superuser query",
+		"worker/pg_terminate_backend":   "ERROR:  must be a member of the role whose process is being terminated or member of pg_signal_backend",
+		"worker/pg_cancel_backend":      "ERROR:  must be a member of the role whose query is being canceled or member of pg_signal_backend",
+	}
+	if serverVersionNum(t) >= 160000 {
+		refusals = map[string]string{
+			"launcher/pg_terminate_backend": "ERROR:  permission denied to terminate process\n" +
+				"DETAIL:  Only roles with the SUPERUSER attribute may terminate processes of roles with the SUPERUSER attribute.",
+			"launcher/pg_cancel_backend": "ERROR:  permission denied to cancel query\n" +
+				"DETAIL:  Only roles with the SUPERUSER attribute may cancel queries of roles with the SUPERUSER attribute.",
+			"worker/pg_terminate_backend": "ERROR:  permission denied to terminate process\n" +
+				`DETAIL:  Only roles with privileges of the role whose process is being terminated or with privileges of the "pg_signal_backend" role may terminate this process.`,
+			"worker/pg_cancel_backend": "ERROR:  permission denied to cancel query\n" +
+				`DETAIL:  Only roles with privileges of the role whose query is being canceled or with privileges of the "pg_signal_backend" role may cancel this query.`,
+		}
+	}
 	for _, target := range []struct {
-		name string
-		pid  int
-		msg  string
+		name, key string
+		pid       int
 	}{
-		{"launcher", launcher, "must be a superuser to"},
-		{"another role's worker", victimPid, "must be a member of the role whose"},
+		{"launcher", "launcher", launcher},
+		{"another role's worker", "worker", victimPid},
 	} {
 		for _, fn := range []string{"pg_terminate_backend", "pg_cancel_backend"} {
+			want := refusals[target.key+"/"+fn]
 			q := fmt.Sprintf("SELECT %s(%d)", fn, target.pid)
 			_, err := conn.Exec(ctx(t), q)
-			pgErr := requirePgError(t, err, "42501", "%s on the %s from a client session", fn, target.name)
-			require.Contains(t, pgErr.Message, target.msg)
+			requirePgError(t, err, "42501", "%s on the %s from a client session", fn, target.name)
+			require.Equal(t, want, errorText(err), "%s on the %s from a client session", fn, target.name)
 
 			msg := requireFailedWithSQLState(t, conn, submit(t, conn, q), "42501")
-			require.Contains(t, msg, target.msg, "%s on the %s from a task", fn, target.name)
+			require.Equal(t, want, strings.TrimRight(msg, "\n"), "%s on the %s from a task", fn, target.name)
 		}
 	}
 	require.Equal(t, launcher, launcherPid(t, su))

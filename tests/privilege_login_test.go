@@ -8,13 +8,16 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Privilege isolation by LOGIN: NOLOGIN roles cannot submit, and a role
-// changed before its task starts gets the task failed.
+// Privilege isolation by LOGIN: on 15 NOLOGIN roles cannot submit, and a
+// role changed before its task starts gets the task failed; from 17
+// (BGWORKER_BYPASS_ROLELOGINCHECK) only a dropped role does.
 
-// TestNoLoginRefusedWithHint extends TestNoLoginRoleRefused: the refusal
-// carries a HINT, holds for a NOLOGIN role reached through a SECURITY
-// DEFINER function (CURRENT_USER is its owner) and inside a transaction,
-// and nothing is queued.
+// TestNoLoginRefusedWithHint extends TestNoLoginRoleRefused: on 15 the
+// refusal carries a HINT, holds for a NOLOGIN role reached through a
+// SECURITY DEFINER function (CURRENT_USER is its owner) and inside a
+// transaction, and nothing is queued. From 17 each of these submits is
+// accepted as the NOLOGIN role and its task runs as it (the rolled back
+// transaction's are gone).
 func TestNoLoginRefusedWithHint(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
@@ -23,14 +26,21 @@ func TestNoLoginRefusedWithHint(t *testing.T) {
 	fn := ident(t, uniq("nl_submit"))
 	mustExec(t, su, fmt.Sprintf(`CREATE ROLE %[1]s NOLOGIN; GRANT %[1]s TO %[2]s;
 		CREATE FUNCTION public.%[3]s() RETURNS bigint LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog
-			AS $$ SELECT lantern.async_task('SELECT 1') $$;
+			AS $fn$ SELECT lantern.async_task(%[4]s) $fn$;
 		ALTER FUNCTION public.%[3]s() OWNER TO %[1]s;
-		GRANT EXECUTE ON FUNCTION public.%[3]s() TO %[2]s`, nologin, plain, fn))
+		GRANT EXECUTE ON FUNCTION public.%[3]s() TO %[2]s`, nologin, plain, fn, lit(ranAsSQL(nologin))))
 	conn := connect(t, plain)
 	total := countTasks(t, su)
+	refused := workerNeedsLogin(t)
+	var accepted []int64 // 17+: the committed submits as nologin
 
+	// check asserts the outcome of a submit as nologin.
 	check := func(t *testing.T, err error) {
 		t.Helper()
+		if !refused {
+			require.NoError(t, err, "submitting as NOLOGIN role %s (17+: accepted)", nologin)
+			return
+		}
 		pgErr := requirePgError(t, err, "42501", "submitting as NOLOGIN role %s", nologin)
 		t.Logf("refused: %s", errorText(err))
 		require.Contains(t, pgErr.Message, nologin, "the message names the role")
@@ -40,12 +50,18 @@ func TestNoLoginRefusedWithHint(t *testing.T) {
 	t.Run("SET ROLE", func(t *testing.T) {
 		mustExec(t, conn, "SET ROLE "+nologin)
 		var id int64
-		check(t, conn.QueryRow(ctx(t), "SELECT lantern.async_task('SELECT 1')").Scan(&id))
+		check(t, conn.QueryRow(ctx(t), "SELECT lantern.async_task($1)", ranAsSQL(nologin)).Scan(&id))
 		mustExec(t, conn, "RESET ROLE")
+		if !refused {
+			accepted = append(accepted, id)
+		}
 	})
 	t.Run("SECURITY DEFINER function", func(t *testing.T) {
 		var id int64
 		check(t, conn.QueryRow(ctx(t), fmt.Sprintf("SELECT public.%s()", fn)).Scan(&id))
+		if !refused {
+			accepted = append(accepted, id)
+		}
 	})
 	t.Run("in a transaction after a valid submit", func(t *testing.T) {
 		tx, err := conn.Begin(ctx(t))
@@ -56,14 +72,22 @@ func TestNoLoginRefusedWithHint(t *testing.T) {
 		require.NoError(t, err)
 		check(t, tx.QueryRow(ctx(t), "SELECT lantern.async_task('SELECT 2')").Scan(&id))
 		require.NoError(t, tx.Rollback(ctx(t)))
-		require.Equal(t, 0, queryOne[int](t, su, "SELECT count(*)::int FROM lantern.tasks WHERE jobid = $1", ok),
-			"the transaction's earlier submit was rolled back with it")
+		require.Equal(t, 0, queryOne[int](t, su, "SELECT count(*)::int FROM lantern.tasks WHERE jobid IN ($1, $2)", ok, id),
+			"the transaction's submits were rolled back with it")
 	})
-	require.Equal(t, 0, queryOne[int](t, su, "SELECT count(*)::int FROM lantern.tasks WHERE username IN ($1, $2)", nologin, plain))
-	require.Equal(t, total, countTasks(t, su), "nothing was queued")
+	require.Equal(t, 0, queryOne[int](t, su, "SELECT count(*)::int FROM lantern.tasks WHERE username = $1", plain))
+	require.Equal(t, len(accepted), queryOne[int](t, su, "SELECT count(*)::int FROM lantern.tasks WHERE username = $1", nologin))
+	require.Equal(t, total+len(accepted), countTasks(t, su), "nothing else was queued")
+	if !refused {
+		require.Len(t, accepted, 2, "SET ROLE and SECURITY DEFINER")
+		requireSucceeded(t, su, accepted...)
+		for _, id := range accepted {
+			require.Equal(t, nologin, getTask(t, su, id).Username)
+		}
+	}
 
-	// The same role with LOGIN may submit (the refusal is about LOGIN, not
-	// about the role).
+	// The same role with LOGIN may submit (on 15 the refusal is about
+	// LOGIN, not about the role).
 	mustExec(t, su, fmt.Sprintf("ALTER ROLE %s LOGIN", nologin))
 	var id int64
 	require.NoError(t, conn.QueryRow(ctx(t), fmt.Sprintf("SELECT public.%s()", fn)).Scan(&id))
@@ -71,18 +95,21 @@ func TestNoLoginRefusedWithHint(t *testing.T) {
 	require.Equal(t, nologin, getTask(t, su, id).Username)
 }
 
-// TestRoleChangedBeforeTaskRuns: a role that loses LOGIN or is dropped
-// between submitting and the task's start gets the task 'failed' with a
-// message saying so; the task never runs under another identity. (A renamed
-// role is the same role: TestRenamedRolesKeepTheirTasks.)
+// TestRoleChangedBeforeTaskRuns: a role that is dropped (or, on 15, loses
+// LOGIN) between submitting and the task's start gets the task 'failed'
+// with a message saying so; the task never runs under another identity.
+// From 17 a worker logs in without LOGIN (BGWORKER_BYPASS_ROLELOGINCHECK),
+// so the NOLOGIN role's task runs, as it. (A renamed role is the same role:
+// TestRenamedRolesKeepTheirTasks.)
 // The submit is committed only after the change, so the launcher cannot
 // have started it before.
 func TestRoleChangedBeforeTaskRuns(t *testing.T) {
 	cases := []struct {
 		name, change, code, msg string
+		runs                    bool // the task runs (as the role) rather than failing
 	}{
-		{"NOLOGIN", "ALTER ROLE %s NOLOGIN", "28000", `role "%s" is not permitted to log in`},
-		{"dropped", "DROP ROLE %s", "42704", `the role that submitted this task no longer exists%.0s`},
+		{"NOLOGIN", "ALTER ROLE %s NOLOGIN", "28000", `role "%s" is not permitted to log in`, !workerNeedsLogin(t)},
+		{"dropped", "DROP ROLE %s", "42704", `the role that submitted this task no longer exists%.0s`, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -93,12 +120,16 @@ func TestRoleChangedBeforeTaskRuns(t *testing.T) {
 			conn := connect(t, role)
 			tx, err := conn.Begin(ctx(t))
 			require.NoError(t, err)
-			id := submit(t, tx, "SELECT current_user")
+			id := submit(t, tx, ranAsSQL(role))
 			mustExec(t, su, fmt.Sprintf(tc.change, role))
 			require.NoError(t, tx.Commit(ctx(t)))
 
-			msg := requireFailedWithSQLState(t, su, id, tc.code)
-			require.True(t, strings.HasPrefix(msg, "ERROR:  "+fmt.Sprintf(tc.msg, role)), "error_message %q", msg)
+			if tc.runs {
+				requireSucceeded(t, su, id)
+			} else {
+				msg := requireFailedWithSQLState(t, su, id, tc.code)
+				require.True(t, strings.HasPrefix(msg, "ERROR:  "+fmt.Sprintf(tc.msg, role)), "error_message %q", msg)
+			}
 			require.Equal(t, role, getTask(t, su, id).Username)
 			requireNoOrphans(t, su)
 		})
