@@ -19,7 +19,7 @@ func TestTransactionTimeoutIsTheTaskOutcome(t *testing.T) {
 	su := connect(t, superuser)
 	role := newLoginRole(t, su, "txn_timeout")
 	conn := connect(t, role)
-	if queryOne[int](t, su, "SELECT current_setting('server_version_num')::int") < 170000 {
+	if serverVersionNum(t) < 170000 {
 		id := submit(t, conn, "SET transaction_timeout = '1s'; SELECT pg_sleep(30)")
 		msg := requireFailedWithSQLState(t, conn, id, "42704")
 		require.Contains(t, msg, `unrecognized configuration parameter "transaction_timeout"`)
