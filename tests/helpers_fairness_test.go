@@ -125,7 +125,7 @@ func censusOf(log string) processCensus {
 // after offset from ("" when there is none yet).
 func sinceServerStart(log string, from int) string {
 	tail := log[min(from, len(log)):]
-	i := strings.LastIndex(tail, "starting PostgreSQL 15")
+	i := strings.LastIndex(tail, "starting PostgreSQL ")
 	if i < 0 {
 		return ""
 	}

@@ -216,3 +216,27 @@ func (l *advisoryLock) waitBlocked(t *testing.T, su *pgx.Conn, ids []int64) {
 				fmt.Sprintf("statuses %v, %d waiting on the lock", st, waiting)
 		}))
 }
+
+// quietWindow is how long waitNoneConnected wants no worker or scout.
+const quietWindow = time.Second
+
+// waitNoneConnected waits (deadline waitTimeout) until no lantern_async
+// worker or scout has been connected for quietWindow: what earlier tests
+// left in motion (a backoff's next launch, a scout after a worker's exit)
+// has settled, so a test that counts idle workers starts from nothing.
+func waitNoneConnected(t *testing.T, su *pgx.Conn) {
+	t.Helper()
+	var since time.Time
+	requirePoll(t, waitTimeout, "no lantern_async worker or scout for "+quietWindow.String(), whileConnected(su, func() (bool, string) {
+		workers, err := countBackends(su, backendWorker)
+		scouts, err2 := countBackends(su, backendScout)
+		if err != nil || err2 != nil || workers+scouts > 0 {
+			since = time.Time{}
+			return false, fmt.Sprintf("%d workers, %d scouts, err=%v %v", workers, scouts, err, err2)
+		}
+		if since.IsZero() {
+			since = time.Now()
+		}
+		return time.Since(since) >= quietWindow, "quiet for " + time.Since(since).Round(time.Millisecond).String()
+	}))
+}

@@ -25,6 +25,11 @@ const (
 	superuser = "postgres"
 )
 
+// envDebugLog, when set, makes the shared cluster log at debug1 (every
+// process start and exit, the workers' costs): for finding out why a test
+// failed, not for normal runs (a few tests count log lines).
+const envDebugLog = "LANTERN_ASYNC_TEST_DEBUG_LOG"
+
 // Login roles used by the tests, created once in TestMain.
 var testRoles = []string{"alice", "bob", "carol"}
 
@@ -47,7 +52,11 @@ func runTests(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 
-	c, err := pgcluster.Start(ctx, pgcluster.Options{Logf: log.Printf})
+	opts := pgcluster.Options{Logf: log.Printf}
+	if os.Getenv(envDebugLog) != "" {
+		opts.ExtraConf = append(opts.ExtraConf, "log_min_messages = debug1")
+	}
+	c, err := pgcluster.Start(ctx, opts)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: cannot start the test cluster: %v\n", err)
 		return 1

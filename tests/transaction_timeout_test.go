@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 )
 
@@ -29,17 +30,21 @@ func TestTransactionTimeoutIsTheTaskOutcome(t *testing.T) {
 	own := submit(t, conn, "SET transaction_timeout = '200ms'; SELECT pg_sleep(30)")
 	local := submit(t, conn, "BEGIN; SET LOCAL transaction_timeout = '200ms'; SELECT pg_sleep(30); COMMIT")
 	for _, id := range []int64{own, local} {
-		msg := requireFailedWithSQLState(t, conn, id, "25P04")
-		require.Equal(t, "FATAL:  terminating connection due to transaction timeout", msg, "task %d", id)
-		requireStoppedWithin(t, id, 10*time.Second)
+		requireTransactionTimeout(t, conn, id)
 	}
+	requireSucceeded(t, conn, submit(t, conn, "SELECT 1"))
 
-	mustExec(t, su, fmt.Sprintf("ALTER ROLE %s SET transaction_timeout = '200ms'", role))
-	byRole := submit(t, conn, "SELECT pg_sleep(30)")
-	msg := requireFailedWithSQLState(t, conn, byRole, "25P04")
-	require.Equal(t, "FATAL:  terminating connection due to transaction timeout", msg)
+	// The role's own setting, set before its first task: its workers log in with it.
+	limited := newLoginRole(t, su, "txn_timeout_role")
+	mustExec(t, su, fmt.Sprintf("ALTER ROLE %s SET transaction_timeout = '200ms'", limited))
+	lconn := connect(t, limited)
+	requireTransactionTimeout(t, lconn, submit(t, lconn, "SELECT pg_sleep(30)"))
+	requireSucceeded(t, lconn, submit(t, lconn, "SELECT 1"))
+}
 
-	// A task within the limit still runs, in a new worker of the role.
-	quick := submit(t, conn, "SELECT 1")
-	requireSucceeded(t, conn, quick)
+func requireTransactionTimeout(t *testing.T, conn *pgx.Conn, id int64) {
+	t.Helper()
+	msg := requireFailedWithSQLState(t, conn, id, "25P04")
+	require.Equal(t, "FATAL:  terminating connection due to transaction timeout", msg, "task %d", id)
+	requireStoppedWithin(t, id, 10*time.Second)
 }
