@@ -15,7 +15,7 @@ import (
 // four workers spent three quarters of their time waiting on WALWrite.)
 // On a cluster of its own with max_workers = 1, so that one worker runs
 // every task and no flush of one covers another's (group commit), and
-// fsync = on, so that pg_stat_wal counts the flushes (wal_sync).
+// fsync = on, so that the statistics count the flushes.
 func TestReadOnlyTaskCostsOneWALFlush(t *testing.T) {
 	begin(t)
 	extra := startExtraCluster(t, pgcluster.Options{MaxWorkers: 1, ExtraConf: []string{"fsync = on"}})
@@ -23,9 +23,14 @@ func TestReadOnlyTaskCostsOneWALFlush(t *testing.T) {
 	mustExec(t, su, "CREATE EXTENSION lantern_async")
 	const n = 300
 
+	walSyncs := "SELECT wal_sync FROM pg_stat_wal"
+	if serverVersionNum(t) >= 180000 {
+		// 18 moved the WAL I/O counts from pg_stat_wal to pg_stat_io.
+		walSyncs = "SELECT sum(fsyncs)::bigint FROM pg_stat_io WHERE object = 'wal'"
+	}
 	syncs := func() int64 {
 		waitNoWorkers(t, su)
-		return queryOne[int64](t, su, "SELECT wal_sync FROM pg_stat_wal")
+		return queryOne[int64](t, su, walSyncs)
 	}
 	before := syncs()
 	first := queryOne[int64](t, su, "SELECT min(lantern.async_task('SELECT 1')) FROM generate_series(1, $1)", n)
