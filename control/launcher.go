@@ -92,6 +92,11 @@ type Launcher struct {
 	scouted map[uint32]time.Time
 	// blocked: a demand was blocked in the last round.
 	blocked bool
+	// now is the instant the round decides at, and the nap counts from it:
+	// a backoff or rest that held a demand back then ends after it, so the
+	// nap covers its end even when that comes before the round's own end
+	// (measured from the round's end, it would be over, and the nap 10 s).
+	now time.Time
 }
 
 // Run returns when the process is asked to stop.
@@ -109,10 +114,10 @@ func (l *Launcher) Run() {
 	}
 }
 
-// nap is how long to sleep: the naptime, or less when a backoff or a
-// scout's rest ends sooner.
+// nap is how long to sleep after the round's instant: the naptime, or
+// less when a backoff or a scout's rest ends sooner.
 func (l *Launcher) nap() time.Duration {
-	now := l.Now()
+	now := l.now
 	nap := l.Naptime
 	if l.blocked && l.BlockedRecheck < nap {
 		nap = l.BlockedRecheck
@@ -130,6 +135,7 @@ func (l *Launcher) nap() time.Duration {
 
 func (l *Launcher) round() error {
 	c := l.Cluster
+	l.now = l.Now()
 	if err := l.reap(); err != nil {
 		return err
 	}
@@ -235,7 +241,7 @@ func databaseBusy(slots []Slot, db uint32) bool {
 }
 
 func (l *Launcher) observe(e Exit) {
-	l.Backoff.Observe(e, l.Now())
+	l.Backoff.Observe(e, l.now)
 	if delay := l.Backoff.Delay(e.Key); delay > 0 {
 		l.Log.Logf("lantern_async launcher: a %s for database %d ended without doing its work; next launch in %v",
 			processName(e.Key), e.DB, delay)
@@ -284,7 +290,7 @@ func (l *Launcher) sweepIfNeeded() error {
 // longer run its tasks is handed to a scout, which fails them.
 func (l *Launcher) servable(demands []Demand) ([]Demand, error) {
 	sort.Slice(demands, func(a, b int) bool { return demands[a].Seq < demands[b].Seq })
-	now := l.Now()
+	now := l.now
 	kept := demands[:0:0]
 	l.blocked = false
 	keys := make([]Key, len(demands))

@@ -24,8 +24,9 @@ type launched struct {
 // fakeCluster is a Cluster with a small demand board and slot array, and
 // per-round scripts. Scripts (reaps, reapErrs, dbErrs, launchOK,
 // launchErrs) are consumed one entry per call; once empty, a call has its
-// default result. before[i], when set, runs at the start of round i+1
-// (in Reap), to change the state between rounds.
+// default result. before[i], when set, runs between rounds i and i+1 (at
+// the end of the i-th Wait, before the next round reads the clock), to
+// change the state between rounds; before[0] is never run.
 type fakeCluster struct {
 	historyDue      []uint32 // returned by the next HistoryDue, once
 	databases       []uint32
@@ -36,6 +37,7 @@ type fakeCluster struct {
 	reconcileNeeded bool // stays true until MarkReconciled, as in shared memory
 	verdicts        map[Key]Verdict
 	checkErrs       []error
+	checking        func() // when set, runs in each Check (time passing during the round)
 	slots           []Slot
 	nextSlot        int
 	capacity        int
@@ -124,6 +126,9 @@ func (c *fakeCluster) TakeOverflow() bool {
 
 func (c *fakeCluster) Check(keys []Key) ([]Verdict, error) {
 	c.record("Check")
+	if c.checking != nil {
+		c.checking()
+	}
 	if err := pop(&c.checkErrs, nil); err != nil {
 		return nil, err
 	}
@@ -192,10 +197,6 @@ func (c *fakeCluster) Retire(slot int) {
 
 // Reap runs the round's script, then frees one slot of each exit's key.
 func (c *fakeCluster) Reap() ([]Exit, error) {
-	round := len(c.waits)
-	if round < len(c.before) && c.before[round] != nil {
-		c.before[round]()
-	}
 	c.record("Reap")
 	if err := pop(&c.reapErrs, nil); err != nil {
 		return nil, err
@@ -223,7 +224,13 @@ func (c *fakeCluster) HistoryDue() []uint32 {
 func (c *fakeCluster) Wait(timeout time.Duration) bool {
 	c.record("Wait")
 	c.waits = append(c.waits, timeout)
-	return len(c.waits) >= c.rounds
+	if len(c.waits) >= c.rounds {
+		return true
+	}
+	if round := len(c.waits); round < len(c.before) && c.before[round] != nil {
+		c.before[round]()
+	}
+	return false
 }
 
 func (c *fakeCluster) Capacity() int {

@@ -45,3 +45,45 @@ func TestLauncherLooksAgainSoonAtABlockedDatabase(t *testing.T) {
 	assert.Equal(t, 50*time.Millisecond, c.waits[0], "blocked: look again soon")
 	assert.Equal(t, naptime, c.waits[1], "nothing blocked any more")
 }
+
+// A hold-back (a scout's rest, a backoff) that was in force when the round
+// looked at the board but ends before the round is over (the catalog look
+// takes time, a wait may end a little early) still ends the nap: the held
+// demand is served at once, not after a whole naptime.
+func TestLauncherNapCoversAHoldBackThatEndsDuringTheRound(t *testing.T) {
+	const hold = time.Second
+	tests := []struct {
+		name     string
+		key      Key
+		reaps    [][]Exit
+		launched []Key
+	}{
+		{"a scout's rest", scoutX, [][]Exit{nil, {{Key: scoutX, Clean: true}}}, []Key{scoutX, scoutX}},
+		{"a backoff", keyA, [][]Exit{{{Key: keyA}}}, []Key{keyA}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := &clock{now: epoch}
+			c := newCluster()
+			c.demand(tc.key, 1)
+			c.reaps = tc.reaps
+			c.before = []func(){
+				nil,
+				func() {
+					c.demand(tc.key, 0) // asked again
+					clk.now = epoch.Add(hold - 100*time.Microsecond)
+					c.checking = func() { clk.now = clk.now.Add(200 * time.Microsecond) }
+				},
+				func() { c.checking = nil },
+			}
+			l, _ := newLauncher(c, clk.Now)
+			l.ScoutRest = hold
+			l.Backoff = Backoff{Min: hold, Max: time.Minute}
+			c.rounds = 3
+			l.Run()
+
+			assert.Equal(t, time.Millisecond, c.waits[1], "the hold-back ended during round 2: look again at once")
+			assert.Equal(t, tc.launched, keysOf(c.launches), "held in round 2, served in round 3")
+		})
+	}
+}
