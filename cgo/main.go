@@ -41,6 +41,11 @@ const scoutRest = time.Second
 // DROP/ALTER/CREATE DATABASE blocks (a block ends 100 ms after its command).
 const blockedRecheck = 50 * time.Millisecond
 
+// launchRetry is how soon the launcher tries again after PostgreSQL
+// refused a launch (no background worker process free): once a second
+// at most while that lasts, rather than a whole naptime.
+const launchRetry = time.Second
+
 // workerIdleTimeout is lantern_async.worker_idle_timeout: how long a worker
 // waits for more tasks of its role before it exits; a submit's commit
 // wakes it.
@@ -138,6 +143,7 @@ func LanternAsyncLauncherMain(C.int) C.int {
 		Naptime:        launcherNaptime,
 		ScoutRest:      scoutRest,
 		BlockedRecheck: blockedRecheck,
+		LaunchRetry:    launchRetry,
 		Backoff:        control.Backoff{Min: launchBackoffMin, Max: launchBackoffMax},
 		Now:            time.Now,
 	}

@@ -75,6 +75,11 @@ type Launcher struct {
 	// however often users ask for sweeps (COMMIT PREPARED, say), the
 	// server does not fork for them more often than this.
 	ScoutRest time.Duration
+	// LaunchRetry is how soon to try again after a launch was refused (no
+	// background worker process free, or a database block that began
+	// after the round's look at the catalogs): nobody wakes the launcher
+	// when that changes.
+	LaunchRetry time.Duration
 
 	Backoff Backoff
 	Now     func() time.Time
@@ -92,6 +97,8 @@ type Launcher struct {
 	scouted map[uint32]time.Time
 	// blocked: a demand was blocked in the last round.
 	blocked bool
+	// refused: the last round's plan stopped at a launch that was refused.
+	refused bool
 	// now is the instant the round decides at, and the nap counts from it:
 	// a backoff or rest that held a demand back then ends after it, so the
 	// nap covers its end even when that comes before the round's own end
@@ -122,6 +129,9 @@ func (l *Launcher) nap() time.Duration {
 	if l.blocked && l.BlockedRecheck < nap {
 		nap = l.BlockedRecheck
 	}
+	if l.refused && l.LaunchRetry < nap {
+		nap = l.LaunchRetry
+	}
 	if next, ok := l.Backoff.NextExpiry(now); ok && next.Sub(now) < nap {
 		nap = next.Sub(now)
 	}
@@ -136,6 +146,7 @@ func (l *Launcher) nap() time.Duration {
 func (l *Launcher) round() error {
 	c := l.Cluster
 	l.now = l.Now()
+	l.refused = false
 	if err := l.reap(); err != nil {
 		return err
 	}
@@ -163,8 +174,13 @@ func (l *Launcher) round() error {
 		c.Retire(slot)
 	}
 	for _, k := range plan.Launch {
-		if ok, err := c.Launch(k, k.Scout() && l.startSweep[k.DB]); err != nil || !ok {
+		ok, err := c.Launch(k, k.Scout() && l.startSweep[k.DB])
+		if err != nil {
 			return err
+		}
+		if !ok {
+			l.refused = true
+			return nil
 		}
 		l.launches++
 		l.served[k] = l.launches

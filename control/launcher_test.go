@@ -315,6 +315,23 @@ func TestLauncherStopsLaunchingWhenALaunchFails(t *testing.T) {
 	}
 }
 
+// A refused launch ends the round's plan, and nobody wakes the launcher
+// when a background worker process frees up or a block ends: it tries
+// again after LaunchRetry, not after a whole naptime.
+func TestLauncherTriesAgainSoonAfterARefusedLaunch(t *testing.T) {
+	c := newCluster()
+	c.demand(keyA, 1)
+	c.launchOK = []bool{false}
+	l, _ := newLauncher(c, fixedNow)
+	l.LaunchRetry = time.Second
+	c.rounds = 3
+	l.Run()
+
+	assert.Equal(t, []launched{{keyA, false}, {keyA, false}}, c.launches, "refused, then launched")
+	assert.Equal(t, []time.Duration{time.Second, naptime, naptime}, c.waits,
+		"look again after LaunchRetry, then nap as usual")
+}
+
 func TestLauncherRunStopsWhenWaitSaysSo(t *testing.T) {
 	c := newCluster()
 	runRounds(t, c, 3)
