@@ -141,16 +141,21 @@ la_slot_reap(int index, LaSlotView *view)
  * record it (the queue's table could not be locked in time) and exits to
  * free the slot.  Plain copies under the lock; the message is truncated.
  */
-void
-la_slot_park(int index, const char *status, const char *sqlstate, const char *message)
+/* The caller holds the mutex. */
+static void
+la_outcome_set(LaOutcome *o, const char *status, const char *sqlstate, const char *message)
 {
-	LaOutcome  *o = &la_shmem->slots[index].parked;
-
-	SpinLockAcquire(&la_shmem->mutex);
 	strlcpy(o->status, status, sizeof(o->status));
 	strlcpy(o->sqlstate, sqlstate ? sqlstate : "", sizeof(o->sqlstate));
 	strlcpy(o->message, message ? message : "", sizeof(o->message));
 	o->set = true;
+}
+
+void
+la_slot_park(int index, const char *status, const char *sqlstate, const char *message)
+{
+	SpinLockAcquire(&la_shmem->mutex);
+	la_outcome_set(&la_shmem->slots[index].parked, status, sqlstate, message);
 	SpinLockRelease(&la_shmem->mutex);
 }
 
@@ -169,12 +174,7 @@ la_slot_park_fatal(int index, const char *sqlstate, const char *message)
 	SpinLockAcquire(&la_shmem->mutex);
 	jobid = pg_atomic_read_u64(&slot->jobid);
 	if (jobid != 0 && !slot->parked.set && pg_atomic_read_u64(&slot->cancel_jobid) != jobid)
-	{
-		strlcpy(slot->parked.status, "failed", sizeof(slot->parked.status));
-		strlcpy(slot->parked.sqlstate, sqlstate, sizeof(slot->parked.sqlstate));
-		strlcpy(slot->parked.message, message, sizeof(slot->parked.message));
-		slot->parked.set = true;
-	}
+		la_outcome_set(&slot->parked, "failed", sqlstate, message);
 	SpinLockRelease(&la_shmem->mutex);
 }
 

@@ -100,7 +100,11 @@ func startContainer(ctx context.Context, opts *Options) (*containerMachine, erro
 		hc.PidMode = "host"
 		hc.ShmSize = 1 << 30
 	}
-	opts.Logf("pgcluster: building %s and starting a container (this can take minutes)", dockerfilePath)
+	if image := os.Getenv(EnvImage); image != "" {
+		opts.Logf("pgcluster: starting a container of %s", image)
+	} else {
+		opts.Logf("pgcluster: building %s and starting a container (this can take minutes)", dockerfilePath)
+	}
 	ctr, err := testcontainers.GenericContainer(ctx, req)
 	if err != nil {
 		if ctr != nil {
