@@ -181,7 +181,7 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 						  values, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "lantern_async could not claim a task: %s", SPI_result_code_string(rc));
-	if (SPI_processed == 0 && !la_role_can_login(GetAuthenticatedUserId()))
+	if (SPI_processed == 0 && !la_worker_can_run_as(GetAuthenticatedUserId()))
 	{
 		/* The role's pending tasks can never run now: a scout fails them. */
 		la_demand_note(MyDatabaseId, InvalidOid, 0);

@@ -133,7 +133,7 @@ la_launcher_verdict(Oid dboid, Oid roleid)
 		return LA_DATABASE_BLOCKED;
 	if (!la_launcher_database_open(dboid))
 		return LA_DATABASE_GONE;
-	if (OidIsValid(roleid) && !la_role_can_login(roleid))
+	if (OidIsValid(roleid) && !la_worker_can_run_as(roleid))
 		return LA_ROLE_UNRUNNABLE;
 	return LA_RUNNABLE;
 }

@@ -215,9 +215,9 @@ la_catalog_lookup(LaCatalog *cat, LOCKMODE lockmode)
 	return true;
 }
 
-/* Whether a worker can log in as a role: it exists and, on 15, has LOGIN. */
+/* Whether a worker can run tasks as a role: it exists and, on 15, has LOGIN. */
 bool
-la_role_can_login(Oid roleid)
+la_worker_can_run_as(Oid roleid)
 {
 	HeapTuple	tuple = SearchSysCache1(AUTHOID, ObjectIdGetDatum(roleid));
 	bool		canlogin = false;

@@ -123,7 +123,7 @@ typedef struct LaCatalog
 } LaCatalog;
 
 extern PGDLLEXPORT bool la_catalog_lookup(LaCatalog *cat, LOCKMODE lockmode);
-extern PGDLLEXPORT bool la_role_can_login(Oid roleid);
+extern PGDLLEXPORT bool la_worker_can_run_as(Oid roleid);
 
 /* Running the extension's fixed SQL as the bootstrap superuser (privilege.c). */
 typedef struct LaPrivileged

@@ -110,7 +110,7 @@ la_submit_check_role(Oid roleid)
 {
 	char	   *rolename;
 
-	if (la_role_can_login(roleid))
+	if (la_worker_can_run_as(roleid))
 		return;
 	rolename = GetUserNameFromId(roleid, false);
 	ereport(ERROR,
