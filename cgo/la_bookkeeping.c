@@ -29,7 +29,9 @@ static bool la_bk_rollback = false;
 
 /*
  * Cancel interrupts are held throughout: a cancel aimed at a task must
- * never break a claim or a result.
+ * never break a claim or a result.  Nor may the role's transaction_timeout:
+ * a claim it ended would leave the task pending for good.  It is lifted
+ * first thing, before any statement can check for interrupts.
  */
 static void
 la_bk_open(LaPrivileged *p)
@@ -37,6 +39,7 @@ la_bk_open(LaPrivileged *p)
 	HOLD_CANCEL_INTERRUPTS();
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	la_lift_transaction_timeout();
 	XactIsoLevel = XACT_READ_COMMITTED;
 	XactReadOnly = false;
 	PushActiveSnapshot(GetTransactionSnapshot());

@@ -48,3 +48,34 @@ func requireTransactionTimeout(t *testing.T, conn *pgx.Conn, id int64) {
 	require.Equal(t, "FATAL:  terminating connection due to transaction timeout", msg, "task %d", id)
 	requireStoppedWithin(t, id, 10*time.Second)
 }
+
+// TestTransactionTimeoutSparesTheBookkeeping: a role that sets itself a
+// transaction_timeout too short for anything limits its own tasks, not the
+// transactions in which its worker claims them and records their outcomes.
+// Before, the limit ended every claim (FATAL inside the claim's UPDATE), so
+// the role's tasks stayed pending for good while the launcher backed off.
+func TestTransactionTimeoutSparesTheBookkeeping(t *testing.T) {
+	begin(t)
+	if serverVersionNum(t) < 170000 {
+		t.Skip("transaction_timeout is new in PostgreSQL 17")
+	}
+	su := connect(t, superuser)
+	role := newLoginRole(t, su, "txn_timeout_tiny")
+	conn := connect(t, role)
+	mustExec(t, conn, fmt.Sprintf("ALTER ROLE %s SET transaction_timeout = '1ms'", role)) // as itself
+
+	long := submit(t, conn, "SELECT pg_sleep(1)")
+	var short []int64
+	for range 3 {
+		short = append(short, submit(t, conn, "SELECT 1"))
+	}
+	requireTransactionTimeout(t, conn, long)
+	for _, id := range short {
+		// Even "SELECT 1" and its outcome may take more than 1 ms: then
+		// the limit ends it, which is still an outcome.
+		if status, msg := waitTask(t, conn, id); status != "succeeded" {
+			require.Equal(t, "FATAL:  terminating connection due to transaction timeout", msg, "task %d", id)
+			require.Equal(t, "25P04", taskSQLState(t, id), "task %d", id)
+		}
+	}
+}

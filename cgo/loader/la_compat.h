@@ -14,6 +14,7 @@
 #include "storage/proc.h"
 #include "tcop/pquery.h"
 #include "utils/acl.h"
+#include "utils/guc.h"
 
 #if PG_VERSION_NUM >= 160000
 #include "catalog/pg_database.h"
@@ -59,6 +60,22 @@
 #else
 #define LA_AM_BACKGROUND_WORKER() (IsBackgroundWorker)
 #endif
+
+/*
+ * 17's transaction_timeout, lifted for the rest of the current transaction
+ * (as SET LOCAL would): the worker's own bookkeeping must not inherit the
+ * limit a role or database set for its tasks.  Setting it to 0 also stops
+ * the timer, and a timeout already pending is then ignored (PostgreSQL
+ * acts on one only while the setting is above 0).  15 has no such setting.
+ */
+static inline void
+la_lift_transaction_timeout(void)
+{
+#if PG_VERSION_NUM >= 170000
+	(void) set_config_option("transaction_timeout", "0", PGC_SUSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
+#endif
+}
 
 /* 16 replaced the per-catalog pg_*_ownercheck() with object_ownercheck(). */
 static inline bool
