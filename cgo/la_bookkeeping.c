@@ -29,17 +29,13 @@ static bool la_bk_rollback = false;
 
 /*
  * Cancel interrupts are held throughout: a cancel aimed at a task must
- * never break a claim or a result.  Nor may the role's transaction_timeout:
- * a claim it ended would leave the task pending for good.  It is lifted
- * first thing, before any statement can check for interrupts.
+ * never break a claim or a result.
  */
 static void
 la_bk_open(LaPrivileged *p)
 {
 	HOLD_CANCEL_INTERRUPTS();
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	la_lift_transaction_timeout();
+	la_own_transaction_start();
 	XactIsoLevel = XACT_READ_COMMITTED;
 	XactReadOnly = false;
 	PushActiveSnapshot(GetTransactionSnapshot());

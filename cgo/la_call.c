@@ -11,6 +11,7 @@
 #include "utils/memutils.h"
 
 #include "la_call.h"
+#include "la_compat.h"
 
 static pthread_t la_main_thread;
 static MemoryContext la_result_cxt = NULL;
@@ -68,6 +69,21 @@ la_reset_task_context(void)
 {
 	MemoryContextSwitchTo(la_task_cxt);
 	MemoryContextReset(la_task_cxt);
+}
+
+/*
+ * Start one of the extension's own transactions: the bookkeeping, the reset
+ * between tasks, the launcher's look.  A role's (or database's)
+ * transaction_timeout limits its tasks, not these: one it ended mid-claim
+ * would leave the task pending for good.  It is lifted before any statement
+ * can check for interrupts.
+ */
+void
+la_own_transaction_start(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	la_lift_transaction_timeout();
 }
 
 static char *

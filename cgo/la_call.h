@@ -50,6 +50,7 @@ extern void la_call_fail(LaError *err, const LaSaved *saved);
 extern MemoryContext la_result_context(void);
 extern MemoryContext la_task_context(void);
 extern void la_reset_task_context(void);
+extern void la_own_transaction_start(void);
 
 /* la_log.c */
 extern void la_log(int level, const char *message);

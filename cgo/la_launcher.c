@@ -73,7 +73,7 @@ la_launcher_run(la_launcher_body body, void *arg, LaError *err)
 	la_save(&saved);
 	PG_TRY();
 	{
-		StartTransactionCommand();
+		la_own_transaction_start();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		body(arg);
 		PopActiveSnapshot();

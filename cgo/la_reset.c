@@ -81,8 +81,7 @@ la_reset_session(LaError *err)
 	la_save(&saved);
 	PG_TRY();
 	{
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
+		la_own_transaction_start();
 		la_reset_steps();
 		CommitTransactionCommand();
 	}

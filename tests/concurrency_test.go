@@ -101,8 +101,7 @@ func TestDispatchOrderFIFO(t *testing.T) {
 		ids = append(ids, submit(t, bob, "SELECT pg_sleep(1)"))
 	}
 	leftPending := make([]time.Time, len(ids)) // when each was first seen not pending
-	var violations []string
-	reported := map[[2]int]bool{}
+	violations := map[[2]int]string{}          // the first sighting of each passed-over pair
 	requirePoll(t, waitTimeout, "all tasks to finish", whileConnected(su, func() (bool, string) {
 		st, err := statusesOf(su, ids)
 		if err != nil {
@@ -118,10 +117,9 @@ func TestDispatchOrderFIFO(t *testing.T) {
 			for j := i + 1; j < len(st); j++ {
 				passedOver := st[i] == "pending" && !leftPending[j].IsZero() &&
 					now.Sub(leftPending[j]) >= claimCommitGrace
-				if passedOver && !reported[[2]int{i, j}] {
-					reported[[2]int{i, j}] = true
-					violations = append(violations, fmt.Sprintf("job %d pending while later job %d left pending %s ago (%v)",
-						ids[i], ids[j], now.Sub(leftPending[j]).Round(time.Millisecond), st))
+				if _, seen := violations[[2]int{i, j}]; passedOver && !seen {
+					violations[[2]int{i, j}] = fmt.Sprintf("job %d pending while later job %d left pending %s ago (%v)",
+						ids[i], ids[j], now.Sub(leftPending[j]).Round(time.Millisecond), st)
 				}
 			}
 		}
