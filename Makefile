@@ -23,7 +23,8 @@ OBJS = cgo/loader/loader.o cgo/loader/guc.o cgo/loader/shmem.o \
        cgo/loader/cancel.o cgo/loader/catalog.o cgo/loader/queue.o \
        cgo/loader/slots.o cgo/loader/slot_cancel.o cgo/loader/demand.o \
        cgo/loader/lost.o cgo/loader/dbguard.o cgo/loader/wait.o cgo/loader/progress.o \
-       cgo/loader/history.o cgo/loader/fatal.o
+       cgo/loader/history.o cgo/loader/fatal.o \
+       cgo/loader/sqlguard.o
 DATA = sql/lantern_async--0.1.0.sql sql/lantern_async--0.2.0.sql \
        sql/lantern_async--0.1.0--0.2.0.sql sql/lantern_async--0.3.0.sql \
        sql/lantern_async--0.2.0--0.3.0.sql

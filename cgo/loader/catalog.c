@@ -7,7 +7,11 @@
  * recorded in pg_depend as members of the extension (deptype 'e'), and only
  * a superuser can create or alter this extension, so membership is the one
  * thing that says "ours".  The names used in SQL text are then built from
- * the OIDs, after the table is locked (a rename needs a stronger lock).
+ * the OIDs, after the table is locked, and built again after any change to
+ * a schema (ALTER SCHEMA lantern RENAME takes no lock on the tables).  Each
+ * carries its OID in a comment, which sqlguard.c checks whenever a
+ * statement of ours is analyzed: a name that resolves to anything else
+ * fails the statement before it is planned, let alone run.
  */
 #include "postgres.h"
 
@@ -32,6 +36,7 @@
 #include "utils/syscache.h"
 
 #include "la_compat.h"
+#include "la_loader.h"
 #include "la_shared.h"
 
 /* Remember relid when it is one of the tables the C code uses. */
@@ -80,11 +85,22 @@ la_catalog_scan_members(LaCatalog *cat)
 	table_close(depend, AccessShareLock);
 }
 
+/* The table's schema-qualified name as it is now, for messages. */
 static char *
-la_catalog_name(Oid relid)
+la_catalog_display_name(Oid relid)
 {
 	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 									  get_rel_name(relid));
+}
+
+/*
+ * The name for SQL text: a comment with the OID the name must resolve to
+ * (LA_SQLGUARD_MARK, checked by sqlguard.c), then the current name.
+ */
+static char *
+la_catalog_name(Oid relid)
+{
+	return psprintf(LA_SQLGUARD_MARK "%u*/%s", relid, la_catalog_display_name(relid));
 }
 
 /*
@@ -105,7 +121,7 @@ la_catalog_lock(Oid relid, LOCKMODE lockmode)
 	else if (!ConditionalLockRelationOid(relid, lockmode))
 		ereport(ERROR,
 				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-				 errmsg("could not lock table %s now", la_catalog_name(relid)),
+				 errmsg("could not lock table %s now", la_catalog_display_name(relid)),
 				 errdetail("Another transaction holds or waits for a conflicting lock on it, such as a VACUUM FULL.")));
 }
 
@@ -114,7 +130,9 @@ la_catalog_lock(Oid relid, LOCKMODE lockmode)
  * looks the tables up in every transaction, and a pg_depend scan each time
  * was a good part of a trivial task's cost.  Any invalidation of one of the
  * tables (DROP EXTENSION drops them; a rename or ALTER changes them) empties
- * it.  Only a complete, current install is remembered.
+ * it, and so does any change to any schema: renaming the extension's schema
+ * sends no invalidation for its tables, and the names must follow it.  Only
+ * a complete, current install is remembered.
  */
 static LaCatalog la_cached;
 static bool la_cached_valid = false;
@@ -126,6 +144,12 @@ la_catalog_invalidate(Datum arg, Oid relid)
 	if (!OidIsValid(relid) || relid == la_cached.tasks || relid == la_cached.task_errors ||
 		relid == la_cached.task_owners)
 		la_cached_valid = false;
+}
+
+static void
+la_catalog_invalidate_schemas(Datum arg, int cacheid, uint32 hashvalue)
+{
+	la_cached_valid = false;
 }
 
 /*
@@ -145,6 +169,7 @@ la_catalog_remember(const LaCatalog *cat)
 	if (!la_cache_callback_registered)
 	{
 		CacheRegisterRelcacheCallback(la_catalog_invalidate, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACEOID, la_catalog_invalidate_schemas, (Datum) 0);
 		la_cache_callback_registered = true;
 	}
 	la_cached.extension = cat->extension;

@@ -159,10 +159,11 @@ typedef struct LaSettle
 
 extern PGDLLEXPORT int64 la_queue_settle(const LaCatalog *cat, const LaSettle *s);
 
-/* A statement's saved plan, for one lantern.tasks (queue.c). */
+/* A statement's saved plan, for one lantern.tasks and one text (queue.c). */
 typedef struct LaSavedPlan
 {
 	Oid			relid;
+	char	   *sql;			/* the text it was prepared from */
 	struct _SPI_plan *plan;
 } LaSavedPlan;
 

@@ -7,7 +7,7 @@
  * loaded; after fork() only the forking thread survives, so the runtime of
  * every child would be broken (a goroutine, time.Sleep or GC hangs forever).
  * This library is therefore plain C: it defines the GUCs, shared memory
- * and the utility hook, registers the launcher, and provides the
+ * and the utility and parse-analysis hooks, registers the launcher, and provides the
  * background-worker entry points.  Each worker dlopen()s the Go library itself, after the fork
  * (golib.c).
  */
@@ -74,6 +74,7 @@ _PG_init(void)
 	la_guc_define();
 	la_shmem_install_hooks();
 	la_dbguard_install_hook();
+	la_sqlguard_install_hook();
 	la_register_launcher();
 }
 

@@ -15,6 +15,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -98,10 +99,16 @@ la_queue_running(const LaCatalog *cat, int64 **jobids)
 /*
  * Saved plans of the queue's hot statements, one per statement shape, for
  * the life of the process: a trivial task's claim and outcome otherwise
- * spent more time in the parser and planner than in the executor.  A plan
- * is for one lantern.tasks (by OID): after DROP and CREATE EXTENSION the
- * statement is prepared again.  (PostgreSQL itself replans a saved plan
- * when the tables it uses change.)
+ * spent more time in the parser and planner than in the executor.
+ *
+ * A plan is used only for the text it was prepared from, which names the
+ * tables as they are named now (catalog.c): after DROP and CREATE
+ * EXTENSION, or a rename of the schema or a table, the statement is
+ * prepared again from the new text.  One that PostgreSQL has invalidated
+ * meanwhile is prepared again too, rather than left to the plan cache,
+ * which would analyze it again from its old text, resolving the old names
+ * (as ri_triggers.c does for its own saved plans).  Should a name change
+ * between here and the statement's run, sqlguard.c fails it.
  */
 static LaSavedPlan la_settle_plans[2];	/* without, with SKIP LOCKED */
 static LaSavedPlan la_insert_plans[2];	/* without, with task_owners.timeout */
@@ -111,7 +118,8 @@ la_queue_plan(LaSavedPlan *saved, Oid relid, const char *sql, int nargs, Oid *ty
 {
 	SPIPlanPtr	plan;
 
-	if (saved->plan != NULL && saved->relid == relid)
+	if (saved->plan != NULL && saved->relid == relid && strcmp(saved->sql, sql) == 0 &&
+		SPI_plan_is_valid(saved->plan))
 		return saved->plan;
 	plan = SPI_prepare(sql, nargs, types);
 	if (plan == NULL)
@@ -120,8 +128,12 @@ la_queue_plan(LaSavedPlan *saved, Oid relid, const char *sql, int nargs, Oid *ty
 	if (SPI_keepplan(plan) != 0)
 		elog(ERROR, "lantern_async could not keep a queue statement's plan");
 	if (saved->plan != NULL)
+	{
 		SPI_freeplan(saved->plan);
+		pfree(saved->sql);
+	}
 	saved->plan = plan;
+	saved->sql = MemoryContextStrdup(TopMemoryContext, sql);
 	saved->relid = relid;
 	return plan;
 }
