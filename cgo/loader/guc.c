@@ -6,6 +6,7 @@
 #include "access/xact.h"
 #include "commands/dbcommands.h"
 #include "miscadmin.h"
+#include "replication/logicallauncher.h"
 #include "utils/guc.h"
 
 #include "la_loader.h"
@@ -36,6 +37,34 @@ la_database_show(void)
 	current = get_database_name(MyDatabaseId);
 	strlcpy(name, current ? current : "", sizeof(name));
 	return name;
+}
+
+/*
+ * Every process of ours and every parallel worker takes one of the
+ * max_worker_processes slots, first come, first served: when parallel
+ * queries hold all that the others leave, no task starts until they end.
+ * Said at start, where the settings are read, with what would be enough.
+ * The logical replication launcher holds a slot for good when logical
+ * replication workers are allowed.  (max_parallel_workers is the server's
+ * value here; a session may raise its own: see the README, Configuration.)
+ */
+static void
+la_guc_check_worker_slots(void)
+{
+	int			ours = la_max_workers + 1;
+	int			replication = max_logical_replication_workers > 0 ? 1 : 0;
+	int			needed = ours + replication + max_parallel_workers;
+
+	if (needed <= max_worker_processes)
+		return;
+	ereport(WARNING,
+			(errmsg("parallel queries can take the background worker processes that lantern_async's tasks need"),
+			 errdetail("max_worker_processes is %d; lantern_async uses up to %d (lantern_async.max_workers is %d, "
+					   "and its launcher), the logical replication launcher %d, and parallel queries up to %d "
+					   "(max_parallel_workers): while parallel workers hold the rest, no task starts.",
+					   max_worker_processes, ours, la_max_workers, replication, max_parallel_workers),
+			 errhint("Set max_worker_processes to at least %d, or max_parallel_workers to at most %d.",
+					 needed, Max(max_worker_processes - ours - replication, 0))));
 }
 
 void
@@ -117,4 +146,5 @@ la_guc_define(void)
 				 errhint("Raise max_worker_processes to run more tasks at the same time.")));
 		la_max_workers = clamped;
 	}
+	la_guc_check_worker_slots();
 }
