@@ -13,9 +13,9 @@ extern void la_shmem_install_hooks(void);
 extern void la_dbguard_install_hook(void);
 
 /*
- * sqlguard.c: a statement whose text holds LA_SQLGUARD_MARK "<oid>*" "/"
- * (catalog.c writes one before each table name) may use only the relations
- * so marked and pg_catalog's objects.
+ * sqlguard.c: a statement whose text holds LA_SQLGUARD_MARK, an OID and the
+ * end of the comment (catalog.c writes one before each table name) may use
+ * only the relations so marked and pg_catalog's objects.
  */
 #define LA_SQLGUARD_MARK "/*lantern_async relation "
 extern void la_sqlguard_install_hook(void);

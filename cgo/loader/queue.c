@@ -103,8 +103,8 @@ la_queue_running(const LaCatalog *cat, int64 **jobids)
  *
  * A plan is used only for the text it was prepared from, which names the
  * tables as they are named now (catalog.c): after DROP and CREATE
- * EXTENSION, or a rename of the schema or a table, the statement is
- * prepared again from the new text.  One that PostgreSQL has invalidated
+ * EXTENSION, or a rename of the schema, the statement is prepared again
+ * from the new text.  One that PostgreSQL has invalidated
  * meanwhile is prepared again too, rather than left to the plan cache,
  * which would analyze it again from its old text, resolving the old names
  * (as ri_triggers.c does for its own saved plans).  Should a name change
