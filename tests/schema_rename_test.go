@@ -32,6 +32,8 @@ type renameScene struct {
 	db  string
 	su  *pgx.Conn
 	eve string
+	// eveSchema is where eve's objects are: lantern, unless a test renamed it.
+	eveSchema string
 }
 
 // newRenameScene makes eve (before the database: her DROP ROLE must come
@@ -43,7 +45,7 @@ func newRenameScene(t *testing.T) *renameScene {
 	eve := newTempRole(t, su0, "eve")
 	db := newExtensionDatabase(t, su0, "renamed")
 	mustExec(t, su0, fmt.Sprintf("GRANT CREATE ON DATABASE %s TO %s", db, eve))
-	return &renameScene{db: db, su: connectTo(t, cluster, db, superuser), eve: eve}
+	return &renameScene{db: db, su: connectTo(t, cluster, db, superuser), eve: eve, eveSchema: "lantern"}
 }
 
 // plantSQL is what eve runs: her schema lantern, with views named like the
@@ -107,11 +109,11 @@ func (s *renameScene) renameAndPlant(t *testing.T) {
 // spied reports whether eve's function ever ran, and who ran it.
 func (s *renameScene) spied(t *testing.T) (bool, string) {
 	t.Helper()
-	hit := queryOne[bool](t, s.su, "SELECT is_called FROM lantern.hits")
+	hit := queryOne[bool](t, s.su, "SELECT is_called FROM "+s.eveSchema+".hits")
 	who := queryOne[string](t, s.su,
 		`SELECT count(*) || ' committed calls, by ' ||
 		   coalesce(string_agg(DISTINCT usr || CASE WHEN super THEN ' (superuser)' ELSE '' END, ', '), 'nobody')
-		 FROM lantern.spied`)
+		 FROM `+s.eveSchema+`.spied`)
 	return hit, who
 }
 
@@ -149,7 +151,7 @@ func (s *renameScene) waitRenamedTask(t *testing.T, jobid int64, want func(strin
 				return false, err.Error()
 			}
 			var hit bool
-			if err := s.su.QueryRow(context.Background(), "SELECT is_called FROM lantern.hits").Scan(&hit); err == nil && hit {
+			if err := s.su.QueryRow(context.Background(), "SELECT is_called FROM "+s.eveSchema+".hits").Scan(&hit); err == nil && hit {
 				return true, "eve's function ran"
 			}
 			return want(status), "status " + status
@@ -361,4 +363,38 @@ func TestSQLGuardMarkedStatements(t *testing.T) {
 		requirePgError(t, err, "55000", name)
 		require.Contains(t, err.Error(), "lantern_async refused a statement of its own", name)
 	}
+}
+
+// The update scripts name schema lantern: after a rename, ALTER EXTENSION
+// UPDATE would run them, as a superuser, against eve's schema of that name.
+// It is refused with what to do; done that way, the update works and the
+// rename can be made again.
+func TestSchemaRenameRefusesUpdate(t *testing.T) {
+	begin(t)
+	su0 := connect(t, superuser)
+	eve := newTempRole(t, su0, "eve")
+	db := newDatabase(t, su0, "renamed_update")
+	mustExec(t, su0, fmt.Sprintf("GRANT CREATE ON DATABASE %s TO %s", db, eve))
+	s := &renameScene{db: db, su: connectTo(t, cluster, db, superuser), eve: eve, eveSchema: "lantern"}
+	mustExec(t, s.su, "CREATE EXTENSION lantern_async VERSION '0.2.0'; GRANT USAGE ON SCHEMA lantern TO alice")
+	s.renameAndPlant(t)
+
+	_, err := s.su.Exec(ctx(t), "ALTER EXTENSION lantern_async UPDATE")
+	t.Logf("ALTER EXTENSION UPDATE after the rename, as psql shows it:\n%s", errorText(err))
+	pgErr := requirePgError(t, err, "55000", "ALTER EXTENSION lantern_async UPDATE in schema "+renamedSchema)
+	require.Equal(t, `extension "lantern_async" can be updated only in schema "lantern"`, pgErr.Message)
+	require.Contains(t, pgErr.Hint, "Rename schema")
+	require.Equal(t, "0.2.0", queryOne[string](t, s.su, "SELECT extversion FROM pg_extension WHERE extname = 'lantern_async'"))
+	s.requireNotHijacked(t)
+
+	// As the hint says: eve's schema out of the way, the name back, update, rename again.
+	mustExec(t, s.su, "ALTER SCHEMA lantern RENAME TO eves_lantern")
+	s.eveSchema = "eves_lantern"
+	mustExec(t, s.su, "ALTER SCHEMA "+renamedSchema+" RENAME TO lantern")
+	mustExec(t, s.su, "ALTER EXTENSION lantern_async UPDATE")
+	require.Equal(t, "0.3.0", queryOne[string](t, s.su, "SELECT extversion FROM pg_extension WHERE extname = 'lantern_async'"))
+	mustExec(t, s.su, "ALTER SCHEMA lantern RENAME TO "+renamedSchema)
+	mustExec(t, s.su, "CREATE TABLE trace(db name, usr name, sess name, pid int, at timestamptz); GRANT SELECT, INSERT ON trace TO alice")
+	jobid := s.submitFresh(t, "alice", renamedSchema, traceSQL)
+	require.Equal(t, "succeeded", s.waitRenamedTask(t, jobid, isFinal, "final"))
 }

@@ -240,6 +240,24 @@ la_catalog_lookup(LaCatalog *cat, LOCKMODE lockmode)
 	return true;
 }
 
+/*
+ * The schema the extension's tables are in (pg_extension.extnamespace is
+ * the creator's first schema, not this one); InvalidOid without the
+ * extension.  Any version: every one has lantern.tasks.
+ */
+Oid
+la_catalog_schema(void)
+{
+	LaCatalog	cat;
+
+	memset(&cat, 0, sizeof(cat));
+	cat.extension = get_extension_oid(LA_EXTENSION_NAME, true);
+	if (!OidIsValid(cat.extension))
+		return InvalidOid;
+	la_catalog_scan_members(&cat);
+	return OidIsValid(cat.tasks) ? get_rel_namespace(cat.tasks) : InvalidOid;
+}
+
 /* Whether a worker can run tasks as a role: it exists and, on 15, has LOGIN. */
 bool
 la_worker_can_run_as(Oid roleid)

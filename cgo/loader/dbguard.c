@@ -275,6 +275,7 @@ la_utility_hook(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 	Node	   *stmt = pstmt->utilityStmt;
 	Oid			guarded = la_shmem != NULL ? la_guarded_database(stmt) : InvalidOid;
 
+	la_sqlguard_check_utility(stmt);
 	if (OidIsValid(guarded))
 		la_guard_database(guarded);
 

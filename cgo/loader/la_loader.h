@@ -5,6 +5,7 @@
 #define LA_LOADER_H
 
 #include "datatype/timestamp.h"
+#include "nodes/nodes.h"
 
 #include "la_shared.h"
 
@@ -19,6 +20,11 @@ extern void la_dbguard_install_hook(void);
  */
 #define LA_SQLGUARD_MARK "/*lantern_async relation "
 extern void la_sqlguard_install_hook(void);
+
+/* The schema the extension's scripts name; an update runs only there (sqlguard.c). */
+#define LA_SCHEMA_NAME "lantern"
+extern void la_sqlguard_check_utility(Node *stmt);
+extern Oid	la_catalog_schema(void);
 extern void la_fatal_install_hook(int slot);
 extern int	la_golib_run(const char *entry, int arg);
 

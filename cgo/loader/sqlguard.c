@@ -19,6 +19,11 @@
  * rewritten, planned (planning may run an immutable function) or run.  A
  * statement without the mark is left alone; one that carries it can only
  * lose rights by it.
+ *
+ * The install and update scripts are SQL of ours too, and they name schema
+ * lantern (the released ones never change): after the schema is renamed,
+ * ALTER EXTENSION UPDATE would run them, as a superuser, against whatever
+ * schema has that name now.  The utility hook (dbguard.c) refuses that.
  */
 #include "postgres.h"
 
@@ -27,6 +32,7 @@
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_operator.h"
 #include "nodes/nodeFuncs.h"
+#include "nodes/parsenodes.h"
 #include "parser/analyze.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -170,4 +176,27 @@ la_sqlguard_install_hook(void)
 {
 	la_prev_post_parse_analyze = post_parse_analyze_hook;
 	post_parse_analyze_hook = la_sqlguard_post_parse_analyze;
+}
+
+/* Before ALTER EXTENSION lantern_async UPDATE runs: only in schema lantern. */
+void
+la_sqlguard_check_utility(Node *stmt)
+{
+	Oid			nspid;
+	char	   *current;
+
+	if (!IsA(stmt, AlterExtensionStmt) ||
+		strcmp(((AlterExtensionStmt *) stmt)->extname, LA_EXTENSION_NAME) != 0)
+		return;
+	nspid = la_catalog_schema();
+	current = OidIsValid(nspid) ? get_namespace_name(nspid) : NULL;
+	if (current == NULL || strcmp(current, LA_SCHEMA_NAME) == 0)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("extension \"%s\" can be updated only in schema \"%s\"", LA_EXTENSION_NAME, LA_SCHEMA_NAME),
+			 errdetail("Its schema is named \"%s\" now, and the update scripts name schema \"%s\": "
+					   "they would change whatever schema has that name.", current, LA_SCHEMA_NAME),
+			 errhint("Rename schema \"%s\" back to \"%s\" (after renaming or dropping any other schema of that name), "
+					 "update the extension, then rename it again.", current, LA_SCHEMA_NAME)));
 }
