@@ -54,6 +54,8 @@ hint: set POSTGRES_PASSWORD (docker run -e POSTGRES_PASSWORD=...), or POSTGRES_H
 		# added by the lantern_async image
 		listen_addresses = '*'
 		shared_preload_libraries = 'lantern_async'
+		# tasks (4) + launcher + parallel workers (8) + logical replication launcher
+		max_worker_processes = 16
 	CONF
 	printf '\nhost all all all %s\n' "$auth" >>"$PGDATA/pg_hba.conf"
 }
