@@ -160,8 +160,9 @@ func (s *renameScene) waitRenamedTask(t *testing.T, jobid int64, want func(strin
 	return status
 }
 
-// submitFresh queues query (through schema's async_task) as role in db on a fresh session (one that never
-// used the extension before the rename) and closes it.
+// submitFresh queues query through schema's async_task as role in db, on a
+// fresh session (one that never used the extension before the rename), and
+// closes it.
 func (s *renameScene) submitFresh(t *testing.T, role, schema, query string) int64 {
 	t.Helper()
 	conn := connectTo(t, cluster, s.db, role)
