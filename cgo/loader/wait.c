@@ -2,12 +2,14 @@
  * wait.c - lantern.wait_task(): sleep on the latch until a task finishes
  *
  * Each backend has one waiter entry in shared memory, indexed by its PGPROC
- * number: the database and jobid it waits for (0: none).  Every statement
- * that gives tasks a final status goes through la_queue_settle, which notes
- * the jobids here; at the commit of that transaction, once the new status
- * is visible, the waiters of those jobids get their latch set.  A waiter
- * registers before it reads the status, so a finish that commits in
- * between still sets its latch: no wake-up is lost.
+ * number: whether it waits, and the database and jobid it waits for.  Every
+ * statement that gives tasks a final status goes through la_queue_settle,
+ * which notes the jobids here; at the commit of that transaction, once the
+ * new status is visible, the waiters of those jobids get their latch set.
+ * A waiter registers before it reads the status, so a finish that commits
+ * in between still sets its latch: no wake-up is lost.  The count of
+ * entries in use is exact (an entry is given up on ERROR and on FATAL
+ * alike), so a commit with nobody waiting skips the scan.
  *
  * The same commit tells history.c when those tasks finished.
  *
@@ -22,6 +24,7 @@
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
+#include "common/int.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -54,13 +57,14 @@ PG_FUNCTION_INFO_V1(lantern_async_wait_task);
 
 typedef struct LaWaiter
 {
+	pg_atomic_uint32 waiting;	/* 1: dboid and jobid name what it waits for */
 	Oid			dboid;
-	pg_atomic_uint64 jobid;		/* 0: not waiting */
+	pg_atomic_uint64 jobid;		/* any jobid, 0 included */
 } LaWaiter;
 
 typedef struct LaWaiters
 {
-	pg_atomic_uint32 count;		/* entries in use: commits skip the scan at 0 */
+	pg_atomic_uint32 count;		/* entries waiting: commits skip the scan at 0 */
 	LaWaiter	entries[FLEXIBLE_ARRAY_MEMBER];
 } LaWaiters;
 
@@ -83,6 +87,7 @@ la_wait_shmem_init(void)
 		pg_atomic_init_u32(&la_waiters->count, 0);
 		for (int i = 0; i < MaxBackends; i++)
 		{
+			pg_atomic_init_u32(&la_waiters->entries[i].waiting, 0);
 			la_waiters->entries[i].dboid = InvalidOid;
 			pg_atomic_init_u64(&la_waiters->entries[i].jobid, 0);
 		}
@@ -96,6 +101,7 @@ static int64 la_noted[LA_NOTED_MAX];
 static int	la_nnoted = 0;
 static bool la_noted_all = false;	/* too many, or a settle of many: wake the database */
 static bool la_callback_registered = false;
+static bool la_exit_callback_registered = false;
 
 static void
 la_wait_wake(void)
@@ -105,11 +111,16 @@ la_wait_wake(void)
 	for (int i = 0; i < MaxBackends; i++)
 	{
 		LaWaiter   *w = &la_waiters->entries[i];
-		int64		jobid = (int64) pg_atomic_read_u64(&w->jobid);
+		int64		jobid;
 		bool		wanted = la_noted_all;
 
-		if (jobid == 0 || w->dboid != MyDatabaseId)
+		if (pg_atomic_read_u32(&w->waiting) == 0)
 			continue;
+		/* Published after dboid and jobid (la_wait_register). */
+		pg_read_barrier();
+		if (w->dboid != MyDatabaseId)
+			continue;
+		jobid = (int64) pg_atomic_read_u64(&w->jobid);
 		for (int k = 0; k < la_nnoted && !wanted; k++)
 			wanted = la_noted[k] == jobid;
 		if (wanted)
@@ -149,6 +160,35 @@ la_wait_note_finished(int64 jobid)
 		la_noted_all = true;
 	else
 		la_noted[la_nnoted++] = jobid;
+	/*
+	 * The commit scans the entries only while this is above 0.  Held: the
+	 * bookkeeping's own settles must not process a die() here.
+	 */
+	HOLD_INTERRUPTS();
+	if (jobid != 0)
+		elog(DEBUG2, "lantern_async: task " INT64_FORMAT " got its final status; waiters registered: %u",
+			 jobid, pg_atomic_read_u32(&la_waiters->count));
+	else
+		elog(DEBUG2, "lantern_async: tasks got their final status; waiters registered: %u",
+			 pg_atomic_read_u32(&la_waiters->count));
+	RESUME_INTERRUPTS();
+}
+
+/* Idempotent: PG_FINALLY and the exit callback may both get here. */
+static void
+la_wait_unregister(void)
+{
+	LaWaiter   *w = &la_waiters->entries[LA_MY_PROCNO];
+
+	if (pg_atomic_exchange_u32(&w->waiting, 0) == 1)
+		pg_atomic_fetch_sub_u32(&la_waiters->count, 1);
+}
+
+/* A FATAL (pg_terminate_backend, say) never reaches PG_FINALLY. */
+static void
+la_wait_at_exit(int code, Datum arg)
+{
+	la_wait_unregister();
 }
 
 static void
@@ -159,25 +199,21 @@ la_wait_register(int64 jobid)
 	/* Regular backends and background workers come first in allProcs. */
 	if (LA_MY_PROCNO >= MaxBackends)
 		elog(ERROR, "lantern.wait_task() cannot run in this process");
+	if (!la_exit_callback_registered)
+	{
+		before_shmem_exit(la_wait_at_exit, (Datum) 0);
+		la_exit_callback_registered = true;
+	}
 	w = &la_waiters->entries[LA_MY_PROCNO];
 
 	w->dboid = MyDatabaseId;
-	pg_write_barrier();
 	pg_atomic_write_u64(&w->jobid, (uint64) jobid);
-	pg_atomic_fetch_add_u32(&la_waiters->count, 1);
+	/* A commit's scan reads dboid and jobid only once it sees waiting. */
+	pg_write_barrier();
+	if (pg_atomic_exchange_u32(&w->waiting, 1) == 0)
+		pg_atomic_fetch_add_u32(&la_waiters->count, 1);
 	/* Ordered before the first look at the status (a full barrier). */
 	pg_memory_barrier();
-}
-
-static void
-la_wait_unregister(void)
-{
-	LaWaiter   *w = &la_waiters->entries[LA_MY_PROCNO];
-
-	if (pg_atomic_read_u64(&w->jobid) == 0)
-		return;
-	pg_atomic_write_u64(&w->jobid, 0);
-	pg_atomic_fetch_sub_u32(&la_waiters->count, 1);
 }
 
 /* What the caller's SELECT on lantern.tasks would show: its own rows, or all. */
@@ -225,22 +261,28 @@ la_wait_finished(const char *status)
 		 strcmp(status, "canceled") == 0);
 }
 
-/* NULL timeout: no limit (-1); months count as 30 days, as in interval arithmetic. */
-static int64
-la_wait_timeout_usec(FunctionCallInfo fcinfo)
+/*
+ * The deadline of the wait, 0 for none: a NULL timeout, or one too long for
+ * a timestamp (hundreds of thousands of years; 'infinity' on 17+, which
+ * la_interval_usecs saturates).  Months count as 30 days, as in interval
+ * comparison.
+ */
+static TimestampTz
+la_wait_deadline(FunctionCallInfo fcinfo)
 {
-	Interval   *span;
 	int64		usec;
+	TimestampTz deadline;
 
 	if (PG_ARGISNULL(1))
-		return -1;
-	span = PG_GETARG_INTERVAL_P(1);
-	usec = span->time + (span->day + (int64) span->month * DAYS_PER_MONTH) * USECS_PER_DAY;
+		return 0;
+	usec = la_interval_usecs(PG_GETARG_INTERVAL_P(1));
 	if (usec < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("timeout must not be negative")));
-	return usec;
+	if (pg_add_s64_overflow(GetCurrentTimestamp(), usec, &deadline))
+		return 0;
+	return deadline;
 }
 
 static void
@@ -396,17 +438,14 @@ lantern_async_wait_task(PG_FUNCTION_ARGS)
 	Datum		value;
 	bool		isnull;
 	char	   *status = NULL;
-	int64		timeout;
-	TimestampTz deadline = 0;
+	TimestampTz deadline;
 
 	PreventCommandDuringRecovery("lantern.wait_task()");
 	la_wait_require_nonatomic(fcinfo);
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "lantern.wait_task() must be declared with one OUT parameter");
 	desc = BlessTupleDesc(CreateTupleDescCopy(desc));
-	timeout = la_wait_timeout_usec(fcinfo);
-	if (timeout >= 0)
-		deadline = GetCurrentTimestamp() + timeout;
+	deadline = la_wait_deadline(fcinfo);
 	la_wait_require_nothing_to_commit();
 
 	if (SPI_connect_ext(SPI_OPT_NONATOMIC) != SPI_OK_CONNECT)
