@@ -36,6 +36,7 @@ extern void la_history_note(Oid dboid, TimestampTz finished);
 extern Size la_wait_shmem_size(void);
 extern void la_wait_shmem_init(void);
 extern void la_wait_note_finished(int64 jobid);
+extern void la_wait_wake_database(void);
 
 /* slots.c: the tasks running in a database, for lantern.running_tasks() */
 typedef struct LaRunning

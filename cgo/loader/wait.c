@@ -49,9 +49,9 @@
 PG_FUNCTION_INFO_V1(lantern_async_wait_task);
 
 /*
- * Only a commit this process could not see (a COMMIT PREPARED of a cancel,
- * a superuser's own UPDATE of the table) goes without a wake-up; the waiter
- * looks again this often at most in that case.
+ * Only a commit no code of ours sees (a superuser's own UPDATE of the
+ * table) goes without a wake-up; the waiter looks again this often at most
+ * in that case.
  */
 #define LA_WAIT_RECHECK_MS 10000
 
@@ -103,8 +103,9 @@ static bool la_noted_all = false;	/* too many, or a settle of many: wake the dat
 static bool la_callback_registered = false;
 static bool la_exit_callback_registered = false;
 
+/* Set the latches of this database's waiters for the noted jobids, or of all (every). */
 static void
-la_wait_wake(void)
+la_wait_wake(bool every)
 {
 	if (pg_atomic_read_u32(&la_waiters->count) == 0)
 		return;
@@ -112,7 +113,7 @@ la_wait_wake(void)
 	{
 		LaWaiter   *w = &la_waiters->entries[i];
 		int64		jobid;
-		bool		wanted = la_noted_all;
+		bool		wanted = every;
 
 		if (pg_atomic_read_u32(&w->waiting) == 0)
 			continue;
@@ -136,7 +137,7 @@ la_wait_xact_callback(XactEvent event, void *arg)
 	/* At COMMIT the new statuses are visible already; PREPARE wakes nobody. */
 	if (event == XACT_EVENT_COMMIT)
 	{
-		la_wait_wake();
+		la_wait_wake(la_noted_all);
 		/* And the history learns when these tasks finished (history.c). */
 		la_history_note(MyDatabaseId, GetCurrentTimestamp());
 	}
@@ -145,6 +146,18 @@ la_wait_xact_callback(XactEvent event, void *arg)
 		la_nnoted = 0;
 		la_noted_all = false;
 	}
+}
+
+/*
+ * COMMIT PREPARED has just committed a transaction of this database that
+ * may have given tasks their final status, a commit no callback of ours
+ * sees (dbguard.c): its effects are visible already, so every waiter of the
+ * database looks again now rather than at its 10 s recheck.
+ */
+void
+la_wait_wake_database(void)
+{
+	la_wait_wake(true);
 }
 
 /* A task got its final status in this transaction (jobid 0: some tasks). */
