@@ -2,12 +2,14 @@ package tests
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -120,6 +122,44 @@ func TestWaitTaskLeavesNoWaiterEntryBehind(t *testing.T) {
 	assert.Equal(t, 1, sc.registeredAt(t, awaited), "the waiter of the task being canceled")
 	require.Equal(t, "canceled", waitResultOf(t, done).status)
 	assert.Equal(t, 0, sc.registeredAt(t, pending()), "after a waiter got its status")
+
+	lock.release(t)
+	requireSucceeded(t, su, blockers...)
+}
+
+// A waiter whose client has gone (a serverless function killed at its time
+// limit, a dropped connection) ends at once, with its entry, instead of
+// waiting with no limit for a task that may run for hours: the sleep also
+// watches the client's socket.
+func TestWaitTaskEndsWhenItsClientHasGone(t *testing.T) {
+	begin(t)
+	su := connect(t, superuser)
+	sc := newSettleCounter(t)
+	lock := holdAdvisoryLock(t)
+	blockers := lock.blockWorkers(t, su, cluster.MaxWorkers())
+	awaited := submit(t, su, "SELECT 1")
+
+	waiter := connect(t, superuser)
+	pid := queryOne[int](t, waiter, "SELECT pg_backend_pid()")
+	// The CALL as a bare protocol message: pgx, which would send a cancel
+	// request when its socket fails, never learns of it.
+	raw := waiter.PgConn().Conn()
+	query := fmt.Sprintf("CALL lantern.wait_task(%d, NULL, NULL)\x00", awaited)
+	msg := binary.BigEndian.AppendUint32([]byte{'Q'}, uint32(4+len(query)))
+	_, err := raw.Write(append(msg, query...))
+	require.NoError(t, err)
+	requirePoll(t, waitTimeout, "the waiter sleeps", whileConnected(su, func() (bool, string) {
+		ev, err := queryRows[string](su, "SELECT coalesce(wait_event, '') FROM pg_stat_activity WHERE pid = $1", pid)
+		return err == nil && len(ev) == 1 && ev[0] == "Extension", fmt.Sprintf("%v %v", ev, err)
+	}))
+	require.NoError(t, raw.Close(), "drop the client's socket, with no goodbye nor cancel request")
+	gone := time.Now()
+	requirePoll(t, 5*time.Second, fmt.Sprintf("waiter %d ends (its recheck would be 10 s away)", pid), whileConnected(su, func() (bool, string) {
+		n, err := queryRows[int](su, "SELECT pid FROM pg_stat_activity WHERE pid = $1", pid)
+		return err == nil && len(n) == 0, fmt.Sprintf("%v %v", n, err)
+	}))
+	t.Logf("the waiter %d ended %v after its client went", pid, time.Since(gone).Round(time.Millisecond))
+	require.Equal(t, 0, sc.registeredAt(t, awaited), "its entry was given back")
 
 	lock.release(t)
 	requireSucceeded(t, su, blockers...)

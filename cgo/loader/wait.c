@@ -35,6 +35,8 @@
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
+#include "tcop/dest.h"
+#include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -407,6 +409,48 @@ la_wait_require_nothing_to_commit(void)
 				 errhint(LA_WAIT_COMMIT_HINT)));
 }
 
+/*
+ * The backend's wait set on its client's socket (position 0), its latch
+ * and postmaster death, from libpq/libpq.h, declared here: that header
+ * includes libpq-be.h, which needs GSSAPI headers a build machine may lack.
+ * Its socket position is the same in 15, 17 and 18.
+ */
+extern PGDLLIMPORT WaitEventSet *FeBeWaitSet;
+#define LA_FEBE_SOCKET_POS 0
+
+/*
+ * Sleep on the latch for at most ms, watching the client's socket as
+ * pq_check_connection() does: a client that has gone (a serverless
+ * function killed at its time limit) ends the wait at once, as PostgreSQL
+ * ends a statement whose client is lost, not after a task that may run for
+ * hours.  Elsewhere (a task's worker) the latch alone.
+ */
+static void
+la_wait_sleep(long ms)
+{
+	WaitEvent	event;
+
+	if (FeBeWaitSet == NULL || whereToSendOutput != DestRemote || !WaitEventSetCanReportClosed())
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, ms, PG_WAIT_EXTENSION);
+		return;
+	}
+	/* Every wait site of this set sets its socket events, so none is restored. */
+	ModifyWaitEvent(FeBeWaitSet, LA_FEBE_SOCKET_POS, WL_SOCKET_CLOSED, NULL);
+	if (WaitEventSetWait(FeBeWaitSet, ms, &event, 1, PG_WAIT_EXTENSION) != 1)
+		return;
+	if (event.events & WL_POSTMASTER_DEATH)
+		ereport(FATAL,
+				(errcode(ERRCODE_ADMIN_SHUTDOWN),
+				 errmsg("terminating connection due to unexpected postmaster exit")));
+	if (event.events & WL_SOCKET_CLOSED)
+	{
+		/* ProcessInterrupts() ends the session: "connection to client lost". */
+		ClientConnectionLost = true;
+		InterruptPending = true;
+	}
+}
+
 /* Sleep until the status is final or the deadline (0: none) passes; a past deadline still looks once. */
 static char *
 la_wait_loop(int64 jobid, TimestampTz deadline, MemoryContext cxt)
@@ -431,8 +475,7 @@ la_wait_loop(int64 jobid, TimestampTz deadline, MemoryContext cxt)
 		}
 		/* End the transaction, and with it the snapshot, before sleeping. */
 		SPI_commit();
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 Max(sleep_ms, 1), PG_WAIT_EXTENSION);
+		la_wait_sleep(Max(sleep_ms, 1));
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
