@@ -22,7 +22,7 @@ OBJS = cgo/loader/loader.o cgo/loader/guc.o cgo/loader/shmem.o \
        cgo/loader/submit.o cgo/loader/golib.o cgo/loader/privilege.o \
        cgo/loader/cancel.o cgo/loader/catalog.o cgo/loader/queue.o \
        cgo/loader/slots.o cgo/loader/slot_cancel.o cgo/loader/demand.o \
-       cgo/loader/lost.o cgo/loader/dbguard.o cgo/loader/wait.o cgo/loader/progress.o \
+       cgo/loader/lost.o cgo/loader/dbguard.o cgo/loader/wait.o cgo/loader/wait_caller.o cgo/loader/progress.o \
        cgo/loader/history.o cgo/loader/fatal.o \
        cgo/loader/sqlguard.o
 DATA = sql/lantern_async--0.1.0.sql sql/lantern_async--0.2.0.sql \

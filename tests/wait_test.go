@@ -44,11 +44,24 @@ func startWaiter(t *testing.T, su *pgx.Conn, jobid int64, timeout string) <-chan
 		}
 		done <- r
 	}()
-	require.Eventually(t, func() bool {
-		return queryOne[int64](t, su, `SELECT count(*) FROM pg_stat_activity
-			WHERE query LIKE 'CALL lantern.wait_task%' AND wait_event = 'Extension'`) == 1
-	}, waitTimeout, 10*time.Millisecond, "the waiter sleeps on its latch")
+	requirePoll(t, waitTimeout, "the waiter sleeps on its latch", whileConnected(su, func() (bool, string) {
+		n, err := queryRows[int64](su, `SELECT count(*) FROM pg_stat_activity
+			WHERE query LIKE 'CALL lantern.wait_task%' AND wait_event = 'Extension'`)
+		return err == nil && n[0] == 1, fmt.Sprintf("sleeping waiters %v, err %v", n, err)
+	}))
 	return done
+}
+
+// waitResultOf is what the waiter of startWaiter got (deadline waitTimeout).
+func waitResultOf(t *testing.T, done <-chan waitResult) waitResult {
+	t.Helper()
+	select {
+	case r := <-done:
+		return r
+	case <-time.After(waitTimeout):
+		t.Fatal("the waiter did not return")
+		return waitResult{}
+	}
 }
 
 func TestWaitTaskReturnsTheFinalStatus(t *testing.T) {
@@ -85,6 +98,36 @@ func TestWaitTaskTimeouts(t *testing.T) {
 
 	_, err := su.Exec(ctx(t), "CALL lantern.wait_task($1, '-1 s', NULL)", queued)
 	requirePgError(t, err, "22023", "a negative timeout")
+}
+
+// Any interval is a timeout: one too long for a timestamp is no limit, as
+// 'infinity' is (17+); before, '100000000 years' overflowed and was
+// refused as negative.
+func TestWaitTaskTakesAnyTimeout(t *testing.T) {
+	begin(t)
+	su := connect(t, superuser)
+	finished := submit(t, su, "SELECT 1")
+	requireSucceeded(t, su, finished)
+	long := []string{"100000000 years", "178000000 years"}
+	negative := []string{"-100000000 years", "-178000000 years", "1 year -400 days"}
+	if serverVersionNum(t) >= 170000 {
+		long, negative = append(long, "infinity"), append(negative, "-infinity")
+	}
+	for _, timeout := range long {
+		require.Equal(t, "succeeded", waitStatus(t, su, finished, timeout), "timeout %s", timeout)
+	}
+	for _, timeout := range negative {
+		_, err := su.Exec(ctx(t), "CALL lantern.wait_task($1, $2::interval, NULL)", finished, timeout)
+		pgErr := requirePgError(t, err, "22023", "timeout %s", timeout)
+		require.Equal(t, "timeout must not be negative", pgErr.Message)
+	}
+
+	lock := holdAdvisoryLock(t)
+	held := submit(t, su, lock.waitSQL())
+	lock.waitBlocked(t, su, []int64{held})
+	done := startWaiter(t, su, held, "100000000 years")
+	lock.release(t)
+	require.Equal(t, "succeeded", waitResultOf(t, done).status, "a very long timeout waits until the task finishes")
 }
 
 // Woken at the commit, not by a periodic look: the waiter returns well

@@ -17,7 +17,8 @@
  *
  * The hook also notes work for the launcher at commit: a new database (it
  * may be a copy of one with tasks), COMMIT PREPARED (whose transaction may
- * have queued tasks, and whose commit no callback of ours sees), and
+ * have queued tasks, and whose commit no callback of ours sees; it may also
+ * have finished tasks, so it wakes the database's waiters at once), and
  * ALTER EXTENSION lantern_async UPDATE (tasks queued under an old version
  * wait for it).
  */
@@ -292,7 +293,11 @@ la_utility_hook(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 	else if (IsA(stmt, TransactionStmt) &&
 			 ((TransactionStmt *) stmt)->kind == TRANS_STMT_COMMIT_PREPARED &&
 			 OidIsValid(get_extension_oid(LA_EXTENSION_NAME, true)))
+	{
 		la_note_at_commit(MyDatabaseId);
+		/* It may have finished tasks: their waiters look again (wait.c). */
+		la_wait_wake_database();
+	}
 	else if (IsA(stmt, AlterExtensionStmt) &&
 			 strcmp(((AlterExtensionStmt *) stmt)->extname, LA_EXTENSION_NAME) == 0)
 		la_note_at_commit(MyDatabaseId);

@@ -15,6 +15,7 @@
 #include "tcop/pquery.h"
 #include "utils/acl.h"
 #include "utils/guc.h"
+#include "utils/guc_tables.h"
 
 #if PG_VERSION_NUM >= 160000
 #include "catalog/pg_database.h"
@@ -125,6 +126,21 @@ la_portal_run(Portal portal, bool isTopLevel, DestReceiver *dest, QueryCompletio
 	return PortalRun(portal, FETCH_ALL, isTopLevel, dest, dest, qc);
 #else
 	return PortalRun(portal, FETCH_ALL, isTopLevel, true, dest, dest, qc);
+#endif
+}
+
+/*
+ * Every GUC variable, to look at their stacks of saved values (wait.c).
+ * 16 made get_guc_variables() return a palloc'd array and its length.
+ */
+static inline struct config_generic **
+la_guc_variables(int *count)
+{
+#if PG_VERSION_NUM >= 160000
+	return get_guc_variables(count);
+#else
+	*count = GetNumConfigOptions();
+	return get_guc_variables();
 #endif
 }
 

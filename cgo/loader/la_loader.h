@@ -5,6 +5,7 @@
 #define LA_LOADER_H
 
 #include "datatype/timestamp.h"
+#include "fmgr.h"
 #include "nodes/nodes.h"
 
 #include "la_shared.h"
@@ -50,6 +51,11 @@ extern void la_history_note(Oid dboid, TimestampTz finished);
 extern Size la_wait_shmem_size(void);
 extern void la_wait_shmem_init(void);
 extern void la_wait_note_finished(int64 jobid);
+extern void la_wait_wake_database(void);
+
+/* wait_caller.c */
+extern void la_wait_require_nonatomic(FunctionCallInfo fcinfo);
+extern void la_wait_require_nothing_to_commit(void);
 
 /* slots.c: the tasks running in a database, for lantern.running_tasks() */
 typedef struct LaRunning

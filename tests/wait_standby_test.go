@@ -1,0 +1,28 @@
+package tests
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// wait_task on a hot standby refuses at once (25006), for a finished task
+// as for an unknown one, and registers no waiter: the tasks run on the
+// primary, and no commit on the standby would ever wake it (README "Wait").
+// A cluster pair of its own, as in standby_test.go.
+func TestWaitTaskRefusedOnAStandby(t *testing.T) {
+	primary := startPrimary(t, 1)
+	psu := connectTo(t, primary, dbName, superuser)
+	done := submit(t, psu, "SELECT 1")
+	requireSucceeded(t, psu, done)
+
+	standby := startStandby(t, primary)
+	ssu := connectTo(t, standby.Cluster, dbName, superuser)
+	waitStatuses(t, ssu, []int64{done}, []string{"succeeded"})
+	for _, jobid := range []int64{done, done + 1_000_000} {
+		_, err := ssu.Exec(ctx(t), "CALL lantern.wait_task($1, '1 min', NULL)", jobid)
+		requireReadOnlyError(t, err, "lantern.wait_task()", "wait_task")
+	}
+	require.Equal(t, "succeeded", queryOne[string](t, psu, "CALL lantern.wait_task($1, '1 min', NULL)", done),
+		"on the primary it answers")
+}
