@@ -15,6 +15,7 @@
 #include "tcop/pquery.h"
 #include "utils/acl.h"
 #include "utils/guc.h"
+#include "utils/guc_tables.h"
 
 #if PG_VERSION_NUM >= 160000
 #include "catalog/pg_database.h"
@@ -125,6 +126,22 @@ la_portal_run(Portal portal, bool isTopLevel, DestReceiver *dest, QueryCompletio
 	return PortalRun(portal, FETCH_ALL, isTopLevel, dest, dest, qc);
 #else
 	return PortalRun(portal, FETCH_ALL, isTopLevel, true, dest, dest, qc);
+#endif
+}
+
+/*
+ * Every GUC variable of the process, placeholders included; their
+ * config_generic (utils/guc_tables.h) tells where each value came from.
+ * 16 made get_guc_variables() count them itself.
+ */
+static inline struct config_generic **
+la_guc_variables(int *n)
+{
+#if PG_VERSION_NUM >= 160000
+	return get_guc_variables(n);
+#else
+	*n = GetNumConfigOptions();
+	return get_guc_variables();
 #endif
 }
 
