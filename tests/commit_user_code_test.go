@@ -114,3 +114,27 @@ func TestHeldCursorTaskSucceeds(t *testing.T) {
 	requireSucceeded(t, conn, id)
 	require.Equal(t, 1, queryOne[int](t, conn, fmt.Sprintf("SELECT count(*)::int FROM %s", tbl)), "the cursor's insert commits with the task")
 }
+
+// TestTaskTimeoutCoversTriggerQueuedAtCommit: the held cursor's query
+// queues a deferred constraint trigger that sleeps 8 s at COMMIT; the
+// task's 2 s limit stops it: failed, 57014, nothing committed. Before,
+// the trigger fired after the limit was disarmed: succeeded after 8 s.
+func TestTaskTimeoutCoversTriggerQueuedAtCommit(t *testing.T) {
+	begin(t)
+	su := connect(t, superuser)
+	role := newTempRole(t, su, "commit_trigger_timeout")
+	mustExec(t, su, fmt.Sprintf("GRANT CREATE ON SCHEMA public TO %s", role))
+	conn := connect(t, role)
+	tbl := ident(t, uniq("commit_trigger_timeout_t"))
+	mustExec(t, conn, fmt.Sprintf(`
+		CREATE TABLE %[1]s(a int);
+		CREATE FUNCTION %[1]s_slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(8); RETURN NULL; END $$;
+		CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON %[1]s DEFERRABLE INITIALLY DEFERRED
+			FOR EACH ROW EXECUTE FUNCTION %[1]s_slow();
+		CREATE FUNCTION %[1]s_add() RETURNS int LANGUAGE sql AS $$ INSERT INTO %[1]s VALUES (1) RETURNING a $$;`, tbl))
+	id := submitWithTimeout(t, conn, fmt.Sprintf("DECLARE c CURSOR WITH HOLD FOR SELECT %s_add()", tbl), ptr("2 s"))
+	msg := requireFailedWithSQLState(t, conn, id, "57014")
+	require.True(t, strings.HasPrefix(msg, perTaskTimeoutMessage("00:00:02")), msg)
+	requireStoppedWithin(t, id, 6*time.Second)
+	require.Equal(t, 0, queryOne[int](t, conn, fmt.Sprintf("SELECT count(*)::int FROM %s", tbl)), "a stopped task commits nothing")
+}
