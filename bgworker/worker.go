@@ -1,9 +1,17 @@
 package bgworker
 
 import (
+	"errors"
 	"fmt"
 	"time"
 )
+
+// ErrSettingsChanged is Claim's answer when the role's or the database's
+// settings (ALTER ROLE / ALTER DATABASE ... SET) changed since the worker's
+// session logged in: the claim recorded the outcome it was given and left
+// the task pending, and the worker exits so that a new session, which logs
+// in with the settings as they are, runs it.
+var ErrSettingsChanged = errors.New("the role's or database's settings changed since the session logged in")
 
 // Queue is lantern.tasks as one worker sees it: the pending tasks of its
 // own role.
@@ -12,7 +20,8 @@ type Queue interface {
 	// false when there is none. The claim is committed durably. A finished
 	// outcome (nil: none) is recorded in the same commit, and its task
 	// done, as Settle and Done would: one WAL flush instead of two. On an
-	// error nothing changed, and finished is still to be recorded.
+	// error nothing changed, and finished is still to be recorded; except
+	// ErrSettingsChanged, after which finished is recorded too.
 	Claim(finished *Outcome) (task Task, ok bool, err error)
 	// Settle records a running task's outcome, once. An error that
 	// Blocked recognizes means the queue's table could not be locked in
@@ -104,6 +113,9 @@ func (w *Worker) Run() error {
 			break
 		}
 		task, ok, err := w.claim(finished)
+		if errors.Is(err, ErrSettingsChanged) {
+			return nil
+		}
 		blocked := err != nil && w.Queue.Blocked(err)
 		if err != nil && !blocked {
 			return fmt.Errorf("could not claim a task: %w", err)

@@ -31,6 +31,9 @@ type fakeQueue struct {
 	canceled       map[int64]bool // tasks lantern.cancel_task() stopped
 	// blockedClaims Claims fail with errBlocked first.
 	blockedClaims int
+	// staleAfter: the Claims after this many find the session's settings
+	// changed (ErrSettingsChanged, once finished is recorded); 0: never.
+	staleAfter int
 }
 
 func (q *fakeQueue) Claim(finished *Outcome) (Task, bool, error) {
@@ -58,6 +61,10 @@ func (q *fakeQueue) Claim(finished *Outcome) (Task, bool, error) {
 		q.log.add("settle " + strconv.FormatInt(finished.JobID, 10) + " with the claim")
 		q.settled = append(q.settled, *finished)
 		q.done = append(q.done, finished.JobID)
+	}
+	if q.staleAfter > 0 && q.claims > q.staleAfter {
+		q.log.add("claim: settings changed")
+		return Task{}, false, ErrSettingsChanged
 	}
 	if len(q.tasks) == 0 {
 		q.log.add("claim: none")

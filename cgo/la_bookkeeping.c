@@ -118,7 +118,7 @@ typedef struct LaClaim
 	char	  **query;
 	int64_t    *timeout_us;		/* the task's own timeout, 0: none */
 	uint32_t   *tasks_relid;
-	bool		refused;		/* the slot is retiring: the claim rolled back */
+	bool		refused;		/* the slot is retiring or the settings changed: the claim rolled back */
 } LaClaim;
 
 /*
@@ -201,7 +201,9 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 		 * worker for it.
 		 */
 		la_demand_claimed(MyDatabaseId, GetAuthenticatedUserId());
-		if (!la_slot_set_job(c->slot, jobid, p->cat.tasks, c->finished != NULL))
+		/* Role or database settings changed since login: a new session takes it (la_settings.c). */
+		if (!la_settings_current() ||
+			!la_slot_set_job(c->slot, jobid, p->cat.tasks, c->finished != NULL))
 		{
 			c->refused = la_bk_rollback = true;
 			return;

@@ -64,6 +64,11 @@ extern bool la_exec_task(int slot, int64_t jobid, uint32_t tasks_relid, const ch
 						 int64_t limit_us, bool limit_per_task, bool *recorded, LaError *err);
 extern bool la_reset_session(LaError *err);
 
+/* la_settings.c */
+extern bool la_settings_remember(bool *current, LaError *err);
+extern bool la_settings_current(void);
+extern bool la_settings_stale(void);
+
 /* la_bookkeeping.c */
 typedef struct LaQueueRow
 {

@@ -291,11 +291,35 @@ la_exec_record_success(void)
 }
 
 /*
+ * The task's own code that COMMIT would run, run now, while the time limit
+ * and a cancel can still stop it: deferred triggers, and the queries of
+ * WITH HOLD cursors, which COMMIT runs to their end to keep their rows.
+ * Each may queue more of the other (a cursor's query inserting into a
+ * table with a deferred trigger, a trigger declaring a cursor), so this
+ * loops as CommitTransaction does, until neither has anything left; the
+ * COMMIT that follows then finds nothing of either to run.  What it still
+ * runs is not user code: ON COMMIT DELETE ROWS and DROP of temporary
+ * tables, closing large objects, the extension's bookkeeping and
+ * PostgreSQL's own (and any other extension's pre-commit callbacks).
+ */
+static void
+la_exec_run_commit_user_code(void)
+{
+	for (;;)
+	{
+		AfterTriggerFireDeferred();
+		/* Persists held cursors, drops the others, as COMMIT would. */
+		if (!PreCommit_Portals(false))
+			break;
+	}
+}
+
+/*
  * Called once the last statement has run, in the transaction that will
  * commit the end of the task's work: from here on a cancel_task() is too
  * late (and says so), and an accepted one stops the task now.  What COMMIT
  * still runs after this is the extension's own work and PostgreSQL's
- * (closing cursors, ON COMMIT actions).  The success is recorded in this
+ * (see la_exec_run_commit_user_code).  The success is recorded in this
  * same transaction, so that 'succeeded' and the work commit together or
  * not at all, even across a crash; where it cannot be or need not be
  * (below), the worker loop records it after the session's reset.
@@ -306,11 +330,7 @@ la_exec_finish_task(void)
 	if (!la_run.active || la_run.finishing)
 		return;
 
-	/*
-	 * Deferred triggers are the task's own code that COMMIT would run: run
-	 * them now, while a cancel can still stop them.
-	 */
-	AfterTriggerFireDeferred();
+	la_exec_run_commit_user_code();
 
 	/*
 	 * The limit covers the task's own work, up to here: from now on its

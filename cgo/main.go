@@ -108,6 +108,14 @@ func LanternAsyncWorkerMain(slot C.int) C.int {
 		TaskTimeout:   taskTimeout,
 		Now:           time.Now,
 	}
+	if current, err := rememberSettings(pg); err != nil {
+		pg.Logf("lantern_async worker: could not read the role's and database's settings: %v", err)
+		return exitRestart
+	} else if !current {
+		// Leave the tasks to a new session, before claiming any.
+		pg.Debugf("lantern_async worker: the role's or database's settings changed as it logged in")
+		return exitDone
+	}
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
 	err := w.Run()

@@ -54,6 +54,9 @@ func (q *taskQueue) Claim(finished *bgworker.Outcome) (bgworker.Task, bool, erro
 		return bgworker.Task{}, false, q.pg.lastError()
 	}
 	if o.jobid == 0 {
+		if C.la_settings_stale() {
+			return bgworker.Task{}, false, bgworker.ErrSettingsChanged
+		}
 		return bgworker.Task{}, false, nil
 	}
 	return bgworker.Task{
@@ -179,6 +182,18 @@ func (s *session) Execute(task bgworker.Task, limit bgworker.Limit) (bool, error
 		return false, s.pg.lastError()
 	}
 	return bool(*s.recorded), nil
+}
+
+// rememberSettings takes the session's copy of its role's and database's
+// settings before the first claim (la_settings.c); current is false when
+// one the login applied has been removed since: only a new session has
+// the settings as they now are.
+func rememberSettings(p *pg) (current bool, err error) {
+	var c C.bool
+	if !C.la_settings_remember(&c, p.err) {
+		return false, p.lastError()
+	}
+	return bool(c), nil
 }
 
 func (s *session) Reset() error {

@@ -130,16 +130,18 @@ la_portal_run(Portal portal, bool isTopLevel, DestReceiver *dest, QueryCompletio
 }
 
 /*
- * Every GUC variable, to look at their stacks of saved values (wait.c).
- * 16 made get_guc_variables() return a palloc'd array and its length.
+ * Every GUC variable of the process, placeholders included; their
+ * config_generic (utils/guc_tables.h) tells where each value came from
+ * (wait.c looks at their stacks of saved values, la_settings.c at sources).
+ * 16 made get_guc_variables() count them itself.
  */
 static inline struct config_generic **
-la_guc_variables(int *count)
+la_guc_variables(int *n)
 {
 #if PG_VERSION_NUM >= 160000
-	return get_guc_variables(count);
+	return get_guc_variables(n);
 #else
-	*count = GetNumConfigOptions();
+	*n = GetNumConfigOptions();
 	return get_guc_variables();
 #endif
 }
