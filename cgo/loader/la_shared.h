@@ -199,6 +199,8 @@ extern PGDLLEXPORT int la_slot_count(void);
 extern PGDLLEXPORT void la_slot_view(int index, LaSlotView *view);
 extern PGDLLEXPORT int la_slot_reserve(LaSlotKind kind, Oid dboid, Oid roleid, bool start_sweep);
 extern PGDLLEXPORT void la_slot_release(int index);
+extern PGDLLEXPORT uint32 la_slot_generation(int index);
+extern PGDLLEXPORT bool la_slot_reclaim(int index, LaSlotView *view);
 extern PGDLLEXPORT void la_slot_reap(int index, LaSlotView *view);
 extern void la_slot_attach(int index);
 extern PGDLLEXPORT bool la_slot_set_job(int index, int64 jobid, Oid tasks_relid, bool finished_one);

@@ -32,6 +32,8 @@ typedef struct LaSlot
 	bool		retire;			/* the slot is needed elsewhere, or its database is
 								 * being dropped: exit instead of claiming or waiting */
 	int			procno;			/* the worker's PGPROC, for its latch; -1 when none */
+	uint32		generation;		/* bumped at each reserve; its process must bring it
+								 * (bgw_extra) to attach: see la_slot_attach */
 	int64		tasks_run;
 	TimestampTz started;		/* when jobid was claimed */
 	LaOutcome	parked;			/* an outcome its worker could not record */
