@@ -102,6 +102,9 @@ type Launcher struct {
 	// sweep holds the databases a sweep of every database has still to
 	// scout: any number, outside the board (see sweepQueue).
 	sweep sweepQueue
+	// due holds the databases whose finished tasks fall due for deletion
+	// (history): their scouts are ordinary demands, kept off the board too.
+	due sweepQueue
 	// begun: the first round has put its sweep in the queue.
 	begun bool
 	// scouted is when the last scout of each database was started.
@@ -135,6 +138,7 @@ func (l *Launcher) init() {
 	l.served = make(map[Key]uint64)
 	l.scouted = make(map[uint32]time.Time)
 	l.sweep.init()
+	l.due.init()
 	if l.history.RetryAfter == 0 {
 		l.history.RetryAfter = time.Minute
 	}
@@ -177,7 +181,7 @@ func (l *Launcher) round() error {
 		return err
 	}
 	for _, db := range l.history.Due(l.now, c.HistoryRetention()) {
-		l.sweep.want(db) // housekeeping: a spare slot's work, off the board
+		l.due.want(db)
 	}
 	// Slots first, then the board: a claim lowers the board's count before
 	// its slot shows the task, so in this order a task being claimed is
@@ -188,7 +192,12 @@ func (l *Launcher) round() error {
 	if err != nil {
 		return err
 	}
-	background, err := l.sweepCandidates(demands, slots, c.Capacity())
+	housekeeping, err := l.sweepCandidates(&l.due, demands, slots, c.Capacity(), false)
+	if err != nil {
+		return err
+	}
+	demands = append(demands, housekeeping...)
+	background, err := l.sweepCandidates(&l.sweep, demands, slots, c.Capacity(), true)
 	if err != nil {
 		return err
 	}
@@ -215,6 +224,7 @@ func (l *Launcher) round() error {
 		if k.Scout() {
 			l.scouted[k.DB] = l.Now()
 			l.sweep.started(k.DB) // whichever way it was asked for, it sweeps
+			l.due.started(k.DB)
 		}
 	}
 	return nil
@@ -275,6 +285,7 @@ func (l *Launcher) reap() error {
 		l.observe(e)
 		if e.Scout() {
 			l.sweep.ended(e.DB, e.Clean)
+			l.due.ended(e.DB, e.Clean)
 		}
 		switch {
 		case e.Scout() && e.Clean:
@@ -354,14 +365,16 @@ func (l *Launcher) sweepIfNeeded() error {
 // per slot (those held back by a backoff, a rest or a block).
 const sweepLook = 16
 
-// sweepCandidates picks, oldest request first, the databases of the sweep
-// a scout may start for in this round: at most one per slot, none that
-// has a scout running or on the board, backs off, rests, or that a
-// DROP/ALTER/CREATE DATABASE blocks; one that is gone leaves the queue.
-// One look at the catalogs for them, none when the queue is empty. They
-// are background demands (Demand.Background).
-func (l *Launcher) sweepCandidates(demands []Demand, slots []Slot, capacity int) ([]Demand, error) {
-	if len(l.sweep.queued) == 0 {
+// sweepCandidates picks, oldest request first, the databases of a queue
+// (the sweep, or the history due) a scout may start for in this round: at
+// most one per slot, none that has a scout running or among the demands,
+// backs off, rests, or that a DROP/ALTER/CREATE DATABASE blocks; one that
+// is gone leaves the queue. One look at the catalogs for them, none when
+// the queue is empty. The sweep's are background demands
+// (Demand.Background); the history's are like the board's, as they were
+// when they were noted there.
+func (l *Launcher) sweepCandidates(q *sweepQueue, demands []Demand, slots []Slot, capacity int, background bool) ([]Demand, error) {
+	if len(q.queued) == 0 {
 		return nil, nil
 	}
 	scouting := make(map[uint32]bool)
@@ -375,7 +388,7 @@ func (l *Launcher) sweepCandidates(demands []Demand, slots []Slot, capacity int)
 			scouting[d.DB] = true
 		}
 	}
-	dbs := l.sweep.front(capacity, 4*capacity+sweepLook, func(db uint32) bool {
+	dbs := q.front(capacity, 4*capacity+sweepLook, func(db uint32) bool {
 		k := Key{DB: db}
 		return scouting[db] || l.Backoff.Waiting(k, l.now) || l.resting(k, l.now)
 	})
@@ -398,7 +411,7 @@ func (l *Launcher) sweepCandidates(demands []Demand, slots []Slot, capacity int)
 		case DatabaseBlocked:
 			l.blocked = true
 		default:
-			picked = append(picked, Demand{Key: k, Background: true})
+			picked = append(picked, Demand{Key: k, Background: background})
 		}
 	}
 	return picked, nil
@@ -410,6 +423,7 @@ func (l *Launcher) forgetDatabase(db uint32) {
 	l.Backoff.Forget(db)
 	delete(l.startSweep, db)
 	l.sweep.remove(db)
+	l.due.remove(db)
 	l.history.Forget(db)
 }
 
