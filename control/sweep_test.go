@@ -240,3 +240,34 @@ func TestSweepQueueFrontLooksAtEachOnceAndRotates(t *testing.T) {
 	q.remove(3)
 	assert.NotContains(t, q.front(5, 10, skip), uint32(3))
 }
+
+// A sweep's scouts take only slots no other demand needs, never the last
+// free one (unless there is only one), and no worker is retired for them.
+func TestPlanRoundBackgroundScouts(t *testing.T) {
+	bg := func(db uint32) Demand { return Demand{Key: Key{DB: db}, Background: true} }
+	sweep := []Demand{bg(100), bg(101), bg(102), bg(103), bg(104)}
+	tests := []struct {
+		name     string
+		demands  []Demand
+		slots    []Slot
+		capacity int
+		launch   []Key
+		retire   []int
+	}{
+		{"all but one free slot", sweep, nil, 4, []Key{{DB: 100}, {DB: 101}, {DB: 102}}, nil},
+		{"a role's work first, then the sweep", append([]Demand{{Key: keyA, Hint: 1}}, sweep...), nil, 4,
+			[]Key{keyA, {DB: 100}, {DB: 101}}, nil},
+		{"the last free slot is the role's", append([]Demand{{Key: keyA, Hint: 1}}, sweep...),
+			[]Slot{idleSlot(0, Key{DB: 7}), idleSlot(1, Key{DB: 8}), idleSlot(2, Key{DB: 9})}, 4, []Key{keyA}, nil},
+		{"the only slot", sweep, nil, 1, []Key{{DB: 100}}, nil},
+		{"no idle worker is retired for a sweep", sweep,
+			[]Slot{idleSlot(0, keyA), idleSlot(1, keyB), idleSlot(2, keyC), idleSlot(3, Key{DB: 9, Role: 10})}, 4, nil, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			plan := PlanRound(tc.demands, tc.slots, tc.capacity)
+			assert.Equal(t, tc.launch, plan.Launch)
+			assert.Equal(t, tc.retire, plan.Retire)
+		})
+	}
+}
