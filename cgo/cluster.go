@@ -29,6 +29,8 @@ type clusterOut struct {
 	views *C.LaSlotView
 	// demands has one entry per place on the demand board.
 	demands *C.LaDemandView
+	// histories has one entry per place in the history inbox.
+	histories *C.LaHistoryView
 }
 
 func (c *cluster) outs() *clusterOut {
@@ -37,6 +39,7 @@ func (c *cluster) outs() *clusterOut {
 		c.out.views = (*C.LaSlotView)(C.calloc(C.size_t(C.la_slot_count()), C.sizeof_LaSlotView))
 		c.out.demands = (*C.LaDemandView)(C.calloc(C.size_t(C.la_demand_capacity()), C.sizeof_LaDemandView))
 		c.out.verdicts = (*C.int)(C.calloc(C.size_t(C.la_demand_capacity()), C.sizeof_int))
+		c.out.histories = (*C.LaHistoryView)(C.calloc(C.size_t(C.la_history_capacity()), C.sizeof_LaHistoryView))
 	}
 	return c.out
 }
@@ -76,12 +79,24 @@ func (c *cluster) Demands() []control.Demand {
 
 func (c *cluster) TakeOverflow() bool { return bool(C.la_demand_take_overflow()) }
 
-// Check asks about every key in one call (one transaction), through the
-// board's views: there are never more keys than board entries.
+// Check asks about the keys through the board's views, a board's worth
+// per call (one transaction each): a round asks about its board's entries
+// and a few databases of a sweep (control.Launcher.sweepCandidates).
 func (c *cluster) Check(keys []control.Key) ([]control.Verdict, error) {
-	if len(keys) == 0 {
-		return nil, nil // an idle round touches no catalog
+	verdicts := make([]control.Verdict, 0, len(keys))
+	for len(keys) > 0 { // an idle round touches no catalog
+		n := min(len(keys), int(C.la_demand_capacity()))
+		part, err := c.check(keys[:n])
+		if err != nil {
+			return nil, err
+		}
+		verdicts = append(verdicts, part...)
+		keys = keys[n:]
 	}
+	return verdicts, nil
+}
+
+func (c *cluster) check(keys []control.Key) ([]control.Verdict, error) {
 	o := c.outs()
 	views := unsafe.Slice(o.demands, int(C.la_demand_capacity()))
 	for i, k := range keys {
@@ -190,12 +205,38 @@ func (c *cluster) Wait(timeout time.Duration) bool {
 	return C.la_wait(C.long(timeout.Milliseconds())) != 0
 }
 
-func (c *cluster) HistoryDue() []uint32 {
-	var dbs [C.LA_HISTORY_DUE_MAX]C.Oid
-	n := C.la_history_due(&dbs[0], C.LA_HISTORY_DUE_MAX)
-	due := make([]uint32, n)
-	for i := range due {
-		due[i] = uint32(dbs[i])
+// History takes the history inbox (loader/history.c) in one call.
+func (c *cluster) History() ([]control.HistoryNote, bool) {
+	o := c.outs()
+	var overflow C.bool
+	n := C.la_history_take(o.histories, C.la_history_capacity(), &overflow)
+	views := unsafe.Slice(o.histories, int(n))
+	notes := make([]control.HistoryNote, len(views))
+	for i, v := range views {
+		notes[i] = control.HistoryNote{
+			DB:       uint32(v.dboid),
+			Finished: pgTime(v.finished),
+			NoteGen:  uint64(v.note_gen),
+			Set:      bool(v.set),
+			Oldest:   pgTime(v.oldest),
+			StillDue: bool(v.still_due),
+			Look:     uint64(v.look),
+		}
 	}
-	return due
+	return notes, bool(overflow)
+}
+
+func (c *cluster) HistoryRetention() time.Duration {
+	return time.Duration(C.la_history_retention) * time.Second
+}
+
+// pgEpoch is where PostgreSQL's TimestampTz counts microseconds from.
+var pgEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// pgTime is a TimestampTz as a time.Time; 0 (none) is the zero time.
+func pgTime(ts C.TimestampTz) time.Time {
+	if ts == 0 {
+		return time.Time{}
+	}
+	return pgEpoch.Add(time.Duration(ts) * time.Microsecond)
 }

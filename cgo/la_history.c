@@ -122,11 +122,13 @@ la_history_note_oldest(LaError *err)
 {
 	TimestampTz cutoff = GetCurrentTimestamp() - (int64) la_history_retention * USECS_PER_SEC;
 	LaOldest	left = {0};
+	/* Before the look's snapshot: a later note is kept (loader/history.c). */
+	uint64		look = la_history_look();
 
 	if (!la_bk_run(la_history_oldest_body, &left, err))
 		return false;
 	/* Still due: the rest is locked by someone; the launcher waits before it asks again. */
 	la_history_set(MyDatabaseId, left.oldest,
-				   la_history_retention > 0 && left.oldest != 0 && left.oldest < cutoff);
+				   la_history_retention > 0 && left.oldest != 0 && left.oldest < cutoff, look);
 	return true;
 }

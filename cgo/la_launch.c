@@ -22,11 +22,15 @@ la_launch_register(bool scout, int slot)
 	MemoryContext oldcxt;
 	char		name[BGW_MAXLEN];
 	const char *type = scout ? LA_SCOUT_TYPE : LA_WORKER_TYPE;
+	uint32		generation;
 
 	snprintf(name, sizeof(name), "%s %d", type, slot);
 	la_worker_describe(&worker, scout ? "lantern_async_scout_main" : "lantern_async_worker_main",
 					   type, name, BGW_NEVER_RESTART);
 	worker.bgw_main_arg = Int32GetDatum(slot);
+	/* The slot's reservation: only a process that brings it attaches (slots.c). */
+	generation = la_slot_generation(slot);
+	memcpy(worker.bgw_extra, &generation, sizeof(generation));
 	/* The postmaster signals us when it starts or stops: a wake-up to reap. */
 	worker.bgw_notify_pid = MyProcPid;
 
@@ -109,7 +113,11 @@ la_launch_stopped(int index)
  * while it still holds its PGPROC and its background-worker slot, so a slot
  * freed then would let the next launch run beside it (more than max_workers
  * processes at once).  Only a slot the launcher has no handle for (started
- * by a previous launcher process) goes by the slot's own mark.
+ * by a previous launcher process) goes by the slot's own mark; one of those
+ * still LAUNCHING is reclaimed (la_slot_reclaim): this launcher never
+ * leaves a slot of its own LAUNCHING without a handle between two calls,
+ * so such a slot is a previous launcher's, and nobody else would ever
+ * learn whether its process started.
  */
 static bool
 la_reap_one(int index, LaSlotView *ended)
@@ -126,6 +134,8 @@ la_reap_one(int index, LaSlotView *ended)
 	la_slot_view(index, &view);
 	if (view.state == LA_SLOT_FREE)
 		return false;
+	if (!handled && view.state == LA_SLOT_LAUNCHING)
+		return la_slot_reclaim(index, ended);
 	if (handled ? !stopped : view.state != LA_SLOT_EXITED)
 		return false;
 	la_slot_reap(index, ended);

@@ -51,9 +51,12 @@ type Cluster interface {
 	Reap() ([]Exit, error)
 	// Lost hands a task whose worker ended while running it to the scouts.
 	Lost(e Exit)
-	// HistoryDue lists the databases whose finished tasks are due for
-	// deletion (lantern_async.history_retention): each needs a scout.
-	HistoryDue() []uint32
+	// History takes what the history inbox gathered since the last call
+	// (see History), and whether it overflowed meanwhile (then every
+	// database needs a scout).
+	History() ([]HistoryNote, bool)
+	// HistoryRetention is lantern_async.history_retention (0: keep all).
+	HistoryRetention() time.Duration
 	// Wait sleeps until woken or the timeout passes; true means stop.
 	Wait(timeout time.Duration) bool
 	Capacity() int
@@ -84,6 +87,9 @@ type Launcher struct {
 	Backoff Backoff
 	Now     func() time.Time
 
+	// history says when each database's finished tasks fall due
+	// (RetryAfter 0: a minute).
+	history History
 	// startSweep holds the databases whose first sweep since the server
 	// started has not finished: their tasks left 'running' are from before.
 	startSweep map[uint32]bool
@@ -93,6 +99,14 @@ type Launcher struct {
 	launches uint64
 	// overflowed: the board overflowed and no sweep was planned since.
 	overflowed bool
+	// sweep holds the databases a sweep of every database has still to
+	// scout: any number, outside the board (see sweepQueue).
+	sweep sweepQueue
+	// due holds the databases whose finished tasks fall due for deletion
+	// (history): their scouts are ordinary demands, kept off the board too.
+	due sweepQueue
+	// begun: the first round has put its sweep in the queue.
+	begun bool
 	// scouted is when the last scout of each database was started.
 	scouted map[uint32]time.Time
 	// blocked: a demand was blocked in the last round.
@@ -108,9 +122,7 @@ type Launcher struct {
 
 // Run returns when the process is asked to stop.
 func (l *Launcher) Run() {
-	l.startSweep = make(map[uint32]bool)
-	l.served = make(map[Key]uint64)
-	l.scouted = make(map[uint32]time.Time)
+	l.init()
 	for {
 		if err := l.round(); err != nil {
 			l.Log.Logf("lantern_async launcher: %v", err)
@@ -118,6 +130,17 @@ func (l *Launcher) Run() {
 		if l.Cluster.Wait(l.nap()) {
 			return
 		}
+	}
+}
+
+func (l *Launcher) init() {
+	l.startSweep = make(map[uint32]bool)
+	l.served = make(map[Key]uint64)
+	l.scouted = make(map[uint32]time.Time)
+	l.sweep.init()
+	l.due.init()
+	if l.history.RetryAfter == 0 {
+		l.history.RetryAfter = time.Minute
 	}
 }
 
@@ -135,8 +158,11 @@ func (l *Launcher) nap() time.Duration {
 	if next, ok := l.Backoff.NextExpiry(now); ok && next.Sub(now) < nap {
 		nap = next.Sub(now)
 	}
-	for _, at := range l.scouted {
-		if rest := at.Add(l.ScoutRest).Sub(now); rest > 0 && rest < nap {
+	for db, at := range l.scouted {
+		rest := at.Add(l.ScoutRest).Sub(now)
+		if rest <= 0 {
+			delete(l.scouted, db) // over: a sweep leaves no trail to walk every round
+		} else if rest < nap {
 			nap = rest
 		}
 	}
@@ -150,11 +176,12 @@ func (l *Launcher) round() error {
 	if err := l.reap(); err != nil {
 		return err
 	}
+	l.takeHistory()
 	if err := l.sweepIfNeeded(); err != nil {
 		return err
 	}
-	for _, db := range c.HistoryDue() {
-		c.Note(Key{DB: db})
+	for _, db := range l.history.Due(l.now, c.HistoryRetention()) {
+		l.due.want(db)
 	}
 	// Slots first, then the board: a claim lowers the board's count before
 	// its slot shows the task, so in this order a task being claimed is
@@ -165,6 +192,16 @@ func (l *Launcher) round() error {
 	if err != nil {
 		return err
 	}
+	housekeeping, err := l.sweepCandidates(&l.due, demands, slots, c.Capacity(), false)
+	if err != nil {
+		return err
+	}
+	demands = append(demands, housekeeping...)
+	background, err := l.sweepCandidates(&l.sweep, demands, slots, c.Capacity(), true)
+	if err != nil {
+		return err
+	}
+	demands = append(demands, background...)
 	l.markServed(demands, slots)
 	plan := PlanRound(demands, slots, c.Capacity())
 	for _, slot := range plan.Wake {
@@ -186,9 +223,23 @@ func (l *Launcher) round() error {
 		l.served[k] = l.launches
 		if k.Scout() {
 			l.scouted[k.DB] = l.Now()
+			l.sweep.started(k.DB) // whichever way it was asked for, it sweeps
+			l.due.started(k.DB)
 		}
 	}
 	return nil
+}
+
+// takeHistory applies what the history inbox gathered; an inbox that
+// overflowed lost notes, which a sweep of every database makes up for.
+func (l *Launcher) takeHistory() {
+	notes, overflow := l.Cluster.History()
+	for _, n := range notes {
+		l.history.Apply(n, l.now)
+	}
+	if overflow {
+		l.overflowed = true
+	}
 }
 
 // resting tells whether a database's last scout started too recently for
@@ -232,6 +283,10 @@ func (l *Launcher) reap() error {
 	slots := l.Cluster.Slots()
 	for _, e := range exits {
 		l.observe(e)
+		if e.Scout() {
+			l.sweep.ended(e.DB, e.Clean)
+			l.due.ended(e.DB, e.Clean)
+		}
 		switch {
 		case e.Scout() && e.Clean:
 			delete(l.startSweep, e.DB)
@@ -271,26 +326,31 @@ func processName(k Key) string {
 	return fmt.Sprintf("worker of role %d", k.Role)
 }
 
-// sweepIfNeeded puts a scout of every database on the board after a server
-// start (each fails the tasks the previous life left running, and notes
-// the roles with pending tasks), and after the board overflowed (the
-// scouts find from the tables what the board could not hold).
+// sweepIfNeeded queues a scout of every database (sweepQueue) after a
+// server start (each fails the tasks the previous life left running, and
+// notes the roles with pending tasks), after the board overflowed (the
+// scouts find from the tables what the board could not hold), and when a
+// launcher starts after another one ended (what that one had queued, in
+// its own memory, is lost). A database already queued keeps its place,
+// so an overflow during a sweep adds only the databases swept since: the
+// sweep never starts over, and never fills the board it was sent to make
+// up for.
 func (l *Launcher) sweepIfNeeded() error {
 	c := l.Cluster
 	start := c.ReconcileNeeded()
 	if c.TakeOverflow() {
-		l.overflowed = true // kept until a sweep is on the board
+		l.overflowed = true // kept until a sweep is queued
 	}
-	if !start && !l.overflowed {
+	if !start && !l.overflowed && l.begun {
 		return nil
 	}
 	dbs, err := c.Databases()
 	if err != nil {
 		return err
 	}
-	l.overflowed = false
+	l.overflowed, l.begun = false, true
 	for _, db := range dbs {
-		c.Note(Key{DB: db})
+		l.sweep.add(db)
 		if start {
 			l.startSweep[db] = true
 		}
@@ -299,6 +359,72 @@ func (l *Launcher) sweepIfNeeded() error {
 		c.MarkReconciled()
 	}
 	return nil
+}
+
+// sweepLook bounds how many queued databases a round looks at beyond one
+// per slot (those held back by a backoff, a rest or a block).
+const sweepLook = 16
+
+// sweepCandidates picks, oldest request first, the databases of a queue
+// (the sweep, or the history due) a scout may start for in this round: at
+// most one per slot, none that has a scout running or among the demands,
+// backs off, rests, or that a DROP/ALTER/CREATE DATABASE blocks; one that
+// is gone leaves the queue. One look at the catalogs for them, none when
+// the queue is empty. The sweep's are background demands
+// (Demand.Background); the history's are like the board's, as they were
+// when they were noted there.
+func (l *Launcher) sweepCandidates(q *sweepQueue, demands []Demand, slots []Slot, capacity int, background bool) ([]Demand, error) {
+	if len(q.queued) == 0 {
+		return nil, nil
+	}
+	scouting := make(map[uint32]bool)
+	for _, s := range slots {
+		if s.Scout() {
+			scouting[s.DB] = true
+		}
+	}
+	for _, d := range demands {
+		if d.Scout() {
+			scouting[d.DB] = true
+		}
+	}
+	dbs := q.front(capacity, 4*capacity+sweepLook, func(db uint32) bool {
+		k := Key{DB: db}
+		return scouting[db] || l.Backoff.Waiting(k, l.now) || l.resting(k, l.now)
+	})
+	if len(dbs) == 0 {
+		return nil, nil
+	}
+	keys := make([]Key, len(dbs))
+	for i, db := range dbs {
+		keys[i] = Key{DB: db}
+	}
+	verdicts, err := l.Cluster.Check(keys)
+	if err != nil {
+		return nil, err
+	}
+	var picked []Demand
+	for i, k := range keys {
+		switch verdicts[i] {
+		case DatabaseGone:
+			l.forgetDatabase(k.DB)
+		case DatabaseBlocked:
+			l.blocked = true
+		default:
+			picked = append(picked, Demand{Key: k, Background: background})
+		}
+	}
+	return picked, nil
+}
+
+// forgetDatabase drops every trace of a database that is gone.
+func (l *Launcher) forgetDatabase(db uint32) {
+	l.Cluster.ForgetDatabase(db)
+	l.Backoff.Forget(db)
+	delete(l.startSweep, db)
+	l.sweep.remove(db)
+	l.due.remove(db)
+	l.history.Forget(db)
 }
 
 // servable keeps the demands that can be served now, oldest first, and
@@ -320,9 +446,7 @@ func (l *Launcher) servable(demands []Demand) ([]Demand, error) {
 	for i, d := range demands {
 		switch verdicts[i] {
 		case DatabaseGone:
-			l.Cluster.ForgetDatabase(d.DB)
-			l.Backoff.Forget(d.DB)
-			delete(l.startSweep, d.DB)
+			l.forgetDatabase(d.DB)
 		case DatabaseBlocked:
 			l.blocked = true
 		case RoleUnrunnable:

@@ -28,10 +28,14 @@ type launched struct {
 // the end of the i-th Wait, before the next round reads the clock), to
 // change the state between rounds; before[0] is never run.
 type fakeCluster struct {
-	historyDue      []uint32 // returned by the next HistoryDue, once
+	historyNotes    []HistoryNote // returned by the next History, once
+	historyOverflow bool          // returned by the next History, once
+	retention       time.Duration
 	databases       []uint32
 	dbErrs          []error
 	board           []Demand
+	boardCap        int   // places on the board (0: no limit); a note beyond them overflows
+	checked         []int // how many keys each Check asked about
 	seq             uint64
 	overflow        bool
 	reconcileNeeded bool // stays true until MarkReconciled, as in shared memory
@@ -94,6 +98,10 @@ func (c *fakeCluster) demand(k Key, hint int64) {
 			return
 		}
 	}
+	if c.boardCap > 0 && len(c.board) >= c.boardCap {
+		c.overflow = true // as demand.c does
+		return
+	}
 	c.seq++
 	c.board = append(c.board, Demand{Key: k, Seq: c.seq, Hint: hint})
 }
@@ -126,6 +134,7 @@ func (c *fakeCluster) TakeOverflow() bool {
 
 func (c *fakeCluster) Check(keys []Key) ([]Verdict, error) {
 	c.record("Check")
+	c.checked = append(c.checked, len(keys))
 	if c.checking != nil {
 		c.checking()
 	}
@@ -215,11 +224,13 @@ func (c *fakeCluster) Lost(e Exit) {
 	c.lost = append(c.lost, e)
 }
 
-func (c *fakeCluster) HistoryDue() []uint32 {
-	due := c.historyDue
-	c.historyDue = nil
-	return due
+func (c *fakeCluster) History() ([]HistoryNote, bool) {
+	notes, overflow := c.historyNotes, c.historyOverflow
+	c.historyNotes, c.historyOverflow = nil, false
+	return notes, overflow
 }
+
+func (c *fakeCluster) HistoryRetention() time.Duration { return c.retention }
 
 func (c *fakeCluster) Wait(timeout time.Duration) bool {
 	c.record("Wait")

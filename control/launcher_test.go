@@ -26,13 +26,12 @@ func TestLauncherStartSweepScoutsEveryDatabase(t *testing.T) {
 	c.demand(keyA, 1)
 
 	_, log := runRounds(t, c, 2)
-	assert.Equal(t, []Key{scoutX, scoutY}, c.notes)
+	assert.Empty(t, c.notes, "the sweep takes no place on the board")
 	assert.Equal(t, 1, c.reconciled)
 	assert.Equal(t, 1, c.count("Databases"), "the second round has nothing to sweep")
-	assert.Equal(t, []launched{{keyA, false}, {scoutY, true}, {scoutX, true}}, c.launches,
-		"round 1 starts the scouts of the start sweep (database Y first: X holds a slot already); "+
-			"a role's worker is never one")
-	assertBefore(t, c.calls, "Note", "MarkReconciled")
+	assert.Equal(t, []launched{{keyA, false}, {scoutX, true}, {scoutY, true}}, c.launches,
+		"round 1 starts the role's worker first, then the scouts of the start sweep, "+
+			"which leave the last slot free; a role's worker is never one")
 	assertBefore(t, c.calls, "MarkReconciled", "Launch")
 	assert.Empty(t, log.lines)
 }
@@ -49,8 +48,8 @@ func TestLauncherRetriesTheStartSweepWhenDatabasesFails(t *testing.T) {
 	require.Len(t, log.lines, 1)
 	assert.Equal(t, "lantern_async launcher: "+errCatalog.Error(), log.lines[0])
 	assert.Equal(t, []string{"Reap", "Slots", "ReconcileNeeded", "TakeOverflow", "Databases", "Wait"}, c.calls[:6],
-		"nothing is launched before the start sweep is on the board")
-	assert.Equal(t, []Key{scoutX}, c.notes)
+		"nothing is launched before the start sweep is queued")
+	assert.Empty(t, c.notes)
 	assert.Equal(t, 1, c.reconciled)
 	assert.Equal(t, []launched{{keyA, false}, {scoutX, true}}, c.launches)
 }
@@ -95,7 +94,7 @@ func TestLauncherScoutsEveryDatabaseAfterAnOverflow(t *testing.T) {
 	c.databases = []uint32{dbX, dbY}
 
 	_, log := runRounds(t, c, 2)
-	assert.Equal(t, []Key{scoutX, scoutY}, c.notes)
+	assert.Empty(t, c.notes, "the sweep takes no place on the board it makes up for")
 	assert.Equal(t, []launched{{scoutX, false}, {scoutY, false}}, c.launches)
 	assert.Zero(t, c.reconciled, "not a start sweep")
 	assert.Equal(t, 2, c.count("TakeOverflow"))
@@ -164,7 +163,8 @@ func TestLauncherReapsFirstAndGoesOnAfterAReapError(t *testing.T) {
 
 	_, log := runRounds(t, c, 2)
 	assert.Equal(t, []string{"lantern_async launcher: " + errReap.Error()}, log.lines)
-	assert.Equal(t, []string{"Reap", "Wait", "Reap", "Slots", "ReconcileNeeded", "TakeOverflow", "Slots", "Demands"}, c.calls[:8])
+	assert.Equal(t, []string{"Reap", "Wait", "Reap", "Slots", "ReconcileNeeded", "TakeOverflow", "Databases", "Slots", "Demands"}, c.calls[:9],
+		"a launcher's first round queues a sweep (what an earlier launcher had queued is lost with it)")
 	assert.Equal(t, []launched{{keyA, false}}, c.launches, "launched in the second round")
 }
 
@@ -351,11 +351,15 @@ func TestLauncherReadsSlotsBeforeTheBoard(t *testing.T) {
 }
 
 // A database whose finished tasks fall due for deletion gets a scout, and
-// nothing else: no worker, no catalog look beyond the round's.
+// nothing else: no worker, no place on the board. One not due yet gets none.
 func TestLauncherScoutsADatabaseWhoseHistoryIsDue(t *testing.T) {
 	c := newCluster()
-	c.historyDue = []uint32{dbX}
+	c.retention = time.Hour
+	c.historyNotes = []HistoryNote{
+		{DB: dbX, Finished: epoch.Add(-time.Hour), NoteGen: 1},
+		{DB: dbY, Finished: epoch.Add(-time.Hour + time.Second), NoteGen: 2},
+	}
 	runRounds(t, c, 1)
-	assert.Equal(t, []Key{scoutX}, c.notes)
+	assert.Empty(t, c.notes)
 	assert.Equal(t, []launched{{scoutX, false}}, c.launches)
 }

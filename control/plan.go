@@ -28,6 +28,11 @@ type Demand struct {
 	// (the launcher's launch count then; 0: never): among equals, the key
 	// served longest ago goes first, so keys sharing slots take turns.
 	Served uint64
+	// Background marks a sweep's scout (Launcher.sweepCandidates): it takes
+	// only a slot that no other demand needs, never the last free one while
+	// there are two or more (a task committed meanwhile starts at once),
+	// and no worker is retired for it.
+	Background bool
 }
 
 // Slot is a process slot in use: what it serves, and the task it runs (0
@@ -68,8 +73,10 @@ func PlanRound(demands []Demand, slots []Slot, capacity int) Plan {
 	for i, d := range demands {
 		need[i] = d.need(held[d.Key], waiting[d.Key])
 	}
+	// The slot a sweep leaves free: one, unless there is only one.
+	reserve := min(1, capacity-1)
 	for ; free > 0; free-- {
-		i, ok := nextLaunch(demands, need, held, heldDB)
+		i, ok := nextLaunch(demands, need, held, heldDB, free > reserve)
 		if !ok {
 			break
 		}
@@ -79,18 +86,30 @@ func PlanRound(demands []Demand, slots []Slot, capacity int) Plan {
 		heldDB[demands[i].DB]++
 	}
 	plan.Wake = wakeIdle(demands, slots)
+	for i, d := range demands {
+		if d.Background {
+			need[i] = 0 // a sweep waits for slots to come free on their own
+		}
+	}
 	plan.Retire = retirements(demands, slots, need, owned)
 	return plan
 }
 
-// nextLaunch picks the demand the next free slot goes to, as PlanRound says.
-func nextLaunch(demands []Demand, need []int64, held map[Key]int, heldDB map[uint32]int) (int, bool) {
+// nextLaunch picks the demand the next free slot goes to, as PlanRound
+// says; a background one only when no other wants it, and only if
+// background is true.
+func nextLaunch(demands []Demand, need []int64, held map[Key]int, heldDB map[uint32]int, background bool) (int, bool) {
 	best := -1
 	for i, d := range demands {
-		if need[i] == 0 {
+		if need[i] == 0 || d.Background {
 			continue
 		}
 		if best < 0 || before(d, demands[best], held, heldDB) {
+			best = i
+		}
+	}
+	for i, d := range demands {
+		if best < 0 && background && d.Background && need[i] > 0 {
 			best = i
 		}
 	}
@@ -213,11 +232,12 @@ func unneededSlot(slots []Slot, noted map[Key]bool, taken map[int]bool) (Slot, b
 	return Slot{}, false
 }
 
-// starving lists the demands with work and no process, served longest ago first.
+// starving lists the demands with work and no process, served longest ago
+// first; a sweep's scouts wait for a slot instead.
 func starving(demands []Demand, need []int64, owned map[Key]int) []int {
 	var idx []int
 	for i, d := range demands {
-		if need[i] > 0 && owned[d.Key] == 0 {
+		if need[i] > 0 && owned[d.Key] == 0 && !d.Background {
 			idx = append(idx, i)
 		}
 	}

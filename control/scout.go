@@ -111,8 +111,14 @@ func (s *Scout) Run() (swept bool, err error) {
 
 func (s *Scout) sweep() error {
 	installed, err := s.Site.Installed()
-	if err != nil || !installed {
+	if err != nil {
 		return err
+	}
+	if !installed {
+		// Nothing to delete here now: the launcher stops counting on this
+		// database's history (else, with the extension dropped, it would
+		// send a scout every second for good).
+		return s.Site.NoteHistory()
 	}
 	if err := s.settleLost(); err != nil {
 		return err

@@ -39,7 +39,8 @@ func TestScoutDoesNothingWhereTheExtensionIsNotInstalled(t *testing.T) {
 	site.queues = []RoleQueue{queue("a", keyA.Role, 1), unowned("mallory", 1)}
 
 	_, log := runScout(t, site, true)
-	assert.Equal(t, []string{"Retiring", "Looking", "Installed", "Settled"}, site.calls)
+	assert.Equal(t, []string{"Retiring", "Looking", "Installed", "NoteHistory", "Settled"}, site.calls,
+		"its history noted (as none where the extension is not installed: la_bk_run skips the look)")
 	assert.Empty(t, site.settles)
 	assert.Empty(t, site.notes)
 	assert.Empty(t, log.lines)

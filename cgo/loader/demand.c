@@ -11,9 +11,15 @@
  * sets fresh again, so the entry stays and is served; one that committed
  * before it is visible to the claim.
  *
- * The board is an LWLock-protected array of LA_DEMANDS entries.  When it is
- * full, the note sets demand_overflow instead and the launcher scouts every
- * database, which finds the work from the tables themselves.
+ * The board is an LWLock-protected array of LA_DEMANDS entries, for the
+ * commits of submits and the launcher's own notes (a lost task, a database
+ * copied): work to start now.  A sweep of every database (after a start, a
+ * launcher restart, or an overflow) is not on the board but in the
+ * launcher's own memory (control.sweepQueue), whatever the number of
+ * databases.  When the board is full, a note sets demand_overflow instead
+ * and the launcher queues such a sweep, whose scouts find the work from
+ * the tables themselves; a database already queued keeps its place, so
+ * the sweep never starts over.
  */
 #include "postgres.h"
 

@@ -1,30 +1,45 @@
 /*
- * history.c - when a database's finished tasks fall due for deletion
+ * history.c - when a database's finished tasks fall due for deletion: the
+ * inbox between the commits and scouts that learn it and the launcher
  *
  * lantern_async.history_retention deletes finished rows once they are that
  * old.  No process of ours stays connected to a database to watch the
- * clock: each commit that finishes tasks notes its time here (only an
- * earlier time lowers the entry), and the launcher, which reads only
- * shared memory, asks for a scout of the database once the earliest
- * finish plus the retention has passed.  The scout deletes what is due
- * and sets the entry to the earliest finish left (none: the entry goes).
- * After a start the sweep's scouts set every entry.
+ * clock: each commit that finishes tasks notes its time here, a scout
+ * notes what it found (the earliest finish left), and the launcher, which
+ * reads only shared memory, takes what was noted every round into a record
+ * of its own memory (control.History), with one entry per database
+ * whatever their number, and asks for a scout of a database once the
+ * earliest finish plus the retention has passed.
+ *
+ * This inbox holds one entry per database noted since the launcher last
+ * took it (LA_HISTORIES): a round follows every process exit and at most
+ * 10 s, so it overflows only if more databases than that finish tasks in
+ * between.  Then history_overflow makes the launcher scout every database
+ * once, outside the demand board (control.sweepQueue), whose scouts note
+ * each one again: no note is lost for good, and the scouts' notes, at most
+ * one per slot between two rounds, never overflow it themselves.
+ *
+ * A scout's finding must not erase a commit's note it could not see
+ * (issue 17, item 5): every note takes a number (history_notes), and a
+ * scout reads the count before its look's snapshot (la_history_look).  A
+ * note's commit is visible before the note is made (XACT_EVENT_COMMIT
+ * comes after ProcArrayEndTransaction), so a note numbered at or below the
+ * scout's count was visible to the look, which saw its rows; one numbered
+ * above it may not have been, and is kept: la_history_set clears only the
+ * notes at or below the count, here, and the launcher keeps those above
+ * it that it took before (control.History.Apply).
  */
 #include "postgres.h"
 
-#include "storage/spin.h"
-#include "utils/timestamp.h"
+#include "storage/lwlock.h"
 
 #include "la_loader.h"
 #include "la_shared.h"
 #include "la_slots.h"
 
-/* A scout that found rows due it could not delete (a user holds them locked) waits this long. */
-#define LA_HISTORY_RETRY_MS (60 * 1000)
-
-/* The caller holds la_shmem->mutex.  NULL when the table is full. */
+/* The caller holds board_lock exclusively.  NULL when the inbox is full. */
 static LaHistory *
-la_history_entry(Oid dboid, bool create)
+la_history_entry(Oid dboid)
 {
 	LaHistory  *free_entry = NULL;
 
@@ -37,69 +52,105 @@ la_history_entry(Oid dboid, bool create)
 		if (h->dboid == InvalidOid && free_entry == NULL)
 			free_entry = h;
 	}
-	if (create && free_entry != NULL)
+	if (free_entry != NULL)
 	{
+		memset(free_entry, 0, sizeof(*free_entry));
 		free_entry->dboid = dboid;
-		free_entry->oldest = 0;
-		free_entry->not_before = 0;
 	}
-	return create ? free_entry : NULL;
+	else
+		la_shmem->history_overflow = true;
+	return free_entry;
 }
 
-/*
- * Tasks of dboid finished at 'finished' (a commit).  With more databases
- * than entries, a database without one is found by the next start sweep.
- */
+/* Tasks of dboid finished at 'finished' (a commit, from any backend: never errors). */
 void
 la_history_note(Oid dboid, TimestampTz finished)
 {
 	LaHistory  *h;
 
-	SpinLockAcquire(&la_shmem->mutex);
-	h = la_history_entry(dboid, true);
-	if (h != NULL && (h->oldest == 0 || finished < h->oldest))
-		h->oldest = finished;
-	SpinLockRelease(&la_shmem->mutex);
+	if (la_shmem == NULL)
+		return;
+	LWLockAcquire(la_shmem->board_lock, LW_EXCLUSIVE);
+	h = la_history_entry(dboid);
+	if (h != NULL)
+	{
+		if (h->finished == 0 || finished < h->finished)
+			h->finished = finished;
+		h->note_gen = ++la_shmem->history_notes;
+	}
+	LWLockRelease(la_shmem->board_lock);
 }
 
-/* A scout's finding: the earliest finish left in its database (0: none). */
+/* The count of notes so far: a scout reads it before its look's snapshot. */
+uint64
+la_history_look(void)
+{
+	uint64		notes;
+
+	LWLockAcquire(la_shmem->board_lock, LW_SHARED);
+	notes = la_shmem->history_notes;
+	LWLockRelease(la_shmem->board_lock);
+	return notes;
+}
+
+/*
+ * A scout's finding in its database: the earliest finish left (0: none),
+ * whether rows due are left (a user holds them locked), and the count of
+ * notes before its look.
+ */
 void
-la_history_set(Oid dboid, TimestampTz oldest, bool still_due)
+la_history_set(Oid dboid, TimestampTz oldest, bool still_due, uint64 look)
 {
 	LaHistory  *h;
 
-	SpinLockAcquire(&la_shmem->mutex);
-	h = la_history_entry(dboid, oldest != 0);
-	if (h != NULL && oldest == 0)
-		h->dboid = InvalidOid;
-	else if (h != NULL)
+	LWLockAcquire(la_shmem->board_lock, LW_EXCLUSIVE);
+	h = la_history_entry(dboid);
+	if (h != NULL)
 	{
+		if (h->note_gen <= look)
+			h->finished = 0;	/* noted before the look: it saw them */
+		h->set = true;
 		h->oldest = oldest;
-		h->not_before = still_due ?
-			TimestampTzPlusMilliseconds(GetCurrentTimestamp(), LA_HISTORY_RETRY_MS) : 0;
+		h->still_due = still_due;
+		h->look = look;
 	}
-	SpinLockRelease(&la_shmem->mutex);
+	LWLockRelease(la_shmem->board_lock);
 }
 
-/* The databases whose history is due now: at most max, into dbs. */
+/*
+ * The launcher takes what was noted since it last did (at most max
+ * entries, LA_HISTORIES fit), and whether the inbox overflowed meanwhile.
+ */
 int
-la_history_due(Oid *dbs, int max)
+la_history_take(LaHistoryView *views, int max, bool *overflow)
 {
-	TimestampTz now = GetCurrentTimestamp();
 	int			n = 0;
-	int64		retention_us = (int64) la_history_retention * USECS_PER_SEC;
 
-	if (la_history_retention <= 0)
-		return 0;
-	SpinLockAcquire(&la_shmem->mutex);
+	LWLockAcquire(la_shmem->board_lock, LW_EXCLUSIVE);
 	for (int i = 0; i < LA_HISTORIES && n < max; i++)
 	{
 		LaHistory  *h = &la_shmem->histories[i];
 
-		if (h->dboid != InvalidOid && h->oldest != 0 &&
-			h->oldest <= now - retention_us && now >= h->not_before)
-			dbs[n++] = h->dboid;
+		if (h->dboid == InvalidOid)
+			continue;
+		views[n].dboid = h->dboid;
+		views[n].finished = h->finished;
+		views[n].note_gen = h->note_gen;
+		views[n].set = h->set;
+		views[n].oldest = h->oldest;
+		views[n].still_due = h->still_due;
+		views[n].look = h->look;
+		h->dboid = InvalidOid;
+		n++;
 	}
-	SpinLockRelease(&la_shmem->mutex);
+	*overflow = la_shmem->history_overflow;
+	la_shmem->history_overflow = false;
+	LWLockRelease(la_shmem->board_lock);
 	return n;
+}
+
+int
+la_history_capacity(void)
+{
+	return LA_HISTORIES;
 }

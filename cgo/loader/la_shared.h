@@ -98,9 +98,21 @@ typedef struct LaLostView
 } LaLostView;
 
 /* history.c: when finished tasks fall due for lantern_async.history_retention */
-#define LA_HISTORY_DUE_MAX 64
-extern PGDLLEXPORT void la_history_set(Oid dboid, TimestampTz oldest, bool still_due);
-extern PGDLLEXPORT int la_history_due(Oid *dbs, int max);
+typedef struct LaHistoryView
+{
+	Oid			dboid;
+	TimestampTz finished;		/* earliest finish commits noted; 0: none */
+	uint64		note_gen;		/* number of the latest such note */
+	bool		set;			/* a scout's finding follows: */
+	TimestampTz oldest;			/* earliest finish left; 0: none */
+	bool		still_due;		/* rows due left that someone holds locked */
+	uint64		look;			/* notes counted before its look */
+} LaHistoryView;
+
+extern PGDLLEXPORT uint64 la_history_look(void);
+extern PGDLLEXPORT void la_history_set(Oid dboid, TimestampTz oldest, bool still_due, uint64 look);
+extern PGDLLEXPORT int la_history_take(LaHistoryView *views, int max, bool *overflow);
+extern PGDLLEXPORT int la_history_capacity(void);
 
 /* GUCs (guc.c) */
 extern PGDLLEXPORT char *la_database;
@@ -188,6 +200,8 @@ extern PGDLLEXPORT int la_slot_count(void);
 extern PGDLLEXPORT void la_slot_view(int index, LaSlotView *view);
 extern PGDLLEXPORT int la_slot_reserve(LaSlotKind kind, Oid dboid, Oid roleid, bool start_sweep);
 extern PGDLLEXPORT void la_slot_release(int index);
+extern PGDLLEXPORT uint32 la_slot_generation(int index);
+extern PGDLLEXPORT bool la_slot_reclaim(int index, LaSlotView *view);
 extern PGDLLEXPORT void la_slot_reap(int index, LaSlotView *view);
 extern void la_slot_attach(int index);
 extern PGDLLEXPORT bool la_slot_set_job(int index, int64 jobid, Oid tasks_relid, bool finished_one);

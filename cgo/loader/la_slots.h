@@ -32,6 +32,8 @@ typedef struct LaSlot
 	bool		retire;			/* the slot is needed elsewhere, or its database is
 								 * being dropped: exit instead of claiming or waiting */
 	int			procno;			/* the worker's PGPROC, for its latch; -1 when none */
+	uint32		generation;		/* bumped at each reserve; its process must bring it
+								 * (bgw_extra) to attach: see la_slot_attach */
 	int64		tasks_run;
 	TimestampTz started;		/* when jobid was claimed */
 	LaOutcome	parked;			/* an outcome its worker could not record */
@@ -86,17 +88,20 @@ typedef struct LaBlock
 } LaBlock;
 
 /*
- * Finished history per database (history.c): the earliest finish time of
- * a row there that lantern_async.history_retention has not deleted yet, so
- * that the launcher sends a scout when it falls due, and never otherwise.
+ * The history inbox (history.c): per database, what commits and scouts
+ * noted about its finished tasks since the launcher last took it.
  */
 #define LA_HISTORIES 512
 
 typedef struct LaHistory
 {
 	Oid			dboid;			/* InvalidOid: unused */
-	TimestampTz oldest;			/* earliest finish of a row still there */
-	TimestampTz not_before;		/* a scout could not delete what was due: try again then */
+	TimestampTz finished;		/* earliest finish commits noted; 0: none */
+	uint64		note_gen;		/* number of the latest note */
+	bool		set;			/* a scout noted its finding: */
+	TimestampTz oldest;			/* the earliest finish left (0: none) */
+	bool		still_due;		/* rows due left, locked by someone */
+	uint64		look;			/* notes counted before its look */
 } LaHistory;
 
 typedef struct LaShmem
@@ -104,12 +109,14 @@ typedef struct LaShmem
 	slock_t		mutex;			/* slots, lost tasks, blocks, launcher */
 	int			launcher_procno;	/* -1 while no launcher runs */
 	bool		reconciled;		/* the start sweep was planned since start */
-	LWLock	   *board_lock;		/* the demand board */
+	LWLock	   *board_lock;		/* the demand board and the history inbox */
 	uint64		demand_seq;
 	bool		demand_overflow;	/* an entry did not fit: scout every database */
 	LaDemand	demands[LA_DEMANDS];
 	LaBlock		blocks[LA_BLOCKS];
 	LaLost		lost[LA_LOST];
+	uint64		history_notes;	/* notes made so far (history.c) */
+	bool		history_overflow;	/* a note found the inbox full */
 	LaHistory	histories[LA_HISTORIES];
 	int			nslots;
 	LaSlot		slots[FLEXIBLE_ARRAY_MEMBER];

@@ -8,6 +8,7 @@
 #include "miscadmin.h"
 #include <signal.h>
 
+#include "postmaster/bgworker.h"
 #include "port/atomics.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
@@ -97,6 +98,7 @@ la_slot_reserve(LaSlotKind kind, Oid dboid, Oid roleid, bool start_sweep)
 		if (slot->state != LA_SLOT_FREE)
 			continue;
 		la_slot_free(slot);		/* from a clean slate, also at first use */
+		slot->generation++;
 		slot->state = LA_SLOT_LAUNCHING;
 		slot->kind = kind;
 		slot->start_sweep = start_sweep;
@@ -117,6 +119,44 @@ la_slot_release(int index)
 	SpinLockRelease(&la_shmem->mutex);
 }
 
+/* The generation the process launched into a slot just reserved must bring. */
+uint32
+la_slot_generation(int index)
+{
+	uint32		generation;
+
+	SpinLockAcquire(&la_shmem->mutex);
+	generation = la_shmem->slots[index].generation;
+	SpinLockRelease(&la_shmem->mutex);
+	return generation;
+}
+
+/*
+ * Free a slot still LAUNCHING that a launcher before this one reserved: its
+ * handle went with that launcher, so nobody would ever learn that its
+ * process did not start (the postmaster could not fork it), and the slot
+ * would be lost until the server restarts.  Safe even if the process does
+ * start later: it brings the slot's old generation, and la_slot_attach
+ * sends it away without touching the slot.  True, with a copy of the slot,
+ * when it was freed; false when its process attached meanwhile (it is
+ * ACTIVE: reaped as any other).
+ */
+bool
+la_slot_reclaim(int index, LaSlotView *view)
+{
+	LaSlot	   *slot = &la_shmem->slots[index];
+	bool		reclaimed = false;
+
+	SpinLockAcquire(&la_shmem->mutex);
+	if (slot->state == LA_SLOT_LAUNCHING)
+	{
+		la_slot_copy(index, view);
+		la_slot_free(slot);
+		reclaimed = true;
+	}
+	SpinLockRelease(&la_shmem->mutex);
+	return reclaimed;
+}
 /*
  * Copy and free a slot in one critical section, so that a cancel accepted
  * for its task is either in the copy or refused (the slot is free).  An
@@ -178,11 +218,16 @@ la_slot_park_fatal(int index, const char *sqlstate, const char *message)
 	SpinLockRelease(&la_shmem->mutex);
 }
 
+/* This process holds its slot (la_slot_attach accepted it). */
+static bool la_slot_attached = false;
+
 static void
 la_slot_detach(int code, Datum arg)
 {
 	LaSlot	   *slot = &la_shmem->slots[DatumGetInt32(arg)];
 
+	if (!la_slot_attached)
+		return;
 	SpinLockAcquire(&la_shmem->mutex);
 	slot->state = LA_SLOT_EXITED;
 	slot->pid = 0;
@@ -194,18 +239,37 @@ la_slot_detach(int code, Datum arg)
  * Called first thing in a worker: from here on, however the process ends
  * short of a crash, the slot is marked exited and keeps its jobid for the
  * launcher to see.  (A crash reinitializes shared memory.)
+ *
+ * Only the process launched into the slot's current reservation attaches:
+ * it brings the slot's generation (bgw_extra, la_launch.c).  One that
+ * starts after a new launcher reclaimed its slot (la_slot_reclaim) finds
+ * the slot free or reserved anew, under another generation, and exits
+ * without touching it: check and attach are one critical section, as is
+ * the reclaim, so exactly one of them wins.
  */
 void
 la_slot_attach(int index)
 {
 	LaSlot	   *slot = &la_shmem->slots[index];
+	uint32		generation;
 
+	memcpy(&generation, MyBgworkerEntry->bgw_extra, sizeof(generation));
+	/* The callback first: no instant with the slot ACTIVE and nobody to mark its exit. */
 	on_shmem_exit(la_slot_detach, Int32GetDatum(index));
 	SpinLockAcquire(&la_shmem->mutex);
-	slot->state = LA_SLOT_ACTIVE;
-	slot->pid = MyProcPid;
-	slot->procno = LA_MY_PROCNO;
+	if (slot->state == LA_SLOT_LAUNCHING && slot->generation == generation)
+	{
+		slot->state = LA_SLOT_ACTIVE;
+		slot->pid = MyProcPid;
+		slot->procno = LA_MY_PROCNO;
+		la_slot_attached = true;
+	}
 	SpinLockRelease(&la_shmem->mutex);
+	if (!la_slot_attached)
+	{
+		elog(LOG, "lantern_async: slot %d was reclaimed before this process started; exiting", index);
+		proc_exit(0);
+	}
 }
 
 /*

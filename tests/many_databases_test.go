@@ -1,0 +1,153 @@
+package tests
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/lanterndata/lantern_async/tests/internal/pgcluster"
+	"github.com/stretchr/testify/require"
+)
+
+// More databases than the demand board has places (512), made by a role
+// that is not a superuser (README "The launcher", control/README.md): a
+// CREATEDB role copies its own database, which has the extension, 600
+// times, and the server restarts. The start sweep then scouts every
+// database once and ends; the launcher goes back to sleep; and a task in
+// any database starts at once, before the restart, during the sweep and
+// after it. Before the fix, the start sweep overflowed the board, the
+// overflow asked for another sweep of every database, and so on for good:
+// scouts without end, the launcher busy, tasks waiting minutes.
+
+const (
+	// manyDatabases is how many copies, besides the template and postgres:
+	// beyond the board's 512. 1000 copies took 3–4 min here (the sweep
+	// after the restart as long again, on a loaded machine): the unit tests
+	// of control/ (sweep_test.go) take the launcher through 10,000.
+	manyDatabases   = 600
+	manyClusterName = "many_dbs"
+	// manyScoutSlack is how many scouts beyond one per database the sweep
+	// may use: a database whose task's worker exited gets one more (README
+	// "Workers leave when the work is done"), and a few were asked for twice.
+	manyScoutSlack = 20
+	// manyTaskStart bounds a task's start after its commit: the commit
+	// wakes the launcher, which always keeps a slot free of the sweep for
+	// such work, so no timer is on the path (the launcher's 1 s retry after
+	// a refused launch, its 10 s nap): a fork and a login, with margin.
+	manyTaskStart = time.Second
+	// launcherIdleTicks bounds the launcher's CPU time (clock ticks of
+	// 10 ms) while idle for launcherNaptime + 1 s: one round that finds
+	// nothing to do costs microseconds, so this is 1 % of a core.
+	launcherIdleTicks = 11
+)
+
+func TestManyDatabasesServedAfterRestart(t *testing.T) {
+	begin(t)
+	const maxWorkers = 4
+	extra := startExtraCluster(t, pgcluster.Options{MaxWorkers: maxWorkers, ExtraConf: []string{
+		"log_min_messages = debug1",
+		"cluster_name = '" + manyClusterName + "'",
+		"wal_level = minimal", // a copy writes no WAL for its pages (see idle_cost_test.go)
+		"max_wal_senders = 0",
+	}})
+	su := connectTo(t, extra, dbName, superuser)
+	mustExec(t, su, "CREATE ROLE mallory LOGIN CREATEDB")
+	mustExec(t, su, "CREATE DATABASE app OWNER mallory")
+	app := connectTo(t, extra, "app", superuser)
+	mustExec(t, app, "CREATE EXTENSION lantern_async")
+	for _, g := range []string{
+		"GRANT USAGE ON SCHEMA lantern TO mallory",
+		"GRANT EXECUTE ON FUNCTION lantern.async_task(text) TO mallory",
+		"GRANT SELECT ON lantern.tasks TO mallory",
+	} {
+		mustExec(t, app, g)
+	}
+	tbl := startTable(t, app, "mallory")
+	require.NoError(t, app.Close(ctx(t)), "CREATE DATABASE ... TEMPLATE app needs app to itself")
+
+	// No superuser from here on: mallory copies her own database.
+	mallory := connectTo(t, extra, dbName, "mallory")
+	copyStart := time.Now()
+	for i := 1; i <= manyDatabases; i++ {
+		// FILE_COPY: faster here than WAL_LOG's page-by-page copy (fsync is off).
+		mustExec(t, mallory, fmt.Sprintf("CREATE DATABASE m%d TEMPLATE app STRATEGY FILE_COPY", i))
+	}
+	t.Logf("%d × CREATE DATABASE mN TEMPLATE app as a CREATEDB role: %v", manyDatabases,
+		time.Since(copyStart).Round(time.Millisecond))
+	databases := queryOne[int](t, su, "SELECT count(*)::int FROM pg_database WHERE datallowconn")
+	require.Greater(t, databases, manyDatabases, "databases that accept connections")
+
+	taskIn := func(t *testing.T, what string) {
+		t.Helper()
+		db := fmt.Sprintf("m%d", 1+rand.IntN(manyDatabases))
+		conn := connectTo(t, extra, db, "mallory")
+		delay := submitTimed(t, conn, tbl).startDelay(t, conn, 2*launcherNaptime)
+		t.Logf("%s: a task in %s started %v after its submit", what, db, delay.Round(time.Millisecond))
+		require.Less(t, delay, manyTaskStart, "%s: a task in %s", what, db)
+		closeConn(t, conn)
+	}
+
+	waitQuiet(t, extra, 5*time.Minute, "the scouts of the copies to finish", nil)
+	taskIn(t, "before the restart")
+
+	from := len(extra.Log())
+	require.NoError(t, extra.Restart(pgcluster.Fast))
+	restarted := time.Now()
+	su = connectTo(t, extra, dbName, superuser)
+	taskIn(t, "during the start sweep")
+
+	took := waitQuiet(t, extra, 5*time.Minute, "the start sweep of every database to end, leaving nothing connected",
+		func(c processCensus) (bool, string) {
+			return c.starts[scoutType] >= databases, fmt.Sprintf("%d scouts started for %d databases", c.starts[scoutType], databases)
+		})
+	census := censusOf(sinceServerStart(extra.Log(), from))
+	t.Logf("restart: quiet after %v (waited %v); %d scouts and %d workers started for %d databases; most of ours alive at once: %d",
+		time.Since(restarted).Round(time.Millisecond), took.Round(time.Millisecond),
+		census.starts[scoutType], census.starts[backendWorker], databases, census.maxAlive)
+	require.LessOrEqual(t, census.starts[scoutType], databases+manyScoutSlack, "scouts started since the restart")
+	require.LessOrEqual(t, census.maxAlive, maxWorkers+1, "our processes between fork and reap at once")
+
+	// The launcher's CPU time over a quiet interval longer than its nap,
+	// with no process of ours started meanwhile.
+	t.Run("launcher idle", func(t *testing.T) {
+		if extra.Backend() != pgcluster.BackendLocal {
+			t.Skip("reads /proc of the server's host")
+		}
+		pid := launcherPid(t, su)
+		before := cpuTicks(t, pid)
+		logFrom := len(extra.Log())
+		cond, closeConn := reconnectingTo(extra, func(conn *pgx.Conn) (bool, string, error) {
+			in, _, err := ourProcesses(conn)
+			return len(in) > 0, fmt.Sprintf("connected to a database: %v", in), err
+		})
+		defer closeConn()
+		never(t, launcherNaptime+time.Second, cond, "a lantern_async process in a database while idle")
+		used := cpuTicks(t, pid) - before
+		t.Logf("launcher (pid %d) used %d clock ticks in %v idle", pid, used, launcherNaptime+time.Second)
+		require.Empty(t, censusOf(extra.Log()[logFrom:]).starts, "processes of ours started while idle")
+		require.LessOrEqual(t, used, launcherIdleTicks, "launcher CPU ticks while idle")
+	})
+
+	taskIn(t, "after the start sweep")
+}
+
+// cpuTicks is a process's user plus system CPU time, in clock ticks, from
+// /proc/<pid>/stat (fields 14 and 15; the command name before them may
+// hold spaces, so they are counted from its closing parenthesis).
+func cpuTicks(t *testing.T, pid int) int {
+	t.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	require.NoError(t, err)
+	s := string(raw)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	utime, err1 := strconv.Atoi(fields[11])
+	stime, err2 := strconv.Atoi(fields[12])
+	require.NoError(t, err1)
+	require.NoError(t, err2)
+	return utime + stime
+}
