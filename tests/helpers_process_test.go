@@ -119,6 +119,11 @@ func waitIdleWorker(t *testing.T, su *pgx.Conn, role string) {
 	}))
 }
 
+// cancelBound is how soon a canceled task's worker must stop running it:
+// the cancel is a signal, at once, and the tasks canceled in the tests
+// run for a minute when it is lost; the rest is a loaded machine.
+const cancelBound = 5 * time.Second
+
 // stillRunning reports whether rt's worker still shows rt's query as 'active'.
 func stillRunning(conn *pgx.Conn, rt runningTask) (bool, error) {
 	var n int
