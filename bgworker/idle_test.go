@@ -95,3 +95,23 @@ func TestRetiringWorkerRecordsTheLastOutcomeAlone(t *testing.T) {
 	require.NoError(t, f.worker.Run())
 	assert.Equal(t, callLog{"claim 1", "execute SELECT 1", "reset", "settle 1", "done 1"}, f.log)
 }
+
+// A worker that ran out of tasks says so once per idle stretch, and only
+// after a task: a spurious wake-up, or a worker that never ran one, does
+// not.
+func TestWorkerTellsWhenItWentIdle(t *testing.T) {
+	f, clock := idleFixture(time.Second, Task{JobID: 1, Query: "SELECT 1"})
+	clock.arrive[1] = nil                                   // woken for nothing
+	clock.arrive[2] = []Task{{JobID: 2, Query: "SELECT 2"}} // then a task
+	var idleAt []int                                        // waits before each call
+	f.worker.WentIdle = func() { idleAt = append(idleAt, len(clock.waits)) }
+	require.NoError(t, f.worker.Run())
+	assert.Equal(t, []int64{1, 2}, f.queue.done)
+	assert.Equal(t, []int{0, 2}, idleAt, "after task 1 and after task 2, not after the spurious wake-up")
+
+	f, _ = idleFixture(time.Second)
+	called := false
+	f.worker.WentIdle = func() { called = true }
+	require.NoError(t, f.worker.Run())
+	assert.False(t, called, "a worker that found no task never went idle after one")
+}

@@ -84,6 +84,12 @@ type Worker struct {
 	// Retiring tells whether the slot is wanted elsewhere: the launcher
 	// needs it for other work, or a DROP DATABASE needs the database.
 	Retiring func() bool
+	// WentIdle is called when the worker ran out of tasks after running
+	// one, before it waits idle (nil: nothing). The launcher gives a slot
+	// to another role only once its worker has finished a task, and no
+	// commit or process exit tells it when that happens: without this
+	// call, a role waiting for that slot waits out IdleTimeout.
+	WentIdle func()
 	// TaskTimeout is lantern_async.task_timeout as the worker's session
 	// sees it (its role's and database's settings, postgresql.conf; 0:
 	// none), read as each task starts, after the previous task's reset:
@@ -108,6 +114,7 @@ func (w *Worker) Run() error {
 	// The outcome of the last task, when its own commit did not record
 	// it: it goes in with the next claim, or alone before the worker exits.
 	var finished *Outcome
+	ran := false // a task ran since the last idle wait
 	for !w.checked(w.StopRequested) {
 		if w.Retiring != nil && w.checked(w.Retiring) {
 			break
@@ -139,6 +146,7 @@ func (w *Worker) Run() error {
 				return resetErr
 			}
 			idleSince = w.now()
+			ran = true
 			continue
 		}
 		// Woken or not, look again: a wake-up that came before this wait
@@ -152,6 +160,10 @@ func (w *Worker) Run() error {
 		if left <= 0 || w.Wait == nil {
 			break
 		}
+		if ran && w.WentIdle != nil {
+			w.WentIdle()
+		}
+		ran = false
 		t0 := w.now()
 		stop := w.Wait(left)
 		idle += w.since(t0)

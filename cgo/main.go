@@ -105,6 +105,7 @@ func LanternAsyncWorkerMain(slot C.int) C.int {
 		BlockedRetry:  blockedRetry,
 		Wait:          pg.wait,
 		Retiring:      func() bool { return bool(C.la_slot_retiring(slot)) },
+		WentIdle:      wakeLauncher,
 		TaskTimeout:   taskTimeout,
 		Now:           time.Now,
 	}
@@ -128,6 +129,10 @@ func LanternAsyncWorkerMain(slot C.int) C.int {
 	}
 	return exitDone
 }
+
+// wakeLauncher tells the launcher that a worker ran out of tasks: it may
+// give that worker's slot to a role that waits for one (never errors).
+func wakeLauncher() { C.la_launcher_wake() }
 
 // goHeapSince tells what the Go heap did since before: what the worker's
 // Go code allocates per task, and whether the collector kept up.

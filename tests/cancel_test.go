@@ -12,11 +12,11 @@ import (
 
 // Tests of lantern.cancel_task(jobid) and lantern.cancel_all_async_tasks().
 
-// requireStopsRunning waits at most one second for rt's worker to stop
+// requireStopsRunning waits at most cancelBound for rt's worker to stop
 // running rt's query.
 func requireStopsRunning(t *testing.T, su *pgx.Conn, rt runningTask) {
 	t.Helper()
-	requirePoll(t, time.Second, fmt.Sprintf("worker %d to stop running %q", rt.pid, rt.query), stoppedRunning(su, rt))
+	requirePoll(t, cancelBound, fmt.Sprintf("worker %d to stop running %q", rt.pid, rt.query), stoppedRunning(su, rt))
 }
 
 func TestCancelPendingTask(t *testing.T) {

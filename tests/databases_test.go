@@ -18,8 +18,11 @@ import (
 // queued in a prepared transaction runs once COMMIT PREPARED commits it.
 
 // TestNewDatabaseFirstTask: in a database created after the server
-// started, the first task starts less than a second after its submit
-// commits. The start is the task's own clock_timestamp(); the commit is
+// started, the first task starts soon after its submit commits: the commit
+// wakes the launcher, which launches a worker (a fraction of a second, up
+// to about one on a loaded machine); a launcher not woken, or one that did
+// not know the database, would start it at its next 10 s nap, so the
+// bound is half of that. The start is the task's own clock_timestamp(); the commit is
 // bounded from below by the clock_timestamp() the submitting transaction
 // reads just before COMMIT, so the measured delay can only overstate the
 // real one (by the COMMIT's round trip).
@@ -44,7 +47,7 @@ func TestNewDatabaseFirstTask(t *testing.T) {
 	delay := trace[0].At.Sub(beforeCommit)
 	t.Logf("first task of a new database: started %v after its submit's commit (upper bound)", delay.Round(time.Millisecond))
 	require.Positive(t, delay)
-	require.Less(t, delay, time.Second, "a new database's first task must start within a second of its commit")
+	require.Less(t, delay, launcherNaptime/2, "a new database's first task must start at its commit's wake-up, not the launcher's nap")
 }
 
 // TestTwoDatabasesRunConcurrently: alice's task in one database and bob's

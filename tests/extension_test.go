@@ -262,7 +262,8 @@ func TestCancelAfterRecreateTargetsNewTask(t *testing.T) {
 	alice := connect(t, "alice")
 	recreateExtension(t, su)
 
-	old := startTask(t, su, alice, sleepQuery(6, "recreate_cancel_old"))
+	// Long enough to outlast the cancel's wait for the new task (cancelBound).
+	old := startTask(t, su, alice, sleepQuery(12, "recreate_cancel_old"))
 
 	recreateExtension(t, su)
 	require.Equal(t, old.id, nextJobID(t, su), "the new table's first jobid")
@@ -270,7 +271,7 @@ func TestCancelAfterRecreateTargetsNewTask(t *testing.T) {
 	require.Equal(t, old.id, newTask.id)
 
 	requireCancelTask(t, alice, newTask.id, true)
-	newStopped, _ := poll(t, time.Second, stoppedRunning(su, newTask), "the new task's worker to stop within 1 s of cancel_task")
+	newStopped, _ := poll(t, cancelBound, stoppedRunning(su, newTask), "the new task's worker to stop at cancel_task")
 	oldActive, err := stillRunning(su, old)
 	require.NoError(t, err)
 	require.True(t, newStopped && oldActive,

@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -34,10 +35,8 @@ func TestReadOnlyTaskCostsOneWALFlush(t *testing.T) {
 	}
 	before := syncs()
 	first := queryOne[int64](t, su, "SELECT min(lantern.async_task('SELECT 1')) FROM generate_series(1, $1)", n)
-	require.Eventually(t, func() bool {
-		return queryOne[int64](t, su, `SELECT count(*) FROM lantern.tasks
-			WHERE jobid >= $1 AND status = 'succeeded'`, first) == n
-	}, time.Minute, 20*time.Millisecond, "all %d tasks succeed", n)
+	requirePoll(t, time.Minute, fmt.Sprintf("all %d tasks succeed", n),
+		rowsLeft(su, n, "lantern.tasks WHERE jobid >= $1 AND status = 'succeeded'", first))
 	flushes := syncs() - before
 	t.Logf("%d read-only tasks queued in one transaction: %d WAL flushes (%.2f per task)", n, flushes, float64(flushes)/n)
 	// The submit's commit, one claim per task, and a little background.

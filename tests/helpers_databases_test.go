@@ -135,6 +135,15 @@ func idleWorkerIn(t *testing.T, su *pgx.Conn, db, role string) int {
 	return pid
 }
 
+// slowIdleTimeout is a worker_idle_timeout long enough that a test can
+// tell a slot handed over at once (a launch, which costs up to about a
+// second on a loaded machine) from one that waited for an idle worker's
+// timeout: bound the first by handoffBound.
+const (
+	slowIdleTimeout = 8 * time.Second
+	handoffBound    = slowIdleTimeout / 2
+)
+
 // setWorkerIdleTimeout sets lantern_async.worker_idle_timeout (ALTER
 // SYSTEM, reload) until the test ends, and waits until a new session sees
 // it, so that workers launched from now on wait that long.

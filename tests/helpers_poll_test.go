@@ -1,6 +1,8 @@
 package tests
 
 import (
+	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -43,11 +45,18 @@ func guarded(cond func() (bool, string)) (check func() bool, stop func() (last s
 
 // poll waits until cond is met (with the in-flight guard of guarded). The
 // condition also returns a description of what it saw, reported on timeout.
+// A condition that stopped because its connection died (connLost, see
+// whileConnected) was not met: poll then fails the test and returns false.
 func poll(t *testing.T, waitFor time.Duration, cond func() (bool, string), msgAndArgs ...any) (bool, string) {
 	t.Helper()
 	check, stop := guarded(cond)
 	ok := assert.Eventually(t, check, waitFor, tick, msgAndArgs...)
-	return ok, stop()
+	last := stop()
+	if ok && last == connLost {
+		assert.Fail(t, connLost, msgAndArgs...)
+		ok = false
+	}
+	return ok, last
 }
 
 // never asserts cond stays false for d (with the in-flight guard of guarded).
@@ -66,7 +75,8 @@ func never(t *testing.T, d time.Duration, cond func() (bool, string), what strin
 const connLost = "connection closed: the server crashed or restarted (see the server log)"
 
 // whileConnected makes a polling condition that queries conn stop early,
-// reporting connLost, once conn died.
+// reporting connLost, once conn died. That stop is not the condition met:
+// poll and requirePoll fail the test on it, and never fails on it too.
 func whileConnected(conn *pgx.Conn, cond func() (bool, string)) func() (bool, string) {
 	return func() (bool, string) {
 		if conn.IsClosed() {
@@ -81,11 +91,43 @@ func whileConnected(conn *pgx.Conn, cond func() (bool, string)) func() (bool, st
 func requirePoll(t *testing.T, waitFor time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	ok, last := poll(t, waitFor, cond, what)
+	if last == connLost {
+		t.Fatalf("while waiting for %s: %s", what, connLost)
+	}
 	if !ok {
 		t.Fatalf("timed out after %s waiting for %s; last observation: %s", waitFor, what, last)
 	}
-	if last == connLost {
-		t.Fatalf("while waiting for %s: %s", what, connLost)
+}
+
+// rowsLeft is a polling condition on conn: SELECT count(*) FROM
+// fromWhere (args its parameters) is want.
+func rowsLeft(conn *pgx.Conn, want int64, fromWhere string, args ...any) func() (bool, string) {
+	return whileConnected(conn, func() (bool, string) {
+		var n int64
+		if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM "+fromWhere, args...).Scan(&n); err != nil {
+			return false, err.Error()
+		}
+		return n == want, fmt.Sprintf("%d rows in %s", n, fromWhere)
+	})
+}
+
+// newSessionShows is a polling condition: a new superuser session of
+// database dbName shows setting name as want (after ALTER SYSTEM and a
+// reload, which backends apply at their next command).
+func newSessionShows(name, want string) func() (bool, string) {
+	return func() (bool, string) {
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		conn, err := cluster.Connect(c, dbName, superuser)
+		if err != nil {
+			return false, err.Error()
+		}
+		defer conn.Close(context.Background())
+		var shown string
+		if err := conn.QueryRow(c, "SELECT current_setting($1)", name).Scan(&shown); err != nil {
+			return false, err.Error()
+		}
+		return shown == want, fmt.Sprintf("%s = %s", name, shown)
 	}
 }
 

@@ -105,6 +105,25 @@ func startTask(t *testing.T, su, conn *pgx.Conn, query string) runningTask {
 	return rt
 }
 
+// waitIdleWorker waits until role has exactly one worker and it waits
+// idle for more tasks (on its latch: wait_event Extension).
+func waitIdleWorker(t *testing.T, su *pgx.Conn, role string) {
+	t.Helper()
+	requirePoll(t, waitTimeout, "a worker of "+role+" waiting idle", whileConnected(su, func() (bool, string) {
+		evs, err := queryRows[string](su, `SELECT coalesce(wait_event, '<none>') FROM pg_stat_activity
+			WHERE backend_type = $1 AND usename = $2`, backendWorker, role)
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(evs) == 1 && evs[0] == "Extension", fmt.Sprintf("wait events of its workers: %v", evs)
+	}))
+}
+
+// cancelBound is how soon a canceled task's worker must stop running it:
+// the cancel is a signal, at once, and the tasks canceled in the tests
+// run for a minute when it is lost; the rest is a loaded machine.
+const cancelBound = 5 * time.Second
+
 // stillRunning reports whether rt's worker still shows rt's query as 'active'.
 func stillRunning(conn *pgx.Conn, rt runningTask) (bool, error) {
 	var n int

@@ -234,8 +234,6 @@ func requireCanceledRow(t *testing.T, r task, wantSQLState string) {
 // latest).
 func waitNoWorkers(t *testing.T, su *pgx.Conn) {
 	t.Helper()
-	require.Eventually(t, func() bool {
-		return queryOne[int64](t, su, `SELECT count(*) FROM pg_stat_activity
-			WHERE backend_type = 'lantern_async worker'`) == 0
-	}, time.Minute, 20*time.Millisecond, "no lantern_async worker left")
+	requirePoll(t, time.Minute, "no lantern_async worker left",
+		rowsLeft(su, 0, "pg_stat_activity WHERE backend_type = $1", backendWorker))
 }

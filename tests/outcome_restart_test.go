@@ -104,7 +104,8 @@ func waitBurstFlowing(t *testing.T, conn *pgx.Conn, ts []outcomeTask) {
 
 // requireOutcomesExact waits until every task is final, then asserts
 // succeeded ⇔ its marker row exists (exactly once) and failed ⇒ absent.
-func requireOutcomesExact(t *testing.T, su *pgx.Conn, marker string, ts []outcomeTask) {
+// It returns how many failed.
+func requireOutcomesExact(t *testing.T, su *pgx.Conn, marker string, ts []outcomeTask) (failed int) {
 	t.Helper()
 	ids := make([]int64, len(ts))
 	for i, ot := range ts {
@@ -117,7 +118,7 @@ func requireOutcomesExact(t *testing.T, su *pgx.Conn, marker string, ts []outcom
 	for _, v := range markerValues(t, marker) {
 		present[v]++
 	}
-	var succeeded, failed int
+	var succeeded int
 	for i, ot := range ts {
 		switch st[i] {
 		case "succeeded":
@@ -132,11 +133,15 @@ func requireOutcomesExact(t *testing.T, su *pgx.Conn, marker string, ts []outcom
 		}
 	}
 	t.Logf("%d tasks: %d succeeded, %d failed", len(ts), succeeded, failed)
+	return failed
 }
 
 // TestOutcomeExactAcrossRestarts: bursts of tasks and one pinned task per
 // cycle, restarted fast or immediate in each cycle; at the end every
-// task's status agrees with whether its work committed.
+// task's status agrees with whether its work committed. That holds
+// vacuously if every restart came between tasks: at least one must have
+// found tasks running (seen just before it) and interrupted one (57P01,
+// failed, its work rolled back).
 func TestOutcomeExactAcrossRestarts(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
@@ -144,17 +149,32 @@ func TestOutcomeExactAcrossRestarts(t *testing.T) {
 	marker := markerTable(t, su, "outcome", role)
 
 	var all []outcomeTask
+	midTask := 0 // restarts that found a task running
 	for cycle, mode := range outcomeRestartModes {
 		pinned := pinOutcome(t, su, connect(t, role), marker, 1_000_000+cycle)
 		burst := submitBurst(t, su, marker, cycle*outcomeBurst, outcomeBurst)
 		all = append(append(all, pinned), burst...)
 		waitBurstFlowing(t, su, burst)
 
+		if queryOne[int](t, su, "SELECT count(*)::int FROM lantern.tasks WHERE status = 'running' AND (jobid = $1 OR jobid BETWEEN $2 AND $3)",
+			pinned.id, burst[0].id, burst[len(burst)-1].id) > 0 {
+			midTask++
+		}
 		require.NoError(t, cluster.Restart(mode), "restart -m %s (cycle %d)", mode, cycle)
 		requireHealthy(t)
 		su = connect(t, superuser)
 	}
-	requireOutcomesExact(t, su, marker, all)
+	failed := requireOutcomesExact(t, su, marker, all)
+	ids := make([]int64, len(all))
+	for i, ot := range all {
+		ids[i] = ot.id
+	}
+	interrupted := queryOne[int](t, su, `SELECT count(*)::int FROM lantern.tasks t JOIN lantern.task_errors e USING (jobid)
+		WHERE t.jobid = ANY($1) AND t.status = 'failed' AND e.sqlstate = '57P01'`, ids)
+	t.Logf("%d of %d restarts found tasks running; %d tasks interrupted (57P01)", midTask, len(outcomeRestartModes), interrupted)
+	require.Positive(t, midTask, "no restart landed while a task was running: the exactness above held vacuously")
+	require.Positive(t, failed, "no task failed: no restart interrupted one")
+	require.Positive(t, interrupted, "no task ended failed because a restart stopped it (57P01)")
 
 	requireSucceeded(t, su, submit(t, su, markerInsert(marker, -1)))
 }

@@ -54,18 +54,21 @@ func TestTaskProgressOfAnIndexBuild(t *testing.T) {
 	id := submit(t, su, fmt.Sprintf("SET maintenance_work_mem = '1MB'; SET max_parallel_maintenance_workers = 0; CREATE INDEX ON %s (v)", tbl))
 	var seen progressRow
 	var sawRunning bool
-	require.Eventually(t, func() bool {
+	requirePoll(t, waitTimeout, fmt.Sprintf("task %d in task_progress with CREATE INDEX progress", id), whileConnected(su, func() (bool, string) {
 		r, ok, err := readProgress(su, id)
-		require.NoError(t, err)
-		if ok {
-			sawRunning = true
-			if r.command != nil && r.total != nil && *r.total > 0 && r.percent != nil {
-				seen = r
-				return true
-			}
+		if err != nil {
+			return false, err.Error()
 		}
-		return false
-	}, waitTimeout, 5*time.Millisecond, "task %d in task_progress with CREATE INDEX progress", id)
+		if !ok {
+			return false, "no row"
+		}
+		sawRunning = true
+		if r.command != nil && r.total != nil && *r.total > 0 && r.percent != nil {
+			seen = r
+			return true, "progress"
+		}
+		return false, fmt.Sprintf("command %q, total %d, percent %.1f", deref(r.command), deref(r.total), deref(r.percent))
+	}))
 	require.True(t, sawRunning)
 	t.Logf("task %d: pid %d, %s, phase %q, %d of %d (%.1f %%)", id, seen.pid, *seen.command, deref(seen.phase), deref(seen.done), *seen.total, *seen.percent)
 	require.Equal(t, "CREATE INDEX", *seen.command)
@@ -110,9 +113,16 @@ func TestTaskProgressIgnoresApplicationName(t *testing.T) {
 	lock.release(t)
 	requireSucceeded(t, su, id)
 	// Between tasks the worker's application_name is the role's own again.
-	require.Eventually(t, func() bool {
+	// (A worker that has left since has no name left either.)
+	requirePoll(t, waitTimeout, "the idle worker's application_name is reset", whileConnected(su, func() (bool, string) {
 		var name *string
 		err := su.QueryRow(context.Background(), "SELECT application_name FROM pg_stat_activity WHERE pid = $1", r.pid).Scan(&name)
-		return err != nil || deref(name) == ""
-	}, waitTimeout, 10*time.Millisecond, "the idle worker's application_name is reset")
+		if errors.Is(err, pgx.ErrNoRows) {
+			return true, "the worker exited"
+		}
+		if err != nil {
+			return false, err.Error()
+		}
+		return deref(name) == "", fmt.Sprintf("application_name %q", deref(name))
+	}))
 }

@@ -386,6 +386,7 @@ func TestTaskTimeoutOn020(t *testing.T) {
 	require.Equal(t, perTaskTimeoutMessage("00:00:00.5"), requireFailed(t, conn, own))
 	after, err := workerPidsIn(su, db, "alice")
 	require.NoError(t, err)
+	require.NotEmpty(t, after, "alice's worker still waits idle in %s (worker_idle_timeout 1 min)", db)
 	for _, pid := range after {
 		require.True(t, slices.Contains(before, pid), "worker %d of %v started after the update (before: %v)", pid, after, before)
 	}
