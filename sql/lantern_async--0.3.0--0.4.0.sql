@@ -40,3 +40,15 @@ LEFT JOIN (
            CASE WHEN y.bytes_total OPERATOR(pg_catalog.<>) 0 THEN y.bytes_total END
     FROM pg_catalog.pg_stat_progress_copy y
 ) p ON p.pid OPERATOR(pg_catalog.=) r.pid;
+
+-- The database each task was submitted in (by OID): a task runs only
+-- there, and the copies of its rows in a copied database end failed.
+-- Tasks queued before the update belong to this database.  (A copy made
+-- before the update cannot be told from its original: both keep their
+-- rows.)
+ALTER TABLE lantern.task_owners ADD COLUMN datid pg_catalog.oid;
+UPDATE lantern.task_owners SET datid = (SELECT d.oid FROM pg_catalog.pg_database d
+                                        WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database());
+ALTER TABLE lantern.task_owners ALTER COLUMN datid SET NOT NULL;
+
+COMMENT ON TABLE lantern.task_owners IS 'The role (by OID) that submitted each task through lantern.async_task(), its time limit, and the database (by OID) it was submitted in';

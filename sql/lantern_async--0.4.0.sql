@@ -133,10 +133,16 @@ CREATE TABLE lantern.task_errors (
 -- The role that submitted each task, by OID: names can be dropped and
 -- re-created or swapped, a role's OID cannot.  Written only by async_task;
 -- a row of lantern.tasks without one was not submitted through it and
--- never runs.
+-- never runs.  timeout: the task's own time limit (NULL: the worker
+-- session's lantern_async.task_timeout, set per role, database or server).
+-- datid: the database the task was submitted in (by OID); a copy of the
+-- database (CREATE DATABASE ... TEMPLATE) holds copies of these rows, and
+-- a task runs only where it was submitted: its copies end failed.
 CREATE TABLE lantern.task_owners (
     jobid bigint PRIMARY KEY REFERENCES lantern.tasks (jobid) ON DELETE CASCADE,
-    roleid pg_catalog.oid NOT NULL
+    roleid pg_catalog.oid NOT NULL,
+    timeout interval,
+    datid pg_catalog.oid NOT NULL
 );
 CREATE INDEX task_owners_role_idx ON lantern.task_owners (roleid, jobid);
 
@@ -167,7 +173,7 @@ CREATE POLICY task_errors_own_rows ON lantern.task_errors FOR SELECT
 -- The queue is small and hot: vacuum it often.
 ALTER TABLE lantern.tasks SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_analyze_scale_factor = 0.01);
 
-COMMENT ON TABLE lantern.task_owners IS 'The role (by OID) that submitted each task through lantern.async_task()';
+COMMENT ON TABLE lantern.task_owners IS 'The role (by OID) that submitted each task through lantern.async_task(), its time limit, and the database (by OID) it was submitted in';
 COMMENT ON TABLE lantern.tasks IS 'Background tasks submitted with lantern.async_task(); status: pending, running, succeeded, failed, canceled';
 COMMENT ON FUNCTION lantern.async_task(pg_catalog.text) IS 'Queue a query to run in the background as the current user; returns its jobid';
 COMMENT ON FUNCTION lantern.async_task(pg_catalog.text, pg_catalog.text) IS 'Queue a query, with a job name, to run in the background as the current user; returns its jobid';
@@ -179,10 +185,6 @@ COMMENT ON FUNCTION lantern.cancel_all_async_tasks() IS 'Cancel the caller''s un
 -- time: a row finished by a cutoff was submitted before it.)
 CREATE INDEX tasks_finished_idx ON lantern.tasks (started_at)
     WHERE status OPERATOR(pg_catalog.=) ANY (ARRAY['succeeded', 'failed', 'canceled']);
-
--- A per-task limit on how long the task may run (NULL: the worker session's
--- lantern_async.task_timeout, set per role, database or server).
-ALTER TABLE lantern.task_owners ADD COLUMN timeout interval;
 
 CREATE FUNCTION lantern.async_task(query pg_catalog.text, job_name pg_catalog.text, timeout interval)
     RETURNS bigint
