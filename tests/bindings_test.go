@@ -114,7 +114,9 @@ var (
 		"text", "character varying", "character", "name", "oid", "boolean",
 		"timestamp with time zone", "timestamp without time zone", "interval", "regclass"}
 	plantFunctions = []string{"now", "clock_timestamp", "round", "nextval", "current_setting", "current_database",
-		"format", "pg_get_userbyid", "aclexplode", "text", "numeric", "count", "min", "max"}
+		"format", "pg_get_userbyid", "aclexplode", "text", "numeric", "count", "min", "max",
+		// CURRENT_USER is a call of pg_catalog."current_user"() from 16 on
+		"current_user", "session_user"}
 	// Keywords that look like functions: the parser never calls a function
 	// by these names, but a planter would try.
 	plantKeywordFunctions = []string{"coalesce", "nullif", "greatest", "least"}
