@@ -1,8 +1,10 @@
 package tests
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -113,10 +115,14 @@ var (
 	plantTypes   = []string{"smallint", "integer", "bigint", "numeric", "real", "double precision",
 		"text", "character varying", "character", "name", "oid", "boolean",
 		"timestamp with time zone", "timestamp without time zone", "interval", "regclass"}
-	plantFunctions = []string{"now", "clock_timestamp", "round", "nextval", "current_setting", "current_database",
+	// Argument types of the one-argument function plants only.
+	plantArrayTypes = []string{"bigint[]", "integer[]", "text[]", "oid[]"}
+	plantFunctions  = []string{"now", "clock_timestamp", "round", "nextval", "current_setting", "current_database",
 		"format", "pg_get_userbyid", "aclexplode", "text", "numeric", "count", "min", "max",
 		// CURRENT_USER is a call of pg_catalog."current_user"() from 16 on
-		"current_user", "session_user"}
+		"current_user", "session_user",
+		// what the lantern-async command (cmd/lantern-async) calls
+		"unnest", "cardinality", "extract"}
 	// Keywords that look like functions: the parser never calls a function
 	// by these names, but a planter would try.
 	plantKeywordFunctions = []string{"coalesce", "nullif", "greatest", "least"}
@@ -164,9 +170,10 @@ DECLARE
     types text[] := %[5]s;
     funcs text[] := %[6]s;
     keywords text[] := %[7]s;
+    arrays text[] := %[8]s;
     sch text; s text; a text; b text; f text; rt text; fn text; n int := 0; k int;
     p record;
-    argl text; callargs text;
+    argl text; callargs text; nulls text; srf bool;
 BEGIN
     FOREACH sch IN ARRAY schemas LOOP
         n := 0;
@@ -217,15 +224,24 @@ BEGIN
             END LOOP;
             -- and for every combination of the common types, up to two arguments
             FOR k IN 0..2 LOOP
-                FOREACH a IN ARRAY CASE WHEN k OPERATOR(pg_catalog.=) 0 THEN ARRAY['']::text[] ELSE types END LOOP
+                FOREACH a IN ARRAY CASE k WHEN 0 THEN ARRAY['']::text[] WHEN 1 THEN types OPERATOR(pg_catalog.||) arrays ELSE types END LOOP
                     FOREACH b IN ARRAY CASE WHEN k OPERATOR(pg_catalog.<) 2 THEN ARRAY['']::text[] ELSE types END LOOP
                         argl := CASE k WHEN 0 THEN '' WHEN 1 THEN a ELSE a || ', ' || b END;
+                        nulls := CASE k WHEN 0 THEN '' WHEN 1 THEN 'NULL::' || a ELSE 'NULL::' || a || ', NULL::' || b END;
                         BEGIN
-                            EXECUTE pg_catalog.format('SELECT pg_catalog.pg_typeof(pg_catalog.%%I(%%s))::text', f,
-                                CASE k WHEN 0 THEN '' WHEN 1 THEN 'NULL::' || a ELSE 'NULL::' || a || ', NULL::' || b END) INTO rt;
+                            EXECUTE pg_catalog.format('SELECT pg_catalog.pg_typeof(pg_catalog.%%I(%%s))::text', f, nulls) INTO rt;
+                            srf := rt IS NULL;
+                            IF srf THEN
+                                -- a set-returning function gave no row: its type from a view's column
+                                EXECUTE pg_catalog.format('CREATE TEMP VIEW trap_probe AS SELECT pg_catalog.%%I(%%s) AS x', f, nulls);
+                                SELECT pg_catalog.format_type(t.atttypid, t.atttypmod) INTO rt FROM pg_catalog.pg_attribute t
+                                WHERE t.attrelid OPERATOR(pg_catalog.=) 'pg_temp.trap_probe'::pg_catalog.regclass AND t.attnum OPERATOR(pg_catalog.=) 1;
+                                DROP VIEW pg_temp.trap_probe;
+                            END IF;
                             CONTINUE WHEN rt IS NULL OR rt IN ('record', 'void');
-                            EXECUTE pg_catalog.format($f$CREATE FUNCTION %%I.%%I(%%s) RETURNS %%s LANGUAGE plpgsql AS $b$BEGIN PERFORM public.caught(%%L); RETURN pg_catalog.%%I(%%s); END$b$$f$,
-                                sch, f, argl, rt, pg_catalog.format('%%s.%%s(%%s)', sch, f, argl), f,
+                            EXECUTE pg_catalog.format($f$CREATE FUNCTION %%I.%%I(%%s) RETURNS %%s%%s LANGUAGE plpgsql AS $b$BEGIN PERFORM public.caught(%%L); %%s pg_catalog.%%I(%%s); END$b$$f$,
+                                sch, f, argl, CASE WHEN srf THEN 'SETOF ' ELSE '' END, rt, pg_catalog.format('%%s.%%s(%%s)', sch, f, argl),
+                                CASE WHEN srf THEN 'RETURN QUERY SELECT * FROM' ELSE 'RETURN' END, f,
                                 CASE k WHEN 0 THEN '' WHEN 1 THEN '$1' ELSE '$1, $2' END);
                             INSERT INTO public.planted VALUES (sch, 'function', f, argl);
                         EXCEPTION WHEN OTHERS THEN NULL;
@@ -251,7 +267,8 @@ $plant$;
 -- The plants' own definitions may have used one another: start counting now.
 SELECT pg_catalog.setval('public.trap_calls', 1, false);
 TRUNCATE public.trap_log;`, owner, superuser, lit(superuser),
-		sqlArray(plantSymbols), sqlArray(plantTypes), sqlArray(plantFunctions), sqlArray(plantKeywordFunctions))
+		sqlArray(plantSymbols), sqlArray(plantTypes), sqlArray(plantFunctions), sqlArray(plantKeywordFunctions),
+		sqlArray(plantArrayTypes))
 }
 
 // catalogConn connects to db as the superuser with search_path pinned to
@@ -358,16 +375,17 @@ func TestBindingsHostileDatabase(t *testing.T) {
 			"SELECT string_agg(kind || 's in ' || schema || ': ' || n::text, ', ') FROM (SELECT schema, kind, count(*) n FROM public.planted GROUP BY 1, 2) x"))
 	}()
 
-	var fresh string
+	var fresh, freshDB string
+	parent := t
 	for _, from := range []string{"", "0.1.0", "0.2.0", "0.3.0"} {
 		name := "fresh"
 		if from != "" {
 			name = "from_" + strings.ReplaceAll(from, ".", "")
 		}
 		ok := t.Run(name, func(t *testing.T) {
-			fp := hostileInstall(t, su, template, mallory, from)
+			db, fp := hostileInstall(t, parent, su, template, mallory, from)
 			if from == "" {
-				fresh = fp
+				fresh, freshDB = fp, db
 			} else {
 				require.Equal(t, fresh, fp, "an updated %s must be exactly a fresh %s, bindings included", from, currentVersion)
 			}
@@ -376,14 +394,30 @@ func TestBindingsHostileDatabase(t *testing.T) {
 			return
 		}
 	}
+
+	// The lantern-async command, run by the administrator there.
+	t.Run("cli", func(t *testing.T) {
+		bin := buildCLI(t)
+		m := connectTo(t, cluster, freshDB, mallory)
+		jobid := submit(t, m, "SELECT 1")
+		for _, args := range [][]string{{"wait", fmt.Sprint(jobid)}, {"list"}, {"list", "--status", "succeeded"}, {"show", fmt.Sprint(jobid)}} {
+			c, cancel := context.WithTimeout(context.Background(), cliTimeout)
+			out, err := exec.CommandContext(c, bin, append([]string{"--dsn", cluster.DSN(freshDB, superuser)}, args...)...).CombinedOutput()
+			cancel()
+			require.NoError(t, err, "lantern-async %v:\n%s", args, out)
+		}
+		requireNotCaught(t, catalogConn(t, freshDB), mallory, "the lantern-async command")
+	})
 }
 
 // hostileInstall copies the planted template, installs the extension there
 // (version from, then ALTER EXTENSION UPDATE; "" for the current one), runs
-// the checks and returns the extension's fingerprint.
-func hostileInstall(t *testing.T, su *pgx.Conn, template, mallory, from string) string {
+// the checks and returns the database (dropped when parent ends) and the
+// extension's fingerprint.
+func hostileInstall(t, parent *testing.T, su *pgx.Conn, template, mallory, from string) (string, string) {
 	db := ident(t, uniq("hostile"))
-	dropDatabaseAtEnd(t, db)
+	dropDatabaseAtEnd(parent, db) // the fresh one is used again after its subtest
+
 	mustExec(t, su, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s OWNER %s", db, template, mallory))
 
 	// The administrator's session: the default search_path ("$user", public).
@@ -416,7 +450,7 @@ func hostileInstall(t *testing.T, su *pgx.Conn, template, mallory, from string) 
 	done := submit(t, m, "SELECT 1")
 	require.Equal(t, "succeeded", queryOne[string](t, m, "CALL lantern.wait_task($1, '30 s', NULL)", done))
 	requireNotCaught(t, cat, mallory, "using")
-	return queryOne[string](t, cat, extensionFingerprint)
+	return db, queryOne[string](t, cat, extensionFingerprint)
 }
 
 // requireNotCaught: no plant was ever called, by anyone (the sequence
