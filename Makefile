@@ -27,7 +27,8 @@ OBJS = cgo/loader/loader.o cgo/loader/guc.o cgo/loader/shmem.o \
        cgo/loader/sqlguard.o
 DATA = sql/lantern_async--0.1.0.sql sql/lantern_async--0.2.0.sql \
        sql/lantern_async--0.1.0--0.2.0.sql sql/lantern_async--0.3.0.sql \
-       sql/lantern_async--0.2.0--0.3.0.sql
+       sql/lantern_async--0.2.0--0.3.0.sql sql/lantern_async--0.4.0.sql \
+       sql/lantern_async--0.3.0--0.4.0.sql
 PGFILEDESC = "lantern_async - background tasks inside PostgreSQL"
 
 GO_LIB = lantern_async_go.so

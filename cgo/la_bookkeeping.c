@@ -131,16 +131,18 @@ typedef struct LaClaim
  * outcome commits; the row stays locked by this transaction meanwhile, so
  * a scout's orphan sweep, which skips locked rows, cannot take it.)
  */
-static LaSavedPlan la_claim_plans[2];	/* without, with task_owners.timeout */
+static LaSavedPlan la_claim_plans[3];	/* 0.2.0, 0.3.0 (timeout), 0.4.0 (timeout, datid) */
 
 static void
 la_bk_claim_body(LaPrivileged *p, void *arg)
 {
 	LaClaim    *c = arg;
-	Oid			types[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(GetAuthenticatedUserId())};
+	Oid			types[2] = {OIDOID, OIDOID};
+	Datum		values[2] = {ObjectIdGetDatum(GetAuthenticatedUserId()), ObjectIdGetDatum(MyDatabaseId)};
 	/* A database still at 0.2.0 has no per-task timeouts. */
 	bool		with_timeout = la_queue_has_timeout(&p->cat);
+	/* From 0.4.0 on, only tasks submitted in this database (not a copy's) run here. */
+	bool		with_datid = with_timeout && la_queue_has_datid(&p->cat);
 	char	   *sql;
 	int			rc;
 
@@ -159,13 +161,14 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 				   "WHERE u.status = 'pending' AND u.jobid = ("
 				   "  SELECT t.jobid FROM %s t "
 				   "  WHERE t.status = 'pending' "
-				   "    AND (SELECT o.roleid FROM %s o WHERE o.jobid = t.jobid) = $1 "
+				   "    AND (SELECT o.roleid FROM %s o WHERE o.jobid = t.jobid%s) = $1 "
 	/* dropped (or, on 15, NOLOGIN) since this worker logged in: a scout fails its tasks */
 				   "    AND EXISTS (SELECT FROM pg_catalog.pg_authid r "
 				   "                WHERE r.oid = $1 AND " LA_ROLE_LOGIN_SQL ") "
 				   "  ORDER BY t.jobid LIMIT 1 FOR UPDATE OF t SKIP LOCKED) "
 				   "RETURNING u.jobid, u.query%s",
 				   p->cat.tasks_name, p->cat.tasks_name, p->cat.task_owners_name,
+				   with_datid ? " AND o.datid = $2" : "",
 				   with_timeout ? psprintf(", (SELECT o.timeout FROM %s o WHERE o.jobid = u.jobid)",
 										   p->cat.task_owners_name) : "");
 
@@ -175,8 +178,8 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 	 * one's owner and sort them, for every claim (quadratic in a burst).
 	 */
 	la_bk_pin_ordered_walk();
-	rc = SPI_execute_plan(la_queue_plan(&la_claim_plans[with_timeout ? 1 : 0], p->cat.tasks,
-										sql, 1, types),
+	rc = SPI_execute_plan(la_queue_plan(&la_claim_plans[with_datid ? 2 : with_timeout ? 1 : 0],
+										p->cat.tasks, sql, with_datid ? 2 : 1, types),
 						  values, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "lantern_async could not claim a task: %s", SPI_result_code_string(rc));

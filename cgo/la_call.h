@@ -95,6 +95,17 @@ extern bool la_bk_queues(LaQueueRow **rows, int *nrows, LaError *err);
 extern bool la_bk_fail_orphans(const LaSettle *settle, int64_t *count, LaError *err);
 extern uint32_t la_bk_database(void);
 
+/* la_copies.c: unfinished tasks a copied database inherited */
+typedef struct LaCopiedRow
+{
+	char	   *datname;		/* NULL: that database no longer exists */
+	int64_t		unfinished;		/* its tasks here still pending or running */
+	uint32_t	datid;			/* the database they were submitted in */
+} LaCopiedRow;
+
+extern bool la_copies_list(LaCopiedRow **rows, int *nrows, LaError *err);
+extern bool la_copies_fail(uint32_t datid, const LaSettle *settle, int64_t *count, LaError *err);
+
 /* la_history.c */
 #define LA_HISTORY_BATCH 500
 extern bool la_history_expire_batch(int64_t *deleted, LaError *err);

@@ -24,11 +24,13 @@ type site struct {
 
 // siteOut holds the helpers' out-parameters in C memory, allocated once.
 type siteOut struct {
-	ready C.bool
-	rows  *C.LaQueueRow
-	nrows C.int
-	count C.int64_t
-	lost  [C.LA_LOST_MAX_VIEWS]C.LaLostView
+	ready   C.bool
+	rows    *C.LaQueueRow
+	nrows   C.int
+	copies  *C.LaCopiedRow
+	ncopies C.int
+	count   C.int64_t
+	lost    [C.LA_LOST_MAX_VIEWS]C.LaLostView
 }
 
 func newSite(pg *pg, slot C.int) *site {
@@ -108,6 +110,33 @@ func (s *site) Queues() ([]control.RoleQueue, error) {
 		})
 	}
 	return queues, nil
+}
+
+func (s *site) Copied() ([]control.CopiedQueue, error) {
+	if !C.la_copies_list(&s.out.copies, &s.out.ncopies, s.pg.err) {
+		return nil, s.pg.lastError()
+	}
+	rows := unsafe.Slice(s.out.copies, int(s.out.ncopies))
+	copies := make([]control.CopiedQueue, 0, len(rows))
+	for _, r := range rows {
+		q := control.CopiedQueue{DB: uint32(r.datid), Unfinished: int64(r.unfinished)}
+		if r.datname != nil {
+			q.Name, q.Exists = C.GoString(r.datname), true
+		}
+		copies = append(copies, q)
+	}
+	return copies, nil
+}
+
+// FailCopied never waits for a row lock a user can hold (a later sweep
+// settles such rows).
+func (s *site) FailCopied(db uint32, from bgworker.Status, o bgworker.Outcome) (int64, error) {
+	st := newCSettle(settleFilter{skipLocked: true}, from, &o)
+	defer freeCSettle(st)
+	if !C.la_copies_fail(C.uint32_t(db), st, &s.out.count, s.pg.err) {
+		return 0, s.pg.lastError()
+	}
+	return int64(s.out.count), nil
 }
 
 func (s *site) Note(roleID uint32, pending int64) {

@@ -35,6 +35,16 @@ type Selection struct {
 	WaitForLocks bool
 }
 
+// CopiedQueue counts the unfinished tasks in the scout's database that were
+// submitted in another one: their rows came with a copy of that database
+// (CREATE DATABASE ... TEMPLATE). They never run here.
+type CopiedQueue struct {
+	DB         uint32 // the database they were submitted in, by OID
+	Name       string // its name, when it still exists
+	Exists     bool
+	Unfinished int64
+}
+
 // LostTask is a task whose worker ended while running it.
 type LostTask struct {
 	JobID    int64
@@ -59,6 +69,12 @@ type Site interface {
 	// Rows a user holds locked are left for a later sweep, never waited
 	// for, unless sel.WaitForLocks.
 	Settle(sel Selection, from bgworker.Status, outcome bgworker.Outcome) (int64, error)
+	// Copied lists the other databases that unfinished tasks here were
+	// submitted in; FailCopied settles those tasks in status from (every
+	// one that db recorded), leaving rows a user holds locked for a later
+	// sweep.
+	Copied() ([]CopiedQueue, error)
+	FailCopied(db uint32, from bgworker.Status, outcome bgworker.Outcome) (int64, error)
 	// FailOrphans fails the tasks 'running' that no live process runs.
 	FailOrphans(outcome bgworker.Outcome) (int64, error)
 	// Queues lists the roles with pending tasks, oldest task first.
@@ -123,6 +139,11 @@ func (s *Scout) sweep() error {
 	if err := s.settleLost(); err != nil {
 		return err
 	}
+	// Before the orphans: a copied 'running' row was never running here,
+	// and must say so rather than "the server stopped".
+	if err := s.failCopied(); err != nil {
+		return err
+	}
 	if err := s.failOrphans(); err != nil {
 		return err
 	}
@@ -178,6 +199,53 @@ func (s *Scout) failOrphans() error {
 		s.Log.Logf("lantern_async: marked %d task(s) that were running when %s as failed", n, orphanCause(s.StartSweep))
 	}
 	return err
+}
+
+// failCopied ends the tasks whose rows came with a copy of the database
+// they were submitted in: they run only there, once (README, "Crashes and
+// restarts").
+func (s *Scout) failCopied() error {
+	copies, err := s.Site.Copied()
+	if err != nil {
+		return err
+	}
+	for _, c := range copies {
+		var total int64
+		for _, from := range []bgworker.Status{bgworker.Pending, bgworker.Running} {
+			n, err := s.Site.FailCopied(c.DB, from, failure(0, submittedElsewhere(c)))
+			if err != nil {
+				return err
+			}
+			total += n
+		}
+		if total > 0 {
+			s.Log.Logf("lantern_async: marked %d task(s) submitted in %s as failed: this database holds a copy of their rows",
+				total, databaseName(c))
+		}
+	}
+	return nil
+}
+
+func databaseName(c CopiedQueue) string {
+	if c.Exists {
+		return fmt.Sprintf(`database "%s"`, c.Name)
+	}
+	return fmt.Sprintf("the database with OID %d, which no longer exists", c.DB)
+}
+
+// copiedSQLState is object_not_in_prerequisite_state: the task is fine,
+// this database is not where it may run.
+const copiedSQLState = "55000"
+
+func submittedElsewhere(c CopiedQueue) *pgerr.Error {
+	e := pgerr.New(copiedSQLState, "this task was submitted in another database")
+	if c.Exists {
+		e.Detail = fmt.Sprintf(`The task belongs to database "%s" (OID %d). This database holds a copy of its row (made by CREATE DATABASE ... TEMPLATE, for example), and a task runs only in the database it was submitted in.`, c.Name, c.DB)
+	} else {
+		e.Detail = fmt.Sprintf(`The task belongs to the database with OID %d, which no longer exists. This database holds a copy of its row (made by CREATE DATABASE ... TEMPLATE, for example), and a task runs only in the database it was submitted in.`, c.DB)
+	}
+	e.Hint = "Submit the task again in this database if it should run here."
+	return e
 }
 
 func orphanCause(start bool) string {

@@ -12,6 +12,12 @@ type settleCall struct {
 	Outcome bgworker.Outcome
 }
 
+type copiedFail struct {
+	DB      uint32
+	From    bgworker.Status
+	Outcome bgworker.Outcome
+}
+
 type noted struct {
 	RoleID  uint32
 	Pending int64
@@ -21,27 +27,32 @@ type noted struct {
 // (settleErrs, settleCounts, settled, retiring) are consumed one entry per call; once
 // empty, a call has its default result.
 type fakeSite struct {
-	installed    bool
-	installedErr error
-	lost         []LostTask // Found removes one
-	settleErrs   []error
-	settleCounts []int64 // rows each Settle changes; then settleCount
-	settleCount  int64
-	orphans      int64
-	orphansErr   error
-	queues       []RoleQueue
-	queuesErr    error
-	settled      []bool  // default true
-	retiring     []bool  // default false
-	expired      []int64 // rows each ExpireHistory deletes; then 0 (a full batch means more)
-	expireErr    error
-	noteHistErr  error
+	installed        bool
+	installedErr     error
+	lost             []LostTask // Found removes one
+	settleErrs       []error
+	settleCounts     []int64 // rows each Settle changes; then settleCount
+	settleCount      int64
+	orphans          int64
+	orphansErr       error
+	queues           []RoleQueue
+	queuesErr        error
+	copied           []CopiedQueue
+	copiedErr        error
+	failCopiedErr    error
+	failCopiedCounts []int64 // rows each FailCopied changes; then 0
+	settled          []bool  // default true
+	retiring         []bool  // default false
+	expired          []int64 // rows each ExpireHistory deletes; then 0 (a full batch means more)
+	expireErr        error
+	noteHistErr      error
 
-	calls   []string
-	settles []settleCall
-	found   []LostTask
-	notes   []noted
-	failed  []bgworker.Outcome // FailOrphans outcomes
+	calls       []string
+	settles     []settleCall
+	found       []LostTask
+	notes       []noted
+	failed      []bgworker.Outcome // FailOrphans outcomes
+	copiedFails []copiedFail
 }
 
 func newSite() *fakeSite { return &fakeSite{installed: true} }
@@ -92,6 +103,23 @@ func (s *fakeSite) FailOrphans(o bgworker.Outcome) (int64, error) {
 		return 0, s.orphansErr
 	}
 	return s.orphans, nil
+}
+
+func (s *fakeSite) Copied() ([]CopiedQueue, error) {
+	s.record("Copied")
+	if s.copiedErr != nil {
+		return nil, s.copiedErr
+	}
+	return s.copied, nil
+}
+
+func (s *fakeSite) FailCopied(db uint32, from bgworker.Status, o bgworker.Outcome) (int64, error) {
+	s.record("FailCopied")
+	s.copiedFails = append(s.copiedFails, copiedFail{DB: db, From: from, Outcome: o})
+	if s.failCopiedErr != nil {
+		return 0, s.failCopiedErr
+	}
+	return pop(&s.failCopiedCounts, 0), nil
 }
 
 func (s *fakeSite) Queues() ([]RoleQueue, error) {

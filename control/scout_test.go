@@ -64,7 +64,7 @@ func TestScoutSettlesLostTasks(t *testing.T) {
 	assert.Equal(t, []string{
 		"Retiring", "Looking", "Installed", "Lost",
 		"Settle", "Found", "Settle", "Found",
-		"FailOrphans", "Queues", "ExpireHistory", "NoteHistory", "Settled",
+		"Copied", "FailOrphans", "Queues", "ExpireHistory", "NoteHistory", "Settled",
 	}, site.calls, "each lost task is settled, then found; all before the orphans are failed")
 	assert.Empty(t, log.lines)
 }
@@ -175,7 +175,7 @@ func TestScoutSweepsAgainWhenNotSettled(t *testing.T) {
 	assert.True(t, strings.HasPrefix(site.failed[0].Message, serverStoppedMsg), "first sweep: %q", site.failed[0].Message)
 	assert.True(t, strings.HasPrefix(site.failed[1].Message, workerLostMsg), "second sweep: %q", site.failed[1].Message)
 	assert.False(t, s.StartSweep)
-	assert.Equal(t, []string{"Settled", "Retiring", "Looking", "Installed"}, site.calls[9:13])
+	assert.Equal(t, []string{"Settled", "Retiring", "Looking", "Installed"}, site.calls[10:14])
 }
 
 func TestScoutLeavesWhenRetiring(t *testing.T) {
@@ -206,14 +206,20 @@ func TestScoutReturnsSiteErrors(t *testing.T) {
 			s.lost = []LostTask{{JobID: 7}, {JobID: 8}}
 			s.settleErrs = []error{errSite}
 		}, calls: []string{"Retiring", "Looking", "Installed", "Lost", "Settle"}},
+		{name: "Copied", script: func(s *fakeSite) { s.copiedErr = errSite },
+			calls: []string{"Retiring", "Looking", "Installed", "Lost", "Copied"}},
+		{name: "FailCopied", script: func(s *fakeSite) {
+			s.copied = []CopiedQueue{{DB: 5, Name: "app", Exists: true, Unfinished: 1}}
+			s.failCopiedErr = errSite
+		}, calls: []string{"Retiring", "Looking", "Installed", "Lost", "Copied", "FailCopied"}},
 		{name: "FailOrphans", script: func(s *fakeSite) { s.orphansErr = errSite },
-			calls: []string{"Retiring", "Looking", "Installed", "Lost", "FailOrphans"}},
+			calls: []string{"Retiring", "Looking", "Installed", "Lost", "Copied", "FailOrphans"}},
 		{name: "Queues", script: func(s *fakeSite) { s.queuesErr = errSite },
-			calls: []string{"Retiring", "Looking", "Installed", "Lost", "FailOrphans", "Queues"}},
+			calls: []string{"Retiring", "Looking", "Installed", "Lost", "Copied", "FailOrphans", "Queues"}},
 		{name: "Settle of an unrunnable queue", script: func(s *fakeSite) {
 			s.queues = []RoleQueue{unowned("mallory", 1), queue("a", keyA.Role, 1)}
 			s.settleErrs = []error{errSite}
-		}, calls: []string{"Retiring", "Looking", "Installed", "Lost", "FailOrphans", "Queues", "Settle"}},
+		}, calls: []string{"Retiring", "Looking", "Installed", "Lost", "Copied", "FailOrphans", "Queues", "Settle"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -289,4 +295,42 @@ func TestScoutStopsExpiringWhenRetiring(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 1, site.count("ExpireHistory"))
 	assert.Equal(t, 1, site.count("NoteHistory"))
+}
+
+// TestScoutFailsCopiedTasks: the unfinished tasks a copied database
+// inherited end failed, pending and running ones, before the orphans are
+// looked at, with a message that names the database they belong to.
+func TestScoutFailsCopiedTasks(t *testing.T) {
+	site := newSite()
+	site.copied = []CopiedQueue{
+		{DB: 16384, Name: "app", Exists: true, Unfinished: 3},
+		{DB: 16999, Unfinished: 1},
+	}
+	site.failCopiedCounts = []int64{2, 1, 1, 0}
+
+	_, log := runScout(t, site, true)
+	assert.Equal(t, []string{
+		"Retiring", "Looking", "Installed", "Lost",
+		"Copied", "FailCopied", "FailCopied", "FailCopied", "FailCopied",
+		"FailOrphans", "Queues", "ExpireHistory", "NoteHistory", "Settled",
+	}, site.calls)
+	require.Len(t, site.copiedFails, 4)
+	for i, want := range []struct {
+		db   uint32
+		from bgworker.Status
+	}{{16384, bgworker.Pending}, {16384, bgworker.Running}, {16999, bgworker.Pending}, {16999, bgworker.Running}} {
+		got := site.copiedFails[i]
+		assert.Equal(t, want.db, got.DB)
+		assert.Equal(t, want.from, got.From)
+		assert.Zero(t, got.Outcome.JobID, "every task of that database")
+		assert.Equal(t, bgworker.Failed, got.Outcome.Status)
+		assert.Equal(t, "55000", got.Outcome.SQLState)
+		assert.True(t, strings.HasPrefix(got.Outcome.Message, "ERROR:  this task was submitted in another database\n"), got.Outcome.Message)
+	}
+	assert.Contains(t, site.copiedFails[0].Outcome.Message, `DETAIL:  The task belongs to database "app" (OID 16384).`)
+	assert.Contains(t, site.copiedFails[2].Outcome.Message, "DETAIL:  The task belongs to the database with OID 16999, which no longer exists.")
+	assert.Equal(t, []string{
+		`lantern_async: marked 3 task(s) submitted in database "app" as failed: this database holds a copy of their rows`,
+		"lantern_async: marked 1 task(s) submitted in the database with OID 16999, which no longer exists as failed: this database holds a copy of their rows",
+	}, log.lines)
 }

@@ -56,7 +56,8 @@ func plantTask(t *testing.T, su *pgx.Conn, role string, id int64) {
 	t.Helper()
 	mustExec(t, su, `
 		WITH t AS (INSERT INTO lantern.tasks (jobid, query, username, status) VALUES ($1, 'SELECT 1', $2, 'pending'))
-		INSERT INTO lantern.task_owners (jobid, roleid) SELECT $1, oid FROM pg_roles WHERE rolname = $2`, id, role)
+		INSERT INTO lantern.task_owners (jobid, roleid, datid)
+		SELECT $1, oid, (SELECT oid FROM pg_database WHERE datname = current_database()) FROM pg_roles WHERE rolname = $2`, id, role)
 }
 
 // TestCancelTaskOfNonPositiveJobidTouchesNoOtherTask: cancel_task(0) and

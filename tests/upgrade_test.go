@@ -2,6 +2,7 @@ package tests
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -12,38 +13,63 @@ import (
 // ALTER EXTENSION lantern_async UPDATE the same state as a fresh install,
 // and its queued tasks then run as the roles that queued them.
 
-// extensionFingerprint describes everything the extension defines in
-// schema lantern: members, columns and defaults, constraints, indexes,
-// policies, privileges, row-level security, storage options and comments.
-const extensionFingerprint = `
-WITH ext AS (SELECT oid FROM pg_extension WHERE extname = 'lantern_async'),
+// extensionFingerprint describes everything the extension defines:
+// members, columns and defaults, constraints, indexes, policies (roles,
+// USING and WITH CHECK), privileges, row-level security, storage options,
+// comments, functions (symbol, language, kind, volatility, strictness,
+// parallel safety, SECURITY DEFINER, proconfig, argument and return types),
+// view bodies, and the bindings: what each of its objects and sub-objects
+// refers to in pg_depend, and every operator and function its stored
+// expressions call, by qualified identity (not OID; the OIDs in the names
+// of toast tables and foreign-key triggers are masked). Run it with
+// search_path = pg_catalog, pg_temp (see bindings_test.go's ownedObjectsCTE).
+var extensionFingerprint = ownedObjectsCTE + `,
 rels AS (SELECT c.oid FROM pg_class c WHERE c.relnamespace = 'lantern'::regnamespace)
-SELECT string_agg(line, E'\n' ORDER BY line) FROM (
-  SELECT 'member ' || pg_describe_object(d.classid, d.objid, d.objsubid)
-    FROM pg_depend d, ext WHERE d.refclassid = 'pg_extension'::regclass AND d.refobjid = ext.oid AND d.deptype = 'e'
+SELECT string_agg(regexp_replace(line, '(pg_toast_|RI_ConstraintTrigger_[ac]_)[0-9]+', '\1N', 'g'), E'\n' ORDER BY line) FROM (
+  SELECT 'member ' || pg_describe_object(m.classid, m.objid, 0) FROM members m
   UNION ALL SELECT 'column ' || a.attrelid::regclass || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
       || ' notnull=' || a.attnotnull || ' default=' || coalesce(pg_get_expr(ad.adbin, ad.adrelid), '')
+      || ' collation=' || coalesce(a.attcollation::regcollation::text, '')
     FROM pg_attribute a LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
     WHERE a.attrelid IN (SELECT oid FROM rels) AND a.attnum > 0 AND NOT a.attisdropped
   UNION ALL SELECT 'constraint ' || conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid)
     FROM pg_constraint WHERE connamespace = 'lantern'::regnamespace
   UNION ALL SELECT 'index ' || pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid IN (SELECT oid FROM rels)
-  UNION ALL SELECT 'policy ' || polrelid::regclass || ' ' || polname || ' ' || polcmd::text || ' ' || pg_get_expr(polqual, polrelid)
+  UNION ALL SELECT 'policy ' || polrelid::regclass || ' ' || polname || ' ' || polcmd::text || ' permissive=' || polpermissive
+      || ' roles=' || polroles::regrole[]::text || ' using=' || coalesce(pg_get_expr(polqual, polrelid), '')
+      || ' check=' || coalesce(pg_get_expr(polwithcheck, polrelid), '')
     FROM pg_policy WHERE polrelid IN (SELECT oid FROM rels)
-  UNION ALL SELECT 'relation ' || c.oid::regclass || ' acl=' || coalesce(c.relacl::text, '') || ' rls=' || c.relrowsecurity
+  UNION ALL SELECT 'relation ' || c.oid::regclass || ' kind=' || c.relkind::text || ' acl=' || coalesce(c.relacl::text, '')
+      || ' rls=' || c.relrowsecurity || ' force=' || c.relforcerowsecurity
       || ' options=' || coalesce(c.reloptions::text, '') || ' comment=' || coalesce(obj_description(c.oid, 'pg_class'), '')
     FROM pg_class c WHERE c.oid IN (SELECT oid FROM rels)
+  UNION ALL SELECT 'view ' || c.oid::regclass || ' ' || pg_get_viewdef(c.oid)
+    FROM pg_class c WHERE c.oid IN (SELECT oid FROM rels) AND c.relkind = 'v'
   UNION ALL SELECT 'function ' || p.oid::regprocedure || ' acl=' || coalesce(p.proacl::text, '')
       || ' comment=' || coalesce(obj_description(p.oid, 'pg_proc'), '')
-    FROM pg_proc p WHERE p.pronamespace = 'lantern'::regnamespace
-  UNION ALL SELECT 'schema acl=' || coalesce(nspacl::text, '') FROM pg_namespace WHERE nspname = 'lantern'
+      || ' language=' || l.lanname || ' kind=' || p.prokind::text || ' src=' || p.prosrc || ' bin=' || coalesce(p.probin, '')
+      || ' body=' || coalesce(pg_get_function_sqlbody(p.oid), '')
+      || ' volatile=' || p.provolatile::text || ' strict=' || p.proisstrict || ' parallel=' || p.proparallel::text
+      || ' secdef=' || p.prosecdef || ' leakproof=' || p.proleakproof || ' config=' || coalesce(p.proconfig::text, '')
+      || ' args=' || pg_get_function_arguments(p.oid) || ' returns=' || coalesce(pg_get_function_result(p.oid), '')
+      || ' owner=' || p.proowner::regrole
+    FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang WHERE p.pronamespace = 'lantern'::regnamespace
+  UNION ALL SELECT 'schema acl=' || coalesce(nspacl::text, '') || ' owner=' || nspowner::regrole FROM pg_namespace WHERE nspname = 'lantern'
+  UNION ALL SELECT 'depends ' || pg_describe_object(d.classid, d.objid, d.objsubid) || ' -> ' || d.deptype::text || ' '
+      || r.type || ' ' || coalesce(r.identity, '')
+    FROM pg_depend d JOIN owned o ON o.classid = d.classid AND o.objid = d.objid
+    CROSS JOIN LATERAL pg_identify_object(d.refclassid, d.refobjid, d.refobjsubid) r
+  UNION ALL SELECT 'calls ' || pg_describe_object(t.classid, t.objid, 0) || ' ' || t.field || ' ' || r.type || ' ' || r.identity
+    FROM tree_refs t CROSS JOIN LATERAL pg_identify_object(t.refclassid, t.refobjid, 0) r
 ) lines(line)`
 
 // currentVersion is lantern_async.control's default_version.
-const currentVersion = "0.3.0"
+const currentVersion = "0.4.0"
 
 func fingerprint(t *testing.T, su *pgx.Conn) string {
 	t.Helper()
+	mustExec(t, su, "SET search_path = pg_catalog, pg_temp")
+	defer mustExec(t, su, "RESET search_path")
 	return queryOne[string](t, su, extensionFingerprint)
 }
 
@@ -89,27 +115,44 @@ func TestUpgradeFrom010RunsQueuedTasks(t *testing.T) {
 	requireSucceeded(t, alice, submit(t, alice, fmt.Sprintf("INSERT INTO %s VALUES (3)", marker)))
 }
 
-// TestUpgradeFrom020: tasks queued under 0.2.0 run after ALTER EXTENSION
-// UPDATE, the result is exactly a fresh install, and what 0.3.0 adds
-// (wait_task, task_progress) works on it.
+// TestUpgradeFrom020: a task queued under 0.2.0, still pending at the
+// update (behind blockers that hold every slot), runs after ALTER
+// EXTENSION UPDATE; the result is exactly a fresh install, and what 0.3.0
+// added (wait_task) works on it.
 func TestUpgradeFrom020(t *testing.T) {
+	upgradeWithQueuedTask(t, "0.2.0")
+}
+
+// TestUpgradeFrom030: the same from 0.3.0, whose task_progress bound its
+// arithmetic by search_path (issue 17): the update re-binds it.
+func TestUpgradeFrom030(t *testing.T) {
+	upgradeWithQueuedTask(t, "0.3.0")
+}
+
+func upgradeWithQueuedTask(t *testing.T, from string) {
 	begin(t)
 	su := connect(t, superuser)
 	resetExtensionAtEnd(t)
 	fresh := fingerprint(t, su)
-	marker := markerTable(t, su, "upgrade020", "alice")
+	marker := markerTable(t, su, "upgrade"+strings.ReplaceAll(from, ".", ""), "alice")
 
 	dropExtension(t, su)
-	mustExec(t, su, "CREATE EXTENSION lantern_async VERSION '0.2.0'")
+	mustExec(t, su, fmt.Sprintf("CREATE EXTENSION lantern_async VERSION %s", lit(from)))
 	require.NoError(t, grantExtensionAccess(ctx(t), su))
 	alice := connect(t, "alice")
-	before := submit(t, alice, markerInsert(marker, 1))
-	requireSucceeded(t, alice, before)
+	lock := holdAdvisoryLock(t)
+	blockers := lock.blockWorkers(t, su, cluster.MaxWorkers())
+	queued := submit(t, alice, markerInsert(marker, 1))
+	require.Equal(t, "pending", deref(getTask(t, su, queued).Status), "queued behind the blockers")
 
 	mustExec(t, su, "ALTER EXTENSION lantern_async UPDATE")
 	require.Equal(t, currentVersion, queryOne[string](t, su, "SELECT extversion FROM pg_extension WHERE extname = 'lantern_async'"))
-	require.Equal(t, fresh, fingerprint(t, su), "an updated 0.2.0 must be exactly a fresh "+currentVersion)
+	require.Equal(t, fresh, fingerprint(t, su), "an updated %s must be exactly a fresh %s", from, currentVersion)
+	require.Equal(t, "pending", deref(getTask(t, su, queued).Status), "still queued when the update committed")
 
+	lock.release(t)
+	requireSucceeded(t, su, blockers...)
+	require.Equal(t, "succeeded", queryOne[string](t, alice, "CALL lantern.wait_task($1, '1 min', NULL)", queued))
 	after := submit(t, alice, markerInsert(marker, 2))
 	require.Equal(t, "succeeded", queryOne[string](t, alice, "CALL lantern.wait_task($1, '1 min', NULL)", after))
 	require.Equal(t, []int{1, 2}, markerValues(t, marker))

@@ -188,6 +188,8 @@ extern PGDLLEXPORT int la_queue_running(const LaCatalog *cat, int64 **jobids);
  * column exists from 0.3.0 on; an interval's length in microseconds.
  */
 extern PGDLLEXPORT bool la_queue_has_timeout(const LaCatalog *cat);
+/* lantern.task_owners.datid, the database a task was submitted in: from 0.4.0 on (queue.c) */
+extern PGDLLEXPORT bool la_queue_has_datid(const LaCatalog *cat);
 extern PGDLLEXPORT int64 la_interval_usecs(const Interval *span);
 
 /* Worker registration, shared by the launcher and the processes it starts (loader.c). */

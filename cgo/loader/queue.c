@@ -12,6 +12,7 @@
 #include "catalog/pg_type.h"
 #include "common/int128.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -111,7 +112,7 @@ la_queue_running(const LaCatalog *cat, int64 **jobids)
  * between here and the statement's run, sqlguard.c fails it.
  */
 static LaSavedPlan la_settle_plans[2];	/* without, with SKIP LOCKED */
-static LaSavedPlan la_insert_plans[2];	/* without, with task_owners.timeout */
+static LaSavedPlan la_insert_plans[3];	/* 0.2.0, 0.3.0 (timeout), 0.4.0 (timeout, datid) */
 
 SPIPlanPtr
 la_queue_plan(LaSavedPlan *saved, Oid relid, const char *sql, int nargs, Oid *types)
@@ -280,6 +281,19 @@ la_queue_has_timeout(const LaCatalog *cat)
 }
 
 /*
+ * Whether lantern.task_owners has the column datid (oid), which 0.4.0
+ * added: the database each task was submitted in.  Before the update a
+ * database's tasks carry none, and its copies cannot be told apart.
+ */
+bool
+la_queue_has_datid(const LaCatalog *cat)
+{
+	AttrNumber	attnum = get_attnum(cat->task_owners, "datid");
+
+	return attnum != InvalidAttrNumber && get_atttype(cat->task_owners, attnum) == OIDOID;
+}
+
+/*
  * The length of an interval in microseconds, a month counting 30 days and a
  * day 24 hours (as interval comparison counts them: '1 mon' = '30 days'),
  * saturated at the ends of int64 (about 292,000 years).
@@ -308,10 +322,13 @@ int64
 la_queue_insert(const LaCatalog *cat, const char *query, const char *job_name,
 				const char *username, Oid roleid, const Interval *timeout)
 {
-	Oid			types[5] = {TEXTOID, TEXTOID, TEXTOID, OIDOID, INTERVALOID};
-	Datum		values[5];
-	char		nulls[6] = "     ";
+	Oid			types[6] = {TEXTOID, TEXTOID, TEXTOID, OIDOID, INTERVALOID, OIDOID};
+	Datum		values[6];
+	char		nulls[7] = "      ";
 	bool		with_timeout = la_queue_has_timeout(cat);
+	/* 0.4.0 has both columns; 0.3.0 the timeout only, 0.2.0 neither */
+	bool		with_datid = with_timeout && la_queue_has_datid(cat);
+	int			nargs = with_datid ? 6 : with_timeout ? 5 : 4;
 	bool		isnull;
 	char	   *sql;
 	int			rc;
@@ -328,16 +345,18 @@ la_queue_insert(const LaCatalog *cat, const char *query, const char *job_name,
 	values[3] = ObjectIdGetDatum(roleid);
 	values[4] = PointerGetDatum(timeout);
 	nulls[4] = timeout ? ' ' : 'n';
+	/* The database it is submitted in: the only one where it runs. */
+	values[5] = ObjectIdGetDatum(MyDatabaseId);
 	sql = psprintf("WITH task AS ("
 				   "  INSERT INTO %s (query, job_name, username, status) "
 				   "  VALUES ($1, $2, $3, 'pending') RETURNING jobid), "
 				   "owner AS ("
-				   "  INSERT INTO %s (jobid, roleid%s) SELECT jobid, $4%s FROM task) "
+				   "  INSERT INTO %s (jobid, roleid%s%s) SELECT jobid, $4%s%s FROM task) "
 				   "SELECT jobid FROM task",
 				   cat->tasks_name, cat->task_owners_name,
-				   with_timeout ? ", timeout" : "", with_timeout ? ", $5" : "");
-	rc = SPI_execute_plan(la_queue_plan(&la_insert_plans[with_timeout ? 1 : 0], cat->tasks, sql,
-										with_timeout ? 5 : 4, types),
+				   with_timeout ? ", timeout" : "", with_datid ? ", datid" : "",
+				   with_timeout ? ", $5" : "", with_datid ? ", $6" : "");
+	rc = SPI_execute_plan(la_queue_plan(&la_insert_plans[nargs - 4], cat->tasks, sql, nargs, types),
 						  values, nulls, false, 0);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "lantern_async could not queue the task: %s", SPI_result_code_string(rc));

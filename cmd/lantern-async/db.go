@@ -74,6 +74,12 @@ func connectStore(ctx context.Context, dsn string) (store, error) {
 	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
 		cfg.RuntimeParams["application_name"] = "lantern-async"
 	}
+	// The statements below name the extension's objects in full; anything
+	// else they call must be pg_catalog's. With the default search_path an
+	// unqualified unnest(bigint[]) or cardinality(text[]) is an exact match
+	// for a function a database owner plants in public, which then runs as
+	// whoever runs the command (a superuser, often).
+	cfg.RuntimeParams["search_path"] = "pg_catalog, pg_temp"
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, wrapDB("cannot connect", err)
