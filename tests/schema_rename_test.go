@@ -48,7 +48,7 @@ func newRenameScene(t *testing.T) *renameScene {
 	return &renameScene{db: db, su: connectTo(t, cluster, db, superuser), eve: eve, eveSchema: "lantern"}
 }
 
-// plantSQL is what eve runs: her schema lantern, with views named like the
+// plantRenameSQL is what eve runs: her schema lantern, with views named like the
 // extension's tables over tables of her own (rows for jobids 1 to 1000, so
 // that a lookup by jobid finds one), security_barrier so that her function
 // runs before anyone's WHERE that is not leakproof, and a check option so
@@ -57,7 +57,7 @@ func newRenameScene(t *testing.T) *renameScene {
 // count their calls in a sequence (kept whatever the caller's transaction
 // does); the volatile one notes who called it and tries to make eve a
 // superuser.
-func plantSQL(eve string) string {
+func plantRenameSQL(eve string) string {
 	return fmt.Sprintf(`
 CREATE SCHEMA lantern;
 GRANT USAGE ON SCHEMA lantern TO PUBLIC;
@@ -102,7 +102,7 @@ func (s *renameScene) renameAndPlant(t *testing.T) {
 	t.Helper()
 	mustExec(t, s.su, "ALTER SCHEMA lantern RENAME TO "+renamedSchema)
 	eve := connectTo(t, cluster, s.db, s.eve)
-	mustExec(t, eve, plantSQL(s.eve))
+	mustExec(t, eve, plantRenameSQL(s.eve))
 	closeConn(t, eve)
 }
 
