@@ -52,3 +52,23 @@ UPDATE lantern.task_owners SET datid = (SELECT d.oid FROM pg_catalog.pg_database
 ALTER TABLE lantern.task_owners ALTER COLUMN datid SET NOT NULL;
 
 COMMENT ON TABLE lantern.task_owners IS 'The role (by OID) that submitted each task through lantern.async_task(), its time limit, and the database (by OID) it was submitted in';
+
+-- Last, as at the end of lantern_async--0.4.0.sql (see there): the
+-- extension's namespace becomes pg_catalog, which no role can drop, instead
+-- of the creator's first search_path schema, whose owner (or, for public,
+-- the database's owner) could drop the extension and every role's tasks
+-- with DROP SCHEMA ... CASCADE or DROP OWNED ... CASCADE.  ALTER EXTENSION
+-- UPDATE has already written this row (extversion) before running this
+-- script, and advances the command counter before each statement, so this
+-- UPDATE changes that version of it (tests/extension_namespace_test.go).
+DELETE FROM pg_catalog.pg_depend d
+USING pg_catalog.pg_extension e
+WHERE e.extname OPERATOR(pg_catalog.=) 'lantern_async'
+  AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
+  AND d.objid OPERATOR(pg_catalog.=) e.oid
+  AND d.objsubid OPERATOR(pg_catalog.=) 0
+  AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
+  AND d.deptype OPERATOR(pg_catalog.=) 'n';
+UPDATE pg_catalog.pg_extension
+SET extnamespace = 'pg_catalog'::pg_catalog.regnamespace
+WHERE extname OPERATOR(pg_catalog.=) 'lantern_async';

@@ -248,3 +248,30 @@ COMMENT ON FUNCTION lantern.async_task(pg_catalog.text, pg_catalog.text, interva
 COMMENT ON PROCEDURE lantern.wait_task(bigint, interval) IS 'Wait until a task has finished or timeout passes; its status, or NULL when the caller cannot see it';
 COMMENT ON FUNCTION lantern.running_tasks() IS 'The tasks running in this database: jobid, worker pid, when it started';
 COMMENT ON VIEW lantern.task_progress IS 'Progress of the running tasks the caller may see, from PostgreSQL''s progress views';
+
+-- Last, the extension's namespace (pg_extension.extnamespace) becomes
+-- pg_catalog, which no role can drop; its objects stay in schema lantern.
+-- CREATE EXTENSION made it the creator's first search_path schema (public,
+-- or one named after the creator) or the one its SCHEMA clause named, and
+-- recorded that the extension depends on it: whoever could drop that schema
+-- (its owner; for public, the database's owner) would drop the extension
+-- and every role's tasks with DROP SCHEMA ... CASCADE or DROP OWNED ...
+-- CASCADE.  pg_catalog is pinned, so no dependency on it is recorded: the
+-- one on the old schema is deleted.  CREATE EXTENSION inserted both rows
+-- before running this script, and advances the command counter before each
+-- statement, so these statements see them.  (A "schema = pg_catalog" line
+-- in lantern_async.control would do the same, but for every version: an
+-- install of 0.1.0-0.3.0 could no longer be made as it was, under the
+-- creator's search_path, which tests/bindings_test.go updates from.)  The
+-- update from 0.3.0 does the same (tests/extension_namespace_test.go).
+DELETE FROM pg_catalog.pg_depend d
+USING pg_catalog.pg_extension e
+WHERE e.extname OPERATOR(pg_catalog.=) 'lantern_async'
+  AND d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
+  AND d.objid OPERATOR(pg_catalog.=) e.oid
+  AND d.objsubid OPERATOR(pg_catalog.=) 0
+  AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
+  AND d.deptype OPERATOR(pg_catalog.=) 'n';
+UPDATE pg_catalog.pg_extension
+SET extnamespace = 'pg_catalog'::pg_catalog.regnamespace
+WHERE extname OPERATOR(pg_catalog.=) 'lantern_async';

@@ -13,7 +13,8 @@ import (
 // ALTER EXTENSION lantern_async UPDATE the same state as a fresh install,
 // and its queued tasks then run as the roles that queued them.
 
-// extensionFingerprint describes everything the extension defines:
+// extensionFingerprint describes everything the extension defines: its
+// namespace and what the extension itself depends on in pg_depend,
 // members, columns and defaults, constraints, indexes, policies (roles,
 // USING and WITH CHECK), privileges, row-level security, storage options,
 // comments, functions (symbol, language, kind, volatility, strictness,
@@ -55,6 +56,10 @@ SELECT string_agg(regexp_replace(line, '(pg_toast_|RI_ConstraintTrigger_[ac]_)[0
       || ' owner=' || p.proowner::regrole
     FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang WHERE p.pronamespace = 'lantern'::regnamespace
   UNION ALL SELECT 'schema acl=' || coalesce(nspacl::text, '') || ' owner=' || nspowner::regrole FROM pg_namespace WHERE nspname = 'lantern'
+  UNION ALL SELECT 'extension schema=' || e.extnamespace::regnamespace || ' relocatable=' || e.extrelocatable FROM pg_extension e WHERE e.extname = 'lantern_async'
+  UNION ALL SELECT 'extension depends -> ' || d.deptype::text || ' ' || r.type || ' ' || coalesce(r.identity, '')
+    FROM pg_depend d JOIN pg_extension e ON d.classid = 'pg_extension'::regclass AND d.objid = e.oid AND e.extname = 'lantern_async'
+    CROSS JOIN LATERAL pg_identify_object(d.refclassid, d.refobjid, d.refobjsubid) r
   UNION ALL SELECT 'depends ' || pg_describe_object(d.classid, d.objid, d.objsubid) || ' -> ' || d.deptype::text || ' '
       || r.type || ' ' || coalesce(r.identity, '')
     FROM pg_depend d JOIN owned o ON o.classid = d.classid AND o.objid = d.objid

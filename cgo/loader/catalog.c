@@ -242,8 +242,9 @@ la_catalog_lookup(LaCatalog *cat, LOCKMODE lockmode)
 
 /*
  * The schema the extension's tables are in (pg_extension.extnamespace is
- * the creator's first schema, not this one); InvalidOid without the
- * extension.  Any version: every one has lantern.tasks.
+ * pg_catalog since 0.4.0, the creator's first schema before; never this
+ * one); InvalidOid without the extension.  Any version: every one has
+ * lantern.tasks.
  */
 Oid
 la_catalog_schema(void)
