@@ -45,6 +45,12 @@ func TestIdleWorkerGivesWayToOtherRole(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
 	setWorkerIdleTimeout(t, su, slowIdleTimeout)
+	// From a quiet server: a scout in the last slot when the idle role
+	// submits would have a blocker retired for it (scouts are never
+	// retired), and that blocker, still retiring, would then be the slot
+	// promised to the other role (control.retirements): it would wait for
+	// the blocker's task, not for the idle worker to leave.
+	waitNoneConnected(t, su)
 	lock := holdAdvisoryLock(t)
 	blockers := lock.blockWorkers(t, su, cluster.MaxWorkers()-1)
 	idleRole, otherRole := newTempRole(t, su, "idle"), newTempRole(t, su, "other")
