@@ -83,8 +83,8 @@ func TestIdleWorkerGivesWayToOtherRole(t *testing.T) {
 // the worker runs out of tasks (the worker wakes it), so the last role's
 // task starts about one launch after the first ones finish, not once an
 // idle worker's timeout ran out (nothing else would wake the launcher:
-// without that wake-up, the task started 8.9 s after the commit with
-// slowIdleTimeout, and about 1 s with the default, as in
+// without that wake-up, the task started 8.5-8.9 s after the commit with
+// an 8 s idle timeout, and about 1 s with the default, as in
 // TestNoLostWakeups).
 func TestFinishedWorkerGivesWayToWaitingRole(t *testing.T) {
 	begin(t)
