@@ -26,7 +26,7 @@ func idleWorkerOf(t *testing.T, su, conn *pgx.Conn, role string) {
 }
 
 // quick runs sql as su and requires it to take well under the time an
-// idle worker waits (the tests set slowIdleTimeout, 8 s: a command that
+// idle worker waits (the tests set slowIdleTimeout, 10 s: a command that
 // waited for the idle worker to leave would take that long, and DROP
 // DATABASE would fail after PostgreSQL's 5 s).
 func quick(t *testing.T, su *pgx.Conn, sql string) {
@@ -135,7 +135,7 @@ func mustExecTx(t *testing.T, tx pgx.Tx, sql string) {
 
 // TestStopTimes: pg_ctl stop -m fast with idle workers, and with a task
 // running, takes well under the pg_ctl timeout; the server comes back.
-// Workers wait slowIdleTimeout (8 s) idle here: one that ignored the
+// Workers wait slowIdleTimeout (10 s) idle here: one that ignored the
 // shutdown would hold it up that long (or its task's 60 s).
 func TestStopTimes(t *testing.T) {
 	begin(t)
@@ -160,7 +160,7 @@ func TestStopTimes(t *testing.T) {
 }
 
 // stopFast stops the server with pg_ctl stop -m fast, requires it to take
-// under handoffBound (4 s: half an idle worker's wait here), and starts it
+// under handoffBound (5 s: half an idle worker's wait here), and starts it
 // again.
 func stopFast(t *testing.T, what string) {
 	t.Helper()

@@ -14,12 +14,13 @@ import (
 // records how long after its submit it ran. Workers wait slowIdleTimeout
 // idle here, so each wake-up the test is about has a slow fallback that a
 // lost one would show as: an idle worker not woken by its role's commit
-// runs the task only after its idle timeout (8 s); a launcher not woken by
-// a commit acts on its next timer (its 10 s nap, or an idle worker's
-// exit). A task that started within handoffBound (4 s) was woken for; the
+// runs the task only after its idle timeout (10 s, most of it left: the
+// worker went idle after its role's previous task, a second earlier); a
+// launcher not woken by a commit acts on its next timer (its 10 s nap, or
+// an idle worker's exit). A task that started within handoffBound (5 s) was woken for; the
 // rest of that time is launches on a loaded machine (the median and
 // maximum are logged: on 2 busy cores, medians of 100-800 ms and maxima of
-// 0.4-1.6 s with twice as many roles as slots, where most tasks need a
+// 0.4-2.7 s with twice as many roles as slots, where most tasks need a
 // fresh process). The slot handover when a worker runs out of tasks has a
 // test of its own (TestFinishedWorkerGivesWayToWaitingRole): here other
 // roles' commits wake the launcher often enough to hide its loss.

@@ -45,6 +45,12 @@ func TestIdleWorkerGivesWayToOtherRole(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)
 	setWorkerIdleTimeout(t, su, slowIdleTimeout)
+	// From a quiet server: a scout in the last slot when the idle role
+	// submits would have a blocker retired for it (scouts are never
+	// retired), and that blocker, still retiring, would then be the slot
+	// promised to the other role (control.retirements): it would wait for
+	// the blocker's task, not for the idle worker to leave.
+	waitNoneConnected(t, su)
 	lock := holdAdvisoryLock(t)
 	blockers := lock.blockWorkers(t, su, cluster.MaxWorkers()-1)
 	idleRole, otherRole := newTempRole(t, su, "idle"), newTempRole(t, su, "other")
@@ -77,8 +83,8 @@ func TestIdleWorkerGivesWayToOtherRole(t *testing.T) {
 // the worker runs out of tasks (the worker wakes it), so the last role's
 // task starts about one launch after the first ones finish, not once an
 // idle worker's timeout ran out (nothing else would wake the launcher:
-// without that wake-up, the task started 8.9 s after the commit with
-// slowIdleTimeout, and about 1 s with the default, as in
+// without that wake-up, the task started 8.5-8.9 s after the commit with
+// an 8 s idle timeout, and about 1 s with the default, as in
 // TestNoLostWakeups).
 func TestFinishedWorkerGivesWayToWaitingRole(t *testing.T) {
 	begin(t)
