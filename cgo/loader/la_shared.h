@@ -63,6 +63,17 @@ typedef struct LaSlotView
 	int64		tasks_run;		/* tasks the worker finished */
 } LaSlotView;
 
+/* What la_slot_set_job replaced, for la_slot_unset_job when the claim fails. */
+typedef struct LaSlotJob
+{
+	uint64		jobid;
+	uint64		cancel_jobid;
+	Oid			tasks_relid;
+	bool		finishing;
+	int64		tasks_run;
+	TimestampTz started;
+} LaSlotJob;
+
 /* One entry of the demand board (demand.c), as the launcher reads it. */
 typedef struct LaDemandView
 {
@@ -189,7 +200,9 @@ extern PGDLLEXPORT int la_slot_reserve(LaSlotKind kind, Oid dboid, Oid roleid, b
 extern PGDLLEXPORT void la_slot_release(int index);
 extern PGDLLEXPORT void la_slot_reap(int index, LaSlotView *view);
 extern void la_slot_attach(int index);
-extern PGDLLEXPORT bool la_slot_set_job(int index, int64 jobid, Oid tasks_relid, bool finished_one);
+extern PGDLLEXPORT bool la_slot_set_job(int index, int64 jobid, Oid tasks_relid, bool finished_one,
+										 LaSlotJob *prior);
+extern PGDLLEXPORT void la_slot_unset_job(int index, int64 jobid, const LaSlotJob *prior);
 extern PGDLLEXPORT void la_slot_task_done(int index);
 extern PGDLLEXPORT bool la_slot_begin_finishing(int index, int64 jobid);
 extern PGDLLEXPORT void la_slot_park(int index, const char *status, const char *sqlstate,

@@ -213,10 +213,11 @@ la_slot_attach(int index)
  * and nothing named, when the slot was asked to retire meanwhile: the claim
  * must then roll back, so that a DROP DATABASE that evicted this worker does
  * not find a task started after all.  finished_one: the task the slot named
- * until now gets its outcome in the same commit (it counts as run).
+ * until now gets its outcome in the same commit (it counts as run).  prior
+ * receives what was replaced, for la_slot_unset_job.
  */
 bool
-la_slot_set_job(int index, int64 jobid, Oid tasks_relid, bool finished_one)
+la_slot_set_job(int index, int64 jobid, Oid tasks_relid, bool finished_one, LaSlotJob *prior)
 {
 	LaSlot	   *slot = &la_shmem->slots[index];
 	TimestampTz now = GetCurrentTimestamp();
@@ -227,6 +228,12 @@ la_slot_set_job(int index, int64 jobid, Oid tasks_relid, bool finished_one)
 		SpinLockRelease(&la_shmem->mutex);
 		return false;
 	}
+	prior->jobid = pg_atomic_read_u64(&slot->jobid);
+	prior->cancel_jobid = pg_atomic_read_u64(&slot->cancel_jobid);
+	prior->tasks_relid = slot->tasks_relid;
+	prior->finishing = slot->finishing;
+	prior->tasks_run = slot->tasks_run;
+	prior->started = slot->started;
 	slot->tasks_relid = tasks_relid;
 	slot->finishing = false;
 	if (finished_one)
@@ -236,6 +243,33 @@ la_slot_set_job(int index, int64 jobid, Oid tasks_relid, bool finished_one)
 	pg_atomic_write_u64(&slot->jobid, (uint64) jobid);
 	SpinLockRelease(&la_shmem->mutex);
 	return true;
+}
+
+/*
+ * The claim of jobid failed before it committed: the slot names again what
+ * it named before (the previous task, whose outcome was rolled back with
+ * the claim, or none).  The caller must do this before the abort releases
+ * the claimed row (la_bk_claim says why).  A cancel of jobid accepted
+ * meanwhile (only cancel_all_async_tasks() looks at uncommitted claims)
+ * is dropped here: the task is pending again, and that call cancels it as
+ * such once the row is free.
+ */
+void
+la_slot_unset_job(int index, int64 jobid, const LaSlotJob *prior)
+{
+	LaSlot	   *slot = &la_shmem->slots[index];
+
+	SpinLockAcquire(&la_shmem->mutex);
+	if (pg_atomic_read_u64(&slot->jobid) == (uint64) jobid)
+	{
+		slot->tasks_relid = prior->tasks_relid;
+		slot->finishing = prior->finishing;
+		slot->tasks_run = prior->tasks_run;
+		slot->started = prior->started;
+		pg_atomic_write_u64(&slot->jobid, prior->jobid);
+		pg_atomic_write_u64(&slot->cancel_jobid, prior->cancel_jobid);
+	}
+	SpinLockRelease(&la_shmem->mutex);
 }
 
 /* The task's outcome is committed: the slot no longer names it. */
