@@ -208,6 +208,7 @@ extern PGDLLEXPORT bool la_slot_begin_finishing(int index, int64 jobid);
 extern PGDLLEXPORT void la_slot_park(int index, const char *status, const char *sqlstate,
 									 const char *message);
 extern void la_slot_park_fatal(int index, const char *sqlstate, const char *message);
+extern bool la_slot_names_job(int index);
 extern void la_slot_mark_clean(int index);
 extern PGDLLEXPORT void la_slot_wake(int index);
 extern PGDLLEXPORT void la_slot_retire(int index);
