@@ -16,6 +16,7 @@ func TestBlockedSettleIsRetried(t *testing.T) {
 	f.queue.blockedSettles = 3
 	var waits []time.Duration
 	f.worker.BlockedRetry = time.Second
+	f.worker.BlockedGrace = time.Hour
 	f.worker.Wait = func(d time.Duration) bool { waits = append(waits, d); return false }
 	require.NoError(t, f.worker.Run())
 	assert.Equal(t, []int64{1, 2}, f.queue.done)
@@ -32,6 +33,7 @@ func TestBlockedSettleParksWhenTheSlotIsWanted(t *testing.T) {
 	retiring := false
 	f.worker.Retiring = func() bool { return retiring }
 	f.worker.BlockedRetry = time.Second
+	f.worker.BlockedGrace = time.Hour
 	f.worker.Wait = func(time.Duration) bool { retiring = true; return false }
 	require.NoError(t, f.worker.Run())
 	require.Len(t, f.queue.parked, 1)
@@ -46,10 +48,47 @@ func TestBlockedSettleParksOnStop(t *testing.T) {
 	f := newFixture(Task{JobID: 1, Query: "SELECT 1"})
 	f.queue.blockedSettles = 100
 	f.worker.BlockedRetry = time.Second
+	f.worker.BlockedGrace = time.Hour
 	f.worker.Wait = func(time.Duration) bool { return true }
 	require.NoError(t, f.worker.Run())
 	assert.Len(t, f.queue.parked, 1)
 	assert.Empty(t, f.queue.done)
+}
+
+// Nobody wants the slot, and the table stays locked (a lock request
+// queued on it waits as long as its session likes): the worker parks the
+// outcome after BlockedGrace all the same, says so in one line, and
+// exits. Before, it kept its slot, and logged an ERROR every try, for as
+// long as the lock request waited.
+func TestBlockedSettleParksAfterTheGrace(t *testing.T) {
+	f := newFixture(Task{JobID: 1, Query: "SELECT 1"}, Task{JobID: 2, Query: "SELECT 2"})
+	f.queue.blockedSettles = 1000
+	now := time.Unix(0, 0)
+	f.worker.Now = func() time.Time { return now }
+	f.worker.BlockedRetry = 100 * time.Millisecond
+	f.worker.BlockedGrace = time.Second
+	var waits []time.Duration
+	f.worker.Wait = func(d time.Duration) bool { waits = append(waits, d); now = now.Add(d); return false }
+	require.NoError(t, f.worker.Run())
+	require.Len(t, f.queue.parked, 1)
+	assert.Equal(t, int64(1), f.queue.parked[0].JobID)
+	assert.Len(t, waits, 10, "tries every 100 ms for 1 s")
+	assert.Empty(t, f.queue.done)
+	assert.Len(t, f.queue.tasks, 1, "no further task is claimed")
+	lines := f.worker.Log.(*fakeLogger).lines
+	require.Len(t, lines, 1, "one log line, when it parks")
+	assert.Contains(t, lines[0], "left the outcome of task 1 for a scout")
+}
+
+// A claim that fails (not for the lock) changed nothing: the outcome that
+// was to go in with it is recorded alone before the worker exits, rather
+// than left to a scout as if the worker had died.
+func TestFailedClaimRecordsTheFinishedOutcome(t *testing.T) {
+	f := newFixture(Task{JobID: 1, Query: "SELECT 1"})
+	f.queue.claimErrAfter = 1
+	f.queue.claimErr = assert.AnError
+	require.ErrorIs(t, f.worker.Run(), assert.AnError)
+	assert.Equal(t, callLog{"claim 1", "execute SELECT 1", "reset", "claim: error", "settle 1", "done 1"}, f.log)
 }
 
 // Any other error of Settle still ends the worker with that error.

@@ -66,6 +66,12 @@ type Worker struct {
 	// BlockedRetry is how long to wait before recording an outcome again
 	// after the queue's table could not be locked.
 	BlockedRetry time.Duration
+	// BlockedGrace is how long a worker keeps trying to record an outcome
+	// while the queue's table cannot be locked (autovacuum truncating it
+	// holds the lock for a moment) before it parks the outcome and exits:
+	// a lock request queued on the table can wait for as long as its
+	// session likes, and the slot must not wait with it (0: park at once).
+	BlockedGrace time.Duration
 
 	Queue         Queue
 	Session       Session
@@ -125,6 +131,11 @@ func (w *Worker) Run() error {
 		}
 		blocked := err != nil && w.Queue.Blocked(err)
 		if err != nil && !blocked {
+			// The claim changed nothing, its slot names the finished task
+			// again (la_bk_claim): record that outcome before leaving.
+			if _, ferr := w.flush(finished); ferr != nil {
+				return fmt.Errorf("could not claim a task: %w; %w", err, ferr)
+			}
 			return fmt.Errorf("could not claim a task: %w", err)
 		}
 		if blocked && finished != nil {
@@ -265,19 +276,28 @@ func (w *Worker) flush(o *Outcome) (parked bool, err error) {
 }
 
 // record settles an outcome. While the queue's table cannot be locked (a
-// user's VACUUM FULL waits for it behind an open transaction, say), it
-// tries again every BlockedRetry, unless the slot is wanted for other work
-// or the worker must stop: then it parks the outcome and reports parked,
-// so that no user's lock can keep a slot from the rest of the cluster.
+// lock request queued on it behind an open transaction, say), it tries
+// again every BlockedRetry for BlockedGrace at most, and at once parks the
+// outcome when the slot is wanted for other work or the worker must stop:
+// parked means the outcome was left with the slot, for a scout, so that no
+// user's lock keeps a slot from the rest of the cluster. The tries are not
+// logged (one line when it parks).
 func (w *Worker) record(outcome Outcome) (parked bool, err error) {
-	for {
+	var since time.Time
+	for tries := 0; ; tries++ {
 		err := w.Queue.Settle(outcome)
 		if err == nil || !w.Queue.Blocked(err) {
 			return false, err
 		}
-		if w.StopRequested() || (w.Retiring != nil && w.Retiring()) ||
-			w.Wait == nil || w.Wait(w.BlockedRetry) {
+		if tries == 0 {
+			since = w.now()
+		}
+		left := w.BlockedGrace - w.since(since)
+		if left <= 0 || w.StopRequested() || (w.Retiring != nil && w.Retiring()) ||
+			w.Wait == nil || w.Wait(min(w.BlockedRetry, left)) {
 			w.Queue.Park(outcome)
+			w.Log.Logf("lantern_async worker: left the outcome of task %d for a scout of its database: %v",
+				outcome.JobID, err)
 			return true, nil
 		}
 	}

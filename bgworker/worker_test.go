@@ -20,7 +20,9 @@ func (l *callLog) add(call string) { *l = append(*l, call) }
 type fakeQueue struct {
 	log       *callLog
 	tasks     []Task
-	claimErr  error // returned by every Claim when set
+	claimErr  error // returned by every Claim when set (after the first claimErrAfter)
+	// claimErrAfter Claims succeed before claimErr applies.
+	claimErrAfter int
 	settleErr error // returned by every Settle when set (after recording), and by a Claim that carries an outcome
 	// blockedSettles Settles fail with errBlocked before they succeed.
 	blockedSettles int
@@ -43,7 +45,7 @@ func (q *fakeQueue) Claim(finished *Outcome) (Task, bool, error) {
 		q.log.add("claim: blocked")
 		return Task{}, false, errBlocked
 	}
-	if q.claimErr != nil {
+	if q.claimErr != nil && q.claims > q.claimErrAfter {
 		q.log.add("claim: error")
 		return Task{}, false, q.claimErr
 	}
@@ -274,10 +276,12 @@ func TestRunFailures(t *testing.T) {
 			wantLog:  callLog{"claim: error"},
 		},
 		{
+			// tried once more alone: the failed claim changed nothing
 			name:      "settle error stops the worker before Done",
 			settleErr: errSettle,
 			wantErr:   errSettle,
-			wantLog:   callLog{"claim 1", "execute SELECT 1", "reset", "settle 1 with the claim: error"},
+			wantLog:   callLog{"claim 1", "execute SELECT 1", "reset", "settle 1 with the claim: error", "settle 1"},
+			settled:   []int64{1},
 		},
 		{
 			name:     "reset error still settles and calls Done, then stops the worker",

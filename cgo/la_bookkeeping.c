@@ -55,9 +55,18 @@ la_bk_close(LaPrivileged *p)
 	RESUME_CANCEL_INTERRUPTS();
 }
 
-/* Run body in a bookkeeping transaction; body is skipped when the extension is not installed. */
-bool
-la_bk_run(la_bk_body body, void *arg, LaError *err)
+typedef void (*la_bk_undo) (void *arg);
+
+/*
+ * Run body in a bookkeeping transaction; body is skipped when the extension
+ * is not installed.  On an error, undo (NULL: none) runs first, while the
+ * transaction still holds its locks.  The queue's table found locked
+ * (55P03, catalog.c: our processes never wait for it) is not logged here:
+ * it is expected while a user's lock request waits, the caller tries again
+ * later, and the worker says once that it gave up (bgworker.Worker.record).
+ */
+static bool
+la_bk_run_undoable(la_bk_body body, la_bk_undo undo, void *arg, LaError *err)
 {
 	LaPrivileged p;
 	LaSaved		saved;
@@ -77,11 +86,19 @@ la_bk_run(la_bk_body body, void *arg, LaError *err)
 	}
 	PG_CATCH();
 	{
-		la_call_fail(err, &saved);
+		if (undo != NULL)
+			undo(arg);
+		la_call_fail_logged(err, &saved, geterrcode() != ERRCODE_LOCK_NOT_AVAILABLE);
 		ok = false;
 	}
 	PG_END_TRY();
 	return ok;
+}
+
+bool
+la_bk_run(la_bk_body body, void *arg, LaError *err)
+{
+	return la_bk_run_undoable(body, NULL, arg, err);
 }
 
 /*
@@ -119,6 +136,8 @@ typedef struct LaClaim
 	int64_t    *timeout_us;		/* the task's own timeout, 0: none */
 	uint32_t   *tasks_relid;
 	bool		refused;		/* the slot is retiring or the settings changed: the claim rolled back */
+	int64		named;			/* the jobid the slot names since la_slot_set_job, 0: none */
+	LaSlotJob	prior;			/* what the slot named before */
 } LaClaim;
 
 /*
@@ -206,11 +225,12 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 		la_demand_claimed(MyDatabaseId, GetAuthenticatedUserId());
 		/* Role or database settings changed since login: a new session takes it (la_settings.c). */
 		if (!la_settings_current() ||
-			!la_slot_set_job(c->slot, jobid, p->cat.tasks, c->finished != NULL))
+			!la_slot_set_job(c->slot, jobid, p->cat.tasks, c->finished != NULL, &c->prior))
 		{
 			c->refused = la_bk_rollback = true;
 			return;
 		}
+		c->named = jobid;
 		*c->jobid = jobid;
 		*c->query = MemoryContextStrdup(la_result_context(),
 										TextDatumGetCString(SPI_getbinval(row, desc, 2, &isnull)));
@@ -226,6 +246,29 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 		/* Flushed whatever synchronous_commit the role has: a claim a crash forgot could run twice. */
 		ForceSyncCommit();
 	}
+}
+
+/*
+ * The claim failed after its slot named the task (an error in the rest of
+ * the body or in the commit): the slot must stop naming it before the
+ * abort releases the row, which is pending again from then on.  Until that
+ * release the row is locked by this transaction, so no other worker can
+ * claim it (SKIP LOCKED), cancel_task() waits for it, and a scout's orphan
+ * sweep does not see it running (the claim never committed): at no moment
+ * do two slots name the task, nor does a slot name a task that is pending
+ * and free.  Left naming it, the slot would hand it to a scout when this
+ * worker exits on the error, and the scout could fail it while another
+ * worker runs it.  (An error after the commit cannot happen: la_bk_close
+ * only switches memory context after it, and a failure once the commit
+ * record is written is a PANIC, which resets shared memory.)
+ */
+static void
+la_bk_claim_undo(void *arg)
+{
+	LaClaim    *c = arg;
+
+	if (c->named != 0)
+		la_slot_unset_job(c->slot, c->named, &c->prior);
 }
 
 /*
@@ -246,14 +289,19 @@ la_bk_claim(int slot, const LaSettle *finished, uint32_t finished_relid,
 
 	for (;;)
 	{
-		LaClaim		c = {slot, finished, finished_relid, jobid, query, timeout_us, tasks_relid, false};
+		LaClaim		c = {slot, finished, finished_relid, jobid, query, timeout_us, tasks_relid, false, 0};
 
 		*jobid = 0;
 		*query = NULL;
 		*timeout_us = 0;
 		la_demand_looking(MyDatabaseId, roleid);
-		if (!la_bk_run(la_bk_claim_body, &c, err))
+		if (!la_bk_run_undoable(la_bk_claim_body, la_bk_claim_undo, &c, err))
+		{
+			/* The task it had found stays pending, for another worker. */
+			if (c.named != 0)
+				la_demand_note(MyDatabaseId, roleid, 1);
 			return false;
+		}
 		if (c.refused)
 		{
 			int64_t		count;

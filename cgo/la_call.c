@@ -152,11 +152,19 @@ la_call_log_error(void)
 void
 la_call_fail(LaError *err, const LaSaved *saved)
 {
+	la_call_fail_logged(err, saved, true);
+}
+
+/* The same; logged false leaves the logging to the caller (la_bk_run). */
+void
+la_call_fail_logged(LaError *err, const LaSaved *saved, bool logged)
+{
 	ErrorData  *edata;
 
 	MemoryContextSwitchTo(la_result_cxt);
 	edata = CopyErrorData();
-	la_call_log_error();
+	if (logged)
+		la_call_log_error();
 	FlushErrorState();
 
 	err->elevel = edata->elevel;

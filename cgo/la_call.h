@@ -47,6 +47,7 @@ extern bool la_call_begin(LaError *err);
 extern void la_save(LaSaved *saved);
 extern void la_restore(const LaSaved *saved);
 extern void la_call_fail(LaError *err, const LaSaved *saved);
+extern void la_call_fail_logged(LaError *err, const LaSaved *saved, bool logged);
 extern MemoryContext la_result_context(void);
 extern MemoryContext la_task_context(void);
 extern void la_reset_task_context(void);

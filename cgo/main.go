@@ -34,6 +34,12 @@ const launcherNaptime = 10 * time.Second
 // the queue's table could not be locked at once (loader/catalog.c).
 const blockedRetry = 100 * time.Millisecond
 
+// blockedGrace is how long a worker tries to record an outcome while the
+// queue's table cannot be locked before it parks the outcome for a scout
+// and gives its slot up: a user's lock request queued on the table may
+// wait for as long as its session likes, and the slot must not.
+const blockedGrace = time.Second
+
 // scoutRest is the least time between two scouts of one database.
 const scoutRest = time.Second
 
@@ -103,6 +109,7 @@ func LanternAsyncWorkerMain(slot C.int) C.int {
 		Log:           pg,
 		IdleTimeout:   workerIdleTimeout,
 		BlockedRetry:  blockedRetry,
+		BlockedGrace:  blockedGrace,
 		Wait:          pg.wait,
 		Retiring:      func() bool { return bool(C.la_slot_retiring(slot)) },
 		WentIdle:      wakeLauncher,

@@ -43,8 +43,10 @@ func newOwnedExtensionDatabase(t *testing.T, su *pgx.Conn, base, owner string) s
 // whole cluster was stuck and another database's task never started
 // (README: "No user can stall or starve others"). Now our background
 // processes never wait for that lock: a worker that cannot record its
-// outcome parks it with its slot when the slot is wanted, and a scout
-// records it once the owner lets go.
+// outcome parks it with its slot (when the slot is wanted, or after 1 s),
+// and a scout records it once the owner lets go. lock_queue_test.go tries
+// the same with every slot held by a role's only worker, and with the
+// locks other than VACUUM FULL that queue.
 func TestRedteamOwnerVacuumFullFreezesEveryDatabase(t *testing.T) {
 	begin(t)
 	su := connect(t, superuser)

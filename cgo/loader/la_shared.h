@@ -63,6 +63,17 @@ typedef struct LaSlotView
 	int64		tasks_run;		/* tasks the worker finished */
 } LaSlotView;
 
+/* What la_slot_set_job replaced, for la_slot_unset_job when the claim fails. */
+typedef struct LaSlotJob
+{
+	uint64		jobid;
+	uint64		cancel_jobid;
+	Oid			tasks_relid;
+	bool		finishing;
+	int64		tasks_run;
+	TimestampTz started;
+} LaSlotJob;
+
 /* One entry of the demand board (demand.c), as the launcher reads it. */
 typedef struct LaDemandView
 {
@@ -206,12 +217,15 @@ extern PGDLLEXPORT uint32 la_slot_generation(int index);
 extern PGDLLEXPORT bool la_slot_reclaim(int index, LaSlotView *view);
 extern PGDLLEXPORT void la_slot_reap(int index, LaSlotView *view);
 extern void la_slot_attach(int index);
-extern PGDLLEXPORT bool la_slot_set_job(int index, int64 jobid, Oid tasks_relid, bool finished_one);
+extern PGDLLEXPORT bool la_slot_set_job(int index, int64 jobid, Oid tasks_relid, bool finished_one,
+										 LaSlotJob *prior);
+extern PGDLLEXPORT void la_slot_unset_job(int index, int64 jobid, const LaSlotJob *prior);
 extern PGDLLEXPORT void la_slot_task_done(int index);
 extern PGDLLEXPORT bool la_slot_begin_finishing(int index, int64 jobid);
 extern PGDLLEXPORT void la_slot_park(int index, const char *status, const char *sqlstate,
 									 const char *message);
 extern void la_slot_park_fatal(int index, const char *sqlstate, const char *message);
+extern bool la_slot_names_job(int index);
 extern void la_slot_mark_clean(int index);
 extern PGDLLEXPORT void la_slot_wake(int index);
 extern PGDLLEXPORT void la_slot_retire(int index);

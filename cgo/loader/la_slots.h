@@ -6,7 +6,9 @@
  * launcher reserves a slot before it launches a worker and frees it after
  * the worker is gone, so a slot's jobid tells, even after its process died,
  * which task it was running.  Everything is a short critical section under
- * one spinlock: no PostgreSQL call that could ERROR runs while it is held.
+ * one spinlock, around small fixed-size state: no PostgreSQL call, and no
+ * copy of an outcome's message, runs while it is held.  The lost list and
+ * its outcomes have an LWLock of their own.
  */
 #ifndef LA_SLOTS_H
 #define LA_SLOTS_H
@@ -106,10 +108,11 @@ typedef struct LaHistory
 
 typedef struct LaShmem
 {
-	slock_t		mutex;			/* slots, lost tasks, blocks, launcher */
+	slock_t		mutex;			/* slots, blocks, launcher */
 	int			launcher_procno;	/* -1 while no launcher runs */
 	bool		reconciled;		/* the start sweep was planned since start */
 	LWLock	   *board_lock;		/* the demand board and the history inbox */
+	LWLock	   *lost_lock;		/* lost[]: its outcomes are too large to copy under mutex */
 	uint64		demand_seq;
 	bool		demand_overflow;	/* an entry did not fit: scout every database */
 	LaDemand	demands[LA_DEMANDS];
@@ -124,8 +127,10 @@ typedef struct LaShmem
 
 extern LaShmem *la_shmem;
 
-/* dbguard.c, lost.c; the caller holds la_shmem->mutex */
+/* dbguard.c; the caller holds la_shmem->mutex */
 extern bool la_block_holds(Oid dboid, TimestampTz now);
+
+/* lost.c; takes lost_lock, so never under la_shmem->mutex */
 extern void la_lost_put(Oid dboid, Oid tasks_relid, int64 jobid, bool canceled,
 						const LaOutcome *outcome);
 

@@ -11,20 +11,23 @@
  */
 #include "postgres.h"
 
-#include "storage/spin.h"
+#include "storage/lwlock.h"
 
 #include "la_loader.h"
 #include "la_shared.h"
 #include "la_slots.h"
 
 /*
- * The caller holds the lock.  When the list is full the task is not
+ * Under lost_lock, not the slots' spinlock: an entry holds an outcome of
+ * about 2 kB, and a scout copies up to LA_LOST of them (135 kB) at once.
+ * Nothing here can raise an error.  When the list is full the task is not
  * recorded: the scout's sweep still fails it (as failed, whatever its
  * outcome was).
  */
 void
 la_lost_put(Oid dboid, Oid tasks_relid, int64 jobid, bool canceled, const LaOutcome *outcome)
 {
+	LWLockAcquire(la_shmem->lost_lock, LW_EXCLUSIVE);
 	for (int i = 0; i < LA_LOST; i++)
 	{
 		LaLost	   *l = &la_shmem->lost[i];
@@ -40,14 +43,13 @@ la_lost_put(Oid dboid, Oid tasks_relid, int64 jobid, bool canceled, const LaOutc
 			l->outcome = *outcome;
 		break;
 	}
+	LWLockRelease(la_shmem->lost_lock);
 }
 
 void
 la_lost_add(Oid dboid, Oid tasks_relid, int64 jobid, bool canceled)
 {
-	SpinLockAcquire(&la_shmem->mutex);
 	la_lost_put(dboid, tasks_relid, jobid, canceled, NULL);
-	SpinLockRelease(&la_shmem->mutex);
 }
 
 int
@@ -55,7 +57,7 @@ la_lost_list(Oid dboid, LaLostView *views, int max)
 {
 	int			n = 0;
 
-	SpinLockAcquire(&la_shmem->mutex);
+	LWLockAcquire(la_shmem->lost_lock, LW_SHARED);
 	for (int i = 0; i < LA_LOST && n < max; i++)
 	{
 		LaLost	   *l = &la_shmem->lost[i];
@@ -68,28 +70,28 @@ la_lost_list(Oid dboid, LaLostView *views, int max)
 		views[n].outcome = l->outcome;
 		n++;
 	}
-	SpinLockRelease(&la_shmem->mutex);
+	LWLockRelease(la_shmem->lost_lock);
 	return n;
 }
 
-/* Only the jobids of a database's lost tasks (no outcome copied under the lock). */
+/* Only the jobids of a database's lost tasks. */
 int
 la_lost_jobids(Oid dboid, int64 *jobids, int max)
 {
 	int			n = 0;
 
-	SpinLockAcquire(&la_shmem->mutex);
+	LWLockAcquire(la_shmem->lost_lock, LW_SHARED);
 	for (int i = 0; i < LA_LOST && n < max; i++)
 		if (la_shmem->lost[i].jobid != 0 && la_shmem->lost[i].dboid == dboid)
 			jobids[n++] = la_shmem->lost[i].jobid;
-	SpinLockRelease(&la_shmem->mutex);
+	LWLockRelease(la_shmem->lost_lock);
 	return n;
 }
 
 void
 la_lost_remove(Oid dboid, int64 jobid, Oid tasks_relid)
 {
-	SpinLockAcquire(&la_shmem->mutex);
+	LWLockAcquire(la_shmem->lost_lock, LW_EXCLUSIVE);
 	for (int i = 0; i < LA_LOST; i++)
 	{
 		LaLost	   *l = &la_shmem->lost[i];
@@ -97,16 +99,16 @@ la_lost_remove(Oid dboid, int64 jobid, Oid tasks_relid)
 		if (l->jobid == jobid && l->dboid == dboid && l->tasks_relid == tasks_relid)
 			l->jobid = 0;
 	}
-	SpinLockRelease(&la_shmem->mutex);
+	LWLockRelease(la_shmem->lost_lock);
 }
 
 /* A dropped database's lost tasks went with it. */
 void
 la_lost_forget_database(Oid dboid)
 {
-	SpinLockAcquire(&la_shmem->mutex);
+	LWLockAcquire(la_shmem->lost_lock, LW_EXCLUSIVE);
 	for (int i = 0; i < LA_LOST; i++)
 		if (la_shmem->lost[i].dboid == dboid)
 			la_shmem->lost[i].jobid = 0;
-	SpinLockRelease(&la_shmem->mutex);
+	LWLockRelease(la_shmem->lost_lock);
 }

@@ -39,7 +39,8 @@ la_shmem_request(void)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(la_shmem_size());
 	RequestAddinShmemSpace(la_wait_shmem_size());
-	RequestNamedLWLockTranche(LA_LIBRARY_NAME, 1);
+	/* the demand board's and the lost list's */
+	RequestNamedLWLockTranche(LA_LIBRARY_NAME, 2);
 }
 
 static void
@@ -57,7 +58,8 @@ la_shmem_startup(void)
 		memset(la_shmem, 0, la_shmem_size());
 		SpinLockInit(&la_shmem->mutex);
 		la_shmem->launcher_procno = -1;
-		la_shmem->board_lock = &(GetNamedLWLockTranche(LA_LIBRARY_NAME))->lock;
+		la_shmem->board_lock = &(GetNamedLWLockTranche(LA_LIBRARY_NAME))[0].lock;
+		la_shmem->lost_lock = &(GetNamedLWLockTranche(LA_LIBRARY_NAME))[1].lock;
 		la_shmem->nslots = la_max_workers;
 		for (int i = 0; i < la_shmem->nslots; i++)
 		{

@@ -160,42 +160,75 @@ la_slot_reclaim(int index, LaSlotView *view)
 /*
  * Copy and free a slot in one critical section, so that a cancel accepted
  * for its task is either in the copy or refused (the slot is free).  An
- * outcome its worker parked moves to the lost list in the same section.
+ * outcome its worker parked moves to the lost list first (under the list's
+ * own lock: it is too large to copy under the spinlock), while the slot
+ * still names the task, so that a scout's orphan sweep, which reads the
+ * slots and then the list, finds the task in one or the other.  From the
+ * moment the move is decided no cancel is accepted (finishing): the parked
+ * outcome stands, unless a cancel had been accepted before it was decided
+ * (a FATAL parked by fatal.c while a cancel_task() went in): then the task
+ * ends canceled, as that call promised.  The slot's process is gone, so
+ * nothing writes its parked outcome meanwhile.
  */
 void
 la_slot_reap(int index, LaSlotView *view)
 {
 	LaSlot	   *slot = &la_shmem->slots[index];
+	uint64		jobid;
+	bool		move;
+	bool		canceled = false;
+	bool		decided = false;
+
+	SpinLockAcquire(&la_shmem->mutex);
+	jobid = pg_atomic_read_u64(&slot->jobid);
+	move = slot->parked.set && jobid != 0;
+	if (move)
+	{
+		canceled = pg_atomic_read_u64(&slot->cancel_jobid) == jobid;
+		decided = slot->finishing;
+		slot->finishing = true;
+	}
+	SpinLockRelease(&la_shmem->mutex);
+
+	if (move)
+		la_lost_put(slot->dboid, slot->tasks_relid, (int64) jobid, canceled,
+					decided || !canceled ? &slot->parked : NULL);
 
 	SpinLockAcquire(&la_shmem->mutex);
 	la_slot_copy(index, view);
-	if (slot->parked.set && view->jobid != 0)
-		la_lost_put(slot->dboid, slot->tasks_relid, view->jobid, view->cancel_requested,
-					&slot->parked);
 	la_slot_free(slot);
 	SpinLockRelease(&la_shmem->mutex);
 }
 
 /*
- * Leave the running task's outcome with the slot: the worker could not
- * record it (the queue's table could not be locked in time) and exits to
- * free the slot.  Plain copies under the lock; the message is truncated.
+ * Fill this worker's own parked outcome; only the slot's worker writes it,
+ * and only the launcher reads it, once that worker has exited (la_slot_reap),
+ * so the copy needs no lock: the spinlock that then sets parked.set orders
+ * it before any reader.  The message is truncated.
  */
-/* The caller holds the mutex. */
 static void
-la_outcome_set(LaOutcome *o, const char *status, const char *sqlstate, const char *message)
+la_outcome_fill(LaOutcome *o, const char *status, const char *sqlstate, const char *message)
 {
 	strlcpy(o->status, status, sizeof(o->status));
 	strlcpy(o->sqlstate, sqlstate ? sqlstate : "", sizeof(o->sqlstate));
 	strlcpy(o->message, message ? message : "", sizeof(o->message));
-	o->set = true;
 }
 
+/*
+ * Leave the running task's outcome with the slot: the worker could not
+ * record it (the queue's table could not be locked in time) and exits to
+ * free the slot.
+ */
 void
 la_slot_park(int index, const char *status, const char *sqlstate, const char *message)
 {
+	LaSlot	   *slot = &la_shmem->slots[index];
+
+	if (slot->parked.set)
+		return;
+	la_outcome_fill(&slot->parked, status, sqlstate, message);
 	SpinLockAcquire(&la_shmem->mutex);
-	la_outcome_set(&la_shmem->slots[index].parked, status, sqlstate, message);
+	slot->parked.set = true;
 	SpinLockRelease(&la_shmem->mutex);
 }
 
@@ -203,7 +236,7 @@ la_slot_park(int index, const char *status, const char *sqlstate, const char *me
  * The worker is ending on a FATAL error during its task (fatal.c): that
  * error is the outcome, unless none is needed (no task named), one is
  * parked already, or cancel_task() had stopped the task (it ends canceled).
- * Called from emit_log_hook: plain copies under the lock.
+ * Called while the error is reported: nothing here may raise one.
  */
 void
 la_slot_park_fatal(int index, const char *sqlstate, const char *message)
@@ -211,11 +244,22 @@ la_slot_park_fatal(int index, const char *sqlstate, const char *message)
 	LaSlot	   *slot = &la_shmem->slots[index];
 	uint64		jobid;
 
+	/* Only this process sets parked.set: reading it unlocked is safe here. */
+	if (slot->parked.set || pg_atomic_read_u64(&slot->jobid) == 0)
+		return;
+	la_outcome_fill(&slot->parked, "failed", sqlstate, message);
 	SpinLockAcquire(&la_shmem->mutex);
 	jobid = pg_atomic_read_u64(&slot->jobid);
-	if (jobid != 0 && !slot->parked.set && pg_atomic_read_u64(&slot->cancel_jobid) != jobid)
-		la_outcome_set(&slot->parked, "failed", sqlstate, message);
+	if (jobid != 0 && pg_atomic_read_u64(&slot->cancel_jobid) != jobid)
+		slot->parked.set = true;
 	SpinLockRelease(&la_shmem->mutex);
+}
+
+/* Whether the slot names a task now (lock-free: fatal.c asks at every error). */
+bool
+la_slot_names_job(int index)
+{
+	return pg_atomic_read_u64(&la_shmem->slots[index].jobid) != 0;
 }
 
 /* This process holds its slot (la_slot_attach accepted it). */
@@ -277,10 +321,11 @@ la_slot_attach(int index)
  * and nothing named, when the slot was asked to retire meanwhile: the claim
  * must then roll back, so that a DROP DATABASE that evicted this worker does
  * not find a task started after all.  finished_one: the task the slot named
- * until now gets its outcome in the same commit (it counts as run).
+ * until now gets its outcome in the same commit (it counts as run).  prior
+ * receives what was replaced, for la_slot_unset_job.
  */
 bool
-la_slot_set_job(int index, int64 jobid, Oid tasks_relid, bool finished_one)
+la_slot_set_job(int index, int64 jobid, Oid tasks_relid, bool finished_one, LaSlotJob *prior)
 {
 	LaSlot	   *slot = &la_shmem->slots[index];
 	TimestampTz now = GetCurrentTimestamp();
@@ -291,6 +336,12 @@ la_slot_set_job(int index, int64 jobid, Oid tasks_relid, bool finished_one)
 		SpinLockRelease(&la_shmem->mutex);
 		return false;
 	}
+	prior->jobid = pg_atomic_read_u64(&slot->jobid);
+	prior->cancel_jobid = pg_atomic_read_u64(&slot->cancel_jobid);
+	prior->tasks_relid = slot->tasks_relid;
+	prior->finishing = slot->finishing;
+	prior->tasks_run = slot->tasks_run;
+	prior->started = slot->started;
 	slot->tasks_relid = tasks_relid;
 	slot->finishing = false;
 	if (finished_one)
@@ -300,6 +351,33 @@ la_slot_set_job(int index, int64 jobid, Oid tasks_relid, bool finished_one)
 	pg_atomic_write_u64(&slot->jobid, (uint64) jobid);
 	SpinLockRelease(&la_shmem->mutex);
 	return true;
+}
+
+/*
+ * The claim of jobid failed before it committed: the slot names again what
+ * it named before (the previous task, whose outcome was rolled back with
+ * the claim, or none).  The caller must do this before the abort releases
+ * the claimed row (la_bk_claim says why).  A cancel of jobid accepted
+ * meanwhile (only cancel_all_async_tasks() looks at uncommitted claims)
+ * is dropped here: the task is pending again, and that call cancels it as
+ * such once the row is free.
+ */
+void
+la_slot_unset_job(int index, int64 jobid, const LaSlotJob *prior)
+{
+	LaSlot	   *slot = &la_shmem->slots[index];
+
+	SpinLockAcquire(&la_shmem->mutex);
+	if (pg_atomic_read_u64(&slot->jobid) == (uint64) jobid)
+	{
+		slot->tasks_relid = prior->tasks_relid;
+		slot->finishing = prior->finishing;
+		slot->tasks_run = prior->tasks_run;
+		slot->started = prior->started;
+		pg_atomic_write_u64(&slot->jobid, prior->jobid);
+		pg_atomic_write_u64(&slot->cancel_jobid, prior->cancel_jobid);
+	}
+	SpinLockRelease(&la_shmem->mutex);
 }
 
 /* The task's outcome is committed: the slot no longer names it. */

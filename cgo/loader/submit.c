@@ -165,8 +165,17 @@ static int64
 la_submit_insert(const char *query, const char *job_name, Oid roleid, const Interval *timeout)
 {
 	LaPrivileged p;
+	LaCatalog	cat;
 	int64		jobid;
 
+	/*
+	 * Wait for the queue's table as an INSERT into it would, behind a lock
+	 * request queued on it (a CREATE TRIGGER or VACUUM FULL waiting for an
+	 * open transaction, say), for as long as this session's own
+	 * lock_timeout and statement_timeout allow: the switch below pins
+	 * lock_timeout to 0, and then only takes the lock held already.
+	 */
+	(void) la_catalog_lookup(&cat, RowExclusiveLock);
 	la_privileged_begin(&p, RowExclusiveLock);
 	la_privileged_require(&p);
 	jobid = la_queue_insert(&p.cat, query, job_name, GetUserNameFromId(roleid, false), roleid,
