@@ -35,7 +35,13 @@ func TestCopiedDatabaseRunsNoTaskTwice(t *testing.T) {
 	jobid := submit(t, alice, traceSQL)
 	require.Equal(t, "pending", queryOne[string](t, alice, "SELECT status FROM lantern.tasks WHERE jobid = $1", jobid),
 		"queued behind the blockers")
+	// A row left 'running' (its worker died before a scout came by): the
+	// copy's must say where it belongs too, not "the server stopped".
+	stale := submit(t, alice, "SELECT 1")
 	closeConn(t, alice)
+	appSU := connectTo(t, cluster, app, superuser)
+	mustExec(t, appSU, "UPDATE lantern.tasks SET status = 'running' WHERE jobid = $1", stale)
+	closeConn(t, appSU)
 	requireNoClients(t, su, app)
 
 	// The database's owner copies it (no superuser needed).
@@ -55,6 +61,10 @@ func TestCopiedDatabaseRunsNoTaskTwice(t *testing.T) {
 	require.Equal(t, copiedTaskSQLState, queryOne[string](t, cp, "SELECT sqlstate FROM lantern.task_errors WHERE jobid = $1", jobid), msg)
 	require.Contains(t, msg, "ERROR:  this task was submitted in another database")
 	require.Contains(t, msg, fmt.Sprintf(`DETAIL:  The task belongs to database "%s"`, app))
+
+	require.Equal(t, "failed", queryOne[string](t, cp, "CALL lantern.wait_task($1, '1 min', NULL)", stale))
+	require.Contains(t, queryOne[string](t, cp, "SELECT error_message FROM lantern.tasks WHERE jobid = $1", stale),
+		"ERROR:  this task was submitted in another database", "a copied 'running' row")
 
 	trace := readTrace(t, app)
 	require.Len(t, trace, 1, "the task ran once, in %s", app)
