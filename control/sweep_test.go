@@ -1,6 +1,7 @@
 package control
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -260,14 +261,27 @@ func TestPlanRoundBackgroundScouts(t *testing.T) {
 		{"the last free slot is the role's", append([]Demand{{Key: keyA, Hint: 1}}, sweep...),
 			[]Slot{idleSlot(0, Key{DB: 7}), idleSlot(1, Key{DB: 8}), idleSlot(2, Key{DB: 9})}, 4, []Key{keyA}, nil},
 		{"the only slot", sweep, nil, 1, []Key{{DB: 100}}, nil},
-		{"no idle worker is retired for a sweep", sweep,
-			[]Slot{idleSlot(0, keyA), idleSlot(1, keyB), idleSlot(2, keyC), idleSlot(3, Key{DB: 9, Role: 10})}, 4, nil, nil},
+		{"idle workers with nothing noted give way, within the sweep's room", sweep,
+			[]Slot{idleSlot(0, keyA), idleSlot(1, keyB), idleSlot(2, keyC), idleSlot(3, Key{DB: 9, Role: 10})}, 4, nil, []int{0, 1, 2}},
+		{"a backlog in every slot: one of its workers leaves after its task", append([]Demand{{Key: keyA, Hint: 100}}, sweep[0]),
+			[]Slot{busyRun(0, keyA), busyRun(1, keyA), busyRun(2, keyA), busyRun(3, keyA)}, 4, nil, []int{0}},
+		{"a backlog in all but the free slot: it takes that one, and one of its workers leaves", append([]Demand{{Key: keyA, Hint: 100}}, sweep[0]),
+			[]Slot{busyRun(0, keyA), busyRun(1, keyA), busyRun(2, keyA)}, 4, []Key{keyA}, []int{0}},
+		{"no room left: three scouts hold the other slots", append([]Demand{{Key: keyA, Hint: 100}}, sweep[3:]...),
+			[]Slot{idleSlot(0, Key{DB: 100}), idleSlot(1, Key{DB: 101}), idleSlot(2, Key{DB: 102})}, 4, []Key{keyA}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			plan := PlanRound(tc.demands, tc.slots, tc.capacity)
+			plan := PlanRound(slices.Clone(tc.demands), tc.slots, tc.capacity)
 			assert.Equal(t, tc.launch, plan.Launch)
 			assert.Equal(t, tc.retire, plan.Retire)
 		})
 	}
+}
+
+// busyRun is a worker slot running a task, having finished one before.
+func busyRun(index int, k Key) Slot {
+	s := busySlot(index, k, int64(100+index))
+	s.TasksRun = 1
+	return s
 }
