@@ -143,7 +143,9 @@ func TestLauncherSweepsWhenTheHistoryInboxOverflowed(t *testing.T) {
 		c.reaps = [][]Exit{{{Key: scoutX, Clean: true}, {Key: scoutY, Clean: true}}}
 		c.historyOverflow = true
 	}}
-	runRounds(t, c, 3)
+	_, log := runRounds(t, c, 3)
 	assert.Equal(t, 2, c.count("Databases"), "the launcher's first sweep, and the overflow's")
 	assert.Equal(t, []launched{{scoutX, false}, {scoutY, false}, {scoutX, false}, {scoutY, false}}, c.launches)
+	assert.Equal(t, []string{"lantern_async launcher: the history inbox overflowed; every database (2) is queued for a scout"},
+		log.lines)
 }

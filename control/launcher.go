@@ -97,8 +97,12 @@ type Launcher struct {
 	// for it (Demand.Served): keys that share slots take turns.
 	served   map[Key]uint64
 	launches uint64
-	// overflowed: the board overflowed and no sweep was planned since.
-	overflowed bool
+	// overflowed says what overflowed (the board, the history inbox) since
+	// the last sweep was planned; "" when nothing did.
+	overflowed string
+	// overflowLogged: an overflow was logged since the sweep queue was
+	// last empty (one line per sweep, however often it overflows).
+	overflowLogged bool
 	// sweep holds the databases a sweep of every database has still to
 	// scout: any number, outside the board (see sweepQueue).
 	sweep sweepQueue
@@ -238,7 +242,7 @@ func (l *Launcher) takeHistory() {
 		l.history.Apply(n, l.now)
 	}
 	if overflow {
-		l.overflowed = true
+		l.overflowed = "history inbox"
 	}
 }
 
@@ -339,16 +343,26 @@ func (l *Launcher) sweepIfNeeded() error {
 	c := l.Cluster
 	start := c.ReconcileNeeded()
 	if c.TakeOverflow() {
-		l.overflowed = true // kept until a sweep is queued
+		l.overflowed = "demand board" // kept until a sweep is queued
 	}
-	if !start && !l.overflowed && l.begun {
+	if !start && l.overflowed == "" && l.begun {
 		return nil
 	}
 	dbs, err := c.Databases()
 	if err != nil {
 		return err
 	}
-	l.overflowed, l.begun = false, true
+	if l.sweep.empty() {
+		l.overflowLogged = false
+	}
+	if l.overflowed != "" && l.begun && !start && !l.overflowLogged {
+		// Rare, and costly (the databases swept since are scouted again):
+		// the log says why a sweep took more scouts than databases.
+		l.overflowLogged = true
+		l.Log.Logf("lantern_async launcher: the %s overflowed; every database (%d) is queued for a scout",
+			l.overflowed, len(dbs))
+	}
+	l.overflowed, l.begun = "", true
 	for _, db := range dbs {
 		l.sweep.add(db)
 		if start {

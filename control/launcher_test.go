@@ -29,8 +29,8 @@ func TestLauncherStartSweepScoutsEveryDatabase(t *testing.T) {
 	assert.Empty(t, c.notes, "the sweep takes no place on the board")
 	assert.Equal(t, 1, c.reconciled)
 	assert.Equal(t, 1, c.count("Databases"), "the second round has nothing to sweep")
-	assert.Equal(t, []launched{{keyA, false}, {scoutX, true}, {scoutY, true}}, c.launches,
-		"round 1 starts the role's worker first, then the scouts of the start sweep, "+
+	assert.Equal(t, []launched{{keyA, false}, {scoutY, true}, {scoutX, true}}, c.launches,
+		"round 1 starts the scouts of the start sweep (database Y first: X holds a slot already), "+
 			"which leave the last slot free; a role's worker is never one")
 	assertBefore(t, c.calls, "MarkReconciled", "Launch")
 	assert.Empty(t, log.lines)

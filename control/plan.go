@@ -28,10 +28,10 @@ type Demand struct {
 	// (the launcher's launch count then; 0: never): among equals, the key
 	// served longest ago goes first, so keys sharing slots take turns.
 	Served uint64
-	// Background marks a sweep's scout (Launcher.sweepCandidates): it takes
-	// only a slot that no other demand needs, never the last free one while
-	// there are two or more (a task committed meanwhile starts at once),
-	// and no worker is retired for it.
+	// Background marks a sweep's scout (Launcher.sweepCandidates): the
+	// scouts of sweeps never take the last free slot while there are two or
+	// more (a task committed meanwhile starts at once), nor more than the
+	// other slots, launched or retired for (PlanRound).
 	Background bool
 }
 
@@ -73,10 +73,13 @@ func PlanRound(demands []Demand, slots []Slot, capacity int) Plan {
 	for i, d := range demands {
 		need[i] = d.need(held[d.Key], waiting[d.Key])
 	}
-	// The slot a sweep leaves free: one, unless there is only one.
+	// A sweep's scouts (Background) never take the last free slot while
+	// there are two or more, so a task committed meanwhile starts at once,
+	// and hold at most the other slots (sweepRoom).
 	reserve := min(1, capacity-1)
+	sweepRoom := capacity - reserve - scoutCount(slots)
 	for ; free > 0; free-- {
-		i, ok := nextLaunch(demands, need, held, heldDB, free > reserve)
+		i, ok := nextLaunch(demands, need, held, heldDB, free > reserve && sweepRoom > 0)
 		if !ok {
 			break
 		}
@@ -84,11 +87,21 @@ func PlanRound(demands []Demand, slots []Slot, capacity int) Plan {
 		need[i]--
 		held[demands[i].Key]++
 		heldDB[demands[i].DB]++
+		if demands[i].Background {
+			sweepRoom--
+		}
 	}
 	plan.Wake = wakeIdle(demands, slots)
+	// Within its room a sweep takes slots from the busiest like any key
+	// (else a database with a backlog would keep every other database's
+	// pending tasks undiscovered until it ran out); beyond it, it waits.
 	for i, d := range demands {
-		if d.Background {
-			need[i] = 0 // a sweep waits for slots to come free on their own
+		if d.Background && need[i] > 0 {
+			if sweepRoom > 0 {
+				sweepRoom--
+			} else {
+				need[i] = 0
+			}
 		}
 	}
 	plan.Retire = retirements(demands, slots, need, owned)
@@ -96,24 +109,29 @@ func PlanRound(demands []Demand, slots []Slot, capacity int) Plan {
 }
 
 // nextLaunch picks the demand the next free slot goes to, as PlanRound
-// says; a background one only when no other wants it, and only if
-// background is true.
+// says; a background one only if background is true.
 func nextLaunch(demands []Demand, need []int64, held map[Key]int, heldDB map[uint32]int, background bool) (int, bool) {
 	best := -1
 	for i, d := range demands {
-		if need[i] == 0 || d.Background {
+		if need[i] == 0 || (d.Background && !background) {
 			continue
 		}
 		if best < 0 || before(d, demands[best], held, heldDB) {
 			best = i
 		}
 	}
-	for i, d := range demands {
-		if best < 0 && background && d.Background && need[i] > 0 {
-			best = i
+	return best, best >= 0
+}
+
+// scoutCount counts the scouts in slots.
+func scoutCount(slots []Slot) int {
+	n := 0
+	for _, s := range slots {
+		if s.Scout() {
+			n++
 		}
 	}
-	return best, best >= 0
+	return n
 }
 
 // before orders two demands for a slot; equal ones keep the given order.
@@ -232,12 +250,11 @@ func unneededSlot(slots []Slot, noted map[Key]bool, taken map[int]bool) (Slot, b
 	return Slot{}, false
 }
 
-// starving lists the demands with work and no process, served longest ago
-// first; a sweep's scouts wait for a slot instead.
+// starving lists the demands with work and no process, served longest ago first.
 func starving(demands []Demand, need []int64, owned map[Key]int) []int {
 	var idx []int
 	for i, d := range demands {
-		if need[i] > 0 && owned[d.Key] == 0 && !d.Background {
+		if need[i] > 0 && owned[d.Key] == 0 {
 			idx = append(idx, i)
 		}
 	}

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -189,6 +190,8 @@ func TestLauncherOverflowDuringASweepDoesNotStartItOver(t *testing.T) {
 	assert.Equal(t, 2, c.count("Databases"), "pg_database read for the start and the overflow")
 	assert.True(t, l.sweep.empty(), "the sweep is over")
 	assert.Empty(t, c.board, "the board is empty")
+	assert.Equal(t, []string{"lantern_async launcher: the demand board overflowed; every database (1200) is queued for a scout"},
+		l.Log.(*fakeLogger).lines, "the overflow is logged once")
 }
 
 // A database dropped while queued leaves the queue at its turn.
@@ -260,14 +263,112 @@ func TestPlanRoundBackgroundScouts(t *testing.T) {
 		{"the last free slot is the role's", append([]Demand{{Key: keyA, Hint: 1}}, sweep...),
 			[]Slot{idleSlot(0, Key{DB: 7}), idleSlot(1, Key{DB: 8}), idleSlot(2, Key{DB: 9})}, 4, []Key{keyA}, nil},
 		{"the only slot", sweep, nil, 1, []Key{{DB: 100}}, nil},
-		{"no idle worker is retired for a sweep", sweep,
-			[]Slot{idleSlot(0, keyA), idleSlot(1, keyB), idleSlot(2, keyC), idleSlot(3, Key{DB: 9, Role: 10})}, 4, nil, nil},
+		{"idle workers with nothing noted give way, within the sweep's room", sweep,
+			[]Slot{idleSlot(0, keyA), idleSlot(1, keyB), idleSlot(2, keyC), idleSlot(3, Key{DB: 9, Role: 10})}, 4, nil, []int{0, 1, 2}},
+		{"a backlog in every slot: one of its workers leaves after its task", append([]Demand{{Key: keyA, Hint: 100}}, sweep[0]),
+			[]Slot{busyRun(0, keyA), busyRun(1, keyA), busyRun(2, keyA), busyRun(3, keyA)}, 4, nil, []int{0}},
+		{"a backlog in all but the free slot: it takes that one, and one of its workers leaves", append([]Demand{{Key: keyA, Hint: 100}}, sweep[0]),
+			[]Slot{busyRun(0, keyA), busyRun(1, keyA), busyRun(2, keyA)}, 4, []Key{keyA}, []int{0}},
+		{"no room left: three scouts hold the other slots", append([]Demand{{Key: keyA, Hint: 100}}, sweep[3:]...),
+			[]Slot{idleSlot(0, Key{DB: 100}), idleSlot(1, Key{DB: 101}), idleSlot(2, Key{DB: 102})}, 4, []Key{keyA}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			plan := PlanRound(tc.demands, tc.slots, tc.capacity)
+			plan := PlanRound(slices.Clone(tc.demands), tc.slots, tc.capacity)
 			assert.Equal(t, tc.launch, plan.Launch)
 			assert.Equal(t, tc.retire, plan.Retire)
 		})
 	}
+}
+
+// busyRun is a worker slot running a task, having finished one before.
+func busyRun(index int, k Key) Slot {
+	s := busySlot(index, k, int64(100+index))
+	s.TasksRun = 1
+	return s
+}
+
+// sweepWithWork runs a start sweep of n databases in which, before each
+// round, every scout in a slot ends cleanly after noting its history, and
+// after noting a pending task when its database has one (pending) that no
+// worker has run yet; a worker ends after workRounds rounds, having run
+// its task. It returns the launcher and the most history notes one round
+// took (the inbox, loader/history.c, holds 512).
+func sweepWithWork(t *testing.T, c *fakeCluster, n, rounds, workRounds int, pending func(db uint32) bool) (*Launcher, int) {
+	t.Helper()
+	c.boardCap = boardPlaces
+	c.reconcileNeeded = true
+	c.retention = time.Hour
+	c.databases = manyDatabases(n)
+	ran := map[uint32]bool{}
+	age := map[int]int{}
+	most := 0
+	c.before = make([]func(), rounds)
+	for i := 1; i < rounds; i++ {
+		c.before[i] = func() {
+			var exits []Exit
+			for _, s := range c.slots {
+				switch {
+				case s.Scout():
+					if pending(s.DB) && !ran[s.DB] {
+						c.demand(Key{DB: s.DB, Role: 10}, 1)
+					}
+					c.historyNotes = append(c.historyNotes,
+						HistoryNote{DB: s.DB, Set: true, Oldest: fixedNow().Add(-time.Minute)})
+					exits = append(exits, Exit{Key: s.Key, Clean: true})
+					c.settle(s.Key)
+				case age[s.Index] < workRounds:
+					age[s.Index]++
+				default:
+					ran[s.DB] = true
+					exits = append(exits, Exit{Key: s.Key, Clean: true, TasksRun: 1})
+					c.settle(s.Key)
+				}
+			}
+			most = max(most, len(c.historyNotes))
+			c.reaps = [][]Exit{exits}
+		}
+	}
+	l, _ := newLauncher(c, fixedNow)
+	c.rounds = rounds
+	l.Run()
+	return l, most
+}
+
+// A start sweep whose every scout notes its database's history: the notes
+// between two rounds are at most one per slot, so the inbox never
+// overflows, and no database is scouted twice (an overflow would queue
+// every database swept so far again).
+func TestLauncherSweepWhoseScoutsNoteHistoryScoutsEachOnce(t *testing.T) {
+	const n = 1500
+	c := newCluster()
+	l, most := sweepWithWork(t, c, n, n, 0, func(uint32) bool { return false })
+	per, _ := scoutLaunches(c.launches)
+	require.Len(t, per, n, "every database scouted")
+	for db, k := range per {
+		require.Equal(t, 1, k, "scouts of database %d", db)
+	}
+	assert.LessOrEqual(t, most, c.capacity, "history notes taken in one round")
+	assert.Equal(t, n, l.history.Len(), "a history entry per database")
+	assert.Equal(t, 1, c.count("Databases"), "pg_database read once")
+	assert.True(t, l.sweep.empty(), "the sweep is over")
+}
+
+// A start sweep in which every scout finds a pending task, whose worker
+// runs for ten rounds: the sweep's scouts wait for the slots the workers
+// need, so their notes never overflow the board, and each database gets
+// its sweep's scout and one more after its worker ran a task (reap), no
+// more.
+func TestLauncherSweepFindingTasksEverywhereScoutsEachOnce(t *testing.T) {
+	const n = 1500
+	c := newCluster()
+	l, _ := sweepWithWork(t, c, n, 20*n, 10, func(uint32) bool { return true })
+	per, _ := scoutLaunches(c.launches)
+	require.Len(t, per, n, "every database scouted")
+	for db, k := range per {
+		require.Equal(t, 2, k, "scouts of database %d: the sweep's, and the one after its worker", db)
+	}
+	assert.Equal(t, 1, c.count("Databases"), "pg_database read once: the board never overflowed")
+	assert.True(t, l.sweep.empty(), "the sweep is over")
+	assert.Empty(t, c.board, "every task ran")
 }

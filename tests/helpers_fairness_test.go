@@ -121,16 +121,22 @@ func censusOf(log string) processCensus {
 	return c
 }
 
-// sinceServerStart is the part of log from the last server start at or
-// after offset from ("" when there is none yet).
+// sinceServerStart is the part of log from the last server start, or crash
+// restart, at or after offset from ("" when there is none yet). After a
+// crash restart the postmaster logs no exit of the processes it killed,
+// so a census across one would count them alive for good.
 func sinceServerStart(log string, from int) string {
 	tail := log[min(from, len(log)):]
-	i := strings.LastIndex(tail, "starting PostgreSQL ")
+	i := max(strings.LastIndex(tail, "starting PostgreSQL "), strings.LastIndex(tail, crashRestartLine))
 	if i < 0 {
 		return ""
 	}
 	return tail[strings.LastIndex(tail[:i], "\n")+1:]
 }
+
+// crashRestartLine is what the postmaster logs when it reinitializes after
+// a process crashed.
+const crashRestartLine = "all server processes terminated; reinitializing"
 
 // ourProcesses lists the lantern_async processes connected to a database
 // and counts the launchers connected to none.

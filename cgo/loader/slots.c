@@ -157,6 +157,7 @@ la_slot_reclaim(int index, LaSlotView *view)
 	SpinLockRelease(&la_shmem->mutex);
 	return reclaimed;
 }
+
 /*
  * Copy and free a slot in one critical section, so that a cancel accepted
  * for its task is either in the copy or refused (the slot is free).  An
