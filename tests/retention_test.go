@@ -74,7 +74,8 @@ func TestHistoryRetentionDeletesOnlyFinishedRows(t *testing.T) {
 	queued := queryOne[int64](t, su, `WITH t AS (
 			INSERT INTO lantern.tasks (query, username, status, started_at)
 			VALUES ('SELECT 1', $1, 'pending', now() - interval '1 day') RETURNING jobid)
-		INSERT INTO lantern.task_owners (jobid, roleid) SELECT jobid, $1::regrole FROM t RETURNING jobid`, quiet)
+		INSERT INTO lantern.task_owners (jobid, roleid, datid)
+		SELECT jobid, $1::regrole, (SELECT oid FROM pg_database WHERE datname = current_database()) FROM t RETURNING jobid`, quiet)
 	mustExec(t, su, "UPDATE lantern.tasks SET started_at = now() - interval '1 day' WHERE jobid = ANY ($1)",
 		append([]int64{victim}, running...))
 	requireCancelTask(t, su, victim, true)
