@@ -30,6 +30,9 @@ const (
 // failed, not for normal runs (a few tests count log lines).
 const envDebugLog = "LANTERN_ASYNC_TEST_DEBUG_LOG"
 
+// envLong runs the slowest tests on the docker backend too (see tests/README.md).
+const envLong = "LANTERN_ASYNC_TEST_LONG"
+
 // Login roles used by the tests, created once in TestMain.
 var testRoles = []string{"alice", "bob", "carol"}
 
