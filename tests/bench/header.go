@@ -68,7 +68,8 @@ func (h *header) print(w io.Writer, cfg config) {
 		sort.Strings(keys)
 		only = strings.Join(keys, ",")
 	}
-	fmt.Fprintf(w, "            BENCH_TASKS=%d BENCH_INDEX_ROWS=%d BENCH_FSYNC=%s BENCH_ONLY=%s\n", cfg.memTasks, cfg.indexRows, cfg.fsync, only)
+	fmt.Fprintf(w, "            BENCH_TASKS=%d BENCH_INDEX_ROWS=%d BENCH_INDEX_RUNS=%d BENCH_INDEX_SERIAL=%s BENCH_FSYNC=%s BENCH_ONLY=%s\n",
+		cfg.memTasks, cfg.indexRows, cfg.indexRuns, onOff(cfg.indexSerial), cfg.fsync, only)
 	fmt.Fprintf(w, "latencies:  measured inside the server from commit timestamps and clock_timestamp(); percentiles are nearest-rank\n")
 	fmt.Fprintln(w)
 }
@@ -96,4 +97,11 @@ func loadAvg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
 }

@@ -39,10 +39,13 @@ const (
 
 // config holds what the environment may change.
 type config struct {
-	memTasks  int    // BENCH_TASKS: tasks of the memory row
-	indexRows int    // BENCH_INDEX_ROWS: rows of the index-build table
-	indexRuns int    // BENCH_INDEX_RUNS: builds of each kind (session, task)
-	fsync     string // BENCH_FSYNC: on (default) or off
+	memTasks  int // BENCH_TASKS: tasks of the memory row
+	indexRows int // BENCH_INDEX_ROWS: rows of the index-build table
+	indexRuns int // BENCH_INDEX_RUNS: builds of each kind (session, task)
+	// BENCH_INDEX_SERIAL=on: row 7 also builds with
+	// max_parallel_maintenance_workers = 0 (the control)
+	indexSerial bool
+	fsync       string // BENCH_FSYNC: on (default) or off
 	// BENCH_ONLY: the measurements to run (comma-separated keys of
 	// run's steps); empty: all of them.
 	only map[string]bool
@@ -61,7 +64,7 @@ func (c config) wants(key string) bool {
 }
 
 func loadConfig() (config, error) {
-	cfg := config{memTasks: 100000, indexRows: 2000000, indexRuns: 3, fsync: "on"}
+	cfg := config{memTasks: 100000, indexRows: 2000000, indexRuns: 5, fsync: "on"}
 	for _, v := range []struct {
 		name string
 		dst  *int
@@ -79,6 +82,13 @@ func loadConfig() (config, error) {
 			return cfg, fmt.Errorf("BENCH_FSYNC=%q: want on or off", s)
 		}
 		cfg.fsync = s
+	}
+	switch s := os.Getenv("BENCH_INDEX_SERIAL"); s {
+	case "", "off":
+	case "on":
+		cfg.indexSerial = true
+	default:
+		return cfg, fmt.Errorf("BENCH_INDEX_SERIAL=%q: want on or off", s)
 	}
 	if s := os.Getenv("BENCH_ONLY"); s != "" {
 		cfg.only = map[string]bool{}
