@@ -18,12 +18,12 @@ func (l *callLog) add(call string) { *l = append(*l, call) }
 
 // fakeQueue hands out tasks in order and records what gets settled.
 type fakeQueue struct {
-	log       *callLog
-	tasks     []Task
-	claimErr  error // returned by every Claim when set (after the first claimErrAfter)
+	log      *callLog
+	tasks    []Task
+	claimErr error // returned by every Claim when set (after the first claimErrAfter)
 	// claimErrAfter Claims succeed before claimErr applies.
 	claimErrAfter int
-	settleErr error // returned by every Settle when set (after recording), and by a Claim that carries an outcome
+	settleErr     error // returned by every Settle when set (after recording), and by a Claim that carries an outcome
 	// blockedSettles Settles fail with errBlocked before they succeed.
 	blockedSettles int
 	parked         []Outcome

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Helpers of the issue 6 regression tests of freeze_test.go,
+// Cleanups and held transactions for freeze_test.go,
 // cancel_strict_test.go, timeout_test.go and outcome_restart_test.go.
 
 // cleanupTimeout bounds each SQL statement a t.Cleanup runs (t.Context()
