@@ -77,10 +77,13 @@ unit: tidy-check
 # The integration tests are one Go package per subject under tests/, each
 # with a cluster of its own (tests/internal/testkit.Run): TEST_PARALLEL
 # packages run at once. Most of their time is waiting, not CPU.
+# The slowest packages are named first, so that none of them starts last
+# (go test starts packages in the order given).
 TEST_PARALLEL ?= 4
+TEST_PACKAGES = ./tests/scale/ ./tests/scheduling/ ./tests/durability/ ./tests/timeouts/ ./tests/security/ ./tests/...
 test: all unit
 	$(MAKE) install
-	$(GO) test -count=1 -p $(TEST_PARALLEL) -timeout 30m ./tests/...
+	$(GO) test -count=1 -p $(TEST_PARALLEL) -timeout 30m $(TEST_PACKAGES)
 	@[ -n "$$LANTERN_ASYNC_TEST_IMAGE" ] || echo 'make test: skipped the ready-image tests (TestReadyImage*): they need Docker and an image; `make test-images` builds lantern_async:pg15, pg17 and pg18 and runs them'
 
 # The ready image of each version, built here; the whole integration suite
@@ -96,7 +99,7 @@ test-images:
 		start=$$(date +%s); \
 		TESTCONTAINERS_RYUK_DISABLED=true LANTERN_ASYNC_TEST_BACKEND=docker \
 			LANTERN_ASYNC_TEST_IMAGE=lantern_async:pg$$v \
-			$(GO) test -count=1 -p $(TEST_PARALLEL) -timeout 30m ./tests/...; \
+			$(GO) test -count=1 -p $(TEST_PARALLEL) -timeout 30m $(TEST_PACKAGES); \
 		echo "make test-images: PostgreSQL $$v: the suite took $$(( $$(date +%s) - start )) s"; \
 	done
 

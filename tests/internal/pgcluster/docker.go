@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/testcontainers/testcontainers-go"
@@ -104,6 +105,14 @@ func startContainer(ctx context.Context, opts *Options) (*containerMachine, erro
 		opts.Logf("pgcluster: starting a container of %s", image)
 	} else {
 		opts.Logf("pgcluster: building %s and starting a container (this can take minutes)", dockerfilePath)
+		// Test packages run in parallel, each in a process of its own:
+		// one builds the image, the others then find every layer cached.
+		unlock, err := lockImageBuild()
+		if err != nil {
+			_ = os.RemoveAll(root)
+			return nil, err
+		}
+		defer unlock()
 	}
 	ctr, err := testcontainers.GenericContainer(ctx, req)
 	if err != nil {
@@ -114,6 +123,21 @@ func startContainer(ctx context.Context, opts *Options) (*containerMachine, erro
 		return nil, fmt.Errorf("pgcluster: docker backend: %w", err)
 	}
 	return &containerMachine{ctr: ctr, root: root}, nil
+}
+
+// lockImageBuild takes a lock that every test process of this machine
+// building the image takes (flock on a file in the temporary directory; the
+// kernel lets go of it if the process dies).
+func lockImageBuild() (unlock func(), err error) {
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "lantern_async_test_image.lock"), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		return nil, fmt.Errorf("pgcluster: image build lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("pgcluster: image build lock: %w", err)
+	}
+	return func() { f.Close() }, nil
 }
 
 // containerRequest asks for a container whose only process waits (the
