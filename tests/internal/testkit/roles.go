@@ -155,6 +155,10 @@ func StatusCounts(t *testing.T, su *pgx.Conn, role string) map[string]int {
 // cancel_task records it: 'Canceled by user', a duration, sqlstate 57014.
 func CanceledShape(t *testing.T, su *pgx.Conn, role string) int {
 	t.Helper()
+	// Fresh statistics first: right after a bulk submit, before autovacuum
+	// has looked, the planner takes both tables for tiny and joins 100,000
+	// rows by nested loop (15 minutes on a busy machine).
+	MustExec(t, su, "ANALYZE lantern.tasks, lantern.task_errors")
 	return QueryOne[int](t, su, `
 		SELECT count(*)::int FROM lantern.tasks t JOIN lantern.task_errors e USING (jobid)
 		WHERE t.username = $1 AND t.status = 'canceled' AND t.error_message = $2
