@@ -10,7 +10,8 @@
 //	   └──cancel_task──▶ canceled ◀──cancel_task──┘
 //
 // The final status, duration and error_message are written once, after
-// the whole query string has finished.
+// the whole query string has finished; README.md says who writes each
+// transition, and where.
 package bgworker
 
 import (

@@ -113,77 +113,93 @@ type Worker struct {
 // a fresh one).
 func (w *Worker) Run() error {
 	start := w.now()
-	var idle time.Duration
-	defer func() { w.costs.Busy += w.since(start) - idle }()
-
-	idleSince := start
-	// The outcome of the last task, when its own commit did not record
-	// it: it goes in with the next claim, or alone before the worker exits.
-	var finished *Outcome
-	ran := false // a task ran since the last idle wait
+	st := runState{idleSince: start}
+	defer func() { w.costs.Busy += w.since(start) - st.idle }()
 	for !w.checked(w.StopRequested) {
 		if w.Retiring != nil && w.checked(w.Retiring) {
 			break
 		}
-		task, ok, err := w.claim(finished)
-		if errors.Is(err, ErrSettingsChanged) {
-			return nil
-		}
-		blocked := err != nil && w.Queue.Blocked(err)
-		if err != nil && !blocked {
-			// The claim changed nothing, its slot names the finished task
-			// again (la_bk_claim): record that outcome before leaving.
-			if _, ferr := w.flush(finished); ferr != nil {
-				return fmt.Errorf("could not claim a task: %w; %w", err, ferr)
-			}
-			return fmt.Errorf("could not claim a task: %w", err)
-		}
-		if blocked && finished != nil {
-			// Alone, with its own retries: it must not wait for the claim.
-			if parked, err := w.flush(finished); parked || err != nil {
-				return err
-			}
-			finished = nil
-			continue
-		}
-		finished = nil
-		if ok {
-			var resetErr error
-			finished, resetErr = w.runOne(task)
-			if resetErr != nil {
-				if _, err := w.flush(finished); err != nil {
-					return err
-				}
-				return resetErr
-			}
-			idleSince = w.now()
-			ran = true
-			continue
-		}
-		// Woken or not, look again: a wake-up that came before this wait
-		// left the latch set, so none is lost. A claim that could not lock
-		// the queue's table (autovacuum truncating it, a user's VACUUM
-		// FULL) is tried again soon, within the idle timeout as well.
-		left := w.idleTimeout() - w.now().Sub(idleSince)
-		if blocked {
-			left = min(left, w.BlockedRetry)
-		}
-		if left <= 0 || w.Wait == nil {
-			break
-		}
-		if ran && w.WentIdle != nil {
-			w.WentIdle()
-		}
-		ran = false
-		t0 := w.now()
-		stop := w.Wait(left)
-		idle += w.since(t0)
-		if stop {
-			break
+		if done, err := w.step(&st); done {
+			return err
 		}
 	}
-	_, err := w.flush(finished)
+	_, err := w.flush(st.finished)
 	return err
+}
+
+// runState is what Run carries from one claim to the next.
+type runState struct {
+	// finished is the outcome of the last task, when its own commit did not
+	// record it: it goes in with the next claim, or alone before the worker
+	// exits.
+	finished  *Outcome
+	idleSince time.Time     // when the last task ended (or the worker started)
+	ran       bool          // a task ran since the last idle wait
+	idle      time.Duration // spent in idle waits, left out of Costs.Busy
+}
+
+// step claims once and acts on what the claim found: a task to run,
+// nothing (wait for more), or an error. done means Run returns err at
+// once, the finished outcome dealt with.
+func (w *Worker) step(st *runState) (done bool, err error) {
+	task, ok, err := w.claim(st.finished)
+	if errors.Is(err, ErrSettingsChanged) {
+		return true, nil
+	}
+	blocked := err != nil && w.Queue.Blocked(err)
+	if err != nil && !blocked {
+		// The claim changed nothing, its slot names the finished task
+		// again (la_bk_claim): record that outcome before leaving.
+		if _, ferr := w.flush(st.finished); ferr != nil {
+			return true, fmt.Errorf("could not claim a task: %w; %w", err, ferr)
+		}
+		return true, fmt.Errorf("could not claim a task: %w", err)
+	}
+	if blocked && st.finished != nil {
+		// Alone, with its own retries: it must not wait for the claim.
+		if parked, err := w.flush(st.finished); parked || err != nil {
+			return true, err
+		}
+		st.finished = nil
+		return false, nil
+	}
+	st.finished = nil
+	if !ok {
+		return w.waitIdle(st, blocked), nil
+	}
+	finished, resetErr := w.runOne(task)
+	if resetErr != nil {
+		if _, err := w.flush(finished); err != nil {
+			return true, err
+		}
+		return true, resetErr
+	}
+	st.finished, st.idleSince, st.ran = finished, w.now(), true
+	return false, nil
+}
+
+// waitIdle waits for more tasks after a claim found none; done means the
+// worker leaves (the idle timeout passed, or it must stop). Woken or not,
+// it looks again: a wake-up that came before this wait left the latch
+// set, so none is lost. A claim that could not lock the queue's table
+// (blocked: autovacuum truncating it, a user's VACUUM FULL) is tried
+// again soon, within the idle timeout as well.
+func (w *Worker) waitIdle(st *runState, blocked bool) (done bool) {
+	left := w.idleTimeout() - w.now().Sub(st.idleSince)
+	if blocked {
+		left = min(left, w.BlockedRetry)
+	}
+	if left <= 0 || w.Wait == nil {
+		return true
+	}
+	if st.ran && w.WentIdle != nil {
+		w.WentIdle()
+	}
+	st.ran = false
+	t0 := w.now()
+	stop := w.Wait(left)
+	st.idle += w.since(t0)
+	return stop
 }
 
 func (w *Worker) claim(finished *Outcome) (Task, bool, error) {
@@ -254,51 +270,4 @@ func (w *Worker) runOne(task Task) (*Outcome, error) {
 	}
 	w.last = outcome
 	return &w.last, resetErr
-}
-
-// flush records an outcome that no claim will take (nil: none) and marks
-// its task done; parked means it was left with the slot instead.
-func (w *Worker) flush(o *Outcome) (parked bool, err error) {
-	if o == nil {
-		return false, nil
-	}
-	t0 := w.now()
-	parked, err = w.record(*o)
-	w.costs.Records++
-	w.costs.Record += w.since(t0)
-	if err != nil {
-		return false, fmt.Errorf("could not record the outcome of task %d: %w", o.JobID, err)
-	}
-	if !parked {
-		w.Queue.Done(o.JobID)
-	}
-	return parked, nil
-}
-
-// record settles an outcome. While the queue's table cannot be locked (a
-// lock request queued on it behind an open transaction, say), it tries
-// again every BlockedRetry for BlockedGrace at most, and at once parks the
-// outcome when the slot is wanted for other work or the worker must stop:
-// parked means the outcome was left with the slot, for a scout, so that no
-// user's lock keeps a slot from the rest of the cluster. The tries are not
-// logged (one line when it parks).
-func (w *Worker) record(outcome Outcome) (parked bool, err error) {
-	var since time.Time
-	for tries := 0; ; tries++ {
-		err := w.Queue.Settle(outcome)
-		if err == nil || !w.Queue.Blocked(err) {
-			return false, err
-		}
-		if tries == 0 {
-			since = w.now()
-		}
-		left := w.BlockedGrace - w.since(since)
-		if left <= 0 || w.StopRequested() || (w.Retiring != nil && w.Retiring()) ||
-			w.Wait == nil || w.Wait(min(w.BlockedRetry, left)) {
-			w.Queue.Park(outcome)
-			w.Log.Logf("lantern_async worker: left the outcome of task %d for a scout of its database: %v",
-				outcome.JobID, err)
-			return true, nil
-		}
-	}
 }

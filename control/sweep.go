@@ -95,3 +95,99 @@ func (q *sweepQueue) front(n, look int, skip func(db uint32) bool) []uint32 {
 	}
 	return picked
 }
+
+// sweepIfNeeded queues a scout of every database (sweepQueue) after a
+// server start (each fails the tasks the previous life left running, and
+// notes the roles with pending tasks), after the board overflowed (the
+// scouts find from the tables what the board could not hold), and when a
+// launcher starts after another one ended (what that one had queued, in
+// its own memory, is lost). A database already queued keeps its place,
+// so an overflow during a sweep adds only the databases swept since: the
+// sweep never starts over, and never fills the board it was sent to make
+// up for.
+func (l *Launcher) sweepIfNeeded() error {
+	c := l.Cluster
+	start := c.ReconcileNeeded()
+	if c.TakeOverflow() {
+		l.overflowed = "demand board" // kept until a sweep is queued
+	}
+	if !start && l.overflowed == "" && l.begun {
+		return nil
+	}
+	dbs, err := c.Databases()
+	if err != nil {
+		return err
+	}
+	if l.sweep.empty() {
+		l.overflowLogged = false
+	}
+	if l.overflowed != "" && l.begun && !start && !l.overflowLogged {
+		// Rare, and costly (the databases swept since are scouted again):
+		// the log says why a sweep took more scouts than databases.
+		l.overflowLogged = true
+		l.Log.Logf("lantern_async launcher: the %s overflowed; every database (%d) is queued for a scout",
+			l.overflowed, len(dbs))
+	}
+	l.overflowed, l.begun = "", true
+	for _, db := range dbs {
+		l.sweep.add(db)
+		if start {
+			l.startSweep[db] = true
+		}
+	}
+	if start {
+		c.MarkReconciled()
+	}
+	return nil
+}
+
+// sweepLook bounds how many queued databases a round looks at beyond one
+// per slot (those held back by a backoff, a rest or a block).
+const sweepLook = 16
+
+// sweepCandidates picks, oldest request first, the databases of a queue
+// (the sweep, or the history due) a scout may start for in this round: at
+// most one per slot, none that has a scout running or among the demands,
+// backs off, rests, or that a DROP/ALTER/CREATE DATABASE blocks; one that
+// is gone leaves the queue. One look at the catalogs for them, none when
+// the queue is empty. The sweep's are background demands
+// (Demand.Background); the history's are like the board's, as they were
+// when they were noted there.
+func (l *Launcher) sweepCandidates(q *sweepQueue, demands []Demand, slots []Slot, capacity int, background bool) ([]Demand, error) {
+	if len(q.queued) == 0 {
+		return nil, nil
+	}
+	scouting := make(map[uint32]bool)
+	for _, s := range slots {
+		if s.Scout() {
+			scouting[s.DB] = true
+		}
+	}
+	for _, d := range demands {
+		if d.Scout() {
+			scouting[d.DB] = true
+		}
+	}
+	dbs := q.front(capacity, 4*capacity+sweepLook, func(db uint32) bool {
+		k := Key{DB: db}
+		return scouting[db] || l.Backoff.Waiting(k, l.now) || l.resting(k, l.now)
+	})
+	if len(dbs) == 0 {
+		return nil, nil
+	}
+	keys := make([]Key, len(dbs))
+	for i, db := range dbs {
+		keys[i] = Key{DB: db}
+	}
+	verdicts, err := l.Cluster.Check(keys)
+	if err != nil {
+		return nil, err
+	}
+	var picked []Demand
+	for i, k := range keys {
+		if !l.setAside(k.DB, verdicts[i]) {
+			picked = append(picked, Demand{Key: k, Background: background})
+		}
+	}
+	return picked, nil
+}

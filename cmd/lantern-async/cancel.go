@@ -25,28 +25,30 @@ found, or already finished); 3 on a connection or server error (such as
 			if err != nil {
 				return err
 			}
-			db, err := a.connect(cmd.Context(), a.dsn)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			worst := exitOK
-			for _, id := range ids {
-				code, err := a.cancelOne(cmd.Context(), db, id)
-				if cmd.Context().Err() != nil {
-					return cmd.Context().Err()
-				}
-				if err != nil {
-					fmt.Fprintf(a.stderr, "lantern-async: %s\n", errorText(err))
-				}
-				worst = max(worst, code)
-			}
-			if worst != exitOK {
-				return statusError{code: worst}
-			}
-			return nil
+			return a.withStore(cmd.Context(), func(db store) error {
+				return a.cancelAll(cmd.Context(), db, ids)
+			})
 		},
 	}
+}
+
+// cancelAll cancels each task; its error carries the worst exit status.
+func (a *app) cancelAll(ctx context.Context, db store, ids []int64) error {
+	worst := exitOK
+	for _, id := range ids {
+		code, err := a.cancelOne(ctx, db, id)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			fmt.Fprintf(a.stderr, "lantern-async: %s\n", errorText(err))
+		}
+		worst = max(worst, code)
+	}
+	if worst != exitOK {
+		return statusError{code: worst}
+	}
+	return nil
 }
 
 // cancelOne cancels one task and says how it went; it returns the exit

@@ -41,23 +41,20 @@ failed or canceled task.`,
 			if err := checkOutput(f.output); err != nil {
 				return err
 			}
-			db, err := a.connect(cmd.Context(), a.dsn)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			rows, err := db.List(cmd.Context(), statuses)
-			if err != nil {
-				return err
-			}
-			if f.output == outputJSON {
-				if rows == nil {
-					rows = []taskRow{}
+			return a.withStore(cmd.Context(), func(db store) error {
+				rows, err := db.List(cmd.Context(), statuses)
+				if err != nil {
+					return err
 				}
-				return writeJSON(a.stdout, rows)
-			}
-			renderList(a.stdout, rows)
-			return nil
+				if f.output == outputJSON {
+					if rows == nil {
+						rows = []taskRow{}
+					}
+					return writeJSON(a.stdout, rows)
+				}
+				renderList(a.stdout, rows)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&f.all, "all", "a", false, "list every task")

@@ -48,6 +48,17 @@ func main() {
 	os.Exit(code)
 }
 
+// withStore connects to the server (--dsn), runs f and closes the
+// connection.
+func (a *app) withStore(ctx context.Context, f func(db store) error) error {
+	db, err := a.connect(ctx, a.dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return f(db)
+}
+
 // run executes the command line args and returns the exit status.
 func (a *app) run(ctx context.Context, args []string) int {
 	root := a.rootCommand()

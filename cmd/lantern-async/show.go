@@ -25,23 +25,20 @@ Exit status 1 when the task does not exist or belongs to another role.`,
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			db, err := a.connect(cmd.Context(), a.dsn)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			row, err := db.Task(cmd.Context(), ids[0])
-			if err != nil {
-				return err
-			}
-			if row == nil {
-				return statusError{exitTask, outcomeLine(taskState{JobID: ids[0]})}
-			}
-			if output == outputJSON {
-				return writeJSON(a.stdout, row)
-			}
-			renderShow(a.stdout, *row)
-			return nil
+			return a.withStore(cmd.Context(), func(db store) error {
+				row, err := db.Task(cmd.Context(), ids[0])
+				if err != nil {
+					return err
+				}
+				if row == nil {
+					return statusError{exitTask, outcomeLine(taskState{JobID: ids[0]})}
+				}
+				if output == outputJSON {
+					return writeJSON(a.stdout, row)
+				}
+				renderShow(a.stdout, *row)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", outputTable, "output format: table or json")

@@ -40,20 +40,17 @@ lantern_async.task_timeout applies. --wait then waits like "wait".`,
 			if err != nil {
 				return err
 			}
-			db, err := a.connect(cmd.Context(), a.dsn)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			jobid, err := db.Submit(cmd.Context(), sub)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(a.stdout, jobid)
-			if !f.wait {
-				return nil
-			}
-			return a.waitFor(cmd.Context(), db, []int64{jobid})
+			return a.withStore(cmd.Context(), func(db store) error {
+				jobid, err := db.Submit(cmd.Context(), sub)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(a.stdout, jobid)
+				if !f.wait {
+					return nil
+				}
+				return a.waitFor(cmd.Context(), db, []int64{jobid})
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&f.name, "name", "n", "", "job name, for people (lantern.tasks.job_name)")

@@ -34,12 +34,9 @@ or cannot be seen; 3 on a connection or server error; 130 when interrupted.`,
 			if err != nil {
 				return err
 			}
-			db, err := a.connect(cmd.Context(), a.dsn)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			return a.waitFor(cmd.Context(), db, ids)
+			return a.withStore(cmd.Context(), func(db store) error {
+				return a.waitFor(cmd.Context(), db, ids)
+			})
 		},
 	}
 }

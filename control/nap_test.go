@@ -87,3 +87,52 @@ func TestLauncherNapCoversAHoldBackThatEndsDuringTheRound(t *testing.T) {
 		})
 	}
 }
+
+func TestLauncherNap(t *testing.T) {
+	tests := []struct {
+		name    string
+		backoff time.Duration // Min of the key that just failed; 0 for none
+		later   time.Duration // how long after the failure the second round runs
+		waits   []time.Duration
+	}{
+		{name: "no backoff: the naptime", waits: []time.Duration{naptime, naptime}},
+		{name: "a shorter backoff shortens the nap", backoff: 250 * time.Millisecond,
+			waits: []time.Duration{250 * time.Millisecond, 250 * time.Millisecond}},
+		{name: "to what is left of it", backoff: 2 * time.Second, later: 1500 * time.Millisecond,
+			waits: []time.Duration{2 * time.Second, 500 * time.Millisecond}},
+		{name: "a backoff over: the naptime again", backoff: 2 * time.Second, later: 2 * time.Second,
+			waits: []time.Duration{2 * time.Second, naptime}},
+		{name: "a longer backoff: the naptime", backoff: 10 * time.Second,
+			waits: []time.Duration{naptime, naptime}},
+		{name: "a sub-millisecond backoff: 1ms", backoff: 100 * time.Microsecond,
+			waits: []time.Duration{time.Millisecond, time.Millisecond}},
+		{name: "less than a millisecond left: 1ms", backoff: time.Second, later: time.Second - time.Microsecond,
+			waits: []time.Duration{time.Second, time.Millisecond}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := &clock{now: epoch}
+			c := newCluster()
+			if tc.backoff > 0 {
+				c.reaps = [][]Exit{{{Key: keyA}}}
+			}
+			c.before = []func(){nil, func() { clk.now = clk.now.Add(tc.later) }}
+			l, _ := newLauncher(c, clk.Now)
+			l.Backoff = Backoff{Min: tc.backoff, Max: time.Minute}
+			c.rounds = 2
+			l.Run()
+			assert.Equal(t, tc.waits, c.waits)
+		})
+	}
+}
+
+func TestLauncherNapsUntilTheEarliestBackoffEnds(t *testing.T) {
+	clk := &clock{now: epoch}
+	c := newCluster()
+	c.reaps = [][]Exit{{{Key: keyA}}, {{Key: keyC}}} // until 1s, then 1.5s
+	c.before = []func(){nil, func() { clk.now = clk.now.Add(500 * time.Millisecond) }}
+	l, _ := newLauncher(c, clk.Now)
+	c.rounds = 2
+	l.Run()
+	assert.Equal(t, []time.Duration{time.Second, 500 * time.Millisecond}, c.waits)
+}
