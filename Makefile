@@ -18,13 +18,17 @@ GO ?= go
 
 EXTENSION = lantern_async
 MODULE_big = lantern_async
-OBJS = cgo/loader/loader.o cgo/loader/guc.o cgo/loader/shmem.o \
-       cgo/loader/submit.o cgo/loader/golib.o cgo/loader/privilege.o \
-       cgo/loader/cancel.o cgo/loader/catalog.o cgo/loader/queue.o \
-       cgo/loader/slots.o cgo/loader/slot_cancel.o cgo/loader/demand.o \
-       cgo/loader/lost.o cgo/loader/dbguard.o cgo/loader/wait.o cgo/loader/wait_caller.o cgo/loader/progress.o \
-       cgo/loader/history.o cgo/loader/fatal.o \
-       cgo/loader/sqlguard.o
+# The loader by layer, top to bottom: one folder per layer.
+LOADER = cgo/loader
+OBJS = $(LOADER)/entry/loader.o $(LOADER)/entry/golib.o \
+       $(LOADER)/functions/submit.o $(LOADER)/functions/cancel.o $(LOADER)/functions/wait.o \
+       $(LOADER)/functions/wait_caller.o $(LOADER)/functions/progress.o \
+       $(LOADER)/hooks/dbguard.o $(LOADER)/hooks/fatal.o $(LOADER)/hooks/sqlguard.o \
+       $(LOADER)/tables/catalog.o $(LOADER)/tables/privilege.o $(LOADER)/tables/queue.o \
+       $(LOADER)/state/shmem.o $(LOADER)/state/slots.o $(LOADER)/state/slot_cancel.o \
+       $(LOADER)/state/demand.o $(LOADER)/state/lost.o $(LOADER)/state/history.o \
+       $(LOADER)/base/guc.o
+PG_CPPFLAGS = -I$(LOADER)
 DATA = sql/lantern_async--0.1.0.sql sql/lantern_async--0.2.0.sql \
        sql/lantern_async--0.1.0--0.2.0.sql sql/lantern_async--0.3.0.sql \
        sql/lantern_async--0.2.0--0.3.0.sql sql/lantern_async--0.4.0.sql \
@@ -38,7 +42,8 @@ EXTRA_CLEAN = $(GO_LIB) lantern_async_go.h
 # resolve at dlopen() time against the postgres executable.
 # Go's build cache does not see headers outside the package directory: the
 # loader's headers' checksum in the flags makes a change to them rebuild.
-LOADER_HEADERS_SUM := $(shell cat cgo/loader/*.h | cksum | cut -d' ' -f1)
+LOADER_HEADERS = $(shell find $(LOADER) -name '*.h' | LC_ALL=C sort)
+LOADER_HEADERS_SUM := $(shell cat $(LOADER_HEADERS) | cksum | cut -d' ' -f1)
 export CGO_CFLAGS = -I$(shell $(PG_CONFIG) --includedir-server) -O2 -Wall -Wno-unused-function \
                     -DLA_LOADER_HEADERS_SUM=$(LOADER_HEADERS_SUM)
 # Go's async preemption signal (SIGURG) is also PostgreSQL's latch wake-up
@@ -50,7 +55,7 @@ GO_SOURCES = $(shell find cgo bgworker control -name '*.go' -o -name '*.c' -o -n
 all: $(GO_LIB) lantern-async
 
 # PGXS does not track header dependencies: a changed struct must rebuild every user.
-$(OBJS): $(wildcard cgo/loader/*.h)
+$(OBJS): $(LOADER_HEADERS)
 
 $(GO_LIB): $(GO_SOURCES)
 	$(GO) build -trimpath -buildmode=c-shared -ldflags='$(GO_LDFLAGS)' -o $@ ./cgo
