@@ -18,16 +18,20 @@ GO ?= go
 
 EXTENSION = lantern_async
 MODULE_big = lantern_async
-# The loader by layer, top to bottom: one folder per layer.
+# The loader by layer, top to bottom: an #include names its layer's folder
+# and never goes up (cgo/loader/base/la_base.h).
 LOADER = cgo/loader
 OBJS = $(LOADER)/entry/loader.o $(LOADER)/entry/golib.o \
        $(LOADER)/functions/submit.o $(LOADER)/functions/cancel.o $(LOADER)/functions/wait.o \
        $(LOADER)/functions/wait_caller.o $(LOADER)/functions/progress.o \
        $(LOADER)/hooks/dbguard.o $(LOADER)/hooks/fatal.o $(LOADER)/hooks/sqlguard.o \
        $(LOADER)/tables/catalog.o $(LOADER)/tables/privilege.o $(LOADER)/tables/queue.o \
-       $(LOADER)/state/shmem.o $(LOADER)/state/slots.o $(LOADER)/state/slot_cancel.o \
+       $(LOADER)/state/shmem.o $(LOADER)/state/slots.o $(LOADER)/state/slot_job.o \
+       $(LOADER)/state/slot_wake.o $(LOADER)/state/slot_cancel.o $(LOADER)/state/blocks.o \
        $(LOADER)/state/demand.o $(LOADER)/state/lost.o $(LOADER)/state/history.o \
+       $(LOADER)/state/waiters.o \
        $(LOADER)/base/guc.o
+# Every #include of ours names its layer's folder: "state/la_state.h".
 PG_CPPFLAGS = -I$(LOADER)
 DATA = sql/lantern_async--0.1.0.sql sql/lantern_async--0.2.0.sql \
        sql/lantern_async--0.1.0--0.2.0.sql sql/lantern_async--0.3.0.sql \

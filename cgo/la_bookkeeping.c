@@ -6,7 +6,7 @@
  * whatever session it runs in: a task's role may be read-only by default,
  * have a lock_timeout, or own objects in its search_path, and none of that
  * may break or hijack the bookkeeping.  The tables are the extension's own,
- * found through pg_depend (loader/catalog.c).
+ * found through pg_depend (loader/tables/catalog.c).
  */
 #include "postgres.h"
 
@@ -21,8 +21,9 @@
 #include "utils/timestamp.h"
 
 #include "la_call.h"
-#include "la_compat.h"
-#include "la_shared.h"
+#include "base/la_compat.h"
+#include "tables/la_tables.h"
+#include "state/la_state.h"
 
 /* Set by a body whose transaction must roll back rather than commit. */
 static bool la_bk_rollback = false;
@@ -61,9 +62,10 @@ typedef void (*la_bk_undo) (void *arg);
  * Run body in a bookkeeping transaction; body is skipped when the extension
  * is not installed.  On an error, undo (NULL: none) runs first, while the
  * transaction still holds its locks.  The queue's table found locked
- * (55P03, catalog.c: our processes never wait for it) is not logged here:
- * it is expected while a user's lock request waits, the caller tries again
- * later, and the worker says once that it gave up (bgworker.Worker.record).
+ * (55P03, loader/tables/catalog.c: our processes never wait for it) is not
+ * logged here: it is expected while a user's lock request waits, the
+ * caller tries again later, and the worker says once that it gave up
+ * (bgworker.Worker.record).
  */
 static bool
 la_bk_run_undoable(la_bk_body body, la_bk_undo undo, void *arg, LaError *err)
@@ -272,7 +274,7 @@ la_bk_claim_undo(void *arg)
 }
 
 /*
- * Claim the next task, keeping the demand board true (demand.c): the entry
+ * Claim the next task, keeping the demand board true (loader/state/demand.c): the entry
  * is marked looked-at before the claim's snapshot, and removed only when a
  * claim found nothing and no submit noted work since; otherwise claim again.
  * *jobid 0 means nothing to claim, or the slot is retiring; *timeout_us is

@@ -11,7 +11,7 @@
 #include "utils/memutils.h"
 
 #include "la_call.h"
-#include "la_compat.h"
+#include "base/la_compat.h"
 
 static pthread_t la_main_thread;
 static MemoryContext la_result_cxt = NULL;

@@ -14,7 +14,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "la_shared.h"
+#include "tables/la_tables.h"
+#include "state/la_state.h"
 
 typedef struct LaError
 {

@@ -19,7 +19,7 @@
 #include "utils/memutils.h"
 
 #include "la_call.h"
-#include "la_shared.h"
+#include "tables/la_tables.h"
 
 typedef struct LaCopiesList
 {

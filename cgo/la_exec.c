@@ -30,8 +30,9 @@
 #include "utils/timestamp.h"
 
 #include "la_call.h"
-#include "la_compat.h"
-#include "la_shared.h"
+#include "base/la_compat.h"
+#include "tables/la_tables.h"
+#include "state/la_state.h"
 
 static bool la_xact_started = false;
 

@@ -1,7 +1,7 @@
 /*
  * la_history.c - a scout deletes the finished tasks that
  * lantern_async.history_retention no longer keeps, and tells the launcher
- * (loader/history.c) when the next ones fall due
+ * (loader/state/history.c) when the next ones fall due
  *
  * Oldest first through tasks_finished_idx, LA_HISTORY_BATCH rows per
  * transaction, skipping rows a user holds locked: no batch holds locks for
@@ -17,7 +17,8 @@
 #include "utils/timestamp.h"
 
 #include "la_call.h"
-#include "la_shared.h"
+#include "tables/la_tables.h"
+#include "state/la_state.h"
 
 #define LA_FINISHED "t.status IN ('succeeded', 'failed', 'canceled')"
 
@@ -122,7 +123,7 @@ la_history_note_oldest(LaError *err)
 {
 	TimestampTz cutoff = GetCurrentTimestamp() - (int64) la_history_retention * USECS_PER_SEC;
 	LaOldest	left = {0};
-	/* Before the look's snapshot: a later note is kept (loader/history.c). */
+	/* Before the look's snapshot: a later note is kept (loader/state/history.c). */
 	uint64		look = la_history_look();
 
 	if (!la_bk_run(la_history_oldest_body, &left, err))

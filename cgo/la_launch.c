@@ -10,7 +10,8 @@
 #include "utils/memutils.h"
 
 #include "la_call.h"
-#include "la_shared.h"
+#include "entry/la_entry.h"
+#include "state/la_state.h"
 
 /* Handles live in the launcher's memory; indexes match the slots. */
 static BackgroundWorkerHandle **la_handles = NULL;
@@ -28,7 +29,7 @@ la_launch_register(bool scout, int slot)
 	la_worker_describe(&worker, scout ? "lantern_async_scout_main" : "lantern_async_worker_main",
 					   type, name, BGW_NEVER_RESTART);
 	worker.bgw_main_arg = Int32GetDatum(slot);
-	/* The slot's reservation: only a process that brings it attaches (slots.c). */
+	/* The slot's reservation: only a process that brings it attaches (loader/state/slots.c). */
 	generation = la_slot_generation(slot);
 	memcpy(worker.bgw_extra, &generation, sizeof(generation));
 	/* The postmaster signals us when it starts or stops: a wake-up to reap. */

@@ -20,7 +20,8 @@
 #include "utils/syscache.h"
 
 #include "la_call.h"
-#include "la_shared.h"
+#include "tables/la_tables.h"
+#include "state/la_state.h"
 
 /* lantern_async.database, when set, is the one database served. */
 static bool

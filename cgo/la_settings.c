@@ -41,7 +41,7 @@
 #include "utils/snapmgr.h"
 
 #include "la_call.h"
-#include "la_compat.h"
+#include "base/la_compat.h"
 
 /* The rows a session applies, in process_settings' order: earlier ones win. */
 #define LA_SETTINGS_ROWS 4

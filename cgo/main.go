@@ -1,6 +1,6 @@
 // Command lantern_async_go is the Go half of lantern_async, built with
 // -buildmode=c-shared and dlopen()ed by the C loader inside each background
-// worker after fork (see loader/loader.c). It holds the entry points and
+// worker after fork (see loader/entry/loader.c). It holds the entry points and
 // the adapters that give the pure-Go packages bgworker and control their
 // PostgreSQL side.
 //
@@ -13,7 +13,7 @@ package main
 #cgo CFLAGS: -I${SRCDIR}/loader
 #cgo LDFLAGS: -Wl,--unresolved-symbols=ignore-all
 #include "la_call.h"
-#include "la_shared.h"
+#include "state/la_state.h"
 */
 import "C"
 
@@ -31,7 +31,7 @@ import (
 const launcherNaptime = 10 * time.Second
 
 // blockedRetry is how soon a worker tries again to record an outcome when
-// the queue's table could not be locked at once (loader/catalog.c).
+// the queue's table could not be locked at once (loader/tables/catalog.c).
 const blockedRetry = 100 * time.Millisecond
 
 // blockedGrace is how long a worker tries to record an outcome while the

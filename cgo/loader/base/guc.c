@@ -9,8 +9,7 @@
 #include "replication/logicallauncher.h"
 #include "utils/guc.h"
 
-#include "la_loader.h"
-#include "la_shared.h"
+#include "base/la_base.h"
 
 char	   *la_database = NULL;
 int			la_max_workers = 4;
@@ -67,8 +66,9 @@ la_guc_check_worker_slots(void)
 					 needed, Max(max_worker_processes - ours - replication, 0))));
 }
 
-void
-la_guc_define(void)
+/* Where tasks run, and how many at once: read at server start. */
+static void
+la_guc_define_capacity(void)
 {
 	DefineCustomStringVariable("lantern_async.database",
 							   "Serve only this database (empty: every database).",
@@ -90,7 +90,12 @@ la_guc_define(void)
 							PGC_POSTMASTER,
 							0,
 							NULL, NULL, NULL);
+}
 
+/* How long an idle worker, a finished task and a running task last. */
+static void
+la_guc_define_durations(void)
+{
 	DefineCustomIntVariable("lantern_async.worker_idle_timeout",
 							"How long a worker that ran out of tasks waits for more of its role before it exits.",
 							"A submit's commit wakes a waiting worker at once; 0 makes workers exit as soon as "
@@ -130,10 +135,12 @@ la_guc_define(void)
 							PGC_USERSET,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
+}
 
-	MarkGUCPrefixReserved("lantern_async");
-
-	/* One bgworker slot stays with the launcher itself. */
+/* One bgworker slot stays with the launcher itself. */
+static void
+la_guc_clamp_max_workers(void)
+{
 	if (la_max_workers > max_worker_processes - 1)
 	{
 		int			clamped = Max(max_worker_processes - 1, 1);
@@ -146,5 +153,15 @@ la_guc_define(void)
 				 errhint("Raise max_worker_processes to run more tasks at the same time.")));
 		la_max_workers = clamped;
 	}
+}
+
+void
+la_guc_define(void)
+{
+	la_guc_define_capacity();
+	la_guc_define_durations();
+	MarkGUCPrefixReserved("lantern_async");
+	/* Once the value is read, before shared memory is sized from it. */
+	la_guc_clamp_max_workers();
 	la_guc_check_worker_slots();
 }

@@ -9,8 +9,7 @@
 
 #include "storage/ipc.h"
 
-#include "la_loader.h"
-#include "la_shared.h"
+#include "entry/la_entry.h"
 
 typedef int (*la_go_entry) (int arg);
 

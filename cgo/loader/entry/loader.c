@@ -22,9 +22,10 @@
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 
-#include "la_compat.h"
-#include "la_loader.h"
-#include "la_shared.h"
+#include "base/la_compat.h"
+#include "entry/la_entry.h"
+#include "hooks/la_hooks.h"
+#include "state/la_state.h"
 
 PG_MODULE_MAGIC;
 
@@ -36,7 +37,7 @@ PGDLLEXPORT void lantern_async_scout_main(Datum arg);
 /*
  * Fill in a lantern_async background worker: the launcher (registered
  * here, at server start), the task workers and the scouts (registered by
- * the launcher, la_launch.c) differ only in entry point, name and restart.
+ * the launcher, helpers/la_launch.c) differ only in entry point, name and restart.
  */
 void
 la_worker_describe(BackgroundWorker *worker, const char *function, const char *type,

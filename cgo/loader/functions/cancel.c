@@ -2,10 +2,10 @@
  * cancel.c - lantern.cancel_task() and lantern.cancel_all_async_tasks()
  *
  * A pending task is marked canceled at once, in the caller's transaction.
- * A running one is stopped through its worker's slot (slot_cancel.c): the cancel
- * is accepted there, under the slot lock, unless the worker has already
- * begun committing the task's outcome; an accepted cancel always ends the
- * task canceled.  Neither path holds a row lock on a running task, so a
+ * A running one is stopped through its worker's slot
+ * (state/slot_cancel.c): the cancel is accepted there, under the slot
+ * lock, unless the worker has already begun committing the task's outcome;
+ * an accepted cancel always ends the task canceled.  Neither path holds a row lock on a running task, so a
  * caller that keeps its transaction open blocks nobody.
  */
 #include "postgres.h"
@@ -22,8 +22,8 @@
 #include "utils/resowner.h"
 #include "utils/builtins.h"
 
-#include "la_loader.h"
-#include "la_shared.h"
+#include "tables/la_tables.h"
+#include "state/la_state.h"
 
 PG_FUNCTION_INFO_V1(lantern_async_cancel_task);
 PG_FUNCTION_INFO_V1(lantern_async_cancel_all_tasks);

@@ -18,8 +18,8 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-#include "la_loader.h"
-#include "la_shared.h"
+#include "tables/la_tables.h"
+#include "state/la_state.h"
 
 PG_FUNCTION_INFO_V1(lantern_async_running_tasks);
 

@@ -19,8 +19,8 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-#include "la_loader.h"
-#include "la_shared.h"
+#include "tables/la_tables.h"
+#include "state/la_state.h"
 
 PG_FUNCTION_INFO_V1(lantern_async_task);
 
@@ -64,7 +64,7 @@ la_submit_remember(Oid roleid)
 /*
  * Note the work at commit, never at insert: only then is the row durable
  * and visible to a worker.  An aborted transaction queued nothing; a
- * prepared one is noted when COMMIT PREPARED commits (dbguard.c).
+ * prepared one is noted when COMMIT PREPARED commits (hooks/dbguard.c).
  */
 static void
 la_submit_xact_callback(XactEvent event, void *arg)
@@ -104,7 +104,7 @@ la_submit_query_arg(FunctionCallInfo fcinfo)
 	return query;
 }
 
-/* The worker logs in as the submitting role, which 15 requires to have LOGIN (la_compat.h). */
+/* The worker logs in as the submitting role, which 15 requires to have LOGIN (base/la_compat.h). */
 static void
 la_submit_check_role(Oid roleid)
 {
@@ -160,7 +160,7 @@ la_submit_timeout_arg(FunctionCallInfo fcinfo)
 	return timeout;
 }
 
-/* Inserted as the bootstrap superuser (privilege.c), for the caller's role. */
+/* Inserted as the bootstrap superuser (tables/privilege.c), for the caller's role. */
 static int64
 la_submit_insert(const char *query, const char *job_name, Oid roleid, const Interval *timeout)
 {

@@ -18,8 +18,8 @@
 #include "utils/portal.h"
 #include "utils/snapmgr.h"
 
-#include "la_compat.h"
-#include "la_loader.h"
+#include "base/la_compat.h"
+#include "functions/la_functions.h"
 
 /* The CALL may commit: not in a transaction block, a function, an EXCEPTION block. */
 void

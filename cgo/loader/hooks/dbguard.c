@@ -6,9 +6,10 @@
  * waits up to 5 s for other sessions to leave, then fails ("database is
  * being accessed by other users"; pg_cron#318, timescaledb#4838, citus#5297).
  * From the utility hook, before PostgreSQL looks, we block new launches into
- * that database and ask our idle workers and scouts there to leave, and wait
- * for them.  A worker running a task is a session like any other: it stops
- * only for DROP DATABASE ... WITH (FORCE), by PostgreSQL's own rules.
+ * that database (state/blocks.c) and ask our idle workers and scouts there
+ * to leave, and wait for them.  A worker running a task is a session like
+ * any other: it stops only for DROP DATABASE ... WITH (FORCE), by
+ * PostgreSQL's own rules.
  *
  * Only a caller that PostgreSQL will allow to run the command gets this (the
  * same ownership and CREATEDB checks), so nobody can evict another's workers
@@ -33,30 +34,17 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/latch.h"
-#include "storage/spin.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/syscache.h"
-#include "utils/timestamp.h"
 
-#include "la_compat.h"
-#include "la_loader.h"
-#include "la_shared.h"
-#include "la_slots.h"
+#include "base/la_compat.h"
+#include "hooks/la_hooks.h"
+#include "state/la_state.h"
 
 /* Like CountOtherDBBackends: 5 s, checked every 10 ms. */
 #define LA_GUARD_WAIT_MS 5000
 #define LA_GUARD_POLL_MS 10
-/* A block outlives its command only if that backend never ended its transaction. */
-#define LA_BLOCK_MAX_SECS 300
-
-/*
- * A block lasts this long after the command's transaction ends: the commit
- * callback runs before the transaction sends its catalog invalidations and
- * releases its locks, so a launcher woken by it could still see a dropped
- * database in its caches.
- */
-#define LA_BLOCK_GRACE_MS 100
 
 static ProcessUtility_hook_type prev_utility_hook = NULL;
 
@@ -64,82 +52,9 @@ static ProcessUtility_hook_type prev_utility_hook = NULL;
 #define LA_NOTES_MAX 4
 static Oid	la_notes[LA_NOTES_MAX];
 static int	la_nnotes = 0;
+/* This backend added blocks (state/blocks.c) that its transaction's end releases. */
 static bool la_blocking = false;
 static bool la_xact_callback_registered = false;
-
-/* The caller holds la_shmem->mutex (slots.c reserves no slot into a blocked database). */
-bool
-la_block_holds(Oid dboid, TimestampTz now)
-{
-	for (int i = 0; i < LA_BLOCKS; i++)
-		if (la_shmem->blocks[i].dboid == dboid && la_shmem->blocks[i].until > now)
-			return true;
-	return false;
-}
-
-bool
-la_database_blocked(Oid dboid)
-{
-	TimestampTz now = GetCurrentTimestamp();
-	bool		blocked;
-
-	SpinLockAcquire(&la_shmem->mutex);
-	blocked = la_block_holds(dboid, now);
-	SpinLockRelease(&la_shmem->mutex);
-	return blocked;
-}
-
-static void
-la_block_add(Oid dboid)
-{
-	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz until = TimestampTzPlusMilliseconds(now, LA_BLOCK_MAX_SECS * 1000);
-
-	LaBlock    *free = NULL;
-
-	SpinLockAcquire(&la_shmem->mutex);
-	for (int i = 0; i < LA_BLOCKS && free == NULL; i++)
-	{
-		LaBlock    *b = &la_shmem->blocks[i];
-
-		/* One entry per database and backend, however often it is renamed. */
-		if (b->dboid == dboid && b->pid == MyProcPid)
-			free = b;
-	}
-	for (int i = 0; i < LA_BLOCKS && free == NULL; i++)
-	{
-		LaBlock    *b = &la_shmem->blocks[i];
-
-		if (!OidIsValid(b->dboid) || b->until <= now)
-			free = b;
-	}
-	/* With every entry taken, the wait below still evicts our processes. */
-	if (free != NULL)
-	{
-		free->dboid = dboid;
-		free->pid = MyProcPid;
-		free->until = until;
-	}
-	SpinLockRelease(&la_shmem->mutex);
-	la_blocking = true;
-}
-
-/* The command's transaction ended: its blocks end after the grace period. */
-static void
-la_block_release_mine(void)
-{
-	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), LA_BLOCK_GRACE_MS);
-
-	SpinLockAcquire(&la_shmem->mutex);
-	for (int i = 0; i < LA_BLOCKS; i++)
-		if (la_shmem->blocks[i].pid == MyProcPid && OidIsValid(la_shmem->blocks[i].dboid))
-		{
-			la_shmem->blocks[i].until = Min(la_shmem->blocks[i].until, until);
-			la_shmem->blocks[i].pid = 0;
-		}
-	SpinLockRelease(&la_shmem->mutex);
-	la_blocking = false;
-}
 
 static void
 la_guard_xact_callback(XactEvent event, void *arg)
@@ -155,7 +70,10 @@ la_guard_xact_callback(XactEvent event, void *arg)
 			la_nnotes = 0;
 			/* The launcher looks again while a demand is blocked (see control.Launcher). */
 			if (la_blocking)
+			{
 				la_block_release_mine();
+				la_blocking = false;
+			}
 			break;
 		default:
 			break;
@@ -186,6 +104,7 @@ la_guard_database(Oid dboid)
 {
 	la_guard_register_callback();
 	la_block_add(dboid);
+	la_blocking = true;
 	la_slot_evict_database(dboid);
 	for (int waited = 0;
 		 waited < LA_GUARD_WAIT_MS && la_slot_count_idle_in_database(dboid) > 0;
@@ -274,7 +193,7 @@ la_utility_hook(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 				QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *stmt = pstmt->utilityStmt;
-	Oid			guarded = la_shmem != NULL ? la_guarded_database(stmt) : InvalidOid;
+	Oid			guarded = la_shmem_attached() ? la_guarded_database(stmt) : InvalidOid;
 
 	la_sqlguard_check_utility(stmt);
 	if (OidIsValid(guarded))
@@ -286,7 +205,7 @@ la_utility_hook(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 
 	/* Only after it succeeded: the new database exists, the prepared transaction committed. */
-	if (la_shmem == NULL)
+	if (!la_shmem_attached())
 		return;
 	if (IsA(stmt, CreatedbStmt))
 		la_note_at_commit(get_database_oid(((CreatedbStmt *) stmt)->dbname, true));
@@ -295,7 +214,7 @@ la_utility_hook(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 			 OidIsValid(get_extension_oid(LA_EXTENSION_NAME, true)))
 	{
 		la_note_at_commit(MyDatabaseId);
-		/* It may have finished tasks: their waiters look again (wait.c). */
+		/* It may have finished tasks: their waiters look again (state/waiters.c). */
 		la_wait_wake_database();
 	}
 	else if (IsA(stmt, AlterExtensionStmt) &&

@@ -6,7 +6,7 @@
  * the process at once: 17's transaction_timeout ("terminating connection
  * due to transaction timeout", 25P04), out of memory at the wrong moment.
  * The scout that settles the task afterwards would only know that the
- * process exited, so the error is parked with the worker's slot (slots.c)
+ * process exited, so the error is parked with the worker's slot (state/slot_job.c)
  * before the process exits: the task ends 'failed' with that error and
  * SQLSTATE, as psql would show it.
  *
@@ -25,8 +25,8 @@
 
 #include "utils/memutils.h"
 
-#include "la_loader.h"
-#include "la_shared.h"
+#include "hooks/la_hooks.h"
+#include "state/la_state.h"
 
 static ErrorContextCallback la_fatal_callback;
 static MemoryContext la_fatal_cxt = NULL;

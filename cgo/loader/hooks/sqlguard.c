@@ -2,16 +2,16 @@
  * sqlguard.c - the extension's own statements use only its own tables
  *
  * The bookkeeping's SQL is text: the tables are named in it, with names
- * catalog.c builds from their OIDs.  Between that and the moment PostgreSQL
- * resolves the names, a name can come to mean something else: an ALTER
+ * tables/catalog.c builds from their OIDs.  Between that and the moment
+ * PostgreSQL resolves the names, a name can come to mean something else: an ALTER
  * SCHEMA lantern RENAME commits, another role creates a schema lantern of
  * its own, and a saved plan is analyzed again from its text (every schema
  * change makes PostgreSQL re-analyze every saved plan).  Resolved as the
  * bootstrap superuser, such a name would run the other role's code with
  * those rights.
  *
- * So catalog.c writes a comment with the OID before each name it builds
- * (LA_SQLGUARD_MARK), and this post-parse-analysis hook checks every
+ * So tables/catalog.c writes a comment with the OID before each name it
+ * builds (LA_SQLGUARD_MARK), and this post-parse-analysis hook checks every
  * statement whose text holds one, each time it is analyzed (prepared, or
  * re-analyzed for a saved plan): every relation it uses must be one so
  * marked or one of pg_catalog, and every function and operator must be
@@ -39,7 +39,8 @@
 #include "utils/regproc.h"
 #include "utils/syscache.h"
 
-#include "la_loader.h"
+#include "hooks/la_hooks.h"
+#include "tables/la_tables.h"
 
 /* More distinct tables than any statement of ours names: the rest are refused. */
 #define LA_SQLGUARD_MAX_RELATIONS 8

@@ -25,9 +25,8 @@
 
 #include "storage/lwlock.h"
 
-#include "la_loader.h"
-#include "la_shared.h"
-#include "la_slots.h"
+#include "state/la_state.h"
+#include "state/la_state_internal.h"
 
 /* The caller holds board_lock. */
 static LaDemand *

@@ -13,9 +13,8 @@
 
 #include "storage/lwlock.h"
 
-#include "la_loader.h"
-#include "la_shared.h"
-#include "la_slots.h"
+#include "state/la_state.h"
+#include "state/la_state_internal.h"
 
 /*
  * Under lost_lock, not the slots' spinlock: an entry holds an outcome of

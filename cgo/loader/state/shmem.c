@@ -1,8 +1,7 @@
 /*
  * shmem.c - lantern_async's shared memory: its creation, the launcher's
- * latch and the reconciliation flag (the slots are in slots.c, their
- * cancels in slot_cancel.c, the demand board in demand.c, lost tasks in
- * lost.c; the layout in la_slots.h)
+ * latch and the reconciliation flag (the owner of each structure in it is
+ * listed in la_state.h; the layout is in la_state_internal.h)
  */
 #include "postgres.h"
 
@@ -16,10 +15,9 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 
-#include "la_compat.h"
-#include "la_loader.h"
-#include "la_shared.h"
-#include "la_slots.h"
+#include "base/la_compat.h"
+#include "state/la_state.h"
+#include "state/la_state_internal.h"
 
 LaShmem    *la_shmem = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -78,6 +76,13 @@ la_shmem_install_hooks(void)
 	shmem_request_hook = la_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = la_shmem_startup;
+}
+
+/* Whether this process has the segment (a hook may run before it is created). */
+bool
+la_shmem_attached(void)
+{
+	return la_shmem != NULL;
 }
 
 static void

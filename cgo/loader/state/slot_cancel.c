@@ -17,9 +17,8 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 
-#include "la_loader.h"
-#include "la_shared.h"
-#include "la_slots.h"
+#include "state/la_state.h"
+#include "state/la_state_internal.h"
 
 /*
  * The point of no return of a task: called just before the transaction
@@ -72,7 +71,7 @@ la_slot_runs(LaSlot *slot, Oid tasks_relid)
  * under a spinlock).  It is SIGUSR2, not SIGINT, so that an administrator's
  * pg_cancel_backend() and ours are never confused; a signal that arrives
  * late finds the slot naming another task, or none, and is dropped by the
- * worker's handler (loader.c).
+ * worker's handler (entry/loader.c).
  */
 static void
 la_slot_signal(int pid)

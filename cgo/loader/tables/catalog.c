@@ -9,7 +9,7 @@
  * thing that says "ours".  The names used in SQL text are then built from
  * the OIDs, after the table is locked, and built again after any change to
  * a schema (ALTER SCHEMA lantern RENAME takes no lock on the tables).  Each
- * carries its OID in a comment, which sqlguard.c checks whenever a
+ * carries its OID in a comment, which hooks/sqlguard.c checks whenever a
  * statement of ours is analyzed: a name that resolves to anything else
  * fails the statement before it is planned, let alone run.
  */
@@ -35,9 +35,8 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
-#include "la_compat.h"
-#include "la_loader.h"
-#include "la_shared.h"
+#include "base/la_compat.h"
+#include "tables/la_tables.h"
 
 /* Remember relid when it is one of the tables the C code uses. */
 static void
@@ -95,7 +94,7 @@ la_catalog_display_name(Oid relid)
 
 /*
  * The name for SQL text: a comment with the OID the name must resolve to
- * (LA_SQLGUARD_MARK, checked by sqlguard.c), then the current name.
+ * (LA_SQLGUARD_MARK, checked by hooks/sqlguard.c), then the current name.
  */
 static char *
 la_catalog_name(Oid relid)

@@ -9,7 +9,7 @@
  * temporary object, a SET ROLE) from running with those rights, and the
  * settings that could change what fixed SQL does are pinned in a GUC nest
  * level of their own.  One way in, one way out: the SQL functions (submit.c,
- * cancel.c) and the bookkeeping (la_bookkeeping.c) all use it.  Should
+ * cancel.c) and the bookkeeping (helpers/la_bookkeeping.c) all use it.  Should
  * anything fail, transaction abort restores the user id and the nest level.
  */
 #include "postgres.h"
@@ -19,8 +19,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
-#include "la_loader.h"
-#include "la_shared.h"
+#include "tables/la_tables.h"
 
 static const char *const la_planner_methods[] = {
 	"enable_seqscan", "enable_indexscan", "enable_indexonlyscan", "enable_bitmapscan",

@@ -20,8 +20,8 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "la_loader.h"
-#include "la_shared.h"
+#include "tables/la_tables.h"
+#include "state/la_state.h"
 
 /*
  * Only rows still in from_status change, so each task gets one outcome.
@@ -253,7 +253,7 @@ la_queue_settle_rows(const LaCatalog *cat, const LaSettle *s)
 }
 
 /*
- * Returns how many tasks changed status; their waiters (wait.c) are woken
+ * Returns how many tasks changed status; their waiters (state/waiters.c) are woken
  * when the transaction commits.
  */
 int64

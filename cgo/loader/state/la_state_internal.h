@@ -1,6 +1,10 @@
 /*
- * la_slots.h - the layout of lantern_async's shared memory, private to the
- * loader's shmem.c, slots.c and slot_cancel.c
+ * la_state_internal.h - the layout of lantern_async's shared memory,
+ * private to the files of state/ (make layers refuses any other includer)
+ *
+ * One segment (shmem.c creates it) holds every structure but the waiters'
+ * table (waiters.c); each structure below names the file that owns it and
+ * the lock that guards it (la_state.h has the table).
  *
  * One slot per task that may run at once (lantern_async.max_workers).  The
  * launcher reserves a slot before it launches a worker and frees it after
@@ -10,16 +14,17 @@
  * copy of an outcome's message, runs while it is held.  The lost list and
  * its outcomes have an LWLock of their own.
  */
-#ifndef LA_SLOTS_H
-#define LA_SLOTS_H
+#ifndef LA_STATE_INTERNAL_H
+#define LA_STATE_INTERNAL_H
 
 #include "port/atomics.h"
 #include "storage/lwlock.h"
 #include "storage/spin.h"
 #include "utils/timestamp.h"
 
-#include "la_shared.h"
+#include "state/la_state.h"
 
+/* A worker slot: slots.c, slot_job.c, slot_wake.c, slot_cancel.c; under mutex. */
 typedef struct LaSlot
 {
 	LaSlotState state;
@@ -45,11 +50,12 @@ typedef struct LaSlot
 } LaSlot;
 
 /*
- * The demand board (demand.c): where committed work may be waiting.  An
- * entry (database, role) says that role may have pending tasks there; an
- * entry with roleid InvalidOid asks for a scout of the database.  Submits
- * add entries at commit, workers and scouts remove them once they looked
- * and found nothing; the launcher reads them instead of any table.
+ * The demand board (demand.c, under board_lock): where committed work may
+ * be waiting.  An entry (database, role) says that role may have pending
+ * tasks there; an entry with roleid InvalidOid asks for a scout of the
+ * database.  Submits add entries at commit, workers and scouts remove them
+ * once they looked and found nothing; the launcher reads them instead of
+ * any table.
  */
 #define LA_DEMANDS 512
 
@@ -65,8 +71,9 @@ typedef struct LaDemand
 
 /*
  * A task whose worker ended while running it, until a scout of its database
- * settles it.  If the list is full, the scout's sweep still fails the task
- * (as 'failed' even if a cancel had been accepted).
+ * settles it (lost.c, under lost_lock).  If the list is full, the scout's
+ * sweep still fails the task (as 'failed' even if a cancel had been
+ * accepted).
  */
 #define LA_LOST LA_LOST_MAX_VIEWS
 
@@ -79,7 +86,7 @@ typedef struct LaLost
 	LaOutcome	outcome;		/* its worker's own outcome, when it parked one */
 } LaLost;
 
-/* A database a DROP/ALTER/CREATE DATABASE is waiting to have to itself. */
+/* A database a DROP/ALTER/CREATE DATABASE waits to have to itself (blocks.c, under mutex). */
 #define LA_BLOCKS 64
 
 typedef struct LaBlock
@@ -90,8 +97,9 @@ typedef struct LaBlock
 } LaBlock;
 
 /*
- * The history inbox (history.c): per database, what commits and scouts
- * noted about its finished tasks since the launcher last took it.
+ * The history inbox (history.c, under board_lock): per database, what
+ * commits and scouts noted about its finished tasks since the launcher
+ * last took it.
  */
 #define LA_HISTORIES 512
 
@@ -127,11 +135,11 @@ typedef struct LaShmem
 
 extern LaShmem *la_shmem;
 
-/* dbguard.c; the caller holds la_shmem->mutex */
+/* blocks.c; the caller holds la_shmem->mutex (slots.c reserves under it) */
 extern bool la_block_holds(Oid dboid, TimestampTz now);
 
 /* lost.c; takes lost_lock, so never under la_shmem->mutex */
 extern void la_lost_put(Oid dboid, Oid tasks_relid, int64 jobid, bool canceled,
 						const LaOutcome *outcome);
 
-#endif							/* LA_SLOTS_H */
+#endif							/* LA_STATE_INTERNAL_H */

@@ -1,29 +1,34 @@
 /*
- * la_shared.h - what the preloaded C loader shares with the Go library
+ * la_state.h - the state/ layer: lantern_async's shared memory
  *
- * The loader (lantern_async.so) owns shared memory, the GUCs, the lookup of
- * the extension's own objects and the SQL that changes the queue.  The Go
- * library, dlopen()ed later inside each background worker, reaches them
- * through the functions declared here; they resolve at dlopen time because
- * PostgreSQL loads lantern_async.so with RTLD_GLOBAL.  Every function the
- * Go library calls is PGDLLEXPORT: since PostgreSQL 16, PGXS builds with
- * -fvisibility=hidden.
+ * Every structure has one owner file, the only one that reads or writes it,
+ * and one lock (the layout, private to this folder, is in
+ * la_state_internal.h):
+ *
+ *   slots        slots.c, slot_job.c, slot_wake.c,   la_shmem->mutex (a spinlock);
+ *                slot_cancel.c                       jobid and cancel_jobid are
+ *                                                    also atomics, read unlocked
+ *   blocks       blocks.c                            la_shmem->mutex
+ *   launcher     shmem.c (its latch, reconciled)     la_shmem->mutex
+ *   demand board demand.c                            la_shmem->board_lock (LWLock)
+ *   history      history.c                           la_shmem->board_lock
+ *   lost list    lost.c                              la_shmem->lost_lock (LWLock)
+ *   waiters      waiters.c (a segment of its own)    atomics and memory barriers
+ *
+ * No PostgreSQL call and no copy of an outcome's message runs under the
+ * spinlock; an LWLock is never taken while the spinlock is held.  Nothing
+ * here calls up into tables/, hooks/, functions/ or entry/: a file above
+ * that must be told of something here reads it (la_database_blocked) or
+ * is woken by a latch.
  */
-#ifndef LA_SHARED_H
-#define LA_SHARED_H
+#ifndef LA_STATE_H
+#define LA_STATE_H
 
 #include "postgres.h"
 
 #include "datatype/timestamp.h"
-#include "postmaster/bgworker.h"
-#include "storage/lockdefs.h"
 
-#define LA_LIBRARY_NAME "lantern_async"
-#define LA_EXTENSION_NAME "lantern_async"
-#define LA_GO_LIBRARY_FILE "lantern_async_go.so"
-#define LA_LAUNCHER_TYPE "lantern_async launcher"
-#define LA_WORKER_TYPE "lantern_async worker"
-#define LA_SCOUT_TYPE "lantern_async scout"
+#include "base/la_base.h"
 
 /*
  * What runs in a slot: a worker runs one role's tasks in one database; a
@@ -120,95 +125,24 @@ typedef struct LaHistoryView
 	uint64		look;			/* notes counted before its look */
 } LaHistoryView;
 
-extern PGDLLEXPORT uint64 la_history_look(void);
-extern PGDLLEXPORT void la_history_set(Oid dboid, TimestampTz oldest, bool still_due, uint64 look);
-extern PGDLLEXPORT int la_history_take(LaHistoryView *views, int max, bool *overflow);
-extern PGDLLEXPORT int la_history_capacity(void);
-
-/* GUCs (guc.c) */
-extern PGDLLEXPORT char *la_database;
-extern PGDLLEXPORT int la_max_workers;
-extern PGDLLEXPORT int la_worker_idle_timeout;	/* milliseconds */
-extern PGDLLEXPORT int la_history_retention;	/* seconds; 0: keep every finished task */
-extern PGDLLEXPORT int la_task_timeout;	/* milliseconds, 0: none */
-
-/* The extension's own objects, found through pg_depend (catalog.c). */
-typedef struct LaCatalog
+/* The tasks running in a database, for lantern.running_tasks() (slot_job.c) */
+typedef struct LaRunning
 {
-	Oid			extension;
-	Oid			tasks;			/* lantern.tasks */
-	Oid			task_errors;
-	Oid			task_owners;
-	/* Quoted, schema-qualified names built from the OIDs, for SQL text. */
-	char	   *tasks_name;
-	char	   *task_errors_name;
-	char	   *task_owners_name;
-} LaCatalog;
-
-extern PGDLLEXPORT bool la_catalog_lookup(LaCatalog *cat, LOCKMODE lockmode);
-extern PGDLLEXPORT bool la_worker_can_run_as(Oid roleid);
-
-/* Running the extension's fixed SQL as the bootstrap superuser (privilege.c). */
-typedef struct LaPrivileged
-{
-	Oid			caller;			/* CURRENT_USER before the switch */
-	int			saved_sec_context;
-	int			nestlevel;
-	bool		installed;		/* the extension exists in this database */
-	LaCatalog	cat;
-} LaPrivileged;
-
-extern PGDLLEXPORT void la_privileged_begin(LaPrivileged *p, LOCKMODE lockmode);
-extern PGDLLEXPORT void la_privileged_end(LaPrivileged *p);
-
-/* Status changes of lantern.tasks (queue.c). */
-typedef struct LaSettle
-{
-	bool		all_jobs;		/* any task, rather than the one jobid names */
 	int64		jobid;
-	Oid			roleid;			/* InvalidOid: any role */
-	bool		unowned;		/* only tasks with no owner (not from async_task) */
-	bool		skip_locked;	/* leave rows others hold locked for a later round */
-	bool		latest_snapshot;	/* see rows committed since the caller's snapshot */
-	const char *from_status;
-	const char *to_status;
-	const char *message;		/* error_message, NULL for none */
-	const char *sqlstate;		/* recorded in task_errors, NULL for none */
-	const int64 *only;			/* only these jobids (nonly of them); NULL: any */
-	int			nonly;
-	const int64 *except;		/* never these jobids (nexcept of them); NULL: none */
-	int			nexcept;
-} LaSettle;
+	int			pid;
+	Oid			roleid;
+	TimestampTz started;
+} LaRunning;
 
-extern PGDLLEXPORT int64 la_queue_settle(const LaCatalog *cat, const LaSettle *s);
+/* The segment, the launcher's latch and the reconciliation flag (shmem.c) */
+extern void la_shmem_install_hooks(void);
+extern bool la_shmem_attached(void);
+extern void la_launcher_attach(void);
+extern PGDLLEXPORT void la_launcher_wake(void);
+extern PGDLLEXPORT bool la_reconcile_needed(void);
+extern PGDLLEXPORT void la_reconcile_done(void);
 
-/* A statement's saved plan, for one lantern.tasks and one text (queue.c). */
-typedef struct LaSavedPlan
-{
-	Oid			relid;
-	char	   *sql;			/* the text it was prepared from */
-	struct _SPI_plan *plan;
-} LaSavedPlan;
-
-extern PGDLLEXPORT struct _SPI_plan *la_queue_plan(LaSavedPlan *saved, Oid relid, const char *sql,
-												   int nargs, Oid *types);
-extern PGDLLEXPORT int la_queue_running(const LaCatalog *cat, int64 **jobids);
-
-/*
- * A task's own time limit, lantern.task_owners.timeout (queue.c): the
- * column exists from 0.3.0 on; an interval's length in microseconds.
- */
-extern PGDLLEXPORT bool la_queue_has_timeout(const LaCatalog *cat);
-/* lantern.task_owners.datid, the database a task was submitted in: from 0.4.0 on (queue.c) */
-extern PGDLLEXPORT bool la_queue_has_datid(const LaCatalog *cat);
-extern PGDLLEXPORT int64 la_interval_usecs(const Interval *span);
-
-/* Worker registration, shared by the launcher and the processes it starts (loader.c). */
-extern PGDLLEXPORT void la_worker_describe(BackgroundWorker *worker, const char *function,
-										   const char *type, const char *name,
-										   int restart_time);
-
-/* Shared memory (shmem.c, slots.c, slot_cancel.c) */
+/* A slot's life: reserved, launched, attached, exited, reaped (slots.c) */
 extern PGDLLEXPORT int la_slot_count(void);
 extern PGDLLEXPORT void la_slot_view(int index, LaSlotView *view);
 extern PGDLLEXPORT int la_slot_reserve(LaSlotKind kind, Oid dboid, Oid roleid, bool start_sweep);
@@ -217,33 +151,44 @@ extern PGDLLEXPORT uint32 la_slot_generation(int index);
 extern PGDLLEXPORT bool la_slot_reclaim(int index, LaSlotView *view);
 extern PGDLLEXPORT void la_slot_reap(int index, LaSlotView *view);
 extern void la_slot_attach(int index);
+extern void la_slot_mark_clean(int index);
+extern void la_slot_target(int index, LaSlotKind *kind, Oid *dboid, Oid *roleid);
+extern PGDLLEXPORT bool la_slot_start_sweep(int index);
+
+/* The task a slot runs, and its outcome parked there (slot_job.c) */
 extern PGDLLEXPORT bool la_slot_set_job(int index, int64 jobid, Oid tasks_relid, bool finished_one,
 										 LaSlotJob *prior);
 extern PGDLLEXPORT void la_slot_unset_job(int index, int64 jobid, const LaSlotJob *prior);
 extern PGDLLEXPORT void la_slot_task_done(int index);
-extern PGDLLEXPORT bool la_slot_begin_finishing(int index, int64 jobid);
 extern PGDLLEXPORT void la_slot_park(int index, const char *status, const char *sqlstate,
 									 const char *message);
 extern void la_slot_park_fatal(int index, const char *sqlstate, const char *message);
 extern bool la_slot_names_job(int index);
-extern void la_slot_mark_clean(int index);
+extern PGDLLEXPORT int la_slot_live_jobs(Oid dboid, int64 *jobids, int max);
+extern int	la_slot_running(Oid dboid, Oid tasks_relid, LaRunning *out, int max);
+
+/* Waking, retiring and evicting the processes in slots (slot_wake.c) */
 extern PGDLLEXPORT void la_slot_wake(int index);
 extern PGDLLEXPORT void la_slot_retire(int index);
 extern PGDLLEXPORT bool la_slot_retiring(int index);
+extern int	la_slot_wake_idle(Oid dboid, Oid roleid);
+extern void la_slot_evict_database(Oid dboid);
+extern int	la_slot_count_idle_in_database(Oid dboid);
+
+/* Cancels of running tasks (slot_cancel.c) */
+extern PGDLLEXPORT bool la_slot_begin_finishing(int index, int64 jobid);
 extern bool la_slot_cancel_job(int64 jobid, Oid tasks_relid);
 extern void la_slot_cancel_role(Oid roleid, Oid tasks_relid);
 extern PGDLLEXPORT bool la_slot_cancel_requested(int index, int64 jobid);
 extern bool la_slot_cancel_is_current(int index);
-extern void la_slot_target(int index, LaSlotKind *kind, Oid *dboid, Oid *roleid);
-extern PGDLLEXPORT bool la_slot_start_sweep(int index);
-extern int	la_slot_wake_idle(Oid dboid, Oid roleid);
-extern void la_slot_evict_database(Oid dboid);
-extern int	la_slot_count_idle_in_database(Oid dboid);
-extern PGDLLEXPORT int la_slot_live_jobs(Oid dboid, int64 *jobids, int max);
-extern void la_launcher_attach(void);
-extern PGDLLEXPORT void la_launcher_wake(void);
-extern PGDLLEXPORT bool la_reconcile_needed(void);
-extern PGDLLEXPORT void la_reconcile_done(void);
+
+/*
+ * Databases a DROP/ALTER/CREATE DATABASE waits to have to itself (blocks.c):
+ * no slot is reserved into one (slots.c checks under the same lock).
+ */
+extern void la_block_add(Oid dboid);
+extern void la_block_release_mine(void);
+extern PGDLLEXPORT bool la_database_blocked(Oid dboid);
 
 /* Tasks whose worker ended while running them (lost.c) */
 extern PGDLLEXPORT void la_lost_add(Oid dboid, Oid tasks_relid, int64 jobid, bool canceled);
@@ -264,7 +209,23 @@ extern PGDLLEXPORT int la_demand_read(LaDemandView *views, int max);
 extern PGDLLEXPORT bool la_demand_take_overflow(void);
 extern PGDLLEXPORT int la_demand_capacity(void);
 
-/* Databases a DROP/ALTER/CREATE DATABASE waits to have to itself (dbguard.c) */
-extern PGDLLEXPORT bool la_database_blocked(Oid dboid);
+/* The history inbox (history.c) */
+extern void la_history_note(Oid dboid, TimestampTz finished);
+extern PGDLLEXPORT uint64 la_history_look(void);
+extern PGDLLEXPORT void la_history_set(Oid dboid, TimestampTz oldest, bool still_due, uint64 look);
+extern PGDLLEXPORT int la_history_take(LaHistoryView *views, int max, bool *overflow);
+extern PGDLLEXPORT int la_history_capacity(void);
 
-#endif							/* LA_SHARED_H */
+/*
+ * The waiters of lantern.wait_task(), one entry per backend (waiters.c):
+ * every final status goes through la_wait_note_finished, whose commit
+ * wakes them.
+ */
+extern Size la_wait_shmem_size(void);
+extern void la_wait_shmem_init(void);
+extern void la_wait_register(int64 jobid);
+extern void la_wait_unregister(void);
+extern void la_wait_note_finished(int64 jobid);
+extern void la_wait_wake_database(void);
+
+#endif							/* LA_STATE_H */

@@ -132,7 +132,7 @@ la_portal_run(Portal portal, bool isTopLevel, DestReceiver *dest, QueryCompletio
 /*
  * Every GUC variable of the process, placeholders included; their
  * config_generic (utils/guc_tables.h) tells where each value came from
- * (wait.c looks at their stacks of saved values, la_settings.c at sources).
+ * (functions/wait_caller.c looks at their stacks of saved values, la_settings.c at sources).
  * 16 made get_guc_variables() count them itself.
  */
 static inline struct config_generic **
