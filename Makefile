@@ -42,14 +42,15 @@ PGFILEDESC = "lantern_async - background tasks inside PostgreSQL"
 GO_LIB = lantern_async_go.so
 EXTRA_CLEAN = $(GO_LIB) lantern_async_go.h
 
-# The Go library's C helpers include server headers; their PostgreSQL symbols
-# resolve at dlopen() time against the postgres executable.
-# Go's build cache does not see headers outside the package directory: the
-# loader's headers' checksum in the flags makes a change to them rebuild.
+# The Go library's C helpers (cgo/helpers) include server headers; their
+# PostgreSQL symbols resolve at dlopen() time against the postgres executable.
+# Go's build cache does not see headers outside the package directory (the
+# loader's, and cgo/helpers' for the adapters in cgo/): their checksum in the
+# flags makes a change to them rebuild.
 LOADER_HEADERS = $(shell find $(LOADER) -name '*.h' | LC_ALL=C sort)
-LOADER_HEADERS_SUM := $(shell cat $(LOADER_HEADERS) | cksum | cut -d' ' -f1)
+LA_HEADERS_SUM := $(shell cat $(LOADER_HEADERS) $(sort $(wildcard cgo/helpers/*.h)) | cksum | cut -d' ' -f1)
 export CGO_CFLAGS = -I$(shell $(PG_CONFIG) --includedir-server) -O2 -Wall -Wno-unused-function \
-                    -DLA_LOADER_HEADERS_SUM=$(LOADER_HEADERS_SUM)
+                    -DLA_HEADERS_SUM=$(LA_HEADERS_SUM)
 # Go's async preemption signal (SIGURG) is also PostgreSQL's latch wake-up
 # signal: turn preemption off at link time (environment variables never
 # reach Go inside a PostgreSQL process).
