@@ -61,9 +61,11 @@ extern bool la_log_enabled(int level);
 /* la_wait.c */
 extern int	la_wait(long timeout_ms);
 
-/* la_exec.c */
+/* la_exec.c (with la_exec_limit.c, la_exec_finish.c) */
 extern bool la_exec_task(int slot, int64_t jobid, uint32_t tasks_relid, const char *query,
 						 int64_t limit_us, bool limit_per_task, bool *recorded, LaError *err);
+
+/* la_reset.c */
 extern bool la_reset_session(LaError *err);
 
 /* la_settings.c */
@@ -84,18 +86,24 @@ typedef struct LaQueueRow
 
 /* A bookkeeping transaction (la_bookkeeping.c): body runs as the bootstrap superuser. */
 typedef void (*la_bk_body) (LaPrivileged *p, void *arg);
+typedef void (*la_bk_undo) (void *arg);
 extern bool la_bk_run(la_bk_body body, void *arg, LaError *err);
+extern bool la_bk_run_undoable(la_bk_body body, la_bk_undo undo, void *arg, LaError *err);
 extern void la_bk_pin_ordered_walk(void);
+/* A body sets it when its transaction must roll back rather than commit. */
+extern bool la_bk_rollback;
 
 extern bool la_bk_ready(bool *ready, LaError *err);
-extern bool la_bk_claim(int slot, const LaSettle *finished, uint32_t finished_relid,
-						int64_t *jobid, char **query, int64_t *timeout_us,
-						uint32_t *tasks_relid, LaError *err);
 extern bool la_bk_settle(const LaSettle *settle, uint32_t tasks_relid, int64_t *count,
 						 LaError *err);
 extern bool la_bk_queues(LaQueueRow **rows, int *nrows, LaError *err);
 extern bool la_bk_fail_orphans(const LaSettle *settle, int64_t *count, LaError *err);
 extern uint32_t la_bk_database(void);
+
+/* la_claim.c */
+extern bool la_bk_claim(int slot, const LaSettle *finished, uint32_t finished_relid,
+						int64_t *jobid, char **query, int64_t *timeout_us,
+						uint32_t *tasks_relid, LaError *err);
 
 /* la_copies.c: unfinished tasks a copied database inherited */
 typedef struct LaCopiedRow
