@@ -4,7 +4,8 @@
 #   make            build both libraries
 #   make install    install them and the extension files into pg_config's directories
 #   make test       build, install, run the Go unit tests and the integration tests
-#   make unit       tidy-check, go vet and the Go unit tests (what CI runs first)
+#   make unit       tidy-check, the layers check, go vet and the Go unit tests (what CI runs first)
+#   make layers     fail if a file of the loader includes or calls a layer above its own
 #   make tidy-check fail if `go mod tidy` would change go.mod or go.sum
 #   make demo       set up what is missing, then show a background index build
 #   make bench      build and install, then run the benchmark (tests/bench): one table on stdout
@@ -18,8 +19,8 @@ GO ?= go
 
 EXTENSION = lantern_async
 MODULE_big = lantern_async
-# The loader by layer, top to bottom: an #include names its layer's folder
-# and never goes up (cgo/loader/base/la_base.h).
+# The loader by layer, top to bottom (cgo/loader/README.md; make layers checks
+# that no #include and no call goes up).
 LOADER = cgo/loader
 OBJS = $(LOADER)/entry/loader.o $(LOADER)/entry/golib.o \
        $(LOADER)/functions/submit.o $(LOADER)/functions/cancel.o $(LOADER)/functions/wait.o \
@@ -80,7 +81,12 @@ uninstall-golib:
 tidy-check:
 	@$(GO) mod tidy -diff || { echo 'go.mod/go.sum are not tidy: run `go mod tidy` and commit the result' >&2; exit 1; }
 
-unit: tidy-check
+# The loader's layers call one way only: no #include, and no symbol an object
+# uses, goes up (cgo/check-layers.sh, cgo/loader/README.md).
+layers: $(OBJS)
+	cgo/check-layers.sh $(OBJS)
+
+unit: tidy-check layers
 	$(GO) vet ./...
 	$(GO) test -count=1 ./bgworker/... ./control/... ./cmd/...
 
@@ -114,7 +120,7 @@ demo:
 bench: install
 	PG_CONFIG='$(PG_CONFIG)' $(GO) run ./tests/bench
 
-.PHONY: install-golib uninstall-golib tidy-check unit test test-images demo bench
+.PHONY: install-golib uninstall-golib tidy-check layers unit test test-images demo bench
 
 # The client command: pure Go, static (no cgo), at the repository root.
 CLI = lantern-async
