@@ -4,7 +4,8 @@
 #   make            build both libraries
 #   make install    install them and the extension files into pg_config's directories
 #   make test       build, install, run the Go unit tests and the integration tests
-#   make unit       tidy-check, go vet and the Go unit tests (what CI runs first)
+#   make unit       tidy-check, the layers check, go vet and the Go unit tests (what CI runs first)
+#   make layers     fail if a file of the loader includes or calls a layer above its own
 #   make tidy-check fail if `go mod tidy` would change go.mod or go.sum
 #   make demo       set up what is missing, then show a background index build
 #   make bench      build and install, then run the benchmark (tests/bench): one table on stdout
@@ -18,13 +19,21 @@ GO ?= go
 
 EXTENSION = lantern_async
 MODULE_big = lantern_async
-OBJS = cgo/loader/loader.o cgo/loader/guc.o cgo/loader/shmem.o \
-       cgo/loader/submit.o cgo/loader/golib.o cgo/loader/privilege.o \
-       cgo/loader/cancel.o cgo/loader/catalog.o cgo/loader/queue.o \
-       cgo/loader/slots.o cgo/loader/slot_cancel.o cgo/loader/demand.o \
-       cgo/loader/lost.o cgo/loader/dbguard.o cgo/loader/wait.o cgo/loader/wait_caller.o cgo/loader/progress.o \
-       cgo/loader/history.o cgo/loader/fatal.o \
-       cgo/loader/sqlguard.o
+# The loader by layer, top to bottom (cgo/loader/README.md; make layers checks
+# that no #include and no call goes up).
+LOADER = cgo/loader
+OBJS = $(LOADER)/entry/loader.o $(LOADER)/entry/golib.o \
+       $(LOADER)/functions/submit.o $(LOADER)/functions/cancel.o $(LOADER)/functions/wait.o \
+       $(LOADER)/functions/wait_caller.o $(LOADER)/functions/progress.o \
+       $(LOADER)/hooks/dbguard.o $(LOADER)/hooks/fatal.o $(LOADER)/hooks/sqlguard.o \
+       $(LOADER)/tables/catalog.o $(LOADER)/tables/privilege.o $(LOADER)/tables/queue.o \
+       $(LOADER)/state/shmem.o $(LOADER)/state/slots.o $(LOADER)/state/slot_job.o \
+       $(LOADER)/state/slot_wake.o $(LOADER)/state/slot_cancel.o $(LOADER)/state/blocks.o \
+       $(LOADER)/state/demand.o $(LOADER)/state/lost.o $(LOADER)/state/history.o \
+       $(LOADER)/state/waiters.o \
+       $(LOADER)/base/guc.o
+# Every #include of ours names its layer's folder: "state/la_state.h".
+PG_CPPFLAGS = -I$(LOADER)
 DATA = sql/lantern_async--0.1.0.sql sql/lantern_async--0.2.0.sql \
        sql/lantern_async--0.1.0--0.2.0.sql sql/lantern_async--0.3.0.sql \
        sql/lantern_async--0.2.0--0.3.0.sql sql/lantern_async--0.4.0.sql \
@@ -34,13 +43,15 @@ PGFILEDESC = "lantern_async - background tasks inside PostgreSQL"
 GO_LIB = lantern_async_go.so
 EXTRA_CLEAN = $(GO_LIB) lantern_async_go.h
 
-# The Go library's C helpers include server headers; their PostgreSQL symbols
-# resolve at dlopen() time against the postgres executable.
-# Go's build cache does not see headers outside the package directory: the
-# loader's headers' checksum in the flags makes a change to them rebuild.
-LOADER_HEADERS_SUM := $(shell cat cgo/loader/*.h | cksum | cut -d' ' -f1)
+# The Go library's C helpers (cgo/helpers) include server headers; their
+# PostgreSQL symbols resolve at dlopen() time against the postgres executable.
+# Go's build cache does not see headers outside the package directory (the
+# loader's, and cgo/helpers' for the adapters in cgo/): their checksum in the
+# flags makes a change to them rebuild.
+LOADER_HEADERS = $(shell find $(LOADER) -name '*.h' | LC_ALL=C sort)
+LA_HEADERS_SUM := $(shell cat $(LOADER_HEADERS) $(sort $(wildcard cgo/helpers/*.h)) | cksum | cut -d' ' -f1)
 export CGO_CFLAGS = -I$(shell $(PG_CONFIG) --includedir-server) -O2 -Wall -Wno-unused-function \
-                    -DLA_LOADER_HEADERS_SUM=$(LOADER_HEADERS_SUM)
+                    -DLA_HEADERS_SUM=$(LA_HEADERS_SUM)
 # Go's async preemption signal (SIGURG) is also PostgreSQL's latch wake-up
 # signal: turn preemption off at link time (environment variables never
 # reach Go inside a PostgreSQL process).
@@ -50,7 +61,7 @@ GO_SOURCES = $(shell find cgo bgworker control -name '*.go' -o -name '*.c' -o -n
 all: $(GO_LIB) lantern-async
 
 # PGXS does not track header dependencies: a changed struct must rebuild every user.
-$(OBJS): $(wildcard cgo/loader/*.h)
+$(OBJS): $(LOADER_HEADERS)
 
 $(GO_LIB): $(GO_SOURCES)
 	$(GO) build -trimpath -buildmode=c-shared -ldflags='$(GO_LDFLAGS)' -o $@ ./cgo
@@ -70,7 +81,12 @@ uninstall-golib:
 tidy-check:
 	@$(GO) mod tidy -diff || { echo 'go.mod/go.sum are not tidy: run `go mod tidy` and commit the result' >&2; exit 1; }
 
-unit: tidy-check
+# The loader's layers call one way only: no #include, and no symbol an object
+# uses, goes up (cgo/check-layers.sh, cgo/loader/README.md).
+layers: $(OBJS)
+	cgo/check-layers.sh $(OBJS)
+
+unit: tidy-check layers
 	$(GO) vet ./...
 	$(GO) test -count=1 ./bgworker/... ./control/... ./cmd/...
 
@@ -111,7 +127,7 @@ demo:
 bench: install
 	PG_CONFIG='$(PG_CONFIG)' $(GO) run ./tests/bench
 
-.PHONY: install-golib uninstall-golib tidy-check unit test test-images demo bench
+.PHONY: install-golib uninstall-golib tidy-check layers unit test test-images demo bench
 
 # The client command: pure Go, static (no cgo), at the repository root.
 CLI = lantern-async

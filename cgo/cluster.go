@@ -3,7 +3,7 @@ package main
 /*
 #include <stdlib.h>
 #include "la_call.h"
-#include "la_shared.h"
+#include "state/la_state.h"
 */
 import "C"
 
@@ -205,7 +205,7 @@ func (c *cluster) Wait(timeout time.Duration) bool {
 	return C.la_wait(C.long(timeout.Milliseconds())) != 0
 }
 
-// History takes the history inbox (loader/history.c) in one call.
+// History takes the history inbox (loader/state/history.c) in one call.
 func (c *cluster) History() ([]control.HistoryNote, bool) {
 	o := c.outs()
 	var overflow C.bool

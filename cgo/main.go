@@ -1,8 +1,8 @@
 // Command lantern_async_go is the Go half of lantern_async, built with
 // -buildmode=c-shared and dlopen()ed by the C loader inside each background
-// worker after fork (see loader/loader.c). It holds the entry points and
-// the adapters that give the pure-Go packages bgworker and control their
-// PostgreSQL side.
+// worker after fork (see loader/entry/loader.c). It holds the entry points
+// and the adapters that give the pure-Go packages bgworker and control
+// their PostgreSQL side; the C they call is in helpers/.
 //
 // Only the goroutine running inside an entry point may call PostgreSQL:
 // it is the one pinned to PostgreSQL's single thread. Every C helper
@@ -10,10 +10,10 @@
 package main
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/loader
+#cgo CFLAGS: -I${SRCDIR}/loader -I${SRCDIR}/helpers
 #cgo LDFLAGS: -Wl,--unresolved-symbols=ignore-all
 #include "la_call.h"
-#include "la_shared.h"
+#include "state/la_state.h"
 */
 import "C"
 
@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/lanterndata/lantern_async/bgworker"
+	// The C helpers the adapters here call (cgo/helpers): linked in for their C objects.
+	_ "github.com/lanterndata/lantern_async/cgo/helpers"
 	"github.com/lanterndata/lantern_async/control"
 )
 
@@ -31,7 +33,7 @@ import (
 const launcherNaptime = 10 * time.Second
 
 // blockedRetry is how soon a worker tries again to record an outcome when
-// the queue's table could not be locked at once (loader/catalog.c).
+// the queue's table could not be locked at once (loader/tables/catalog.c).
 const blockedRetry = 100 * time.Millisecond
 
 // blockedGrace is how long a worker tries to record an outcome while the

@@ -3,7 +3,7 @@ package main
 /*
 #include <stdlib.h>
 #include "la_call.h"
-#include "la_shared.h"
+#include "state/la_state.h"
 */
 import "C"
 

@@ -4,7 +4,7 @@ package main
 #include <stdlib.h>
 #include <string.h>
 #include "la_call.h"
-#include "la_shared.h"
+#include "state/la_state.h"
 */
 import "C"
 
@@ -185,7 +185,7 @@ func (s *session) Execute(task bgworker.Task, limit bgworker.Limit) (bool, error
 }
 
 // rememberSettings takes the session's copy of its role's and database's
-// settings before the first claim (la_settings.c); current is false when
+// settings before the first claim (helpers/la_settings.c); current is false when
 // one the login applied has been removed since: only a new session has
 // the settings as they now are.
 func rememberSettings(p *pg) (current bool, err error) {

@@ -1,0 +1,223 @@
+/*
+ * submit.c - lantern.async_task(): queue a task, and note it on the demand
+ * board at commit
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
+#include "commands/dbcommands.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "tcop/utility.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "tables/la_tables.h"
+#include "state/la_state.h"
+
+PG_FUNCTION_INFO_V1(lantern_async_task);
+
+/*
+ * Tasks this backend queued in the current transaction, per role (SET ROLE
+ * between submits gives several).  Beyond LA_QUEUED_ROLES roles the commit
+ * asks for a scout of the database instead, which finds them all.
+ */
+#define LA_QUEUED_ROLES 8
+
+typedef struct LaQueued
+{
+	Oid			roleid;
+	int64		ntasks;
+} LaQueued;
+
+static LaQueued la_queued[LA_QUEUED_ROLES];
+static int	la_nqueued = 0;
+static bool la_queued_overflow = false;
+static bool la_xact_callback_registered = false;
+
+static void
+la_submit_remember(Oid roleid)
+{
+	for (int i = 0; i < la_nqueued; i++)
+		if (la_queued[i].roleid == roleid)
+		{
+			la_queued[i].ntasks++;
+			return;
+		}
+	if (la_nqueued == LA_QUEUED_ROLES)
+	{
+		la_queued_overflow = true;
+		return;
+	}
+	la_queued[la_nqueued].roleid = roleid;
+	la_queued[la_nqueued].ntasks = 1;
+	la_nqueued++;
+}
+
+/*
+ * Note the work at commit, never at insert: only then is the row durable
+ * and visible to a worker.  An aborted transaction queued nothing; a
+ * prepared one is noted when COMMIT PREPARED commits (hooks/dbguard.c).
+ */
+static void
+la_submit_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+			for (int i = 0; i < la_nqueued; i++)
+				la_demand_note(MyDatabaseId, la_queued[i].roleid, la_queued[i].ntasks);
+			if (la_queued_overflow)
+				la_demand_note(MyDatabaseId, InvalidOid, 0);
+			/* FALLTHROUGH */
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+			la_nqueued = 0;
+			la_queued_overflow = false;
+			break;
+		default:
+			break;
+	}
+}
+
+static char *
+la_submit_query_arg(FunctionCallInfo fcinfo)
+{
+	char	   *query;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("task query must not be null")));
+	query = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (query[strspn(query, " \t\n\r\f\v")] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("task query must not be empty")));
+	return query;
+}
+
+/* The worker logs in as the submitting role, which 15 requires to have LOGIN (base/la_compat.h). */
+static void
+la_submit_check_role(Oid roleid)
+{
+	char	   *rolename;
+
+	if (la_worker_can_run_as(roleid))
+		return;
+	rolename = GetUserNameFromId(roleid, false);
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("role \"%s\" cannot submit background tasks", rolename),
+			 errdetail("A task runs in a session of the role that submitted it, "
+					   "and role \"%s\" does not have the LOGIN attribute.", rolename),
+			 errhint("Submit the task as a role that can log in (for example after RESET ROLE), "
+					 "or grant LOGIN to role \"%s\".", rolename)));
+}
+
+/* lantern_async.database, when set, is the one database served. */
+static void
+la_submit_check_database(void)
+{
+	if (la_database == NULL || la_database[0] == '\0')
+		return;
+	if (strcmp(get_database_name(MyDatabaseId), la_database) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("lantern_async only runs tasks in database \"%s\"", la_database),
+				 errdetail("lantern_async.database is set, and only that database is served."),
+				 errhint("Submit the task in database \"%s\", or reset lantern_async.database and restart the server.",
+						 la_database)));
+}
+
+/*
+ * The task's own time limit: NULL (or no third argument) leaves it to
+ * lantern_async.task_timeout as the worker's session sees it.  A limit of
+ * zero or less is refused rather than read as "none": a task that must
+ * not be limited while the setting is on gets a long timeout instead.
+ */
+static Interval *
+la_submit_timeout_arg(FunctionCallInfo fcinfo)
+{
+	Interval   *timeout;
+
+	if (PG_NARGS() < 3 || PG_ARGISNULL(2))
+		return NULL;
+	timeout = PG_GETARG_INTERVAL_P(2);
+	if (la_interval_usecs(timeout) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout must be positive"),
+				 errdetail("The timeout is how long the task may run before it is stopped."),
+				 errhint("Pass NULL to use lantern_async.task_timeout instead.")));
+	return timeout;
+}
+
+/* Inserted as the bootstrap superuser (tables/privilege.c), for the caller's role. */
+static int64
+la_submit_insert(const char *query, const char *job_name, Oid roleid, const Interval *timeout)
+{
+	LaPrivileged p;
+	LaCatalog	cat;
+	int64		jobid;
+
+	/*
+	 * Wait for the queue's table as an INSERT into it would, behind a lock
+	 * request queued on it (a CREATE TRIGGER or VACUUM FULL waiting for an
+	 * open transaction, say), for as long as this session's own
+	 * lock_timeout and statement_timeout allow: the switch below pins
+	 * lock_timeout to 0, and then only takes the lock held already.
+	 */
+	(void) la_catalog_lookup(&cat, RowExclusiveLock);
+	la_privileged_begin(&p, RowExclusiveLock);
+	la_privileged_require(&p);
+	jobid = la_queue_insert(&p.cat, query, job_name, GetUserNameFromId(roleid, false), roleid,
+							timeout);
+	la_privileged_end(&p);
+
+	/* Jobids are positive: the workers' shared memory uses 0 for "no task". */
+	if (jobid <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_SEQUENCE_GENERATOR_LIMIT_EXCEEDED),
+				 errmsg("lantern.tasks_jobid_seq gave jobid " INT64_FORMAT ", which is not positive", jobid),
+				 errhint("Restart the sequence at 1 or above: ALTER SEQUENCE lantern.tasks_jobid_seq MINVALUE 1 RESTART.")));
+	return jobid;
+}
+
+Datum
+lantern_async_task(PG_FUNCTION_ARGS)
+{
+	char	   *query;
+	char	   *job_name = NULL;
+	Interval   *timeout;
+	Oid			roleid = GetUserId();
+	int64		jobid;
+
+	/* On a standby, or read-only: say so, before the insert fails on it. */
+	PreventCommandDuringRecovery("lantern.async_task()");
+	PreventCommandIfReadOnly("lantern.async_task()");
+	query = la_submit_query_arg(fcinfo);
+
+	if (PG_NARGS() > 1 && !PG_ARGISNULL(1))
+		job_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	timeout = la_submit_timeout_arg(fcinfo);
+
+	la_submit_check_database();
+	la_submit_check_role(roleid);
+	jobid = la_submit_insert(query, job_name, roleid, timeout);
+
+	if (!la_xact_callback_registered)
+	{
+		RegisterXactCallback(la_submit_xact_callback, NULL);
+		la_xact_callback_registered = true;
+	}
+	la_submit_remember(roleid);
+	PG_RETURN_INT64(jobid);
+}

@@ -1,0 +1,115 @@
+/*
+ * la_tables.h - the tables/ layer: the extension's own tables, found
+ * through pg_depend (catalog.c), used as the bootstrap superuser
+ * (privilege.c), and changed by the statements of queue.c
+ *
+ * Everything here runs inside a transaction of the calling backend or
+ * worker; it may raise an ERROR.  It calls down into state/ only (a final
+ * status wakes the waiters through la_wait_note_finished), never up.
+ */
+#ifndef LA_TABLES_H
+#define LA_TABLES_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "storage/lockdefs.h"
+
+#include "base/la_base.h"
+
+/*
+ * catalog.c writes this comment, the table's OID and the end of the comment
+ * before each table name it builds; sqlguard.c (hooks/) lets a statement
+ * whose text holds one use only the relations so marked and pg_catalog's
+ * objects.
+ */
+#define LA_SQLGUARD_MARK "/*lantern_async relation "
+
+/* The extension's own objects, found through pg_depend (catalog.c). */
+typedef struct LaCatalog
+{
+	Oid			extension;
+	Oid			tasks;			/* lantern.tasks */
+	Oid			task_errors;
+	Oid			task_owners;
+	/* Quoted, schema-qualified names built from the OIDs, for SQL text. */
+	char	   *tasks_name;
+	char	   *task_errors_name;
+	char	   *task_owners_name;
+} LaCatalog;
+
+extern PGDLLEXPORT bool la_catalog_lookup(LaCatalog *cat, LOCKMODE lockmode);
+extern Oid	la_catalog_schema(void);
+extern PGDLLEXPORT bool la_worker_can_run_as(Oid roleid);
+
+/* Running the extension's fixed SQL as the bootstrap superuser (privilege.c). */
+typedef struct LaPrivileged
+{
+	Oid			caller;			/* CURRENT_USER before the switch */
+	int			saved_sec_context;
+	int			nestlevel;
+	bool		installed;		/* the extension exists in this database */
+	LaCatalog	cat;
+} LaPrivileged;
+
+extern PGDLLEXPORT void la_privileged_begin(LaPrivileged *p, LOCKMODE lockmode);
+extern PGDLLEXPORT void la_privileged_end(LaPrivileged *p);
+/* For the SQL functions, which need the extension installed */
+extern void la_privileged_require(LaPrivileged *p);
+
+/* Status changes of lantern.tasks (queue.c). */
+typedef struct LaSettle
+{
+	bool		all_jobs;		/* any task, rather than the one jobid names */
+	int64		jobid;
+	Oid			roleid;			/* InvalidOid: any role */
+	bool		unowned;		/* only tasks with no owner (not from async_task) */
+	bool		skip_locked;	/* leave rows others hold locked for a later round */
+	bool		latest_snapshot;	/* see rows committed since the caller's snapshot */
+	const char *from_status;
+	const char *to_status;
+	const char *message;		/* error_message, NULL for none */
+	const char *sqlstate;		/* recorded in task_errors, NULL for none */
+	const int64 *only;			/* only these jobids (nonly of them); NULL: any */
+	int			nonly;
+	const int64 *except;		/* never these jobids (nexcept of them); NULL: none */
+	int			nexcept;
+} LaSettle;
+
+extern PGDLLEXPORT int64 la_queue_settle(const LaCatalog *cat, const LaSettle *s);
+
+/* A statement's saved plan, for one lantern.tasks and one text (queue.c). */
+typedef struct LaSavedPlan
+{
+	Oid			relid;
+	char	   *sql;			/* the text it was prepared from */
+	struct _SPI_plan *plan;
+} LaSavedPlan;
+
+extern PGDLLEXPORT struct _SPI_plan *la_queue_plan(LaSavedPlan *saved, Oid relid, const char *sql,
+												   int nargs, Oid *types);
+extern PGDLLEXPORT int la_queue_running(const LaCatalog *cat, int64 **jobids);
+extern int	la_queue_execute(const char *sql, int nargs, Oid *types, Datum *values,
+							 const char *nulls, bool latest);
+extern int64 la_queue_insert(const LaCatalog *cat, const char *query, const char *job_name,
+							 const char *username, Oid roleid, const Interval *timeout);
+
+typedef struct LaTaskState
+{
+	bool		found;
+	char	   *status;			/* NULL when the column is NULL */
+	Oid			owner;			/* InvalidOid: not submitted through async_task */
+} LaTaskState;
+
+extern LaTaskState la_queue_read_task(const LaCatalog *cat, int64 jobid);
+
+/*
+ * A task's own time limit, lantern.task_owners.timeout (queue.c): the
+ * column exists from 0.3.0 on; an interval's length in microseconds.
+ */
+extern PGDLLEXPORT bool la_queue_has_timeout(const LaCatalog *cat);
+/* lantern.task_owners.datid, the database a task was submitted in: from 0.4.0 on (queue.c) */
+extern PGDLLEXPORT bool la_queue_has_datid(const LaCatalog *cat);
+extern PGDLLEXPORT int64 la_interval_usecs(const Interval *span);
+
+#endif							/* LA_TABLES_H */

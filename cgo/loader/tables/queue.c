@@ -1,0 +1,392 @@
+/*
+ * queue.c - the one statement that gives tasks their final status
+ *
+ * Used by the workers (an outcome), the scouts (lost tasks, refused roles,
+ * tasks left running by a restart) and the cancel functions (pending
+ * tasks), so every final write records the same columns the same way: the
+ * status, error_message and duration once, the SQLSTATE beside them in
+ * task_errors.  Runs inside la_privileged_begin/end.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "common/int128.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "tables/la_tables.h"
+#include "state/la_state.h"
+
+/*
+ * Only rows still in from_status change, so each task gets one outcome.
+ * With skip_locked, rows another transaction holds (a cancel_task() not yet
+ * committed, a claim under way) are left for a later call: the extension's
+ * own processes never wait on a lock a user can hold.
+ */
+static char *
+la_queue_settle_sql(const LaCatalog *cat, bool skip_locked)
+{
+	return psprintf("WITH target AS ("
+					"  SELECT t.jobid FROM %s t"
+					"  WHERE t.status = $4 AND ($1 IS NULL OR t.jobid = $1)"
+					"    AND ($2 = 0 OR EXISTS (SELECT FROM %s o WHERE o.jobid = t.jobid AND o.roleid = $2))"
+					"    AND (NOT $3 OR NOT EXISTS (SELECT FROM %s o WHERE o.jobid = t.jobid))"
+					"    AND ($8 IS NULL OR t.jobid = ANY ($8)) AND ($9 IS NULL OR t.jobid <> ALL ($9))"
+					"  FOR UPDATE OF t%s), "
+					"settled AS ("
+					"  UPDATE %s t SET status = $5, error_message = $6, "
+					"         duration = clock_timestamp() - t.started_at "
+					"  FROM target WHERE t.jobid = target.jobid AND t.status = $4 "
+					"  RETURNING t.jobid), "
+					"recorded AS ("
+					"  INSERT INTO %s (jobid, sqlstate) "
+					"  SELECT jobid, $7 FROM settled WHERE $7 IS NOT NULL) "
+					"SELECT count(*) FROM settled",
+					cat->tasks_name, cat->task_owners_name, cat->task_owners_name,
+					skip_locked ? " SKIP LOCKED" : "",
+					cat->tasks_name, cat->task_errors_name);
+}
+
+static Datum
+la_queue_text(const char *value, char *null)
+{
+	*null = value ? ' ' : 'n';
+	return value ? CStringGetTextDatum(value) : (Datum) 0;
+}
+
+/* A bigint[] of jobids; NULL (no filter) when jobids is NULL. */
+static Datum
+la_queue_jobids(const int64 *jobids, int n, char *null)
+{
+	Datum	   *elems;
+
+	*null = jobids ? ' ' : 'n';
+	if (jobids == NULL)
+		return (Datum) 0;
+	elems = palloc(sizeof(Datum) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		elems[i] = Int64GetDatum(jobids[i]);
+	return PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
+										   TYPALIGN_DOUBLE));
+}
+
+/* The jobids of the tasks 'running' now; palloc'd. */
+int
+la_queue_running(const LaCatalog *cat, int64 **jobids)
+{
+	int			rc;
+
+	rc = SPI_execute(psprintf("SELECT jobid FROM %s WHERE status = 'running'", cat->tasks_name),
+					 true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "lantern_async could not read the running tasks: %s", SPI_result_code_string(rc));
+	*jobids = palloc(sizeof(int64) * Max(SPI_processed, 1));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		(*jobids)[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1,
+												   &isnull));
+	}
+	return (int) SPI_processed;
+}
+
+/*
+ * Saved plans of the queue's hot statements, one per statement shape, for
+ * the life of the process: a trivial task's claim and outcome otherwise
+ * spent more time in the parser and planner than in the executor.
+ *
+ * A plan is used only for the text it was prepared from, which names the
+ * tables as they are named now (catalog.c): after DROP and CREATE
+ * EXTENSION, or a rename of the schema, the statement is prepared again
+ * from the new text.  One that PostgreSQL has invalidated
+ * meanwhile is prepared again too, rather than left to the plan cache,
+ * which would analyze it again from its old text, resolving the old names
+ * (as ri_triggers.c does for its own saved plans).  Should a name change
+ * between here and the statement's run, sqlguard.c fails it.
+ */
+static LaSavedPlan la_settle_plans[2];	/* without, with SKIP LOCKED */
+static LaSavedPlan la_insert_plans[3];	/* 0.2.0, 0.3.0 (timeout), 0.4.0 (timeout, datid) */
+
+SPIPlanPtr
+la_queue_plan(LaSavedPlan *saved, Oid relid, const char *sql, int nargs, Oid *types)
+{
+	SPIPlanPtr	plan;
+
+	if (saved->plan != NULL && saved->relid == relid && strcmp(saved->sql, sql) == 0 &&
+		SPI_plan_is_valid(saved->plan))
+		return saved->plan;
+	plan = SPI_prepare(sql, nargs, types);
+	if (plan == NULL)
+		elog(ERROR, "lantern_async could not prepare a queue statement: %s",
+			 SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "lantern_async could not keep a queue statement's plan");
+	if (saved->plan != NULL)
+	{
+		SPI_freeplan(saved->plan);
+		pfree(saved->sql);
+	}
+	saved->plan = plan;
+	saved->sql = MemoryContextStrdup(TopMemoryContext, sql);
+	saved->relid = relid;
+	return plan;
+}
+
+/*
+ * Run one prepared statement of the queue.  With latest, it sees what
+ * committed since the caller's snapshot, as READ COMMITTED would: a
+ * cancel_task() called in a REPEATABLE READ transaction must find a task
+ * that finished meanwhile finished, not fail to serialize.
+ */
+static int
+la_queue_run(SPIPlanPtr plan, Datum *values, const char *nulls, bool latest)
+{
+	if (!latest)
+		return SPI_execute_plan(plan, values, nulls, false, 0);
+	/* fire_triggers: the foreign keys of task_errors are checked at the end of the statement */
+	return SPI_execute_snapshot(plan, values, nulls, GetLatestSnapshot(), InvalidSnapshot,
+								false, true, 0);
+}
+
+/* Run a one-off statement of the queue (latest as for la_queue_run). */
+int
+la_queue_execute(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
+				 bool latest)
+{
+	SPIPlanPtr	plan;
+
+	if (!latest)
+		return SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+	plan = SPI_prepare(sql, nargs, types);
+	if (plan == NULL)
+		elog(ERROR, "lantern_async could not prepare a queue statement: %s",
+			 SPI_result_code_string(SPI_result));
+	return la_queue_run(plan, values, nulls, true);
+}
+
+/*
+ * The common case, one task by jobid (an outcome, a cancel): a statement
+ * whose generic plan is as good as a custom one, so that its saved plan is
+ * not planned again for every task.
+ */
+static char *
+la_queue_settle_one_sql(const LaCatalog *cat)
+{
+	return psprintf("WITH settled AS ("
+					"  UPDATE %s t SET status = $3, error_message = $4, "
+					"         duration = clock_timestamp() - t.started_at "
+					"  WHERE t.jobid = $1 AND t.status = $2 "
+					"  RETURNING t.jobid), "
+					"recorded AS ("
+					"  INSERT INTO %s (jobid, sqlstate) "
+					"  SELECT jobid, $5 FROM settled WHERE $5 IS NOT NULL) "
+					"SELECT count(*) FROM settled",
+					cat->tasks_name, cat->task_errors_name);
+}
+
+static bool
+la_queue_settles_one(const LaSettle *s)
+{
+	return !s->all_jobs && !OidIsValid(s->roleid) && !s->unowned && !s->skip_locked &&
+		s->only == NULL && s->except == NULL;
+}
+
+static int64
+la_queue_settle_one(const LaCatalog *cat, const LaSettle *s)
+{
+	static LaSavedPlan plan;
+	Oid			types[5] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[5];
+	char		nulls[6] = "     ";
+	bool		isnull;
+	int			rc;
+
+	values[0] = Int64GetDatum(s->jobid);
+	values[1] = la_queue_text(s->from_status, &nulls[1]);
+	values[2] = la_queue_text(s->to_status, &nulls[2]);
+	values[3] = la_queue_text(s->message, &nulls[3]);
+	values[4] = la_queue_text(s->sqlstate, &nulls[4]);
+	rc = la_queue_run(la_queue_plan(&plan, cat->tasks, la_queue_settle_one_sql(cat), 5, types),
+					  values, nulls, s->latest_snapshot);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "lantern_async could not update the status of a task: %s",
+			 SPI_result_code_string(rc));
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+static int64
+la_queue_settle_rows(const LaCatalog *cat, const LaSettle *s)
+{
+	Oid			types[9] = {INT8OID, OIDOID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	INT8ARRAYOID, INT8ARRAYOID};
+	Datum		values[9];
+	char		nulls[10] = "         ";
+	bool		isnull;
+	int			rc;
+
+	if (la_queue_settles_one(s))
+		return la_queue_settle_one(cat, s);
+	values[0] = Int64GetDatum(s->jobid);
+	nulls[0] = s->all_jobs ? 'n' : ' ';
+	values[1] = ObjectIdGetDatum(s->roleid);
+	values[2] = BoolGetDatum(s->unowned);
+	values[3] = la_queue_text(s->from_status, &nulls[3]);
+	values[4] = la_queue_text(s->to_status, &nulls[4]);
+	values[5] = la_queue_text(s->message, &nulls[5]);
+	values[6] = la_queue_text(s->sqlstate, &nulls[6]);
+	values[7] = la_queue_jobids(s->only, s->nonly, &nulls[7]);
+	values[8] = la_queue_jobids(s->except, s->nexcept, &nulls[8]);
+	rc = la_queue_run(la_queue_plan(&la_settle_plans[s->skip_locked ? 1 : 0], cat->tasks,
+									la_queue_settle_sql(cat, s->skip_locked), 9, types),
+					  values, nulls, s->latest_snapshot);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "lantern_async could not update the status of tasks: %s",
+			 SPI_result_code_string(rc));
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * Returns how many tasks changed status; their waiters (state/waiters.c) are woken
+ * when the transaction commits.
+ */
+int64
+la_queue_settle(const LaCatalog *cat, const LaSettle *s)
+{
+	int64		n = la_queue_settle_rows(cat, s);
+
+	if (n > 0)
+		la_wait_note_finished(!s->all_jobs && s->only == NULL ? s->jobid : 0);
+	return n;
+}
+
+/*
+ * Whether lantern.task_owners has the column timeout (interval), which 0.3.0
+ * added: a database still at 0.2.0 is served too, without per-task limits.
+ * The table is the extension's own (found through pg_depend), so its
+ * columns are the ones its scripts made.
+ */
+bool
+la_queue_has_timeout(const LaCatalog *cat)
+{
+	AttrNumber	attnum = get_attnum(cat->task_owners, "timeout");
+
+	return attnum != InvalidAttrNumber && get_atttype(cat->task_owners, attnum) == INTERVALOID;
+}
+
+/*
+ * Whether lantern.task_owners has the column datid (oid), which 0.4.0
+ * added: the database each task was submitted in.  Before the update a
+ * database's tasks carry none, and its copies cannot be told apart.
+ */
+bool
+la_queue_has_datid(const LaCatalog *cat)
+{
+	AttrNumber	attnum = get_attnum(cat->task_owners, "datid");
+
+	return attnum != InvalidAttrNumber && get_atttype(cat->task_owners, attnum) == OIDOID;
+}
+
+/*
+ * The length of an interval in microseconds, a month counting 30 days and a
+ * day 24 hours (as interval comparison counts them: '1 mon' = '30 days'),
+ * saturated at the ends of int64 (about 292,000 years).
+ */
+int64
+la_interval_usecs(const Interval *span)
+{
+	INT128		usecs = int64_to_int128(span->time);
+
+	int128_add_int64_mul_int64(&usecs, span->day, USECS_PER_DAY);
+	int128_add_int64_mul_int64(&usecs, span->month, DAYS_PER_MONTH * USECS_PER_DAY);
+	if (int128_compare(usecs, int64_to_int128(PG_INT64_MAX)) > 0)
+		return PG_INT64_MAX;
+	if (int128_compare(usecs, int64_to_int128(PG_INT64_MIN)) < 0)
+		return PG_INT64_MIN;
+	return int128_to_int64(usecs);
+}
+
+/*
+ * Queue a task for roleid, with username as the name it had at submit and
+ * timeout its own time limit (NULL: lantern_async.task_timeout as its
+ * worker's session sees it).  The owner row is what makes the task
+ * runnable: it is written here only.
+ */
+int64
+la_queue_insert(const LaCatalog *cat, const char *query, const char *job_name,
+				const char *username, Oid roleid, const Interval *timeout)
+{
+	Oid			types[6] = {TEXTOID, TEXTOID, TEXTOID, OIDOID, INTERVALOID, OIDOID};
+	Datum		values[6];
+	char		nulls[7] = "      ";
+	bool		with_timeout = la_queue_has_timeout(cat);
+	/* 0.4.0 has both columns; 0.3.0 the timeout only, 0.2.0 neither */
+	bool		with_datid = with_timeout && la_queue_has_datid(cat);
+	int			nargs = with_datid ? 6 : with_timeout ? 5 : 4;
+	bool		isnull;
+	char	   *sql;
+	int			rc;
+
+	if (timeout != NULL && !with_timeout)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"%s\" must be updated before tasks can have a timeout", LA_EXTENSION_NAME),
+				 errdetail("The version installed in this database has no lantern.task_owners.timeout column."),
+				 errhint("Run ALTER EXTENSION %s UPDATE.", LA_EXTENSION_NAME)));
+	values[0] = CStringGetTextDatum(query);
+	values[1] = la_queue_text(job_name, &nulls[1]);
+	values[2] = CStringGetTextDatum(username);
+	values[3] = ObjectIdGetDatum(roleid);
+	values[4] = PointerGetDatum(timeout);
+	nulls[4] = timeout ? ' ' : 'n';
+	/* The database it is submitted in: the only one where it runs. */
+	values[5] = ObjectIdGetDatum(MyDatabaseId);
+	sql = psprintf("WITH task AS ("
+				   "  INSERT INTO %s (query, job_name, username, status) "
+				   "  VALUES ($1, $2, $3, 'pending') RETURNING jobid), "
+				   "owner AS ("
+				   "  INSERT INTO %s (jobid, roleid%s%s) SELECT jobid, $4%s%s FROM task) "
+				   "SELECT jobid FROM task",
+				   cat->tasks_name, cat->task_owners_name,
+				   with_timeout ? ", timeout" : "", with_datid ? ", datid" : "",
+				   with_timeout ? ", $5" : "", with_datid ? ", $6" : "");
+	rc = SPI_execute_plan(la_queue_plan(&la_insert_plans[nargs - 4], cat->tasks, sql, nargs, types),
+						  values, nulls, false, 0);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "lantern_async could not queue the task: %s", SPI_result_code_string(rc));
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* Read a task's status and owner, without locking anything. */
+LaTaskState
+la_queue_read_task(const LaCatalog *cat, int64 jobid)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(jobid)};
+	LaTaskState state = {false, NULL, InvalidOid};
+	int			rc;
+
+	rc = la_queue_execute(psprintf("SELECT t.status, o.roleid FROM %s t "
+								   "LEFT JOIN %s o ON o.jobid = t.jobid WHERE t.jobid = $1",
+								   cat->tasks_name, cat->task_owners_name),
+						  1, types, values, NULL, true);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not look up task " INT64_FORMAT, jobid);
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+		Datum		owner;
+
+		state.found = true;
+		state.status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		owner = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		state.owner = isnull ? InvalidOid : DatumGetObjectId(owner);
+	}
+	return state;
+}
