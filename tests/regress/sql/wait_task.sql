@@ -67,9 +67,9 @@ END $$;
 DO $$
 DECLARE
     s text;
-    c CURSOR FOR SELECT 1;
+    c refcursor := 'c';  -- named: a bound cursor's portal is "c" on 15, unnamed on 17
 BEGIN
-    OPEN c;
+    OPEN c FOR SELECT 1;
     CALL lantern.wait_task(1, '0', s);
 END $$;
 \echo :SQLSTATE
