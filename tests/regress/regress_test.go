@@ -33,7 +33,8 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	// The docker backend may build the image first (minutes).
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	c, err := pgcluster.Start(ctx, pgcluster.Options{MaxWorkers: 1, Logf: log.Printf})
 	if err != nil {
@@ -53,8 +54,10 @@ func run(m *testing.M) int {
 	code := m.Run()
 	// A file that freed the worker (a superuser's cancel_all_async_tasks()
 	// reaching another database, say) would make the others depend on timing.
+	check, cancelCheck := context.WithTimeout(context.Background(), time.Minute)
+	defer cancelCheck()
 	var status string
-	if err := pin.QueryRow(ctx, "SELECT status FROM lantern.tasks WHERE jobid = $1", pinned).Scan(&status); err != nil || status != "running" {
+	if err := pin.QueryRow(check, "SELECT status FROM lantern.tasks WHERE jobid = $1", pinned).Scan(&status); err != nil || status != "running" {
 		fmt.Fprintf(os.Stderr, "FAIL: the task that pins the only worker is %q (%v), no longer running\n", status, err)
 		return 1
 	}
