@@ -2,7 +2,7 @@ package control
 
 import "time"
 
-// HistoryNote is what the history inbox in shared memory (loader/history.c)
+// HistoryNote is what the history inbox in shared memory (loader/state/history.c)
 // gathered about one database's finished tasks since the launcher last
 // took it: the commits' notes, and a scout's finding.
 type HistoryNote struct {

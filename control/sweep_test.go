@@ -293,7 +293,7 @@ func busyRun(index int, k Key) Slot {
 // after noting a pending task when its database has one (pending) that no
 // worker has run yet; a worker ends after workRounds rounds, having run
 // its task. It returns the launcher and the most history notes one round
-// took (the inbox, loader/history.c, holds 512).
+// took (the inbox, loader/state/history.c, holds 512).
 func sweepWithWork(t *testing.T, c *fakeCluster, n, rounds, workRounds int, pending func(db uint32) bool) (*Launcher, int) {
 	t.Helper()
 	c.boardCap = boardPlaces

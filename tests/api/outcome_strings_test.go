@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The success written in the task's own last transaction (cgo/la_exec.c,
+// The success written in the task's own last transaction (cgo/helpers/la_exec_finish.c,
 // README "Crashes and restarts"). Whatever the task string does to that
 // transaction, 'succeeded' must mean its work committed, exactly once, and
 // nothing may be left 'running'.

@@ -242,7 +242,7 @@ func requireNestedTaskRunsAsRole(t *testing.T, su, conn *pgx.Conn, role string) 
 // lantern must pin search_path (to schemas a caller cannot write to).
 // Today there is none: async_task and the cancel functions are SECURITY
 // INVOKER C functions that switch to the bootstrap superuser inside C, with
-// search_path pinned there (cgo/loader/privilege.c); the test then also
+// search_path pinned there (cgo/loader/tables/privilege.c); the test then also
 // checks that every function of the schema is such a C function, so that a
 // SQL or PL/pgSQL function added later without SECURITY DEFINER cannot be
 // relying on rights its callers lack.
