@@ -28,21 +28,28 @@
  * With skip_locked, rows another transaction holds (a cancel_task() not yet
  * committed, a claim under way) are left for a later call: the extension's
  * own processes never wait on a lock a user can hold.
+ *
+ * The locked rows reach the UPDATE as one array, found again through the
+ * primary key. A join with the locking CTE instead was planned from the
+ * statistics of a queue that is usually nearly empty: one row expected, a
+ * nested loop over the CTE, and cancel_all_async_tasks() of 10,000 freshly
+ * queued tasks took 23 s (100,000: hours) instead of a fraction of one.
  */
 static char *
 la_queue_settle_sql(const LaCatalog *cat, bool skip_locked)
 {
 	return psprintf("WITH target AS ("
-					"  SELECT t.jobid FROM %s t"
-					"  WHERE t.status = $4 AND ($1 IS NULL OR t.jobid = $1)"
-					"    AND ($2 = 0 OR EXISTS (SELECT FROM %s o WHERE o.jobid = t.jobid AND o.roleid = $2))"
-					"    AND (NOT $3 OR NOT EXISTS (SELECT FROM %s o WHERE o.jobid = t.jobid))"
-					"    AND ($8 IS NULL OR t.jobid = ANY ($8)) AND ($9 IS NULL OR t.jobid <> ALL ($9))"
-					"  FOR UPDATE OF t%s), "
+					"  SELECT array_agg(l.jobid) AS jobids FROM ("
+					"    SELECT t.jobid FROM %s t"
+					"    WHERE t.status = $4 AND ($1 IS NULL OR t.jobid = $1)"
+					"      AND ($2 = 0 OR EXISTS (SELECT FROM %s o WHERE o.jobid = t.jobid AND o.roleid = $2))"
+					"      AND (NOT $3 OR NOT EXISTS (SELECT FROM %s o WHERE o.jobid = t.jobid))"
+					"      AND ($8 IS NULL OR t.jobid = ANY ($8)) AND ($9 IS NULL OR t.jobid <> ALL ($9))"
+					"    FOR UPDATE OF t%s) l), "
 					"settled AS ("
 					"  UPDATE %s t SET status = $5, error_message = $6, "
 					"         duration = clock_timestamp() - t.started_at "
-					"  FROM target WHERE t.jobid = target.jobid AND t.status = $4 "
+					"  WHERE t.jobid = ANY ((SELECT jobids FROM target)::bigint[]) AND t.status = $4 "
 					"  RETURNING t.jobid), "
 					"recorded AS ("
 					"  INSERT INTO %s (jobid, sqlstate) "
