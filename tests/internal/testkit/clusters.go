@@ -23,6 +23,7 @@ func StartExtraCluster(t *testing.T, opts pgcluster.Options) *pgcluster.Cluster 
 		if t.Failed() {
 			t.Logf("--- extra cluster's server log (last %d lines) ---\n%s", LogTailLines, extra.LogTail(LogTailLines))
 		}
+		t.Logf("the extra cluster's server used %v of CPU", extra.ServerCPU())
 		if err := extra.Close(); err != nil {
 			t.Errorf("close the extra cluster: %v", err)
 		}

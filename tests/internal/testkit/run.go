@@ -77,7 +77,9 @@ func Run(m *testing.M) int {
 		return 1
 	}
 	defer removeCLIBuild()
-	return m.Run()
+	code := m.Run()
+	log.Printf("testkit: the package's server used %v of CPU", c.ServerCPU())
+	return code
 }
 
 // CheckInstalled verifies that `make install` has put the extension where
