@@ -48,6 +48,10 @@ const (
 // max_workers + 1; the process counts are a subtest of their own.
 func TestIdleCostHundredDatabases(t *testing.T) {
 	testkit.Begin(t)
+	// Each test of this package makes its databases in a cluster of its
+	// own and spends much of its time waiting for that cluster: they run
+	// side by side.
+	t.Parallel()
 	const maxWorkers = 4
 	testStart := time.Now()
 	extra := testkit.StartExtraCluster(t, pgcluster.Options{MaxWorkers: maxWorkers, ExtraConf: []string{

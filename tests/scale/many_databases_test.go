@@ -64,6 +64,10 @@ func TestManyDatabasesServedAfterRestart(t *testing.T) {
 		t.Skip("520 database copies and a restart sweep: set " + testkit.EnvLong + "=1 to run it on the docker backend")
 	}
 	testkit.Begin(t)
+	// Each test of this package makes its databases in a cluster of its
+	// own and spends much of its time waiting for that cluster: they run
+	// side by side.
+	t.Parallel()
 	const maxWorkers = 4
 	extra := testkit.StartExtraCluster(t, pgcluster.Options{MaxWorkers: maxWorkers, ExtraConf: []string{
 		"log_min_messages = debug1",
