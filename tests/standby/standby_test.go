@@ -40,7 +40,7 @@ var lanternTrouble = regexp.MustCompile(`\b(ERROR|FATAL|PANIC):|exited with exit
 
 // lanternMention matches "lantern_async" as a word, or as the start of
 // lantern_async_go, but not inside the harness's directory names
-// (/tmp/lantern_async_test_...), which the standby's walreceiver quotes in
+// (.../lantern_async_test_...), which the standby's walreceiver quotes in
 // its errors once the primary is gone.
 var lanternMention = regexp.MustCompile(`lantern_async(\b|_go)`)
 
