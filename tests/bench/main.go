@@ -141,6 +141,9 @@ func run() (err error) {
 	b.c, err = pgcluster.Start(ctx, pgcluster.Options{
 		Backend:    pgcluster.BackendLocal,
 		MaxWorkers: 4,
+		// Never in memory (the tests' default where /dev/shm has room):
+		// the durable commits must reach a disk.
+		OnDisk: true,
 		ExtraConf: []string{
 			"# added by tests/bench",
 			"track_commit_timestamp = on",

@@ -76,6 +76,10 @@ type Options struct {
 	RepoRoot string
 	// Logf receives progress messages (optional).
 	Logf func(format string, args ...any)
+	// OnDisk makes the local backend's cluster directory on a disk (/tmp,
+	// unless LANTERN_ASYNC_TEST_TMPDIR names another), never in memory:
+	// for figures that include WAL flushes (make bench, fsync on).
+	OnDisk bool
 }
 
 func (o *Options) fill() {
@@ -247,7 +251,7 @@ func (c *Cluster) Close() error {
 func (c *Cluster) ServerDir(prefix string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	dir, err := os.MkdirTemp(c.s.m.tempRoot(), prefix)
+	dir, err := os.MkdirTemp(c.s.m.tempRoot(c.s.opts.OnDisk), prefix)
 	if err != nil {
 		return "", fmt.Errorf("pgcluster: %w", err)
 	}

@@ -228,7 +228,7 @@ func (m *containerMachine) own(ctx context.Context, path string) error {
 	return nil
 }
 
-func (m *containerMachine) tempRoot() string { return m.root }
+func (m *containerMachine) tempRoot(bool) string { return m.root }
 
 func (m *containerMachine) share() {
 	dockerMu.Lock()

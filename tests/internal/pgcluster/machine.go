@@ -26,8 +26,9 @@ type machine interface {
 	run(ctx context.Context, dir, program string, args ...string) (string, error)
 	// own gives path, and everything under it, to the server's OS user.
 	own(ctx context.Context, path string) error
-	// tempRoot is the directory in which cluster directories are made.
-	tempRoot() string
+	// tempRoot is the directory in which cluster directories are made;
+	// onDisk: one whose fsync reaches a disk (Options.OnDisk).
+	tempRoot(onDisk bool) string
 	// share counts one more cluster on the machine (a standby on its
 	// primary's); release undoes Start's or share's count, and the last
 	// release frees the machine.
@@ -91,7 +92,12 @@ func (m *localMachine) own(_ context.Context, path string) error {
 	return chownToPostgres(path)
 }
 
-func (m *localMachine) tempRoot() string { return localRoot() }
+func (m *localMachine) tempRoot(onDisk bool) string {
+	if onDisk && os.Getenv(EnvTempDir) == "" {
+		return "/tmp"
+	}
+	return localRoot()
+}
 
 // EnvTempDir names the directory in which the local backend makes its
 // clusters' directories. Unset: /dev/shm when it is a memory file system

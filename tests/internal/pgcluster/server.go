@@ -59,7 +59,7 @@ func newServer(ctx context.Context, m machine, opts *Options, prefix string) (*s
 	if err != nil {
 		return nil, fmt.Errorf("pgcluster: pick a free port: %w", err)
 	}
-	dir, err := os.MkdirTemp(m.tempRoot(), prefix)
+	dir, err := os.MkdirTemp(m.tempRoot(opts.OnDisk), prefix)
 	if err != nil {
 		return nil, fmt.Errorf("pgcluster: %w", err)
 	}
