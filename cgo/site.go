@@ -140,11 +140,11 @@ func (s *site) FailCopied(db uint32, from bgworker.Status, o bgworker.Outcome) (
 }
 
 func (s *site) Note(roleID uint32, pending int64) {
-	C.la_demand_note_pending(s.db, C.Oid(roleID), C.int64(pending))
+	C.la_demand_note_pending(s.db, C.Oid(roleID), C.int64(pending), 0)
 }
 
 func (s *site) Looking()       { C.la_demand_looking(s.db, 0) }
-func (s *site) Settled() bool  { return bool(C.la_demand_settled(s.db, 0)) }
+func (s *site) Settled() bool  { return bool(C.la_demand_settled(s.db, 0, 0)) }
 func (s *site) Retiring() bool { return bool(C.la_slot_retiring(s.slot)) }
 
 func (s *site) ExpireHistory() (int64, bool, error) {

@@ -79,6 +79,7 @@ typedef struct LaQueueRow
 	char	   *username;		/* the name at submit time */
 	int64_t		oldest_jobid;
 	int64_t		pending;
+	int64_t		next_due;		/* TimestampTz: when the earliest of them may start; 0: now */
 	uint32_t	roleid;			/* 0: tasks not submitted through async_task */
 	bool		role_exists;
 	bool		canlogin;

@@ -231,7 +231,7 @@ la_bk_claim(int slot, const LaSettle *finished, uint32_t finished_relid,
 		finished = NULL;
 		if (*jobid != 0)
 			return true;
-		if (la_demand_settled(MyDatabaseId, roleid))
+		if (la_demand_settled(MyDatabaseId, roleid, 0))
 			return true;
 	}
 }

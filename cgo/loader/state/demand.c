@@ -20,10 +20,17 @@
  * and the launcher queues such a sweep, whose scouts find the work from
  * the tables themselves; a database already queued keeps its place, so
  * the sweep never starts over.
+ *
+ * An entry may be due later: a task submitted with run_after, or waiting
+ * for its retry, may not start before its time.  The launcher serves only
+ * entries that are due and naps until the earliest of the others; a worker
+ * whose claim finds only later work leaves the entry with that time
+ * (la_demand_settled), so that no process waits for it.
  */
 #include "postgres.h"
 
 #include "storage/lwlock.h"
+#include "utils/timestamp.h"
 
 #include "state/la_state.h"
 #include "state/la_state_internal.h"
@@ -58,16 +65,18 @@ la_demand_add(Oid dboid, Oid roleid)
 		d->seq = ++la_shmem->demand_seq;
 		d->hint = 0;
 		d->fresh = false;
+		d->due = DT_NOEND;
 		return d;
 	}
 	return NULL;
 }
 
 static void
-la_demand_put(Oid dboid, Oid roleid, int64 ntasks, bool counted)
+la_demand_put(Oid dboid, Oid roleid, int64 ntasks, bool counted, TimestampTz due)
 {
 	LaDemand   *d;
 	int			woken = 0;
+	bool		now = due <= GetCurrentTimestamp();
 
 	if (la_shmem == NULL)
 		return;
@@ -79,10 +88,18 @@ la_demand_put(Oid dboid, Oid roleid, int64 ntasks, bool counted)
 	{
 		d->fresh = true;
 		d->hint = counted ? Max(d->hint, ntasks) : d->hint + ntasks;
+		d->due = Min(d->due, due);
 	}
 	else
 		la_shmem->demand_overflow = true;
 	LWLockRelease(la_shmem->board_lock);
+
+	/* Work for later: the launcher naps until the earliest entry is due. */
+	if (!now && d != NULL)
+	{
+		la_launcher_wake();
+		return;
+	}
 
 	/*
 	 * Idle workers of the pair claim the work themselves: the launcher is
@@ -104,18 +121,26 @@ la_demand_put(Oid dboid, Oid roleid, int64 ntasks, bool counted)
 void
 la_demand_note(Oid dboid, Oid roleid, int64 ntasks)
 {
-	la_demand_put(dboid, roleid, ntasks, false);
+	la_demand_put(dboid, roleid, ntasks, false, 0);
+}
+
+/* The same, for work that may not start before due (a run_after). */
+void
+la_demand_note_at(Oid dboid, Oid roleid, int64 ntasks, TimestampTz due)
+{
+	la_demand_put(dboid, roleid, ntasks, false, due);
 }
 
 /*
  * A scout counted pending tasks of (dboid, roleid) in the table: that count
  * already includes the ones submits noted, so it raises the hint to it
  * rather than adding to it (a double count would start a worker too many).
+ * due: when the earliest of them may start (0: now).
  */
 void
-la_demand_note_pending(Oid dboid, Oid roleid, int64 pending)
+la_demand_note_pending(Oid dboid, Oid roleid, int64 pending, TimestampTz due)
 {
-	la_demand_put(dboid, roleid, pending, true);
+	la_demand_put(dboid, roleid, pending, true, due);
 }
 
 /* A worker or scout is about to look: call before the claim's snapshot. */
@@ -148,11 +173,12 @@ la_demand_claimed(Oid dboid, Oid roleid)
 }
 
 /*
- * A look found nothing: remove the entry, unless work was noted since the
- * look began (then false: look again).
+ * A look found nothing to start now: remove the entry, or, when next_due
+ * is not 0, keep it for then (the earliest later work the look saw);
+ * unless work was noted since the look began (then false: look again).
  */
 bool
-la_demand_settled(Oid dboid, Oid roleid)
+la_demand_settled(Oid dboid, Oid roleid, TimestampTz next_due)
 {
 	LaDemand   *d;
 	bool		settled = true;
@@ -161,8 +187,20 @@ la_demand_settled(Oid dboid, Oid roleid)
 	d = la_demand_find(dboid, roleid);
 	if (d != NULL && d->fresh)
 		settled = false;
+	else if (d != NULL && next_due != 0)
+	{
+		d->due = next_due;
+		d->hint = 1;
+	}
 	else if (d != NULL)
 		d->in_use = false;
+	else if (next_due != 0 && (d = la_demand_add(dboid, roleid)) != NULL)
+	{
+		d->due = next_due;
+		d->hint = 1;
+	}
+	else if (next_due != 0)
+		la_shmem->demand_overflow = true;
 	LWLockRelease(la_shmem->board_lock);
 	return settled;
 }
@@ -208,6 +246,7 @@ la_demand_read(LaDemandView *views, int max)
 		views[n].roleid = d->roleid;
 		views[n].seq = d->seq;
 		views[n].hint = d->hint;
+		views[n].due = d->due;
 		n++;
 	}
 	LWLockRelease(la_shmem->board_lock);

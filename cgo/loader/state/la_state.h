@@ -86,6 +86,7 @@ typedef struct LaDemandView
 	Oid			roleid;			/* InvalidOid: a scout of the database is wanted */
 	uint64		seq;			/* smaller: noted earlier */
 	int64		hint;			/* tasks believed pending */
+	TimestampTz due;			/* not to be served before; 0 or past: now */
 } LaDemandView;
 
 /*
@@ -199,10 +200,11 @@ extern PGDLLEXPORT void la_lost_forget_database(Oid dboid);
 
 /* The demand board (demand.c) */
 extern PGDLLEXPORT void la_demand_note(Oid dboid, Oid roleid, int64 ntasks);
-extern PGDLLEXPORT void la_demand_note_pending(Oid dboid, Oid roleid, int64 pending);
+extern PGDLLEXPORT void la_demand_note_at(Oid dboid, Oid roleid, int64 ntasks, TimestampTz due);
+extern PGDLLEXPORT void la_demand_note_pending(Oid dboid, Oid roleid, int64 pending, TimestampTz due);
 extern PGDLLEXPORT void la_demand_looking(Oid dboid, Oid roleid);
 extern PGDLLEXPORT void la_demand_claimed(Oid dboid, Oid roleid);
-extern PGDLLEXPORT bool la_demand_settled(Oid dboid, Oid roleid);
+extern PGDLLEXPORT bool la_demand_settled(Oid dboid, Oid roleid, TimestampTz next_due);
 extern PGDLLEXPORT void la_demand_forget(Oid dboid, Oid roleid);
 extern PGDLLEXPORT void la_demand_forget_database(Oid dboid);
 extern PGDLLEXPORT int la_demand_read(LaDemandView *views, int max);

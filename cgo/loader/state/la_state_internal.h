@@ -67,6 +67,8 @@ typedef struct LaDemand
 	Oid			roleid;
 	uint64		seq;			/* order of first noting: oldest first */
 	int64		hint;			/* tasks believed pending, for parallelism only */
+	TimestampTz due;			/* the earliest its work may start (a run_after, a
+								 * retry's time); 0, or any past time: now */
 } LaDemand;
 
 /*
