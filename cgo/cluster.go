@@ -72,6 +72,7 @@ func (c *cluster) Demands() []control.Demand {
 			Key:  control.Key{DB: uint32(v.dboid), Role: uint32(v.roleid)},
 			Seq:  uint64(v.seq),
 			Hint: int64(v.hint),
+			Due:  pgTime(v.due),
 		}
 	}
 	return demands
@@ -201,8 +202,12 @@ func (c *cluster) Lost(e control.Exit) {
 	C.la_lost_add(C.Oid(e.DB), C.Oid(e.Table), C.int64(e.JobID), C.bool(e.Canceled))
 }
 
+// Wait rounds the timeout up to whole milliseconds: a nap until a demand
+// falls due (or a backoff ends) must not end before it, only to take one
+// more round and nap again.
 func (c *cluster) Wait(timeout time.Duration) bool {
-	return C.la_wait(C.long(timeout.Milliseconds())) != 0
+	ms := (timeout + time.Millisecond - 1) / time.Millisecond
+	return C.la_wait(C.long(ms)) != 0
 }
 
 // History takes the history inbox (loader/state/history.c) in one call.
@@ -233,10 +238,22 @@ func (c *cluster) HistoryRetention() time.Duration {
 // pgEpoch is where PostgreSQL's TimestampTz counts microseconds from.
 var pgEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// pgTime is a TimestampTz as a time.Time; 0 (none) is the zero time.
+// pgTime is a TimestampTz as a time.Time; 0 (none) is the zero time. In
+// seconds and microseconds: a time.Duration holds only 292 years, and a
+// demand's due may be any TimestampTz (DT_NOEND is the largest int64).
 func pgTime(ts C.TimestampTz) time.Time {
 	if ts == 0 {
 		return time.Time{}
 	}
-	return pgEpoch.Add(time.Duration(ts) * time.Microsecond)
+	us := int64(ts)
+	return time.Unix(pgEpoch.Unix()+us/1e6, us%1e6*1e3).UTC()
+}
+
+// pgTimestamp is a time.Time as a TimestampTz, the inverse of pgTime: the
+// zero time is 0 (now, for the demand board).
+func pgTimestamp(t time.Time) C.TimestampTz {
+	if t.IsZero() {
+		return 0
+	}
+	return C.TimestampTz((t.Unix()-pgEpoch.Unix())*1e6 + int64(t.Nanosecond()/1e3))
 }

@@ -8,6 +8,7 @@ package main
 import "C"
 
 import (
+	"time"
 	"unsafe"
 
 	"github.com/lanterndata/lantern_async/bgworker"
@@ -107,6 +108,7 @@ func (s *site) Queues() ([]control.RoleQueue, error) {
 			CanLogin:   bool(r.canlogin),
 			OldestJob:  int64(r.oldest_jobid),
 			Pending:    int64(r.pending),
+			Due:        pgTime(C.TimestampTz(r.next_due)),
 		})
 	}
 	return queues, nil
@@ -139,8 +141,8 @@ func (s *site) FailCopied(db uint32, from bgworker.Status, o bgworker.Outcome) (
 	return int64(s.out.count), nil
 }
 
-func (s *site) Note(roleID uint32, pending int64) {
-	C.la_demand_note_pending(s.db, C.Oid(roleID), C.int64(pending), 0)
+func (s *site) Note(roleID uint32, pending int64, due time.Time) {
+	C.la_demand_note_pending(s.db, C.Oid(roleID), C.int64(pending), pgTimestamp(due))
 }
 
 func (s *site) Looking()       { C.la_demand_looking(s.db, 0) }

@@ -121,6 +121,9 @@ type Launcher struct {
 	blocked bool
 	// refused: the last round's plan stopped at a launch that was refused.
 	refused bool
+	// nextDue is when the earliest demand the last round held back as not
+	// due yet falls due (zero: none held back).
+	nextDue time.Time
 	// now is the instant the round decides at, and the nap counts from it:
 	// a backoff or rest that held a demand back then ends after it, so the
 	// nap covers its end even when that comes before the round's own end

@@ -90,11 +90,19 @@ func (c *fakeCluster) count(method string) int {
 	return n
 }
 
-// demand puts an entry on the board as a submit would.
-func (c *fakeCluster) demand(k Key, hint int64) {
+// demand puts an entry on the board as a submit would, due now.
+func (c *fakeCluster) demand(k Key, hint int64) { c.demandAt(k, hint, time.Time{}) }
+
+// demandAt puts an entry on the board as a submit with a run_after would:
+// an entry already there is due at the earlier of the two (the zero time
+// is now), as in demand.c.
+func (c *fakeCluster) demandAt(k Key, hint int64, due time.Time) {
 	for i := range c.board {
-		if c.board[i].Key == k {
-			c.board[i].Hint += hint
+		if d := &c.board[i]; d.Key == k {
+			d.Hint += hint
+			if due.IsZero() || due.Before(d.Due) {
+				d.Due = due
+			}
 			return
 		}
 	}
@@ -103,7 +111,7 @@ func (c *fakeCluster) demand(k Key, hint int64) {
 		return
 	}
 	c.seq++
-	c.board = append(c.board, Demand{Key: k, Seq: c.seq, Hint: hint})
+	c.board = append(c.board, Demand{Key: k, Seq: c.seq, Hint: hint, Due: due})
 }
 
 // settle removes an entry from the board, as a scout or worker that found

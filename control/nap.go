@@ -5,11 +5,17 @@ import "time"
 // nap is how long to sleep after the round's instant: the naptime, or
 // less when something the round held back ends sooner and nobody would
 // wake the launcher for it: a DROP/ALTER/CREATE DATABASE's block
-// (BlockedRecheck), a refused launch (LaunchRetry), a key's backoff, or a
-// database's scout rest.
+// (BlockedRecheck), a refused launch (LaunchRetry), a key's backoff, a
+// database's scout rest, or a demand not due yet (a note of earlier work
+// wakes the launcher, and its round naps anew).
 func (l *Launcher) nap() time.Duration {
 	now := l.now
 	nap := l.Naptime
+	// After(now): a round that failed before it read the board left the
+	// last round's nextDue, which may be past.
+	if l.nextDue.After(now) && l.nextDue.Sub(now) < nap {
+		nap = l.nextDue.Sub(now)
+	}
 	if l.blocked && l.BlockedRecheck < nap {
 		nap = l.BlockedRecheck
 	}

@@ -7,6 +7,8 @@
 // Cluster and Site interfaces.
 package control
 
+import "time"
+
 // Key names what a process serves: a role's tasks in a database, or, with
 // Role 0, a scout's sweep of the database.
 type Key struct {
@@ -22,6 +24,10 @@ type Demand struct {
 	Key
 	Seq  uint64 // order in which the work was first noted: oldest first
 	Hint int64  // tasks believed pending (for how many workers to start)
+	// Due is when its work may start (a run_after, a retry's time); the
+	// zero time, or any time not after the round's instant, means now. A
+	// round holds back a demand not due yet (servable) and naps until it is.
+	Due time.Time
 	// Served orders the keys by when a process was last started for them
 	// (the launcher's launch count then; 0: never): among equals, the key
 	// served longest ago goes first, so keys sharing slots take turns.

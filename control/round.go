@@ -1,6 +1,9 @@
 package control
 
-import "sort"
+import (
+	"sort"
+	"time"
+)
 
 // round is one look at the cluster, one plan and its carrying out. The
 // nap that follows counts from l.now, the instant it decides at.
@@ -121,9 +124,11 @@ func (l *Launcher) markServed(demands []Demand, slots []Slot) {
 
 // servable keeps the demands that can be served now, oldest first, and
 // settles the others: a database gone is forgotten; a role that can no
-// longer run its tasks is handed to a scout, which fails them.
+// longer run its tasks is handed to a scout, which fails them. A demand
+// not due yet is held back before the catalogs are read (dueNow).
 func (l *Launcher) servable(demands []Demand) ([]Demand, error) {
 	sort.Slice(demands, func(a, b int) bool { return demands[a].Seq < demands[b].Seq })
+	demands = l.dueNow(demands)
 	now := l.now
 	kept := demands[:0:0]
 	l.blocked = false
@@ -146,6 +151,24 @@ func (l *Launcher) servable(demands []Demand) ([]Demand, error) {
 		}
 	}
 	return kept, nil
+}
+
+// dueNow keeps the demands due at the round's instant, in their order, and
+// sets nextDue to the earliest Due of the others (zero: none), for the nap.
+// A demand held back is not seen by the plan at all: it launches, wakes
+// and retires nothing before its time, and costs no catalog look (its
+// database or role is checked once it is due).
+func (l *Launcher) dueNow(demands []Demand) []Demand {
+	l.nextDue = time.Time{}
+	due := make([]Demand, 0, len(demands))
+	for _, d := range demands {
+		if !d.Due.After(l.now) {
+			due = append(due, d)
+		} else if l.nextDue.IsZero() || d.Due.Before(l.nextDue) {
+			l.nextDue = d.Due
+		}
+	}
+	return due
 }
 
 // setAside settles a verdict on a database that keeps it from being served

@@ -2,6 +2,7 @@ package control
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/lanterndata/lantern_async/bgworker"
 	"github.com/lanterndata/lantern_async/bgworker/pgerr"
@@ -16,6 +17,7 @@ type RoleQueue struct {
 	CanLogin   bool
 	OldestJob  int64
 	Pending    int64
+	Due        time.Time // when the earliest of them may start; the zero time: now
 }
 
 // runnable tells whether a worker can run this queue's tasks.
@@ -79,8 +81,9 @@ type Site interface {
 	FailOrphans(outcome bgworker.Outcome) (int64, error)
 	// Queues lists the roles with pending tasks, oldest task first.
 	Queues() ([]RoleQueue, error)
-	// Note puts a role's pending tasks on the demand board.
-	Note(roleID uint32, pending int64)
+	// Note puts a role's pending tasks on the demand board, due at due
+	// (the zero time: now).
+	Note(roleID uint32, pending int64, due time.Time)
 	// Looking marks the scout's own demand looked at (before the sweep
 	// reads anything); Settled removes it, false when a new request came
 	// meanwhile (then sweep again).
@@ -256,7 +259,7 @@ func orphanCause(start bool) string {
 }
 
 // noteQueues fails the tasks that can never run and puts the others on
-// the demand board.
+// the demand board, due when the earliest of each role's may start.
 func (s *Scout) noteQueues() error {
 	queues, err := s.Site.Queues()
 	if err != nil {
@@ -264,7 +267,7 @@ func (s *Scout) noteQueues() error {
 	}
 	for _, q := range queues {
 		if q.runnable() {
-			s.Site.Note(q.RoleID, q.Pending)
+			s.Site.Note(q.RoleID, q.Pending, q.Due)
 			continue
 		}
 		sel := Selection{RoleID: q.RoleID, Unowned: q.RoleID == 0}

@@ -2,6 +2,7 @@ package control
 
 import (
 	"slices"
+	"time"
 
 	"github.com/lanterndata/lantern_async/bgworker"
 )
@@ -21,6 +22,7 @@ type copiedFail struct {
 type noted struct {
 	RoleID  uint32
 	Pending int64
+	Due     time.Time
 }
 
 // fakeSite is a scripted Site that records what the scout does. Scripts
@@ -130,9 +132,9 @@ func (s *fakeSite) Queues() ([]RoleQueue, error) {
 	return s.queues, nil
 }
 
-func (s *fakeSite) Note(roleID uint32, pending int64) {
+func (s *fakeSite) Note(roleID uint32, pending int64, due time.Time) {
 	s.record("Note")
-	s.notes = append(s.notes, noted{RoleID: roleID, Pending: pending})
+	s.notes = append(s.notes, noted{RoleID: roleID, Pending: pending, Due: due})
 }
 
 func (s *fakeSite) Looking() { s.record("Looking") }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lanterndata/lantern_async/bgworker"
 	"github.com/stretchr/testify/assert"
@@ -162,6 +163,20 @@ func TestScoutNotesAndRefusesEachQueueInOrder(t *testing.T) {
 	assert.Equal(t, []string{"Note", "Settle", "Note", "Settle", "ExpireHistory", "NoteHistory", "Settled"}, site.calls[len(site.calls)-7:])
 }
 
+// A role's earliest pending task may not be due yet (a run_after, a
+// retry's time): the note carries when it is, so the launcher starts
+// nothing for it before then.
+func TestScoutNotesWhenEachQueueIsDue(t *testing.T) {
+	due := epoch.Add(time.Hour)
+	later := queue("a", keyA.Role, 3)
+	later.Due = due
+	site := newSite()
+	site.queues = []RoleQueue{later, queue("c", keyC.Role, 1)}
+
+	runScout(t, site, false)
+	assert.Equal(t, []noted{{RoleID: keyA.Role, Pending: 3, Due: due}, {RoleID: keyC.Role, Pending: 1}}, site.notes)
+}
+
 func TestScoutSweepsAgainWhenNotSettled(t *testing.T) {
 	site := newSite()
 	site.settled = []bool{false}
@@ -170,7 +185,7 @@ func TestScoutSweepsAgainWhenNotSettled(t *testing.T) {
 	s, _ := runScout(t, site, true)
 	assert.Equal(t, 2, site.count("Looking"))
 	assert.Equal(t, 2, site.count("Settled"))
-	assert.Equal(t, []noted{{keyA.Role, 1}, {keyA.Role, 1}}, site.notes)
+	assert.Equal(t, []noted{{RoleID: keyA.Role, Pending: 1}, {RoleID: keyA.Role, Pending: 1}}, site.notes)
 	require.Len(t, site.failed, 2)
 	assert.True(t, strings.HasPrefix(site.failed[0].Message, serverStoppedMsg), "first sweep: %q", site.failed[0].Message)
 	assert.True(t, strings.HasPrefix(site.failed[1].Message, workerLostMsg), "second sweep: %q", site.failed[1].Message)
