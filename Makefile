@@ -26,7 +26,7 @@ OBJS = $(LOADER)/entry/loader.o $(LOADER)/entry/golib.o \
        $(LOADER)/functions/submit.o $(LOADER)/functions/cancel.o $(LOADER)/functions/wait.o \
        $(LOADER)/functions/wait_caller.o $(LOADER)/functions/progress.o \
        $(LOADER)/hooks/dbguard.o $(LOADER)/hooks/fatal.o $(LOADER)/hooks/sqlguard.o \
-       $(LOADER)/tables/catalog.o $(LOADER)/tables/privilege.o $(LOADER)/tables/queue.o \
+       $(LOADER)/tables/catalog.o $(LOADER)/tables/privilege.o $(LOADER)/tables/queue.o $(LOADER)/tables/enqueue.o \
        $(LOADER)/state/shmem.o $(LOADER)/state/slots.o $(LOADER)/state/slot_job.o \
        $(LOADER)/state/slot_wake.o $(LOADER)/state/slot_cancel.o $(LOADER)/state/blocks.o \
        $(LOADER)/state/demand.o $(LOADER)/state/lost.o $(LOADER)/state/history.o \
@@ -37,7 +37,8 @@ PG_CPPFLAGS = -I$(LOADER)
 DATA = sql/lantern_async--0.1.0.sql sql/lantern_async--0.2.0.sql \
        sql/lantern_async--0.1.0--0.2.0.sql sql/lantern_async--0.3.0.sql \
        sql/lantern_async--0.2.0--0.3.0.sql sql/lantern_async--0.4.0.sql \
-       sql/lantern_async--0.3.0--0.4.0.sql
+       sql/lantern_async--0.3.0--0.4.0.sql sql/lantern_async--0.5.0.sql \
+       sql/lantern_async--0.4.0--0.5.0.sql
 PGFILEDESC = "lantern_async - background tasks inside PostgreSQL"
 
 GO_LIB = lantern_async_go.so

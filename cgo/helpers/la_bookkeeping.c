@@ -103,14 +103,19 @@ la_bk_run(la_bk_body body, void *arg, LaError *err)
 
 /*
  * The next statement walks an index in its order instead of sorting what
- * it reads, whatever the statistics say (a sort penalized, not forbidden).
- * Pinned where its saved plan is (re)planned, until la_privileged_end.
+ * it reads, whatever the statistics say (a sort penalized, not forbidden),
+ * and joins row by row, stopping at the first it takes (a hash or merge
+ * join would read every row the role ever submitted first).  Pinned where
+ * its saved plan is (re)planned, until la_privileged_end.
  */
 void
 la_bk_pin_ordered_walk(void)
 {
-	(void) set_config_option("enable_sort", "off", PGC_SUSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	static const char *const off[] = {"enable_sort", "enable_hashjoin", "enable_mergejoin"};
+
+	for (int i = 0; i < lengthof(off); i++)
+		(void) set_config_option(off[i], "off", PGC_SUSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 }
 
 static void
@@ -168,6 +173,7 @@ static void
 la_bk_queue_row(HeapTuple row, TupleDesc desc, LaQueueRow *q)
 {
 	bool		isnull;
+	Datum		due;
 
 	q->roleid = DatumGetObjectId(SPI_getbinval(row, desc, 1, &isnull));
 	q->oldest_jobid = DatumGetInt64(SPI_getbinval(row, desc, 2, &isnull));
@@ -176,9 +182,15 @@ la_bk_queue_row(HeapTuple row, TupleDesc desc, LaQueueRow *q)
 	q->canlogin = DatumGetBool(SPI_getbinval(row, desc, 5, &isnull));
 	q->username = MemoryContextStrdup(la_result_context(),
 									  TextDatumGetCString(SPI_getbinval(row, desc, 6, &isnull)));
+	due = SPI_getbinval(row, desc, 7, &isnull);
+	q->next_due = isnull ? 0 : DatumGetTimestampTz(due);
 }
 
-/* One row per role (by OID) with pending tasks, oldest first; roleid 0 for rows with no owner. */
+/*
+ * One row per role (by OID) with pending tasks, oldest first; roleid 0 for
+ * rows with no owner.  From 0.5.0 on, also when the earliest of them may
+ * start (the board serves it then).
+ */
 static void
 la_bk_queues_body(LaPrivileged *p, void *arg)
 {
@@ -186,11 +198,13 @@ la_bk_queues_body(LaPrivileged *p, void *arg)
 	int			rc;
 
 	rc = SPI_execute(psprintf("SELECT coalesce(o.roleid, 0), min(t.jobid), count(*), "
-							  "       r.oid IS NOT NULL, coalesce(" LA_ROLE_LOGIN_SQL ", false), min(t.username) "
+							  "       r.oid IS NOT NULL, coalesce(" LA_ROLE_LOGIN_SQL ", false), min(t.username), "
+							  "       %s "
 							  "FROM %s t LEFT JOIN %s o ON o.jobid = t.jobid "
 							  "LEFT JOIN pg_catalog.pg_authid r ON r.oid = o.roleid "
 							  "WHERE t.status = 'pending' "
 							  "GROUP BY o.roleid, r.oid, r.rolcanlogin ORDER BY 2",
+							  la_queue_has_due(&p->cat) ? "min(o.due)" : "NULL::pg_catalog.timestamptz",
 							  p->cat.tasks_name, p->cat.task_owners_name),
 					 false, 0);
 	if (rc != SPI_OK_SELECT)

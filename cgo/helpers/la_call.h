@@ -101,6 +101,10 @@ extern bool la_bk_queues(LaQueueRow **rows, int *nrows, LaError *err);
 extern bool la_bk_fail_orphans(const LaSettle *settle, int64_t *count, LaError *err);
 extern uint32_t la_bk_database(void);
 
+/* la_claim_due.c: the claim's statement and the next due time, from 0.5.0 on */
+extern char *la_bk_claim_due_sql(const LaCatalog *cat);
+extern TimestampTz la_bk_next_due(const LaCatalog *cat, TimestampTz now);
+
 /* la_claim.c */
 extern bool la_bk_claim(int slot, const LaSettle *finished, uint32_t finished_relid,
 						int64_t *jobid, char **query, int64_t *timeout_us,

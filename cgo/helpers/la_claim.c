@@ -34,10 +34,11 @@ typedef struct LaClaim
 	bool		refused;		/* the slot is retiring or the settings changed: the claim rolled back */
 	int64		named;			/* the jobid the slot names since la_slot_set_job, 0: none */
 	LaSlotJob	prior;			/* what the slot named before */
+	TimestampTz next_due;		/* found nothing due: when the next task may start, 0: none */
 } LaClaim;
 
 /* The claim's saved plans (loader/tables/queue.c says why). */
-static LaSavedPlan la_claim_plans[3];	/* 0.2.0, 0.3.0 (timeout), 0.4.0 (timeout, datid) */
+static LaSavedPlan la_claim_plans[4];	/* 0.2.0, 0.3.0 (timeout), 0.4.0 (timeout, datid), 0.5.0 (due) */
 
 /*
  * The claim's statement, for the tables' version: with_timeout from 0.3.0
@@ -122,13 +123,19 @@ static void
 la_bk_claim_body(LaPrivileged *p, void *arg)
 {
 	LaClaim    *c = arg;
-	Oid			types[2] = {OIDOID, OIDOID};
-	Datum		values[2] = {ObjectIdGetDatum(GetAuthenticatedUserId()), ObjectIdGetDatum(MyDatabaseId)};
+	TimestampTz now = GetCurrentTimestamp();
+	Oid			types[3] = {OIDOID, OIDOID, TIMESTAMPTZOID};
+	Datum		values[3] = {ObjectIdGetDatum(GetAuthenticatedUserId()), ObjectIdGetDatum(MyDatabaseId),
+	TimestampTzGetDatum(now)};
 	/* A database still at 0.2.0 has no per-task timeouts. */
 	bool		with_timeout = la_queue_has_timeout(&p->cat);
 	/* From 0.4.0 on, only tasks submitted in this database (not a copy's) run here. */
 	bool		with_datid = with_timeout && la_queue_has_datid(&p->cat);
-	char	   *sql;
+	/* From 0.5.0 on, the oldest due first, from the claims' queue (la_claim_due.c). */
+	bool		with_due = with_datid && la_queue_has_due(&p->cat);
+	int			shape = with_due ? 3 : with_datid ? 2 : with_timeout ? 1 : 0;
+	/* $1 the role; $2 the database from 0.4.0 on; $3 the claim's clock from 0.5.0 on */
+	int			nargs = with_due ? 3 : with_datid ? 2 : 1;
 	int			rc;
 
 	if (c->finished != NULL &&
@@ -136,18 +143,18 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 		la_queue_settle(&p->cat, c->finished) > 0)
 		ForceSyncCommit();
 
-	sql = la_bk_claim_sql(&p->cat, with_timeout, with_datid);
-
 	/*
 	 * And only an ordered walk can stop there: a plan chosen on statistics
 	 * that saw an empty queue would fetch every pending row, check each
 	 * one's owner and sort them, for every claim (quadratic in a burst).
 	 */
 	la_bk_pin_ordered_walk();
-	rc = SPI_execute_plan(la_queue_plan(&la_claim_plans[with_datid ? 2 : with_timeout ? 1 : 0],
-										p->cat.tasks, sql, with_datid ? 2 : 1, types),
+	rc = SPI_execute_plan(la_queue_plan(&la_claim_plans[shape], p->cat.tasks,
+										with_due ? la_bk_claim_due_sql(&p->cat)
+										: la_bk_claim_sql(&p->cat, with_timeout, with_datid),
+										nargs, types),
 						  values, NULL, false, 0);
-	if (rc != SPI_OK_UPDATE_RETURNING)
+	if (rc != (with_due ? SPI_OK_SELECT : SPI_OK_UPDATE_RETURNING))
 		elog(ERROR, "lantern_async could not claim a task: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0 && !la_worker_can_run_as(GetAuthenticatedUserId()))
 	{
@@ -157,6 +164,8 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 	}
 	if (SPI_processed == 1)
 		la_bk_claim_take(c, p, with_timeout);
+	else if (with_due)
+		c->next_due = la_bk_next_due(&p->cat, now);
 }
 
 /*
@@ -202,6 +211,8 @@ la_bk_claim(int slot, const LaSettle *finished, uint32_t finished_relid,
 	{
 		LaClaim		c = {slot, finished, finished_relid, jobid, query, timeout_us, tasks_relid, false, 0};
 
+		c.next_due = 0;
+
 		*jobid = 0;
 		*query = NULL;
 		*timeout_us = 0;
@@ -231,7 +242,8 @@ la_bk_claim(int slot, const LaSettle *finished, uint32_t finished_relid,
 		finished = NULL;
 		if (*jobid != 0)
 			return true;
-		if (la_demand_settled(MyDatabaseId, roleid, 0))
+		/* Nothing due: the entry stays for the launcher if a task is due later. */
+		if (la_demand_settled(MyDatabaseId, roleid, c.next_due))
 			return true;
 	}
 }

@@ -129,15 +129,24 @@ func TestSchemaAndFunctions(t *testing.T) {
 	}
 	require.NoError(t, rows.Err())
 	require.Equal(t, []string{
-		"async_task(query text) returns bigint setof=false",
-		"async_task(query text, job_name text) returns bigint setof=false",
-		"async_task(query text, job_name text, timeout interval) returns bigint setof=false",
-	}, got)
+		"async_task(query text, job_name text, timeout interval, run_after timestamp with time zone) returns bigint setof=false",
+	}, got, "one function, its optional parameters with defaults")
 
 	// Named notation works with those parameter names.
 	id := testkit.QueryOne[int64](t, conn, "SELECT lantern.async_task(query => 'SELECT 1', job_name => 'named notation')")
 	testkit.RequireSucceeded(t, conn, id)
 	require.Equal(t, "named notation", testkit.Deref(testkit.GetTask(t, conn, id).JobName))
+
+	// Every call of the three former overloads means what it meant.
+	for _, call := range []string{
+		"lantern.async_task('SELECT 1')",
+		"lantern.async_task('SELECT 1', 'by position')",
+		"lantern.async_task('SELECT 1', 'by position', '1 min')",
+		"lantern.async_task('SELECT 1', NULL, NULL)",
+		"lantern.async_task(query => 'SELECT 1', timeout => '1 min')",
+	} {
+		testkit.RequireSucceeded(t, conn, testkit.QueryOne[int64](t, conn, "SELECT "+call))
+	}
 }
 
 // Every database is served: the extension can be created anywhere, and

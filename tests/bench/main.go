@@ -233,7 +233,7 @@ func (b *bench) setup() error {
 		"CREATE ROLE " + benchRole + " LOGIN",
 		"CREATE SCHEMA bench AUTHORIZATION " + benchRole,
 		"GRANT USAGE ON SCHEMA lantern TO " + benchRole,
-		"GRANT EXECUTE ON FUNCTION lantern.async_task(text), lantern.async_task(text, text) TO " + benchRole,
+		"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA lantern TO " + benchRole,
 		"GRANT SELECT ON lantern.tasks TO " + benchRole,
 	} {
 		if _, err := b.su.Exec(b.ctx, q); err != nil {

@@ -155,7 +155,7 @@ func makeTemplate(t *testing.T, c *pgcluster.Cluster, su *pgx.Conn) string {
 	testkit.MustExec(t, app, "CREATE EXTENSION lantern_async")
 	for _, g := range []string{
 		"GRANT USAGE ON SCHEMA lantern TO mallory",
-		"GRANT EXECUTE ON FUNCTION lantern.async_task(text) TO mallory",
+		"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA lantern TO mallory",
 		"GRANT SELECT ON lantern.tasks TO mallory",
 	} {
 		testkit.MustExec(t, app, g)

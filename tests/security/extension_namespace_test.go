@@ -145,7 +145,7 @@ func TestExtensionNamespaceNotDroppable(t *testing.T) {
 		{"public of a database owner", newDatabaseOwnerScene},
 	}
 	for _, sc := range scenes {
-		for _, version := range []string{"", "0.1.0", "0.2.0", "0.3.0"} {
+		for _, version := range []string{"", "0.1.0", "0.2.0", "0.3.0", "0.4.0"} {
 			name := sc.name + "/fresh"
 			if version != "" {
 				name = sc.name + "/from " + version

@@ -91,7 +91,7 @@ func ownDatabase(t *testing.T, su *pgx.Conn, db, role string) {
 // grantRoleAccess gives role what testkit.GrantExtensionAccess gives the test roles.
 func grantRoleAccess(conn *pgx.Conn, role string) error {
 	_, err := conn.Exec(context.Background(), fmt.Sprintf("GRANT USAGE ON SCHEMA lantern TO %[1]s; "+
-		"GRANT EXECUTE ON FUNCTION lantern.async_task(text), lantern.async_task(text, text) TO %[1]s; "+
+		"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA lantern TO %[1]s; "+
 		"GRANT SELECT ON lantern.tasks TO %[1]s", role))
 	return err
 }

@@ -71,6 +71,13 @@ func TestUpgradeFrom030(t *testing.T) {
 	upgradeWithQueuedTask(t, "0.3.0")
 }
 
+// TestUpgradeFrom040: the same from 0.4.0, whose three async_task
+// overloads become one with defaults, and whose pending task enters the
+// claims' queue (task_owners.due) at its submit time.
+func TestUpgradeFrom040(t *testing.T) {
+	upgradeWithQueuedTask(t, "0.4.0")
+}
+
 func upgradeWithQueuedTask(t *testing.T, from string) {
 	testkit.Begin(t)
 	su := testkit.Connect(t, testkit.Superuser)

@@ -35,6 +35,7 @@ typedef struct LaQueued
 {
 	Oid			roleid;
 	int64		ntasks;
+	TimestampTz due;			/* the earliest any of them may start */
 } LaQueued;
 
 static LaQueued la_queued[LA_QUEUED_ROLES];
@@ -43,12 +44,13 @@ static bool la_queued_overflow = false;
 static bool la_xact_callback_registered = false;
 
 static void
-la_submit_remember(Oid roleid)
+la_submit_remember(Oid roleid, TimestampTz due)
 {
 	for (int i = 0; i < la_nqueued; i++)
 		if (la_queued[i].roleid == roleid)
 		{
 			la_queued[i].ntasks++;
+			la_queued[i].due = Min(la_queued[i].due, due);
 			return;
 		}
 	if (la_nqueued == LA_QUEUED_ROLES)
@@ -58,6 +60,7 @@ la_submit_remember(Oid roleid)
 	}
 	la_queued[la_nqueued].roleid = roleid;
 	la_queued[la_nqueued].ntasks = 1;
+	la_queued[la_nqueued].due = due;
 	la_nqueued++;
 }
 
@@ -73,7 +76,8 @@ la_submit_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 			for (int i = 0; i < la_nqueued; i++)
-				la_demand_note(MyDatabaseId, la_queued[i].roleid, la_queued[i].ntasks);
+				la_demand_note_at(MyDatabaseId, la_queued[i].roleid, la_queued[i].ntasks,
+								  la_queued[i].due);
 			if (la_queued_overflow)
 				la_demand_note(MyDatabaseId, InvalidOid, 0);
 			/* FALLTHROUGH */
@@ -160,9 +164,32 @@ la_submit_timeout_arg(FunctionCallInfo fcinfo)
 	return timeout;
 }
 
+/*
+ * The task's earliest start: NULL (or fewer arguments) or a time already
+ * past, -infinity included, is at once (returned as 0).  Infinity is
+ * refused: the task would never run.
+ */
+static TimestampTz
+la_submit_run_after_arg(FunctionCallInfo fcinfo)
+{
+	TimestampTz run_after;
+
+	if (PG_NARGS() < 4 || PG_ARGISNULL(3))
+		return 0;
+	run_after = PG_GETARG_TIMESTAMPTZ(3);
+	if (TIMESTAMP_IS_NOEND(run_after))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("run_after must not be infinity"),
+				 errdetail("A task that may not start before infinity would never run."),
+				 errhint("Pass NULL to start the task at once.")));
+	return run_after <= GetCurrentTransactionStartTimestamp() ? 0 : run_after;
+}
+
 /* Inserted as the bootstrap superuser (tables/privilege.c), for the caller's role. */
 static int64
-la_submit_insert(const char *query, const char *job_name, Oid roleid, const Interval *timeout)
+la_submit_insert(const char *query, const char *job_name, Oid roleid, const Interval *timeout,
+				 TimestampTz due)
 {
 	LaPrivileged p;
 	LaCatalog	cat;
@@ -179,7 +206,7 @@ la_submit_insert(const char *query, const char *job_name, Oid roleid, const Inte
 	la_privileged_begin(&p, RowExclusiveLock);
 	la_privileged_require(&p);
 	jobid = la_queue_insert(&p.cat, query, job_name, GetUserNameFromId(roleid, false), roleid,
-							timeout);
+							timeout, due);
 	la_privileged_end(&p);
 
 	/* Jobids are positive: the workers' shared memory uses 0 for "no task". */
@@ -197,6 +224,7 @@ lantern_async_task(PG_FUNCTION_ARGS)
 	char	   *query;
 	char	   *job_name = NULL;
 	Interval   *timeout;
+	TimestampTz due;
 	Oid			roleid = GetUserId();
 	int64		jobid;
 
@@ -208,16 +236,17 @@ lantern_async_task(PG_FUNCTION_ARGS)
 	if (PG_NARGS() > 1 && !PG_ARGISNULL(1))
 		job_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	timeout = la_submit_timeout_arg(fcinfo);
+	due = la_submit_run_after_arg(fcinfo);
 
 	la_submit_check_database();
 	la_submit_check_role(roleid);
-	jobid = la_submit_insert(query, job_name, roleid, timeout);
+	jobid = la_submit_insert(query, job_name, roleid, timeout, due);
 
 	if (!la_xact_callback_registered)
 	{
 		RegisterXactCallback(la_submit_xact_callback, NULL);
 		la_xact_callback_registered = true;
 	}
-	la_submit_remember(roleid);
+	la_submit_remember(roleid, due);
 	PG_RETURN_INT64(jobid);
 }

@@ -202,6 +202,9 @@ la_demand_settled(Oid dboid, Oid roleid, TimestampTz next_due)
 	else if (next_due != 0)
 		la_shmem->demand_overflow = true;
 	LWLockRelease(la_shmem->board_lock);
+	/* The launcher's nap may end later than this due: it naps again from it. */
+	if (settled && next_due != 0)
+		la_launcher_wake();
 	return settled;
 }
 

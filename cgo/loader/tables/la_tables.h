@@ -91,8 +91,11 @@ extern PGDLLEXPORT struct _SPI_plan *la_queue_plan(LaSavedPlan *saved, Oid relid
 extern PGDLLEXPORT int la_queue_running(const LaCatalog *cat, int64 **jobids);
 extern int	la_queue_execute(const char *sql, int nargs, Oid *types, Datum *values,
 							 const char *nulls, bool latest);
+/* A new task's rows (enqueue.c); due: the earliest it may start, 0: at once. */
 extern int64 la_queue_insert(const LaCatalog *cat, const char *query, const char *job_name,
-							 const char *username, Oid roleid, const Interval *timeout);
+							 const char *username, Oid roleid, const Interval *timeout,
+							 TimestampTz due);
+extern Datum la_queue_text(const char *value, char *null);
 
 typedef struct LaTaskState
 {
@@ -104,12 +107,14 @@ typedef struct LaTaskState
 extern LaTaskState la_queue_read_task(const LaCatalog *cat, int64 jobid);
 
 /*
- * A task's own time limit, lantern.task_owners.timeout (queue.c): the
+ * A task's own time limit, lantern.task_owners.timeout (enqueue.c): the
  * column exists from 0.3.0 on; an interval's length in microseconds.
  */
 extern PGDLLEXPORT bool la_queue_has_timeout(const LaCatalog *cat);
-/* lantern.task_owners.datid, the database a task was submitted in: from 0.4.0 on (queue.c) */
+/* lantern.task_owners.datid, the database a task was submitted in: from 0.4.0 on (enqueue.c) */
 extern PGDLLEXPORT bool la_queue_has_datid(const LaCatalog *cat);
+/* lantern.task_owners.due, the claims' queue: from 0.5.0 on (enqueue.c) */
+extern PGDLLEXPORT bool la_queue_has_due(const LaCatalog *cat);
 extern PGDLLEXPORT int64 la_interval_usecs(const Interval *span);
 
 #endif							/* LA_TABLES_H */

@@ -23,6 +23,27 @@
 #include "state/la_state.h"
 
 /*
+ * From 0.5.0 on, a task that leaves pending leaves the claims' queue
+ * (task_owners.due) in the same statement; a task leaving running is not
+ * in it (its claim took it out), so the statement for those has no such
+ * part.  Its row there is locked after the task's own, as the claim locks
+ * them: no deadlock between the two.  No test of due here: with one, the
+ * planner could walk the queue's partial index and match every entry
+ * against the whole array (100,000 cancels took 15 s instead of 1).
+ */
+static const char *
+la_queue_unqueue_sql(const LaCatalog *cat, const LaSettle *s, bool one)
+{
+	if (s->from_status == NULL || strcmp(s->from_status, "pending") != 0 || !la_queue_has_due(cat))
+		return "";
+	return psprintf(", unqueued AS ("
+					"  UPDATE %s o SET due = NULL WHERE %s)",
+					cat->task_owners_name,
+					one ? "o.jobid = $1 AND EXISTS (SELECT FROM settled)"
+					: "o.jobid = ANY ((SELECT array_agg(jobid) FROM settled)::bigint[])");
+}
+
+/*
  * Only rows still in from_status change, so each task gets one outcome.
  * With skip_locked, rows another transaction holds (a cancel_task() not yet
  * committed, a claim under way) are left for a later call: the extension's
@@ -37,7 +58,7 @@
  * against the whole array.
  */
 static char *
-la_queue_settle_sql(const LaCatalog *cat, bool skip_locked)
+la_queue_settle_sql(const LaCatalog *cat, const LaSettle *s)
 {
 	return psprintf("WITH target AS ("
 					"  SELECT array_agg(l.jobid) AS jobids FROM ("
@@ -54,14 +75,15 @@ la_queue_settle_sql(const LaCatalog *cat, bool skip_locked)
 					"  RETURNING t.jobid), "
 					"recorded AS ("
 					"  INSERT INTO %s (jobid, sqlstate) "
-					"  SELECT jobid, $7 FROM settled WHERE $7 IS NOT NULL) "
+					"  SELECT jobid, $7 FROM settled WHERE $7 IS NOT NULL)%s "
 					"SELECT count(*) FROM settled",
 					cat->tasks_name, cat->task_owners_name, cat->task_owners_name,
-					skip_locked ? " SKIP LOCKED" : "",
-					cat->tasks_name, cat->task_errors_name);
+					s->skip_locked ? " SKIP LOCKED" : "",
+					cat->tasks_name, cat->task_errors_name, la_queue_unqueue_sql(cat, s, false));
 }
 
-static Datum
+/* A text parameter, NULL when value is. */
+Datum
 la_queue_text(const char *value, char *null)
 {
 	*null = value ? ' ' : 'n';
@@ -119,8 +141,8 @@ la_queue_running(const LaCatalog *cat, int64 **jobids)
  * (as ri_triggers.c does for its own saved plans).  Should a name change
  * between here and the statement's run, sqlguard.c fails it.
  */
-static LaSavedPlan la_settle_plans[2];	/* without, with SKIP LOCKED */
-static LaSavedPlan la_insert_plans[3];	/* 0.2.0, 0.3.0 (timeout), 0.4.0 (timeout, datid) */
+/* [leaving pending][with SKIP LOCKED] */
+static LaSavedPlan la_settle_plans[2][2];
 
 SPIPlanPtr
 la_queue_plan(LaSavedPlan *saved, Oid relid, const char *sql, int nargs, Oid *types)
@@ -185,7 +207,7 @@ la_queue_execute(const char *sql, int nargs, Oid *types, Datum *values, const ch
  * not planned again for every task.
  */
 static char *
-la_queue_settle_one_sql(const LaCatalog *cat)
+la_queue_settle_one_sql(const LaCatalog *cat, const LaSettle *s)
 {
 	return psprintf("WITH settled AS ("
 					"  UPDATE %s t SET status = $3, error_message = $4, "
@@ -194,9 +216,9 @@ la_queue_settle_one_sql(const LaCatalog *cat)
 					"  RETURNING t.jobid), "
 					"recorded AS ("
 					"  INSERT INTO %s (jobid, sqlstate) "
-					"  SELECT jobid, $5 FROM settled WHERE $5 IS NOT NULL) "
+					"  SELECT jobid, $5 FROM settled WHERE $5 IS NOT NULL)%s "
 					"SELECT count(*) FROM settled",
-					cat->tasks_name, cat->task_errors_name);
+					cat->tasks_name, cat->task_errors_name, la_queue_unqueue_sql(cat, s, true));
 }
 
 static bool
@@ -209,7 +231,8 @@ la_queue_settles_one(const LaSettle *s)
 static int64
 la_queue_settle_one(const LaCatalog *cat, const LaSettle *s)
 {
-	static LaSavedPlan plan;
+	static LaSavedPlan plans[2];	/* [leaving pending] */
+	bool		pending = s->from_status != NULL && strcmp(s->from_status, "pending") == 0;
 	Oid			types[5] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 	Datum		values[5];
 	char		nulls[6] = "     ";
@@ -221,7 +244,8 @@ la_queue_settle_one(const LaCatalog *cat, const LaSettle *s)
 	values[2] = la_queue_text(s->to_status, &nulls[2]);
 	values[3] = la_queue_text(s->message, &nulls[3]);
 	values[4] = la_queue_text(s->sqlstate, &nulls[4]);
-	rc = la_queue_run(la_queue_plan(&plan, cat->tasks, la_queue_settle_one_sql(cat), 5, types),
+	rc = la_queue_run(la_queue_plan(&plans[pending], cat->tasks, la_queue_settle_one_sql(cat, s), 5,
+													types),
 					  values, nulls, s->latest_snapshot);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "lantern_async could not update the status of a task: %s",
@@ -237,6 +261,7 @@ la_queue_settle_rows(const LaCatalog *cat, const LaSettle *s)
 	Datum		values[9];
 	char		nulls[10] = "         ";
 	bool		isnull;
+	bool		pending;
 	int			rc;
 
 	if (la_queue_settles_one(s))
@@ -251,8 +276,9 @@ la_queue_settle_rows(const LaCatalog *cat, const LaSettle *s)
 	values[6] = la_queue_text(s->sqlstate, &nulls[6]);
 	values[7] = la_queue_jobids(s->only, s->nonly, &nulls[7]);
 	values[8] = la_queue_jobids(s->except, s->nexcept, &nulls[8]);
-	rc = la_queue_run(la_queue_plan(&la_settle_plans[s->skip_locked ? 1 : 0], cat->tasks,
-									la_queue_settle_sql(cat, s->skip_locked), 9, types),
+	pending = s->from_status != NULL && strcmp(s->from_status, "pending") == 0;
+	rc = la_queue_run(la_queue_plan(&la_settle_plans[pending][s->skip_locked], cat->tasks,
+									la_queue_settle_sql(cat, s), 9, types),
 					  values, nulls, s->latest_snapshot);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "lantern_async could not update the status of tasks: %s",
@@ -272,103 +298,6 @@ la_queue_settle(const LaCatalog *cat, const LaSettle *s)
 	if (n > 0)
 		la_wait_note_finished(!s->all_jobs && s->only == NULL ? s->jobid : 0);
 	return n;
-}
-
-/*
- * Whether lantern.task_owners has the column timeout (interval), which 0.3.0
- * added: a database still at 0.2.0 is served too, without per-task limits.
- * The table is the extension's own (found through pg_depend), so its
- * columns are the ones its scripts made.
- */
-bool
-la_queue_has_timeout(const LaCatalog *cat)
-{
-	AttrNumber	attnum = get_attnum(cat->task_owners, "timeout");
-
-	return attnum != InvalidAttrNumber && get_atttype(cat->task_owners, attnum) == INTERVALOID;
-}
-
-/*
- * Whether lantern.task_owners has the column datid (oid), which 0.4.0
- * added: the database each task was submitted in.  Before the update a
- * database's tasks carry none, and its copies cannot be told apart.
- */
-bool
-la_queue_has_datid(const LaCatalog *cat)
-{
-	AttrNumber	attnum = get_attnum(cat->task_owners, "datid");
-
-	return attnum != InvalidAttrNumber && get_atttype(cat->task_owners, attnum) == OIDOID;
-}
-
-/*
- * The length of an interval in microseconds, a month counting 30 days and a
- * day 24 hours (as interval comparison counts them: '1 mon' = '30 days'),
- * saturated at the ends of int64 (about 292,000 years).
- */
-int64
-la_interval_usecs(const Interval *span)
-{
-	INT128		usecs = int64_to_int128(span->time);
-
-	int128_add_int64_mul_int64(&usecs, span->day, USECS_PER_DAY);
-	int128_add_int64_mul_int64(&usecs, span->month, DAYS_PER_MONTH * USECS_PER_DAY);
-	if (int128_compare(usecs, int64_to_int128(PG_INT64_MAX)) > 0)
-		return PG_INT64_MAX;
-	if (int128_compare(usecs, int64_to_int128(PG_INT64_MIN)) < 0)
-		return PG_INT64_MIN;
-	return int128_to_int64(usecs);
-}
-
-/*
- * Queue a task for roleid, with username as the name it had at submit and
- * timeout its own time limit (NULL: lantern_async.task_timeout as its
- * worker's session sees it).  The owner row is what makes the task
- * runnable: it is written here only.
- */
-int64
-la_queue_insert(const LaCatalog *cat, const char *query, const char *job_name,
-				const char *username, Oid roleid, const Interval *timeout)
-{
-	Oid			types[6] = {TEXTOID, TEXTOID, TEXTOID, OIDOID, INTERVALOID, OIDOID};
-	Datum		values[6];
-	char		nulls[7] = "      ";
-	bool		with_timeout = la_queue_has_timeout(cat);
-	/* 0.4.0 has both columns; 0.3.0 the timeout only, 0.2.0 neither */
-	bool		with_datid = with_timeout && la_queue_has_datid(cat);
-	int			nargs = with_datid ? 6 : with_timeout ? 5 : 4;
-	bool		isnull;
-	char	   *sql;
-	int			rc;
-
-	if (timeout != NULL && !with_timeout)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("extension \"%s\" must be updated before tasks can have a timeout", LA_EXTENSION_NAME),
-				 errdetail("The version installed in this database has no lantern.task_owners.timeout column."),
-				 errhint("Run ALTER EXTENSION %s UPDATE.", LA_EXTENSION_NAME)));
-	values[0] = CStringGetTextDatum(query);
-	values[1] = la_queue_text(job_name, &nulls[1]);
-	values[2] = CStringGetTextDatum(username);
-	values[3] = ObjectIdGetDatum(roleid);
-	values[4] = PointerGetDatum(timeout);
-	nulls[4] = timeout ? ' ' : 'n';
-	/* The database it is submitted in: the only one where it runs. */
-	values[5] = ObjectIdGetDatum(MyDatabaseId);
-	sql = psprintf("WITH task AS ("
-				   "  INSERT INTO %s (query, job_name, username, status) "
-				   "  VALUES ($1, $2, $3, 'pending') RETURNING jobid), "
-				   "owner AS ("
-				   "  INSERT INTO %s (jobid, roleid%s%s) SELECT jobid, $4%s%s FROM task) "
-				   "SELECT jobid FROM task",
-				   cat->tasks_name, cat->task_owners_name,
-				   with_timeout ? ", timeout" : "", with_datid ? ", datid" : "",
-				   with_timeout ? ", $5" : "", with_datid ? ", $6" : "");
-	rc = SPI_execute_plan(la_queue_plan(&la_insert_plans[nargs - 4], cat->tasks, sql, nargs, types),
-						  values, nulls, false, 0);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "lantern_async could not queue the task: %s", SPI_result_code_string(rc));
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
 /* Read a task's status and owner, without locking anything. */

@@ -1,0 +1,171 @@
+/*
+ * enqueue.c - a new task's rows, and which columns of them this database's
+ * version of the extension has
+ *
+ * A database keeps the tables of the version it was created or last
+ * updated at until ALTER EXTENSION UPDATE: the library serves every
+ * version's tables, so each statement here and in the claims comes in the
+ * shape of the columns found (catalog-checked, never assumed).
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "common/int128.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+
+#include "tables/la_tables.h"
+
+/*
+ * Whether lantern.task_owners has the column timeout (interval), which 0.3.0
+ * added: a database still at 0.2.0 is served too, without per-task limits.
+ * The table is the extension's own (found through pg_depend), so its
+ * columns are the ones its scripts made.
+ */
+bool
+la_queue_has_timeout(const LaCatalog *cat)
+{
+	AttrNumber	attnum = get_attnum(cat->task_owners, "timeout");
+
+	return attnum != InvalidAttrNumber && get_atttype(cat->task_owners, attnum) == INTERVALOID;
+}
+
+/*
+ * Whether lantern.task_owners has the column datid (oid), which 0.4.0
+ * added: the database each task was submitted in.  Before the update a
+ * database's tasks carry none, and its copies cannot be told apart.
+ */
+bool
+la_queue_has_datid(const LaCatalog *cat)
+{
+	AttrNumber	attnum = get_attnum(cat->task_owners, "datid");
+
+	return attnum != InvalidAttrNumber && get_atttype(cat->task_owners, attnum) == OIDOID;
+}
+
+/*
+ * The length of an interval in microseconds, a month counting 30 days and a
+ * day 24 hours (as interval comparison counts them: '1 mon' = '30 days'),
+ * saturated at the ends of int64 (about 292,000 years).
+ */
+int64
+la_interval_usecs(const Interval *span)
+{
+	INT128		usecs = int64_to_int128(span->time);
+
+	int128_add_int64_mul_int64(&usecs, span->day, USECS_PER_DAY);
+	int128_add_int64_mul_int64(&usecs, span->month, DAYS_PER_MONTH * USECS_PER_DAY);
+	if (int128_compare(usecs, int64_to_int128(PG_INT64_MAX)) > 0)
+		return PG_INT64_MAX;
+	if (int128_compare(usecs, int64_to_int128(PG_INT64_MIN)) < 0)
+		return PG_INT64_MIN;
+	return int128_to_int64(usecs);
+}
+
+/*
+ * Whether lantern.task_owners has the column due (timestamptz), which
+ * 0.5.0 added: the claims' queue, with the time each pending task may
+ * start.  Before the update a database's tasks start at once, in jobid
+ * order.
+ */
+bool
+la_queue_has_due(const LaCatalog *cat)
+{
+	AttrNumber	attnum = get_attnum(cat->task_owners, "due");
+
+	return attnum != InvalidAttrNumber && get_atttype(cat->task_owners, attnum) == TIMESTAMPTZOID;
+}
+
+/*
+ * The owner row's columns this database's version has, and its saved
+ * insert: 0.2.0 (none of these), 0.3.0 (timeout), 0.4.0 (timeout, datid),
+ * 0.5.0 (timeout, datid, due).
+ */
+typedef struct LaOwnerColumns
+{
+	bool		timeout;
+	bool		datid;
+	bool		due;
+} LaOwnerColumns;
+
+static LaSavedPlan la_insert_plans[4];
+
+static LaOwnerColumns
+la_owner_columns(const LaCatalog *cat)
+{
+	LaOwnerColumns c = {la_queue_has_timeout(cat), false, false};
+
+	c.datid = c.timeout && la_queue_has_datid(cat);
+	c.due = c.datid && la_queue_has_due(cat);
+	return c;
+}
+
+static char *
+la_queue_insert_sql(const LaCatalog *cat, LaOwnerColumns c)
+{
+	return psprintf("WITH task AS ("
+					"  INSERT INTO %s (query, job_name, username, status) "
+					"  VALUES ($1, $2, $3, 'pending') RETURNING jobid), "
+					"owner AS ("
+					"  INSERT INTO %s (jobid, roleid%s%s%s) SELECT jobid, $4%s%s%s FROM task) "
+					"SELECT jobid FROM task",
+					cat->tasks_name, cat->task_owners_name,
+					c.timeout ? ", timeout" : "", c.datid ? ", datid" : "", c.due ? ", due" : "",
+					c.timeout ? ", $5" : "", c.datid ? ", $6" : "", c.due ? ", $7" : "");
+}
+
+static void
+la_queue_require(bool has, const char *what, const char *column)
+{
+	if (!has)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"%s\" must be updated before tasks can have %s", LA_EXTENSION_NAME, what),
+				 errdetail("The version installed in this database has no lantern.task_owners.%s column.", column),
+				 errhint("Run ALTER EXTENSION %s UPDATE.", LA_EXTENSION_NAME)));
+}
+
+/*
+ * Queue a task for roleid, with username as the name it had at submit,
+ * timeout its own time limit (NULL: lantern_async.task_timeout as its
+ * worker's session sees it) and due the earliest it may start (0: at
+ * once).  The owner row is what makes the task runnable: it is written
+ * here only.
+ */
+int64
+la_queue_insert(const LaCatalog *cat, const char *query, const char *job_name,
+				const char *username, Oid roleid, const Interval *timeout, TimestampTz due)
+{
+	Oid			types[7] = {TEXTOID, TEXTOID, TEXTOID, OIDOID, INTERVALOID, OIDOID, TIMESTAMPTZOID};
+	Datum		values[7];
+	char		nulls[8] = "       ";
+	LaOwnerColumns c = la_owner_columns(cat);
+	int			nargs = c.due ? 7 : c.datid ? 6 : c.timeout ? 5 : 4;
+	bool		isnull;
+	int			rc;
+
+	if (timeout != NULL)
+		la_queue_require(c.timeout, "a timeout", "timeout");
+	if (due != 0)
+		la_queue_require(c.due, "a start time", "due");
+	values[0] = CStringGetTextDatum(query);
+	values[1] = la_queue_text(job_name, &nulls[1]);
+	values[2] = CStringGetTextDatum(username);
+	values[3] = ObjectIdGetDatum(roleid);
+	values[4] = PointerGetDatum(timeout);
+	nulls[4] = timeout ? ' ' : 'n';
+	/* The database it is submitted in: the only one where it runs. */
+	values[5] = ObjectIdGetDatum(MyDatabaseId);
+	/* Due at the submit (started_at) unless later: a past time means now. */
+	values[6] = TimestampTzGetDatum(Max(due, GetCurrentTransactionStartTimestamp()));
+	rc = SPI_execute_plan(la_queue_plan(&la_insert_plans[nargs - 4], cat->tasks,
+										la_queue_insert_sql(cat, c), nargs, types),
+						  values, nulls, false, 0);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "lantern_async could not queue the task: %s", SPI_result_code_string(rc));
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
