@@ -82,7 +82,9 @@ var (
 		// CURRENT_USER is a call of pg_catalog."current_user"() from 16 on
 		"current_user", "session_user",
 		// what the lantern-async command (cmd/lantern-async) calls
-		"unnest", "cardinality", "extract"}
+		"unnest", "cardinality", "extract",
+		// the update to 0.5.0 (copying who may call async_task)
+		"quote_ident"}
 	// Keywords that look like functions: the parser never calls a function
 	// by these names, but a planter would try.
 	plantKeywordFunctions = []string{"coalesce", "nullif", "greatest", "least"}

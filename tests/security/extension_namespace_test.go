@@ -75,7 +75,11 @@ func (s *namespaceScene) install(t *testing.T, version string) {
 		testkit.MustExec(t, s.su, "CREATE EXTENSION lantern_async")
 	} else {
 		testkit.MustExec(t, s.su, "CREATE EXTENSION lantern_async VERSION "+testkit.Lit(version))
-		requireOldNamespace(t, s.su, s.schema)
+		if version < "0.4.0" { // the versions before the move to pg_catalog
+			requireOldNamespace(t, s.su, s.schema)
+		} else {
+			require.Equal(t, "pg_catalog", extensionNamespace(t, s.su), "pg_extension.extnamespace of %s", version)
+		}
 		testkit.MustExec(t, s.su, "ALTER EXTENSION lantern_async UPDATE")
 		require.Equal(t, testkit.CurrentVersion, testkit.QueryOne[string](t, s.su,
 			"SELECT extversion FROM pg_extension WHERE extname = 'lantern_async'"))
