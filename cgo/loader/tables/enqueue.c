@@ -1,17 +1,11 @@
 /*
- * enqueue.c - a new task's rows, and which columns of them this database's
- * version of the extension has
- *
- * A database keeps the tables of the version it was created or last
- * updated at until ALTER EXTENSION UPDATE: the library serves every
- * version's tables, so each statement here and in the claims comes in the
- * shape of the columns found (catalog-checked, never assumed).
+ * enqueue.c - a new task's rows, in the shape of this database's version
+ * of the extension (columns.c)
  */
 #include "postgres.h"
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
-#include "common/int128.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -19,66 +13,6 @@
 #include "utils/timestamp.h"
 
 #include "tables/la_tables.h"
-
-/*
- * Whether lantern.task_owners has the column timeout (interval), which 0.3.0
- * added: a database still at 0.2.0 is served too, without per-task limits.
- * The table is the extension's own (found through pg_depend), so its
- * columns are the ones its scripts made.
- */
-bool
-la_queue_has_timeout(const LaCatalog *cat)
-{
-	AttrNumber	attnum = get_attnum(cat->task_owners, "timeout");
-
-	return attnum != InvalidAttrNumber && get_atttype(cat->task_owners, attnum) == INTERVALOID;
-}
-
-/*
- * Whether lantern.task_owners has the column datid (oid), which 0.4.0
- * added: the database each task was submitted in.  Before the update a
- * database's tasks carry none, and its copies cannot be told apart.
- */
-bool
-la_queue_has_datid(const LaCatalog *cat)
-{
-	AttrNumber	attnum = get_attnum(cat->task_owners, "datid");
-
-	return attnum != InvalidAttrNumber && get_atttype(cat->task_owners, attnum) == OIDOID;
-}
-
-/*
- * The length of an interval in microseconds, a month counting 30 days and a
- * day 24 hours (as interval comparison counts them: '1 mon' = '30 days'),
- * saturated at the ends of int64 (about 292,000 years).
- */
-int64
-la_interval_usecs(const Interval *span)
-{
-	INT128		usecs = int64_to_int128(span->time);
-
-	int128_add_int64_mul_int64(&usecs, span->day, USECS_PER_DAY);
-	int128_add_int64_mul_int64(&usecs, span->month, DAYS_PER_MONTH * USECS_PER_DAY);
-	if (int128_compare(usecs, int64_to_int128(PG_INT64_MAX)) > 0)
-		return PG_INT64_MAX;
-	if (int128_compare(usecs, int64_to_int128(PG_INT64_MIN)) < 0)
-		return PG_INT64_MIN;
-	return int128_to_int64(usecs);
-}
-
-/*
- * Whether lantern.task_owners has the column due (timestamptz), which
- * 0.5.0 added: the claims' queue, with the time each pending task may
- * start.  Before the update a database's tasks start at once, in jobid
- * order.
- */
-bool
-la_queue_has_due(const LaCatalog *cat)
-{
-	AttrNumber	attnum = get_attnum(cat->task_owners, "due");
-
-	return attnum != InvalidAttrNumber && get_atttype(cat->task_owners, attnum) == TIMESTAMPTZOID;
-}
 
 /*
  * The owner row's columns this database's version has, and its saved

@@ -107,13 +107,13 @@ typedef struct LaTaskState
 extern LaTaskState la_queue_read_task(const LaCatalog *cat, int64 jobid);
 
 /*
- * A task's own time limit, lantern.task_owners.timeout (enqueue.c): the
+ * A task's own time limit, lantern.task_owners.timeout (columns.c): the
  * column exists from 0.3.0 on; an interval's length in microseconds.
  */
 extern PGDLLEXPORT bool la_queue_has_timeout(const LaCatalog *cat);
-/* lantern.task_owners.datid, the database a task was submitted in: from 0.4.0 on (enqueue.c) */
+/* lantern.task_owners.datid, the database a task was submitted in: from 0.4.0 on (columns.c) */
 extern PGDLLEXPORT bool la_queue_has_datid(const LaCatalog *cat);
-/* lantern.task_owners.due, the claims' queue: from 0.5.0 on (enqueue.c) */
+/* lantern.task_owners.due, the claims' queue: from 0.5.0 on (columns.c) */
 extern PGDLLEXPORT bool la_queue_has_due(const LaCatalog *cat);
 extern PGDLLEXPORT int64 la_interval_usecs(const Interval *span);
 

@@ -327,3 +327,22 @@ la_queue_read_task(const LaCatalog *cat, int64 jobid)
 	}
 	return state;
 }
+
+/*
+ * The length of an interval in microseconds, a month counting 30 days and a
+ * day 24 hours (as interval comparison counts them: '1 mon' = '30 days'),
+ * saturated at the ends of int64 (about 292,000 years).
+ */
+int64
+la_interval_usecs(const Interval *span)
+{
+	INT128		usecs = int64_to_int128(span->time);
+
+	int128_add_int64_mul_int64(&usecs, span->day, USECS_PER_DAY);
+	int128_add_int64_mul_int64(&usecs, span->month, DAYS_PER_MONTH * USECS_PER_DAY);
+	if (int128_compare(usecs, int64_to_int128(PG_INT64_MAX)) > 0)
+		return PG_INT64_MAX;
+	if (int128_compare(usecs, int64_to_int128(PG_INT64_MIN)) < 0)
+		return PG_INT64_MIN;
+	return int128_to_int64(usecs);
+}
