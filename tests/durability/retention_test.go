@@ -76,8 +76,9 @@ func TestHistoryRetentionDeletesOnlyFinishedRows(t *testing.T) {
 	queued := testkit.QueryOne[int64](t, su, `WITH t AS (
 			INSERT INTO lantern.tasks (query, username, status, started_at)
 			VALUES ('SELECT 1', $1, 'pending', now() - interval '1 day') RETURNING jobid)
-		INSERT INTO lantern.task_owners (jobid, roleid, datid)
-		SELECT jobid, $1::regrole, (SELECT oid FROM pg_database WHERE datname = current_database()) FROM t RETURNING jobid`, quiet)
+		INSERT INTO lantern.task_owners (jobid, roleid, datid, due)
+		SELECT jobid, $1::regrole, (SELECT oid FROM pg_database WHERE datname = current_database()), now() - interval '1 day'
+		FROM t RETURNING jobid`, quiet)
 	testkit.MustExec(t, su, "UPDATE lantern.tasks SET started_at = now() - interval '1 day' WHERE jobid = ANY ($1)",
 		append([]int64{victim}, running...))
 	testkit.RequireCancelTask(t, su, victim, true)
