@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // store is everything the commands ask the server; pgStore is the real one.
@@ -21,13 +22,19 @@ type store interface {
 	// Task reads one row; nil when the caller cannot see it.
 	Task(ctx context.Context, jobid int64) (*taskRow, error)
 	Cancel(ctx context.Context, jobid int64) (bool, error)
+	// ParseTime reads text as the server's timestamptz input does and
+	// returns its Unix time in seconds (+Inf for infinity).
+	ParseTime(ctx context.Context, text string) (float64, error)
 	Close()
 }
 
 // submission is what lantern.async_task is called with; Timeout is
-// interval text ("" for the server's lantern_async.task_timeout).
+// interval text ("" for the server's lantern_async.task_timeout). The
+// run_after is At (timestamptz text) or the server's clock + AtIn
+// (interval text); neither: now.
 type submission struct {
 	Query, Name, Timeout string
+	At, AtIn             string
 }
 
 // taskRow is a row of lantern.tasks with its SQLSTATE from lantern.task_errors.
@@ -42,6 +49,11 @@ type taskRow struct {
 	Status          *string   `json:"status"`
 	ErrorMessage    *string   `json:"error_message"`
 	SQLState        *string   `json:"sqlstate"`
+	// Due is when a pending task may start (lantern.task_owners.due: its
+	// submit or its run_after); nil otherwise, or before 0.5.0.
+	Due *time.Time `json:"due"`
+	// dueIn is Due − the server's clock when it was read, in seconds.
+	dueIn *float64
 }
 
 // taskState is what wait needs to know of a task at one moment.
@@ -62,7 +74,12 @@ type progress struct {
 	Elapsed        time.Duration
 }
 
-type pgStore struct{ conn *pgx.Conn }
+type pgStore struct {
+	conn *pgx.Conn
+	// hasDue: whether lantern.task_owners has due (0.5.0 on); nil until
+	// the first read of task rows asks.
+	hasDue *bool
+}
 
 // connectStore connects with dsn, or with the libpq environment variables
 // when dsn is empty.
@@ -98,6 +115,9 @@ func (s *pgStore) Submit(ctx context.Context, sub submission) (int64, error) {
 	if sub.Name != "" {
 		name = &sub.Name
 	}
+	if sub.At != "" || sub.AtIn != "" {
+		return s.submitAt(ctx, sub, name)
+	}
 	var row pgx.Row
 	switch {
 	case sub.Timeout != "":
@@ -109,6 +129,45 @@ func (s *pgStore) Submit(ctx context.Context, sub submission) (int64, error) {
 	}
 	var jobid int64
 	return jobid, wrapDB("", row.Scan(&jobid))
+}
+
+// submitAt passes run_after in named notation, which only 0.5.0 on
+// accepts: an older lantern.async_task does not match (42883), and the
+// error then says to update the extension.
+func (s *pgStore) submitAt(ctx context.Context, sub submission, name *string) (int64, error) {
+	runAfter, at := "$4::pg_catalog.timestamptz", sub.At
+	if sub.AtIn != "" {
+		runAfter, at = "pg_catalog.clock_timestamp() + $4::pg_catalog.interval", sub.AtIn
+	}
+	var timeout *string
+	if sub.Timeout != "" {
+		timeout = &sub.Timeout
+	}
+	var jobid int64
+	err := s.conn.QueryRow(ctx, `SELECT lantern.async_task($1, job_name => $2,
+		timeout => $3::pg_catalog.interval, run_after => `+runAfter+`)`,
+		sub.Query, name, timeout, at).Scan(&jobid)
+	return jobid, wrapDB("", withoutRunAfterHint(err))
+}
+
+// withoutRunAfterHint gives "no such function" (42883, from a
+// lantern.async_task older than 0.5.0, which has no run_after) the hint to
+// update the extension.
+func withoutRunAfterHint(err error) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "42883" {
+		return err
+	}
+	old := *pe
+	old.Hint = "--at needs lantern_async 0.5.0 or later (lantern.async_task with run_after). " +
+		"To update it, as the extension's owner: ALTER EXTENSION lantern_async UPDATE;"
+	return &old
+}
+
+func (s *pgStore) ParseTime(ctx context.Context, text string) (float64, error) {
+	var epoch float64
+	err := s.conn.QueryRow(ctx, "SELECT extract(epoch FROM $1::pg_catalog.timestamptz)::pg_catalog.float8", text).Scan(&epoch)
+	return epoch, wrapDB("", err)
 }
 
 // WaitTask is a CALL outside any transaction block, as wait_task requires.
@@ -160,22 +219,58 @@ func (s *pgStore) Snapshot(ctx context.Context, jobids []int64) ([]taskState, er
 	return out, wrapDB("", rows.Err())
 }
 
-const taskRowSQL = `
+// taskRowSQL reads task rows; due and its distance from the server's
+// clock come from lantern.task_owners where it has due (0.5.0 on).
+func taskRowSQL(hasDue bool) string {
+	due, join := "NULL::pg_catalog.timestamptz, NULL::pg_catalog.float8", ""
+	if hasDue {
+		due = "o.due, extract(epoch FROM o.due - pg_catalog.clock_timestamp())::pg_catalog.float8"
+		join = " LEFT JOIN lantern.task_owners o ON o.jobid = t.jobid"
+	}
+	return `
 SELECT t.jobid, t.query, t.pg_cron_job_name, t.job_name, t.username, t.started_at,
-       extract(epoch FROM t.duration)::float8, t.status, t.error_message, e.sqlstate
-FROM lantern.tasks t LEFT JOIN lantern.task_errors e ON e.jobid = t.jobid`
+       extract(epoch FROM t.duration)::float8, t.status, t.error_message, e.sqlstate, ` + due + `
+FROM lantern.tasks t LEFT JOIN lantern.task_errors e ON e.jobid = t.jobid` + join
+}
+
+const hasDueSQL = `
+SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute a
+               JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname = 'lantern' AND c.relname = 'task_owners'
+                 AND a.attname = 'due' AND NOT a.attisdropped)`
+
+// taskRows is taskRowSQL for this server, which is asked once whether
+// lantern.task_owners has due.
+func (s *pgStore) taskRows(ctx context.Context) (string, error) {
+	if s.hasDue == nil {
+		var has bool
+		if err := s.conn.QueryRow(ctx, hasDueSQL).Scan(&has); err != nil {
+			return "", wrapDB("", err)
+		}
+		s.hasDue = &has
+	}
+	return taskRowSQL(*s.hasDue), nil
+}
 
 func scanTaskRow(row pgx.Row) (taskRow, error) {
 	var r taskRow
 	err := row.Scan(&r.JobID, &r.Query, &r.PgCronJobName, &r.JobName, &r.Username, &r.StartedAt,
-		&r.DurationSeconds, &r.Status, &r.ErrorMessage, &r.SQLState)
+		&r.DurationSeconds, &r.Status, &r.ErrorMessage, &r.SQLState, &r.Due, &r.dueIn)
+	if deref(r.Status) != "pending" { // due is set only while pending
+		r.Due, r.dueIn = nil, nil
+	}
 	return r, err
 }
 
 // List reads the tasks whose status is one of statuses (all when empty),
 // in jobid order.
 func (s *pgStore) List(ctx context.Context, statuses []string) ([]taskRow, error) {
-	rows, err := s.conn.Query(ctx, taskRowSQL+`
+	q, err := s.taskRows(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.conn.Query(ctx, q+`
 		WHERE coalesce(cardinality($1::text[]), 0) = 0 OR t.status = ANY ($1::text[])
 		ORDER BY t.jobid`, statuses)
 	if err != nil {
@@ -186,7 +281,11 @@ func (s *pgStore) List(ctx context.Context, statuses []string) ([]taskRow, error
 }
 
 func (s *pgStore) Task(ctx context.Context, jobid int64) (*taskRow, error) {
-	r, err := scanTaskRow(s.conn.QueryRow(ctx, taskRowSQL+" WHERE t.jobid = $1", jobid))
+	q, err := s.taskRows(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, err := scanTaskRow(s.conn.QueryRow(ctx, q+" WHERE t.jobid = $1", jobid))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}

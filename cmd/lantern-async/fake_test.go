@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +23,8 @@ type fakeStore struct {
 	rows      []taskRow
 	listed    [][]string
 	canceled  map[int64]bool
+	times     map[string]float64 // what ParseTime reads; anything else is a syntax error
+	parsed    []string
 	err       error // returned by every call when set
 	closed    bool
 }
@@ -79,6 +82,15 @@ func (f *fakeStore) Task(_ context.Context, jobid int64) (*taskRow, error) {
 
 func (f *fakeStore) Cancel(_ context.Context, jobid int64) (bool, error) {
 	return f.canceled[jobid], f.err
+}
+
+func (f *fakeStore) ParseTime(_ context.Context, text string) (float64, error) {
+	f.parsed = append(f.parsed, text)
+	if epoch, ok := f.times[text]; ok {
+		return epoch, f.err
+	}
+	return 0, &pgconn.PgError{Severity: "ERROR", Code: "22007",
+		Message: fmt.Sprintf("invalid input syntax for type timestamp with time zone: %q", text)}
 }
 
 func (f *fakeStore) Close() { f.closed = true }

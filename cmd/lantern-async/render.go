@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -35,21 +36,54 @@ const queryWidth = 60
 
 var listHeaders = []string{"jobid", "status", "job_name", "started_at", "duration", "query"}
 
-// renderList writes rows as a psql-style aligned table with a row count.
+// renderList writes rows as a psql-style aligned table with a row count;
+// a due column follows status when a pending task is due later.
 func renderList(w io.Writer, rows []taskRow) {
+	withDue := false
+	for _, r := range rows {
+		withDue = withDue || dueLater(r) != ""
+	}
+	headers := listHeaders
+	if withDue {
+		headers = slices.Insert(slices.Clone(listHeaders), 2, "due")
+	}
 	cells := make([][]string, len(rows))
 	for i, r := range rows {
 		cells[i] = []string{
 			strconv.FormatInt(r.JobID, 10), deref(r.Status), deref(r.JobName),
 			formatTime(r.StartedAt), formatSeconds(r.DurationSeconds), shorten(r.Query, queryWidth),
 		}
+		if withDue {
+			cells[i] = slices.Insert(cells[i], 2, dueLater(r))
+		}
 	}
-	renderTable(w, listHeaders, []bool{true}, cells)
+	renderTable(w, headers, []bool{true}, cells)
 	if len(rows) == 1 {
 		fmt.Fprintln(w, "(1 row)")
 	} else {
 		fmt.Fprintf(w, "(%d rows)\n", len(rows))
 	}
+}
+
+// dueWithin is how far ahead a due time is shown as a wait ("in 4m10s");
+// later ones as the time.
+const dueWithin = 24 * time.Hour
+
+// dueLater says when a pending task that may not start yet is due: "in
+// 4m10s" (from the server's clock when it was read), or the time when it
+// is a day or more away; "" when it is not pending or is due already.
+func dueLater(r taskRow) string {
+	if r.Due == nil || r.dueIn == nil || *r.dueIn <= 0 {
+		return ""
+	}
+	in := seconds(*r.dueIn)
+	if in >= dueWithin {
+		return formatTime(*r.Due)
+	}
+	if in >= time.Second {
+		in = in.Round(time.Second)
+	}
+	return "in " + formatDuration(in)
 }
 
 // renderTable aligns cells under headers like psql: headers centered,
@@ -90,17 +124,26 @@ type field struct{ name, value string }
 // showFields are the columns show prints as a record; error_message
 // follows the record, as psql prints an error.
 func showFields(r taskRow) []field {
-	return []field{
+	fields := []field{
 		{"jobid", strconv.FormatInt(r.JobID, 10)},
 		{"job_name", deref(r.JobName)},
 		{"status", deref(r.Status)},
+	}
+	if r.Due != nil { // a pending task: when it may start
+		due := formatTime(*r.Due)
+		if later := dueLater(r); later != "" && later != due {
+			due += " (" + later + ")"
+		}
+		fields = append(fields, field{"due", due})
+	}
+	return append(fields, []field{
 		{"username", r.Username},
 		{"started_at", formatTime(r.StartedAt)},
 		{"duration", formatSeconds(r.DurationSeconds)},
 		{"sqlstate", deref(r.SQLState)},
 		{"pg_cron_job_name", deref(r.PgCronJobName)},
 		{"query", r.Query},
-	}
+	}...)
 }
 
 // renderShow writes the task as psql's expanded display (\x) does, then its

@@ -134,3 +134,53 @@ func TestWithSQLState(t *testing.T) {
 	assert.Equal(t, "ERROR:  x (SQLSTATE 1)\nDETAIL:  y", withSQLState("ERROR:  x\nDETAIL:  y\n", "1"))
 	assert.Equal(t, "ERROR:  x", withSQLState("ERROR:  x", ""))
 }
+
+func TestRenderListDue(t *testing.T) {
+	soon, later := t0.Add(250*time.Second), t0.Add(50*time.Hour)
+	rows := []taskRow{
+		{JobID: 1, Query: "SELECT 1", Username: "alice", StartedAt: t0, Status: ptr("pending"), Due: &soon, dueIn: ptr(250.4)},
+		{JobID: 2, Query: "SELECT 2", Username: "alice", StartedAt: t0, Status: ptr("pending"), Due: &later, dueIn: ptr(50 * 3600.0)},
+		{JobID: 3, Query: "SELECT 3", Username: "alice", StartedAt: t0, Status: ptr("pending"), Due: &t0, dueIn: ptr(-1.5)},
+		{JobID: 4, Query: "SELECT 4", Username: "alice", StartedAt: t0, Status: ptr("running")},
+	}
+	var b bytes.Buffer
+	renderList(&b, rows)
+	assert.Equal(t, ` jobid | status  |         due         | job_name |     started_at      | duration |  query
+-------+---------+---------------------+----------+---------------------+----------+----------
+     1 | pending | in 4m10s            |          | 2025-03-04 05:06:07 |          | SELECT 1
+     2 | pending | 2025-03-06 07:06:07 |          | 2025-03-04 05:06:07 |          | SELECT 2
+     3 | pending |                     |          | 2025-03-04 05:06:07 |          | SELECT 3
+     4 | running |                     |          | 2025-03-04 05:06:07 |          | SELECT 4
+(4 rows)
+`, b.String())
+	assert.Equal(t, "in 850ms", dueLater(taskRow{Due: &soon, dueIn: ptr(0.85)}))
+
+	// Nothing waiting for its time: no due column.
+	b.Reset()
+	renderList(&b, rows[2:])
+	assert.NotContains(t, b.String(), "due")
+
+	b.Reset()
+	renderShow(&b, rows[0])
+	assert.Contains(t, b.String(), "\nstatus           | pending\ndue              | 2025-03-04 05:10:17 (in 4m10s)\nusername ")
+	b.Reset()
+	renderShow(&b, rows[2])
+	assert.Contains(t, b.String(), "\ndue              | 2025-03-04 05:06:07\n", "due already: the time alone")
+
+	r := runWith(t, &fakeStore{rows: rows}, "", false, "list", "-o", "json")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	var got []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &got))
+	assert.Equal(t, soon.UTC(), mustTime(t, got[0]["due"]).UTC())
+	assert.Nil(t, got[3]["due"])
+	assert.NotContains(t, got[0], "dueIn")
+}
+
+func mustTime(t *testing.T, v any) time.Time {
+	t.Helper()
+	s, ok := v.(string)
+	require.True(t, ok, "%v", v)
+	tm, err := time.Parse(time.RFC3339Nano, s)
+	require.NoError(t, err)
+	return tm
+}

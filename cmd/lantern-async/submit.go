@@ -14,6 +14,7 @@ type submitFlags struct {
 	name    string
 	wait    bool
 	timeout string
+	at      string
 	file    string
 }
 
@@ -30,10 +31,17 @@ like psql -c: several statements separated by ";" are one transaction.
 
 --timeout is the task's own time limit, a Go duration (90s, 1h30m) or a
 PostgreSQL interval ('2 hours'); without it the server's
-lantern_async.task_timeout applies. --wait then waits like "wait".`,
+lantern_async.task_timeout applies. --wait then waits like "wait".
+
+--at is when the task may start (it stays pending until then): an RFC 3339
+time (2026-12-07T22:00:00Z), anything PostgreSQL's timestamptz input takes
+('tomorrow 03:00', in the session's TimeZone), or +D, a Go duration from
+now on the server's clock (+90s, +2h). A time in the past means now. It
+needs lantern_async 0.5.0 or later (run_after).`,
 		Example: `  lantern-async submit --name 'index items' 'CREATE INDEX ON items (v)'
   lantern-async submit --wait --timeout 2h --file build_index.sql
-  echo 'VACUUM items' | lantern-async submit`,
+  echo 'VACUUM items' | lantern-async submit
+  lantern-async submit --at +2h --name 'nightly reindex' 'REINDEX INDEX items_v_idx'`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sub, err := a.submission(f, args)
@@ -41,6 +49,11 @@ lantern_async.task_timeout applies. --wait then waits like "wait".`,
 				return err
 			}
 			return a.withStore(cmd.Context(), func(db store) error {
+				// A time the server cannot read is refused before
+				// anything is queued.
+				if err := checkAt(cmd.Context(), db, sub.At); err != nil {
+					return err
+				}
 				jobid, err := db.Submit(cmd.Context(), sub)
 				if err != nil {
 					return err
@@ -56,6 +69,7 @@ lantern_async.task_timeout applies. --wait then waits like "wait".`,
 	cmd.Flags().StringVarP(&f.name, "name", "n", "", "job name, for people (lantern.tasks.job_name)")
 	cmd.Flags().BoolVarP(&f.wait, "wait", "w", false, "wait for the task to finish, like the wait command")
 	cmd.Flags().StringVarP(&f.timeout, "timeout", "t", "", "the task's time limit: a Go duration or a PostgreSQL interval")
+	cmd.Flags().StringVar(&f.at, "at", "", "start no earlier than this: an RFC 3339 or PostgreSQL time, or +D (a Go duration from now)")
 	cmd.Flags().StringVarP(&f.file, "file", "f", "", `read the SQL from this file ("-": standard input)`)
 	return cmd
 }
@@ -70,7 +84,11 @@ func (a *app) submission(f submitFlags, args []string) (submission, error) {
 	if err != nil {
 		return submission{}, err
 	}
-	return submission{Query: query, Name: f.name, Timeout: timeout}, nil
+	at, atIn, err := atText(f.at)
+	if err != nil {
+		return submission{}, err
+	}
+	return submission{Query: query, Name: f.name, Timeout: timeout, At: at, AtIn: atIn}, nil
 }
 
 // readSQL returns the SQL to submit: from the argument, --file, or stdin.

@@ -4,6 +4,7 @@
 //	make bench                      # installs the extension, then runs this
 //	BENCH_TASKS=20000 make bench    # fewer tasks for the memory row
 //	BENCH_ONLY=warm,cold make bench # only some rows
+//	BENCH_ONLY=delayed make bench   # only the start after run_after
 //
 // Progress goes to stderr, the header and the table to stdout. Every
 // latency is measured inside the server from commit timestamps
@@ -94,10 +95,10 @@ func loadConfig() (config, error) {
 		cfg.only = map[string]bool{}
 		for _, k := range strings.Split(s, ",") {
 			switch k = strings.TrimSpace(k); k {
-			case "baselines", "warm", "cold", "throughput", "index", "costs", "idle", "memory", "history":
+			case "baselines", "warm", "cold", "delayed", "throughput", "index", "costs", "idle", "memory", "history":
 				cfg.only[k] = true
 			default:
-				return cfg, fmt.Errorf("BENCH_ONLY: unknown %q (baselines, warm, cold, throughput, index, costs, idle, memory, history)", k)
+				return cfg, fmt.Errorf("BENCH_ONLY: unknown %q (baselines, warm, cold, delayed, throughput, index, costs, idle, memory, history)", k)
 			}
 		}
 	}
@@ -179,6 +180,7 @@ func run() (err error) {
 		{"baselines", "baselines (pgbench)", b.baselines},
 		{"warm", "warm start latency", b.warmLatency},
 		{"cold", "cold start latency", b.coldLatency},
+		{"delayed", "start after run_after", b.delayedStarts},
 		{"throughput", "throughput, 4 workers", func() error { return b.throughput(4) }},
 		{"index", "index build overhead", b.indexOverhead},
 		{"", "restart with max_workers = 1", func() error { return b.setMaxWorkers(1) }},

@@ -77,7 +77,11 @@ func (t *table) ratios() {
 }
 
 func (t *table) print(w io.Writer) {
-	sort.SliceStable(t.sections, func(i, j int) bool { return t.sections[i].id < t.sections[j].id })
+	// Numbered sections in numeric order ("9" before "10").
+	sort.SliceStable(t.sections, func(i, j int) bool {
+		a, b := t.sections[i].id, t.sections[j].id
+		return len(a) < len(b) || len(a) == len(b) && a < b
+	})
 	head := tableRow{"measurement", "value", "unit", "samples", "target"}
 	width := []int{0, 0, 0, 0, 0}
 	fit := func(r tableRow) {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lanterndata/lantern_async/tests/internal/testkit"
 
@@ -20,14 +21,16 @@ import (
 
 // cliTask is a row as `list --output json` and `show --output json` print it.
 type cliTask struct {
-	JobID           int64    `json:"jobid"`
-	Query           string   `json:"query"`
-	JobName         *string  `json:"job_name"`
-	Username        string   `json:"username"`
-	Status          *string  `json:"status"`
-	DurationSeconds *float64 `json:"duration_seconds"`
-	ErrorMessage    *string  `json:"error_message"`
-	SQLState        *string  `json:"sqlstate"`
+	JobID           int64      `json:"jobid"`
+	Query           string     `json:"query"`
+	JobName         *string    `json:"job_name"`
+	Username        string     `json:"username"`
+	Status          *string    `json:"status"`
+	DurationSeconds *float64   `json:"duration_seconds"`
+	ErrorMessage    *string    `json:"error_message"`
+	SQLState        *string    `json:"sqlstate"`
+	StartedAt       time.Time  `json:"started_at"`
+	Due             *time.Time `json:"due"`
 }
 
 func TestCLISubmitWaitSucceeds(t *testing.T) {
@@ -260,4 +263,73 @@ func TestCLICtrlCStopsWaitingOnly(t *testing.T) {
 	require.Equal(t, 0, r.Code, "%s", r)
 	testkit.RequireCanceled(t, conn, id, "57014")
 	assert.Regexp(t, regexp.MustCompile(`^task \d+ canceled\n$`), r.Stdout)
+}
+
+// submit --at +2s: the task is pending, list and show say when it is due,
+// and it then succeeds; a bad --at is refused with nothing queued.
+func TestCLISubmitAt(t *testing.T) {
+	testkit.Begin(t)
+	role := testkit.NewTempRole(t, testkit.Connect(t, testkit.Superuser), "cli_at")
+	c := testkit.NewCLI(t, role)
+
+	submitted := time.Now()
+	r := c.Run("submit", "--at", "+2s", "--name", "later", "SELECT 1")
+	require.Equal(t, 0, r.Code, "%s", r)
+	id := testkit.CLIJobID(t, r)
+	sid := strconv.FormatInt(id, 10)
+
+	r = c.Run("list", "--output", "json")
+	listed := time.Since(submitted)
+	require.Equal(t, 0, r.Code, "%s", r)
+	var tasks []cliTask
+	require.NoError(t, json.Unmarshal([]byte(r.Stdout), &tasks), r.Stdout)
+	table := c.Run("list")
+	shown := c.Run("show", sid)
+	readBy := time.Since(submitted)
+	// The due time is run_after, the server's clock at the submit + 2 s;
+	// started_at is the submit's transaction start, a little before.
+	require.Len(t, tasks, 1, "%s", r.Stdout)
+	require.Equal(t, id, tasks[0].JobID)
+	if listed < 1500*time.Millisecond { // still before its time
+		require.Equal(t, "pending", testkit.Deref(tasks[0].Status))
+		require.NotNil(t, tasks[0].Due, "a pending task has its due:\n%s", r.Stdout)
+		wait := tasks[0].Due.Sub(tasks[0].StartedAt)
+		require.GreaterOrEqual(t, wait, 2*time.Second, "due − submit")
+		require.Less(t, wait, 3*time.Second, "due − submit")
+	} else {
+		t.Logf("list ran %v after the submit: the due checks skipped", listed)
+	}
+	if readBy < 1500*time.Millisecond {
+		require.Regexp(t, fmt.Sprintf(`(?m)^ +%d \| pending \| in [0-9.]+m?s +\| later +\|`, id), table.Stdout)
+		require.Regexp(t, `^\s+jobid\s+\|\s+status\s+\|\s+due\s+\|\s+job_name\s+\|`, table.Stdout)
+		require.Regexp(t, `(?m)^due\s+\| \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(in [0-9.]+m?s\)$`, shown.Stdout)
+	}
+
+	r = c.Run("wait", sid)
+	require.Equal(t, 0, r.Code, "%s", r)
+	require.GreaterOrEqual(t, time.Since(submitted), 2*time.Second, "the task cannot have ended before its time")
+	require.Equal(t, "succeeded", testkit.Deref(testkit.GetTask(t, nil, id).Status))
+	r = c.Run("show", sid, "--output", "json")
+	require.Equal(t, 0, r.Code, "%s", r)
+	require.Contains(t, r.Stdout, `"due": null`, "no due once it has run")
+
+	// Bad times: a usage error, nothing queued.
+	for arg, want := range map[string]string{
+		"not a time": `lantern-async: --at "not a time" is not a time: invalid input syntax for type timestamp with time zone: "not a time" (SQLSTATE 22007)`,
+		"infinity":   `lantern-async: --at "infinity": a task must start at some time, not never`,
+		"+5 minutes": `lantern-async: --at +5 minutes: after "+" give a Go duration, like +90s or +2h`,
+	} {
+		r = c.Run("submit", "--at", arg, "SELECT 2")
+		require.Equal(t, 2, r.Code, "%s", r)
+		require.Contains(t, r.Stderr, want, arg)
+		require.Empty(t, r.Stdout, arg)
+	}
+	r = c.Run("list", "--all", "--output", "json")
+	require.Equal(t, 0, r.Code, "%s", r)
+	require.NoError(t, json.Unmarshal([]byte(r.Stdout), &tasks), r.Stdout)
+	require.Len(t, tasks, 1, "only the first task was queued:\n%s", r.Stdout)
+
+	// A time PostgreSQL reads, in the past: now.
+	r = c.Run("submit", "--wait", "--at", "yesterday", "SELECT 3")
+	require.Equal(t, 0, r.Code, "%s", r)
 }

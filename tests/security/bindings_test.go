@@ -362,7 +362,8 @@ func TestBindingsHostileDatabase(t *testing.T) {
 		bin := testkit.BuildCLI(t)
 		m := testkit.ConnectTo(t, testkit.Cluster, freshDB, mallory)
 		jobid := testkit.Submit(t, m, "SELECT 1")
-		for _, args := range [][]string{{"wait", fmt.Sprint(jobid)}, {"list"}, {"list", "--status", "succeeded"}, {"show", fmt.Sprint(jobid)}} {
+		for _, args := range [][]string{{"wait", fmt.Sprint(jobid)}, {"list"}, {"list", "--status", "succeeded"}, {"show", fmt.Sprint(jobid)},
+			{"submit", "--wait", "--at", "+0s", "SELECT 1"}, {"submit", "--wait", "--at", "yesterday", "SELECT 1"}} {
 			c, cancel := context.WithTimeout(context.Background(), testkit.CLITimeout)
 			out, err := exec.CommandContext(c, bin, append([]string{"--dsn", testkit.Cluster.DSN(freshDB, testkit.Superuser)}, args...)...).CombinedOutput()
 			cancel()
