@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Row 8: where a task's time goes inside a worker. A worker logs its costs
@@ -16,24 +18,27 @@ import (
 
 const costTasks = 1000
 
+// costsClaimFigure names row 8's SELECT 1 claim cost among the table's figures.
+const costsClaimFigure = "costs_claim_select1"
+
 // costsLine matches bgworker.Costs.String.
 var costsLine = regexp.MustCompile(`lantern_async worker: (\d+) tasks, (\d+) claims; per task in µs: ` +
 	`claim ([\d.]+), execute ([\d.]+), reset ([\d.]+), record alone ([\d.]+) \((\d+) times\), ` +
 	`the rest \(the Go loop\) ([\d.-]+); one near-empty call into PostgreSQL ([\d.]+) µs \((\d+) calls\)`)
 
-// logWorkerCosts makes benchRole's workers log their costs when they exit,
+// logWorkerCosts makes role's workers log their costs when they exit,
 // until the returned function is called.
-func (b *bench) logWorkerCosts() (reset func(), err error) {
-	if _, err := b.su.Exec(b.ctx, "ALTER ROLE "+benchRole+" SET log_min_messages = debug1"); err != nil {
+func (b *bench) logWorkerCosts(role string) (reset func(), err error) {
+	if _, err := b.su.Exec(b.ctx, "ALTER ROLE "+role+" SET log_min_messages = debug1"); err != nil {
 		return nil, err
 	}
 	return func() {
-		_, _ = b.su.Exec(b.ctx, "ALTER ROLE "+benchRole+" RESET log_min_messages")
+		_, _ = b.su.Exec(b.ctx, "ALTER ROLE "+role+" RESET log_min_messages")
 	}, nil
 }
 
 func (b *bench) costs() error {
-	reset, err := b.logWorkerCosts()
+	reset, err := b.logWorkerCosts(benchRole)
 	if err != nil {
 		return err
 	}
@@ -48,6 +53,10 @@ func (b *bench) costs() error {
 			return fmt.Errorf("%s: %w", k.query, err)
 		}
 		tasks, _ := strconv.Atoi(m[1])
+		if k.query == "SELECT 1" {
+			claim, _ := strconv.ParseFloat(m[3], 64)
+			b.tbl.set(costsClaimFigure, claim) // row 11's comparison
+		}
 		b.tbl.add(k.label+": claim", m[3], "µs", tasks, "")
 		b.tbl.add("  execute", m[4], "µs", tasks, "")
 		b.tbl.add("  close to cancels + DISCARD ALL", m[5], "µs", tasks, "")
@@ -58,13 +67,20 @@ func (b *bench) costs() error {
 	return nil
 }
 
-// costsOf runs costTasks copies of query and returns the worker's costs line, matched.
+// costsOf runs costTasks copies of query as benchRole and returns the
+// worker's costs line, matched.
 func (b *bench) costsOf(query string) ([]string, error) {
+	return b.costsOfAs(b.user, query)
+}
+
+// costsOfAs is costsOf with the tasks submitted on user's connection (its
+// role must log its workers' costs: logWorkerCosts).
+func (b *bench) costsOfAs(user *pgx.Conn, query string) ([]string, error) {
 	if err := b.waitQuiet(20 * time.Millisecond); err != nil {
 		return nil, err
 	}
 	logBefore := len(b.c.Log())
-	first, last, _, err := b.submitBatch(query, costTasks)
+	first, last, _, err := b.submitBatchAs(user, query, costTasks)
 	if err != nil {
 		return nil, err
 	}

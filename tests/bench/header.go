@@ -56,7 +56,7 @@ func (h *header) print(w io.Writer, cfg config) {
 	}
 	fmt.Fprintf(w, "settings:   %s\n", strings.Join(s, " "))
 	if h.restarted != 0 {
-		fmt.Fprintf(w, "            rows 1-4 and 7 ran with max_workers = 4; then ALTER SYSTEM + restart of the same cluster: max_workers = %d for rows 3 (1 worker), 5, 6\n", h.restarted)
+		fmt.Fprintf(w, "            rows 1-4, 7 and 10 ran with max_workers = 4; then ALTER SYSTEM + restart of the same cluster: max_workers = %d for rows 3 (1 worker), 5, 6, 8, 9 and 11\n", h.restarted)
 	}
 	fmt.Fprintf(w, "            cold start and cold run_after: worker_idle_timeout = 0; idle CPU, memory and warm run_after: 60s; otherwise the default (1s). All set with ALTER SYSTEM + pg_reload_conf()\n")
 	only := "all"

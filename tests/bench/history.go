@@ -17,7 +17,7 @@ func (b *bench) history() error {
 	if err := b.setIdleTimeout(-1); err != nil {
 		return err
 	}
-	reset, err := b.logWorkerCosts()
+	reset, err := b.logWorkerCosts(benchRole)
 	if err != nil {
 		return err
 	}

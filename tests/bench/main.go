@@ -5,6 +5,7 @@
 //	BENCH_TASKS=20000 make bench    # fewer tasks for the memory row
 //	BENCH_ONLY=warm,cold make bench # only some rows
 //	BENCH_ONLY=delayed make bench   # only the start after run_after
+//	BENCH_ONLY=waiting,costs make bench # 10,000 waiting tasks, and row 8
 //
 // Progress goes to stderr, the header and the table to stdout. Every
 // latency is measured inside the server from commit timestamps
@@ -59,7 +60,7 @@ func (c config) wants(key string) bool {
 		return true
 	}
 	if key == "" {
-		return c.only["throughput"] || c.only["costs"] || c.only["idle"] || c.only["memory"] || c.only["history"]
+		return c.only["throughput"] || c.only["costs"] || c.only["waiting"] || c.only["idle"] || c.only["memory"] || c.only["history"]
 	}
 	return c.only[key]
 }
@@ -95,10 +96,10 @@ func loadConfig() (config, error) {
 		cfg.only = map[string]bool{}
 		for _, k := range strings.Split(s, ",") {
 			switch k = strings.TrimSpace(k); k {
-			case "baselines", "warm", "cold", "delayed", "throughput", "index", "costs", "idle", "memory", "history":
+			case "baselines", "warm", "cold", "delayed", "throughput", "index", "costs", "waiting", "idle", "memory", "history":
 				cfg.only[k] = true
 			default:
-				return cfg, fmt.Errorf("BENCH_ONLY: unknown %q (baselines, warm, cold, delayed, throughput, index, costs, idle, memory, history)", k)
+				return cfg, fmt.Errorf("BENCH_ONLY: unknown %q (baselines, warm, cold, delayed, throughput, index, costs, waiting, idle, memory, history)", k)
 			}
 		}
 	}
@@ -186,6 +187,9 @@ func run() (err error) {
 		{"", "restart with max_workers = 1", func() error { return b.setMaxWorkers(1) }},
 		{"throughput", "throughput, 1 worker", func() error { return b.throughput(1) }},
 		{"costs", "per-task cost", b.costs},
+		// After costs (row 11 prints row 8's claim next to its own), with
+		// max_workers = 1 and the default worker_idle_timeout.
+		{"waiting", "tasks waiting for their time", b.waiting},
 		{"idle", "idle CPU", b.idleCPU},
 		{"memory", "worker memory", b.memory},
 		{"history", "claim cost with a long history", b.history},

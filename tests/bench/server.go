@@ -146,7 +146,12 @@ func (b *bench) submitOne(query string) (jobid, xid int64, err error) {
 // submitBatch queues n copies of query as benchRole in one transaction and
 // returns the jobid range and the transaction's xid.
 func (b *bench) submitBatch(query string, n int) (first, last, xid int64, err error) {
-	tx, err := b.user.Begin(b.ctx)
+	return b.submitBatchAs(b.user, query, n)
+}
+
+// submitBatchAs is submitBatch as user's role.
+func (b *bench) submitBatchAs(user *pgx.Conn, query string, n int) (first, last, xid int64, err error) {
+	tx, err := user.Begin(b.ctx)
 	if err != nil {
 		return 0, 0, 0, err
 	}
