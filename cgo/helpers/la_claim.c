@@ -127,15 +127,15 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 	Oid			types[3] = {OIDOID, OIDOID, TIMESTAMPTZOID};
 	Datum		values[3] = {ObjectIdGetDatum(GetAuthenticatedUserId()), ObjectIdGetDatum(MyDatabaseId),
 	TimestampTzGetDatum(now)};
-	/* A database still at 0.2.0 has no per-task timeouts. */
-	bool		with_timeout = la_queue_has_timeout(&p->cat);
-	/* From 0.4.0 on, only tasks submitted in this database (not a copy's) run here. */
-	bool		with_datid = with_timeout && la_queue_has_datid(&p->cat);
-	/* From 0.5.0 on, the oldest due first, from the claims' queue (la_claim_due.c). */
-	bool		with_due = with_datid && la_queue_has_due(&p->cat);
-	int			shape = with_due ? 3 : with_datid ? 2 : with_timeout ? 1 : 0;
+	/*
+	 * 0.2.0 has no per-task timeouts; from 0.4.0 on only tasks submitted
+	 * in this database (not a copy's) run here; from 0.5.0 on the task due
+	 * the longest goes first, from the claims' queue (la_claim_due.c).
+	 */
+	LaOwnerColumns cols = la_queue_columns(&p->cat);
+	int			shape = cols.due ? 3 : cols.datid ? 2 : cols.timeout ? 1 : 0;
 	/* $1 the role; $2 the database from 0.4.0 on; $3 the claim's clock from 0.5.0 on */
-	int			nargs = with_due ? 3 : with_datid ? 2 : 1;
+	int			nargs = cols.due ? 3 : cols.datid ? 2 : 1;
 	int			rc;
 
 	if (c->finished != NULL &&
@@ -150,11 +150,11 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 	 */
 	la_bk_pin_ordered_walk();
 	rc = SPI_execute_plan(la_queue_plan(&la_claim_plans[shape], p->cat.tasks,
-										with_due ? la_bk_claim_due_sql(&p->cat)
-										: la_bk_claim_sql(&p->cat, with_timeout, with_datid),
+										cols.due ? la_bk_claim_due_sql(&p->cat)
+										: la_bk_claim_sql(&p->cat, cols.timeout, cols.datid),
 										nargs, types),
 						  values, NULL, false, 0);
-	if (rc != (with_due ? SPI_OK_SELECT : SPI_OK_UPDATE_RETURNING))
+	if (rc != (cols.due ? SPI_OK_SELECT : SPI_OK_UPDATE_RETURNING))
 		elog(ERROR, "lantern_async could not claim a task: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0 && !la_worker_can_run_as(GetAuthenticatedUserId()))
 	{
@@ -163,8 +163,8 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 		return;
 	}
 	if (SPI_processed == 1)
-		la_bk_claim_take(c, p, with_timeout);
-	else if (with_due)
+		la_bk_claim_take(c, p, cols.timeout);
+	else if (cols.due)
 		c->next_due = la_bk_next_due(&p->cat, now);
 }
 
@@ -210,8 +210,6 @@ la_bk_claim(int slot, const LaSettle *finished, uint32_t finished_relid,
 	for (;;)
 	{
 		LaClaim		c = {slot, finished, finished_relid, jobid, query, timeout_us, tasks_relid, false, 0};
-
-		c.next_due = 0;
 
 		*jobid = 0;
 		*query = NULL;

@@ -76,7 +76,7 @@ la_demand_put(Oid dboid, Oid roleid, int64 ntasks, bool counted, TimestampTz due
 {
 	LaDemand   *d;
 	int			woken = 0;
-	bool		now = due <= GetCurrentTimestamp();
+	bool		now = due == 0 || due <= GetCurrentTimestamp();
 
 	if (la_shmem == NULL)
 		return;
@@ -187,19 +187,17 @@ la_demand_settled(Oid dboid, Oid roleid, TimestampTz next_due)
 	d = la_demand_find(dboid, roleid);
 	if (d != NULL && d->fresh)
 		settled = false;
-	else if (d != NULL && next_due != 0)
+	else if (next_due == 0)
+	{
+		if (d != NULL)
+			d->in_use = false;
+	}
+	else if (d != NULL || (d = la_demand_add(dboid, roleid)) != NULL)
 	{
 		d->due = next_due;
 		d->hint = 1;
 	}
-	else if (d != NULL)
-		d->in_use = false;
-	else if (next_due != 0 && (d = la_demand_add(dboid, roleid)) != NULL)
-	{
-		d->due = next_due;
-		d->hint = 1;
-	}
-	else if (next_due != 0)
+	else
 		la_shmem->demand_overflow = true;
 	LWLockRelease(la_shmem->board_lock);
 	/* The launcher's nap may end later than this due: it naps again from it. */

@@ -56,3 +56,17 @@ la_queue_has_due(const LaCatalog *cat)
 
 	return attnum != InvalidAttrNumber && get_atttype(cat->task_owners, attnum) == TIMESTAMPTZOID;
 }
+
+/*
+ * The owner row's columns, each version's on top of the one before: 0.2.0
+ * (none of these), 0.3.0 (timeout), 0.4.0 (datid), 0.5.0 (due).
+ */
+LaOwnerColumns
+la_queue_columns(const LaCatalog *cat)
+{
+	LaOwnerColumns c = {la_queue_has_timeout(cat), false, false};
+
+	c.datid = c.timeout && la_queue_has_datid(cat);
+	c.due = c.datid && la_queue_has_due(cat);
+	return c;
+}

@@ -9,34 +9,12 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 #include "tables/la_tables.h"
 
-/*
- * The owner row's columns this database's version has, and its saved
- * insert: 0.2.0 (none of these), 0.3.0 (timeout), 0.4.0 (timeout, datid),
- * 0.5.0 (timeout, datid, due).
- */
-typedef struct LaOwnerColumns
-{
-	bool		timeout;
-	bool		datid;
-	bool		due;
-} LaOwnerColumns;
-
+/* The saved insert of each version's owner row (columns.c): 0.2.0 to 0.5.0. */
 static LaSavedPlan la_insert_plans[4];
-
-static LaOwnerColumns
-la_owner_columns(const LaCatalog *cat)
-{
-	LaOwnerColumns c = {la_queue_has_timeout(cat), false, false};
-
-	c.datid = c.timeout && la_queue_has_datid(cat);
-	c.due = c.datid && la_queue_has_due(cat);
-	return c;
-}
 
 static char *
 la_queue_insert_sql(const LaCatalog *cat, LaOwnerColumns c)
@@ -77,7 +55,7 @@ la_queue_insert(const LaCatalog *cat, const char *query, const char *job_name,
 	Oid			types[7] = {TEXTOID, TEXTOID, TEXTOID, OIDOID, INTERVALOID, OIDOID, TIMESTAMPTZOID};
 	Datum		values[7];
 	char		nulls[8] = "       ";
-	LaOwnerColumns c = la_owner_columns(cat);
+	LaOwnerColumns c = la_queue_columns(cat);
 	int			nargs = c.due ? 7 : c.datid ? 6 : c.timeout ? 5 : 4;
 	bool		isnull;
 	int			rc;

@@ -115,6 +115,16 @@ extern PGDLLEXPORT bool la_queue_has_timeout(const LaCatalog *cat);
 extern PGDLLEXPORT bool la_queue_has_datid(const LaCatalog *cat);
 /* lantern.task_owners.due, the claims' queue: from 0.5.0 on (columns.c) */
 extern PGDLLEXPORT bool la_queue_has_due(const LaCatalog *cat);
+
+/* Which of those a database's tables have: the shape of its statements. */
+typedef struct LaOwnerColumns
+{
+	bool		timeout;
+	bool		datid;
+	bool		due;
+} LaOwnerColumns;
+
+extern PGDLLEXPORT LaOwnerColumns la_queue_columns(const LaCatalog *cat);
 extern PGDLLEXPORT int64 la_interval_usecs(const Interval *span);
 
 #endif							/* LA_TABLES_H */

@@ -31,10 +31,16 @@
  * planner could walk the queue's partial index and match every entry
  * against the whole array (100,000 cancels took 15 s instead of 1).
  */
+static bool
+la_queue_leaves_pending(const LaSettle *s)
+{
+	return s->from_status != NULL && strcmp(s->from_status, "pending") == 0;
+}
+
 static const char *
 la_queue_unqueue_sql(const LaCatalog *cat, const LaSettle *s, bool one)
 {
-	if (s->from_status == NULL || strcmp(s->from_status, "pending") != 0 || !la_queue_has_due(cat))
+	if (!la_queue_leaves_pending(s) || !la_queue_has_due(cat))
 		return "";
 	return psprintf(", unqueued AS ("
 					"  UPDATE %s o SET due = NULL WHERE %s)",
@@ -232,7 +238,7 @@ static int64
 la_queue_settle_one(const LaCatalog *cat, const LaSettle *s)
 {
 	static LaSavedPlan plans[2];	/* [leaving pending] */
-	bool		pending = s->from_status != NULL && strcmp(s->from_status, "pending") == 0;
+	bool		pending = la_queue_leaves_pending(s);
 	Oid			types[5] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 	Datum		values[5];
 	char		nulls[6] = "     ";
@@ -261,7 +267,7 @@ la_queue_settle_rows(const LaCatalog *cat, const LaSettle *s)
 	Datum		values[9];
 	char		nulls[10] = "         ";
 	bool		isnull;
-	bool		pending;
+	bool		pending = la_queue_leaves_pending(s);
 	int			rc;
 
 	if (la_queue_settles_one(s))
@@ -276,7 +282,6 @@ la_queue_settle_rows(const LaCatalog *cat, const LaSettle *s)
 	values[6] = la_queue_text(s->sqlstate, &nulls[6]);
 	values[7] = la_queue_jobids(s->only, s->nonly, &nulls[7]);
 	values[8] = la_queue_jobids(s->except, s->nexcept, &nulls[8]);
-	pending = s->from_status != NULL && strcmp(s->from_status, "pending") == 0;
 	rc = la_queue_run(la_queue_plan(&la_settle_plans[pending][s->skip_locked], cat->tasks,
 									la_queue_settle_sql(cat, s), 9, types),
 					  values, nulls, s->latest_snapshot);
