@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/lanterndata/lantern_async/tests/internal/testkit"
 	"github.com/stretchr/testify/require"
 )
@@ -25,19 +26,18 @@ const lateWake = time.Second
 func TestRunAfterStartsAtItsTime(t *testing.T) {
 	testkit.Begin(t)
 	su := testkit.Connect(t, testkit.Superuser)
-	l := newStartLog(t, su, "alice")
 	alice := testkit.Connect(t, "alice")
-	var tasks []delayedTask
+	var tasks []testkit.TimedTask
 	for _, in := range []time.Duration{3 * time.Second, 2 * time.Second, 1500 * time.Millisecond} {
-		tasks = append(tasks, submitIn(t, alice, l, in))
+		tasks = append(tasks, testkit.SubmitTimedAfter(t, alice, testkit.StartTable(t, su, "alice"), in))
 	}
 	for _, d := range tasks {
-		require.Equal(t, "pending", d.status(t, alice), "task %d before its time", d.ID)
+		require.Equal(t, "pending", status(t, alice, d), "task %d before its time", d.ID)
 	}
 	var starts []time.Time
 	for i := len(tasks) - 1; i >= 0; i-- {
 		d := tasks[i]
-		started := d.startedAt(t, alice, l, testkit.WaitTimeout)
+		started := d.StartedAt(t, alice, testkit.WaitTimeout)
 		late := started.Sub(d.RunAfter)
 		t.Logf("task %d started %v after its run_after", d.ID, late.Round(time.Microsecond))
 		require.GreaterOrEqual(t, late, time.Duration(0), "task %d started before its run_after", d.ID)
@@ -55,12 +55,11 @@ func TestRunAfterWakesAnIdleWorker(t *testing.T) {
 	testkit.Begin(t)
 	su := testkit.Connect(t, testkit.Superuser)
 	testkit.SetWorkerIdleTimeout(t, su, testkit.SlowIdleTimeout)
-	l := newStartLog(t, su, "bob")
 	bob := testkit.Connect(t, "bob")
 	testkit.RequireSucceeded(t, bob, testkit.Submit(t, bob, "SELECT 1"))
 	for range 3 {
-		d := submitIn(t, bob, l, time.Second)
-		late := d.startedAt(t, bob, l, testkit.WaitTimeout).Sub(d.RunAfter)
+		d := testkit.SubmitTimedAfter(t, bob, testkit.StartTable(t, su, "bob"), time.Second)
+		late := d.StartedAt(t, bob, testkit.WaitTimeout).Sub(d.RunAfter)
 		t.Logf("task %d started %v after its run_after", d.ID, late.Round(time.Microsecond))
 		require.GreaterOrEqual(t, late, time.Duration(0), "task %d started before its run_after", d.ID)
 		require.Less(t, late, lateWake, "task %d after its run_after, its role's worker idle", d.ID)
@@ -71,11 +70,9 @@ func TestRunAfterWakesAnIdleWorker(t *testing.T) {
 func TestRunAfterInThePastStartsAtOnce(t *testing.T) {
 	testkit.Begin(t)
 	su := testkit.Connect(t, testkit.Superuser)
-	l := newStartLog(t, su, "carol")
 	carol := testkit.Connect(t, "carol")
-	d := submitIn(t, carol, l, -time.Hour)
-	submitted := d.RunAfter.Add(time.Hour)
-	delay := d.startedAt(t, carol, l, testkit.WaitTimeout).Sub(submitted)
+	d := testkit.SubmitTimedAfter(t, carol, testkit.StartTable(t, su, "carol"), -time.Hour)
+	delay := d.StartDelay(t, carol, testkit.WaitTimeout)
 	t.Logf("task %d, an hour late already, started %v after its submit", d.ID, delay.Round(time.Microsecond))
 	require.Less(t, delay, lateStart, "a task whose run_after has passed")
 }
@@ -91,4 +88,10 @@ func TestRunAfterInfinityRefused(t *testing.T) {
 	e := testkit.RequirePgError(t, err, "22023", "run_after => 'infinity'")
 	require.Equal(t, "run_after must not be infinity", e.Message)
 	require.Equal(t, before, testkit.CountTasks(t, su), "tasks after the refused submit")
+}
+
+// status reads task d's status through conn.
+func status(t *testing.T, conn *pgx.Conn, d testkit.TimedTask) string {
+	t.Helper()
+	return testkit.Deref(testkit.GetTask(t, conn, d.ID).Status)
 }

@@ -16,12 +16,11 @@ import (
 func TestCancelWhileWaiting(t *testing.T) {
 	testkit.Begin(t)
 	su := testkit.Connect(t, testkit.Superuser)
-	l := newStartLog(t, su, "alice")
 	alice := testkit.Connect(t, "alice")
-	d := submitIn(t, alice, l, time.Hour)
-	require.Equal(t, "pending", d.status(t, alice))
+	d := testkit.SubmitTimedAfter(t, alice, testkit.StartTable(t, su, "alice"), time.Hour)
+	require.Equal(t, "pending", status(t, alice, d))
 	require.True(t, testkit.QueryOne[bool](t, alice, "SELECT lantern.cancel_task($1)", d.ID), "cancel_task of a waiting task")
-	require.Equal(t, "canceled", d.status(t, alice))
+	require.Equal(t, "canceled", status(t, alice, d))
 	require.Equal(t, 0, testkit.QueryOne[int](t, su,
 		"SELECT count(*)::int FROM lantern.task_owners WHERE jobid = $1 AND due IS NOT NULL", d.ID),
 		"the canceled task's entry in the claims' queue")
@@ -33,12 +32,11 @@ func TestCancelWhileWaiting(t *testing.T) {
 func TestRunAfterSurvivesRestart(t *testing.T) {
 	testkit.Begin(t)
 	su := testkit.Connect(t, testkit.Superuser)
-	l := newStartLog(t, su, "bob")
-	d := submitIn(t, testkit.Connect(t, "bob"), l, 6*time.Second)
+	d := testkit.SubmitTimedAfter(t, testkit.Connect(t, "bob"), testkit.StartTable(t, su, "bob"), 6*time.Second)
 	testkit.RestartServer(t)
 	bob := testkit.Connect(t, "bob")
-	require.Equal(t, "pending", d.status(t, bob), "after the restart, before its time")
-	late := d.startedAt(t, bob, l, testkit.WaitTimeout).Sub(d.RunAfter)
+	require.Equal(t, "pending", status(t, bob, d), "after the restart, before its time")
+	late := d.StartedAt(t, bob, testkit.WaitTimeout).Sub(d.RunAfter)
 	t.Logf("task %d started %v after its run_after, across a restart", d.ID, late.Round(time.Microsecond))
 	require.GreaterOrEqual(t, late, time.Duration(0), "task %d started before its run_after", d.ID)
 	require.Less(t, late, lateStart, "task %d after its run_after, across a restart", d.ID)
@@ -88,10 +86,8 @@ func TestWaitingTasksCostNothing(t *testing.T) {
 	require.Empty(t, testkit.CensusOf(testkit.Cluster.Log()[from:]).Starts, "processes of ours started in %v", idle)
 	require.Equal(t, map[string]int{"pending": waitingTasks}, testkit.StatusCounts(t, su, waiter))
 
-	l := newStartLog(t, su, "carol")
 	carol := testkit.Connect(t, "carol")
-	d := submitIn(t, carol, l, 0)
-	delay := d.startedAt(t, carol, l, testkit.WaitTimeout).Sub(d.RunAfter)
+	delay := testkit.SubmitTimed(t, carol, testkit.StartTable(t, su, "carol")).StartDelay(t, carol, testkit.WaitTimeout)
 	t.Logf("another role's task started %v after its submit", delay.Round(time.Microsecond))
 	require.Less(t, delay, lateStart, "another role's task beside %d waiting ones", waitingTasks)
 }

@@ -17,27 +17,19 @@ import (
 func TestFailoverKeepsRunAfter(t *testing.T) {
 	primary := startPrimary(t, 2)
 	psu := testkit.ConnectTo(t, primary, testkit.DBName, testkit.Superuser)
-	marker := testkit.Ident(t, testkit.Uniq("failover_later"))
-	testkit.MustExec(t, psu, fmt.Sprintf("CREATE TABLE %s(at timestamptz)", marker))
+	tbl := testkit.StartTable(t, psu)
 	standby := startStandby(t, primary)
 
-	var id int64
-	var runAfter time.Time
-	require.NoError(t, psu.QueryRow(testkit.Ctx(t), `
-		WITH at AS (SELECT clock_timestamp() + interval '8 s' AS run_after)
-		SELECT lantern.async_task($1, run_after => at.run_after), at.run_after FROM at`,
-		fmt.Sprintf("INSERT INTO %s VALUES (clock_timestamp())", marker)).Scan(&id, &runAfter))
+	d := testkit.SubmitTimedAfter(t, psu, tbl, 8*time.Second)
 	waitCaughtUp(t, standby)
 	require.NoError(t, primary.Stop(pgcluster.Immediate))
 	require.NoError(t, standby.Promote(testkit.Ctx(t)))
 
 	ssu := testkit.ConnectTo(t, standby.Cluster, testkit.DBName, testkit.Superuser)
-	require.Equal(t, "pending", getTaskStatus(t, ssu, id), "after the promotion, before its time")
-	testkit.RequireSucceeded(t, ssu, id)
-	starts := testkit.QueryAll[time.Time](t, ssu, fmt.Sprintf("SELECT at FROM %s", marker))
-	require.Len(t, starts, 1, "the task ran once")
-	late := starts[0].Sub(runAfter)
-	t.Logf("task %d started %v after its run_after, on the promoted standby", id, late.Round(time.Microsecond))
+	require.Equal(t, "pending", getTaskStatus(t, ssu, d.ID), "after the promotion, before its time")
+	late := d.StartedAt(t, ssu, testkit.WaitTimeout).Sub(d.RunAfter)
+	require.Equal(t, 1, testkit.QueryOne[int](t, ssu, fmt.Sprintf("SELECT count(*)::int FROM %s", tbl)), "the task ran once")
+	t.Logf("task %d started %v after its run_after, on the promoted standby", d.ID, late.Round(time.Microsecond))
 	require.GreaterOrEqual(t, late, time.Duration(0), "started before its run_after")
 	require.Less(t, late, 2*time.Second, "after its run_after (the launcher's nap is 10 s)")
 }

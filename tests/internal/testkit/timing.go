@@ -34,6 +34,9 @@ type TimedTask struct {
 	ID        int64
 	tbl       string
 	submitted time.Time // the server's clock_timestamp() just before the submit committed
+	// RunAfter is the task's run_after (SubmitTimedAfter), on the server's
+	// clock; the zero time for SubmitTimed.
+	RunAfter time.Time
 }
 
 // SubmitTimed submits, through conn (autocommit), a task that inserts its
@@ -44,15 +47,31 @@ type TimedTask struct {
 func SubmitTimed(t *testing.T, conn *pgx.Conn, tbl string) TimedTask {
 	t.Helper()
 	tt := TimedTask{tbl: tbl}
-	q := fmt.Sprintf("INSERT INTO %s VALUES (clock_timestamp()) /* %s */", tbl, Uniq("timed"))
 	require.NoError(t, conn.QueryRow(Ctx(t),
-		"SELECT lantern.async_task($1), clock_timestamp()", q).Scan(&tt.ID, &tt.submitted), "submit %q", q)
+		"SELECT lantern.async_task($1), clock_timestamp()", tt.query()).Scan(&tt.ID, &tt.submitted), "submit into %s", tbl)
 	return tt
 }
 
-// StartDelay waits (deadline waitFor) until tt succeeded, as seen through
-// conn, and returns how long after its submit it started.
-func (tt TimedTask) StartDelay(t *testing.T, conn *pgx.Conn, waitFor time.Duration) time.Duration {
+// SubmitTimedAfter is SubmitTimed with run_after = the server's
+// clock_timestamp() + in (a negative in: a time already past).
+func SubmitTimedAfter(t *testing.T, conn *pgx.Conn, tbl string, in time.Duration) TimedTask {
+	t.Helper()
+	tt := TimedTask{tbl: tbl}
+	require.NoError(t, conn.QueryRow(Ctx(t), `
+		WITH a AS (SELECT clock_timestamp() AS now)
+		SELECT lantern.async_task($1, run_after => a.now + make_interval(secs => $2)),
+		       a.now + make_interval(secs => $2), clock_timestamp() FROM a`,
+		tt.query(), in.Seconds()).Scan(&tt.ID, &tt.RunAfter, &tt.submitted), "submit into %s to run in %v", tbl, in)
+	return tt
+}
+
+func (tt TimedTask) query() string {
+	return fmt.Sprintf("INSERT INTO %s VALUES (clock_timestamp()) /* %s */", tt.tbl, Uniq("timed"))
+}
+
+// StartedAt waits (deadline waitFor) until tt succeeded, as seen through
+// conn, and returns when it started, on the server's clock.
+func (tt TimedTask) StartedAt(t *testing.T, conn *pgx.Conn, waitFor time.Duration) time.Time {
 	t.Helper()
 	var status, errMsg string
 	RequirePoll(t, waitFor, fmt.Sprintf("task %d to finish", tt.ID), WhileConnected(conn, func() (bool, string) {
@@ -65,8 +84,14 @@ func (tt TimedTask) StartDelay(t *testing.T, conn *pgx.Conn, waitFor time.Durati
 		return IsFinal(status), "status " + status
 	}))
 	require.Equal(t, "succeeded", status, "task %d: %s", tt.ID, errMsg)
-	started := QueryOne[time.Time](t, conn, fmt.Sprintf("SELECT max(at) FROM %s", tt.tbl))
-	return started.Sub(tt.submitted)
+	return QueryOne[time.Time](t, conn, fmt.Sprintf("SELECT max(at) FROM %s", tt.tbl))
+}
+
+// StartDelay waits (deadline waitFor) until tt succeeded, as seen through
+// conn, and returns how long after its submit it started.
+func (tt TimedTask) StartDelay(t *testing.T, conn *pgx.Conn, waitFor time.Duration) time.Duration {
+	t.Helper()
+	return tt.StartedAt(t, conn, waitFor).Sub(tt.submitted)
 }
 
 // NewServedDatabase is NewExtensionDatabase with a superuser connection
