@@ -63,10 +63,23 @@ func (b *bench) extProcs() (int, error) {
 }
 
 // waitQuiet waits until no worker or scout is connected, only the launcher.
-func (b *bench) waitQuiet(interval time.Duration) error {
-	return poll(b.ctx, interval, 2*time.Minute, "no lantern_async worker or scout connected", func() (bool, error) {
+func (b *bench) waitQuiet(interval time.Duration) error { return b.waitQuietFor(interval, 0) }
+
+// waitQuietFor waits until no worker or scout has been connected for hold
+// (0: at one look), looking every interval.
+func (b *bench) waitQuietFor(interval, hold time.Duration) error {
+	var since time.Time
+	what := fmt.Sprintf("no lantern_async worker or scout connected for %v", hold)
+	return poll(b.ctx, interval, 2*time.Minute, what, func() (bool, error) {
 		n, err := b.extProcs()
-		return n == 0, err
+		if err != nil || n > 0 {
+			since = time.Time{}
+			return false, err
+		}
+		if since.IsZero() {
+			since = time.Now()
+		}
+		return time.Since(since) >= hold, nil
 	})
 }
 

@@ -49,7 +49,7 @@ func (b *bench) waiting() error {
 	}()
 	progress("   waiting: %d tasks queued (jobids %d..%d), waiting for no worker or scout for %v", waitingTasks, first, last, waitingQuietFor)
 	t0 := time.Now()
-	if err := b.waitQuietFor(waitingQuietFor); err != nil {
+	if err := b.waitQuietFor(50*time.Millisecond, waitingQuietFor); err != nil {
 		return err
 	}
 	progress("   waiting: quiet for %v after %.1f s", waitingQuietFor, time.Since(t0).Seconds())
@@ -89,22 +89,6 @@ func (b *bench) submitWaiting() (first, last int64, err error) {
 		err = fmt.Errorf("jobids %d..%d for %d tasks", first, last, waitingTasks)
 	}
 	return first, last, err
-}
-
-// waitQuietFor waits until no worker or scout has been connected for d.
-func (b *bench) waitQuietFor(d time.Duration) error {
-	var since time.Time
-	return poll(b.ctx, 50*time.Millisecond, 2*time.Minute, fmt.Sprintf("no lantern_async worker or scout connected for %v", d), func() (bool, error) {
-		n, err := b.extProcs()
-		if err != nil || n > 0 {
-			since = time.Time{}
-			return false, err
-		}
-		if since.IsZero() {
-			since = time.Now()
-		}
-		return time.Since(since) >= d, nil
-	})
 }
 
 // waitingIdleWindow measures the launcher's CPU over idleWindow while
