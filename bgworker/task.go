@@ -51,6 +51,11 @@ type Task struct {
 	// Timeout is the task's own time limit, the third argument of
 	// lantern.async_task() (0: none given).
 	Timeout time.Duration
+	// Attempt is this attempt's number, from 1; Retries how many attempts
+	// may follow the first after a transient failure (retries of
+	// lantern.async_task()).
+	Attempt int
+	Retries int
 }
 
 // Limit is how long a task may run before it is stopped, counted from

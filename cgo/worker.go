@@ -26,10 +26,7 @@ type taskQueue struct {
 }
 
 type claimOut struct {
-	jobid   C.int64_t
-	query   *C.char
-	timeout C.int64_t // microseconds, 0: none
-	relid   C.uint32_t
+	claimed C.LaClaimed
 	count   C.int64_t
 }
 
@@ -50,20 +47,23 @@ func (q *taskQueue) Claim(finished *bgworker.Outcome) (bgworker.Task, bool, erro
 		defer freeCSettle(cFinished)
 		relid = C.uint32_t(finished.Table)
 	}
-	if !C.la_bk_claim(q.slot, cFinished, relid, &o.jobid, &o.query, &o.timeout, &o.relid, q.pg.err) {
+	c := &o.claimed
+	if !C.la_bk_claim(q.slot, cFinished, relid, c, q.pg.err) {
 		return bgworker.Task{}, false, q.pg.lastError()
 	}
-	if o.jobid == 0 {
+	if c.jobid == 0 {
 		if C.la_settings_stale() {
 			return bgworker.Task{}, false, bgworker.ErrSettingsChanged
 		}
 		return bgworker.Task{}, false, nil
 	}
 	return bgworker.Task{
-		JobID:   int64(o.jobid),
-		Query:   q.queryText(o.query),
-		Table:   uint32(o.relid),
-		Timeout: bgworker.Microseconds(int64(o.timeout)),
+		JobID:   int64(c.jobid),
+		Query:   q.queryText(c.query),
+		Table:   uint32(c.tasks_relid),
+		Timeout: bgworker.Microseconds(int64(c.timeout_us)),
+		Attempt: int(c.attempt),
+		Retries: int(c.retries),
 	}, true, nil
 }
 

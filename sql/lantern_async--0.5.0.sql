@@ -73,11 +73,14 @@ $$;
 -- One function, in positional or named notation: async_task(q),
 -- async_task(q, name) and async_task(q, name, timeout) mean what they
 -- meant when they were three.  run_after: not before then (NULL or a past
--- time: now).
+-- time: now).  retries: how many more attempts a transient failure may
+-- have.  depends_on: tasks that must succeed first.
 CREATE FUNCTION lantern.async_task(query pg_catalog.text,
                                    job_name pg_catalog.text DEFAULT NULL,
                                    timeout interval DEFAULT NULL,
-                                   run_after timestamp with time zone DEFAULT NULL)
+                                   run_after timestamp with time zone DEFAULT NULL,
+                                   retries integer DEFAULT 0,
+                                   depends_on bigint[] DEFAULT NULL)
     RETURNS bigint
     LANGUAGE C VOLATILE PARALLEL UNSAFE
     AS 'MODULE_PATHNAME', 'lantern_async_task';
@@ -143,13 +146,20 @@ CREATE TABLE lantern.task_errors (
 -- set while the task is pending, the earliest it may start (its submit, or
 -- its run_after); the workers claim the oldest due first, through
 -- task_owners_due_idx, so tasks waiting for their time cost the claims
--- nothing.  Every change of a task's status from pending clears it.
+-- nothing.  Every change of a task's status from pending clears it; a task
+-- waiting for its dependencies has none.  retries: how many attempts may
+-- follow the first after a transient failure; attempts: how many its
+-- workers have started.  depends: the task has dependencies, and the
+-- claim checks them before it may run (cleared once all have succeeded).
 CREATE TABLE lantern.task_owners (
     jobid bigint PRIMARY KEY REFERENCES lantern.tasks (jobid) ON DELETE CASCADE,
     roleid pg_catalog.oid NOT NULL,
     timeout interval,
     datid pg_catalog.oid NOT NULL,
-    due timestamp with time zone
+    due timestamp with time zone,
+    retries integer NOT NULL DEFAULT 0,
+    attempts integer NOT NULL DEFAULT 0,
+    depends boolean NOT NULL DEFAULT false
 );
 -- The only index that leads with roleid is the claims' queue: a statement
 -- that finds owner rows by jobid can use only the primary key (with an
@@ -157,13 +167,38 @@ CREATE TABLE lantern.task_owners (
 -- an empty table's statistics walked that whole index for each of them).
 CREATE INDEX task_owners_due_idx ON lantern.task_owners (roleid, datid, due, jobid) WHERE due IS NOT NULL;
 
+-- Each attempt of a task submitted with retries: when it started, how long
+-- it ran, and how it ended (sqlstate and error_message NULL: succeeded).
+CREATE TABLE lantern.task_attempts (
+    jobid bigint NOT NULL REFERENCES lantern.tasks (jobid) ON DELETE CASCADE,
+    attempt integer NOT NULL,
+    started_at timestamp with time zone NOT NULL,
+    duration interval NOT NULL,
+    sqlstate pg_catalog.text,
+    error_message pg_catalog.text,
+    PRIMARY KEY (jobid, attempt)
+);
+
+-- The tasks each task waits for (depends_on).  No foreign key on
+-- depends_on: a dependency deleted (lantern_async.history_retention) before
+-- its dependent started must fail the dependent, not vanish from its list.
+CREATE TABLE lantern.task_dependencies (
+    jobid bigint NOT NULL REFERENCES lantern.tasks (jobid) ON DELETE CASCADE,
+    depends_on bigint NOT NULL,
+    PRIMARY KEY (jobid, depends_on)
+);
+-- A task's end finds its dependents through this index.
+CREATE INDEX task_dependencies_depends_on_idx ON lantern.task_dependencies (depends_on);
+
 -- Rows enter only through async_task (which records the caller's role) and
 -- change only through the extension's own code; everybody reads their own
 -- rows.
-REVOKE ALL ON lantern.tasks, lantern.task_errors, lantern.task_owners, lantern.tasks_jobid_seq FROM PUBLIC;
+REVOKE ALL ON lantern.tasks, lantern.task_errors, lantern.task_owners, lantern.task_attempts,
+    lantern.task_dependencies, lantern.tasks_jobid_seq FROM PUBLIC;
 GRANT USAGE ON SCHEMA lantern TO PUBLIC;
-GRANT SELECT ON lantern.tasks, lantern.task_errors, lantern.task_owners TO PUBLIC;
-GRANT EXECUTE ON FUNCTION lantern.async_task(pg_catalog.text, pg_catalog.text, interval, timestamp with time zone),
+GRANT SELECT ON lantern.tasks, lantern.task_errors, lantern.task_owners, lantern.task_attempts,
+    lantern.task_dependencies TO PUBLIC;
+GRANT EXECUTE ON FUNCTION lantern.async_task(pg_catalog.text, pg_catalog.text, interval, timestamp with time zone, integer, bigint[]),
     lantern.cancel_task(bigint), lantern.cancel_all_async_tasks() TO PUBLIC;
 
 -- A role sees the tasks it submitted, followed by OID: a role renamed since
@@ -181,12 +216,22 @@ ALTER TABLE lantern.task_errors ENABLE ROW LEVEL SECURITY;
 CREATE POLICY task_errors_own_rows ON lantern.task_errors FOR SELECT
     USING (EXISTS (SELECT FROM lantern.tasks t WHERE t.jobid OPERATOR(pg_catalog.=) task_errors.jobid));
 
+ALTER TABLE lantern.task_attempts ENABLE ROW LEVEL SECURITY;
+CREATE POLICY task_attempts_own_rows ON lantern.task_attempts FOR SELECT
+    USING (EXISTS (SELECT FROM lantern.tasks t WHERE t.jobid OPERATOR(pg_catalog.=) task_attempts.jobid));
+
+ALTER TABLE lantern.task_dependencies ENABLE ROW LEVEL SECURITY;
+CREATE POLICY task_dependencies_own_rows ON lantern.task_dependencies FOR SELECT
+    USING (EXISTS (SELECT FROM lantern.tasks t WHERE t.jobid OPERATOR(pg_catalog.=) task_dependencies.jobid));
+
 -- The queue is small and hot: vacuum it often.
 ALTER TABLE lantern.tasks SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_analyze_scale_factor = 0.01);
 
-COMMENT ON TABLE lantern.task_owners IS 'The role (by OID) that submitted each task through lantern.async_task(), its time limit, the database (by OID) it was submitted in, and while it is pending when it may start';
+COMMENT ON TABLE lantern.task_owners IS 'The role (by OID) that submitted each task through lantern.async_task(), its time limit, the database (by OID) it was submitted in, while it is pending when it may start, and its retries, attempts and dependencies';
+COMMENT ON TABLE lantern.task_attempts IS 'Each attempt of a task submitted with retries: start, duration, SQLSTATE and error';
+COMMENT ON TABLE lantern.task_dependencies IS 'The tasks each task waits for (depends_on of lantern.async_task())';
 COMMENT ON TABLE lantern.tasks IS 'Background tasks submitted with lantern.async_task(); status: pending, running, succeeded, failed, canceled';
-COMMENT ON FUNCTION lantern.async_task(pg_catalog.text, pg_catalog.text, interval, timestamp with time zone) IS 'Queue a query to run in the background as the current user, with an optional job name, time limit and earliest start; returns its jobid';
+COMMENT ON FUNCTION lantern.async_task(pg_catalog.text, pg_catalog.text, interval, timestamp with time zone, integer, bigint[]) IS 'Queue a query to run in the background as the current user, with an optional job name, time limit, earliest start, retries and dependencies; returns its jobid';
 COMMENT ON FUNCTION lantern.cancel_task(bigint) IS 'Cancel a pending or running task; false when it does not exist or has finished';
 COMMENT ON FUNCTION lantern.cancel_all_async_tasks() IS 'Cancel the caller''s unfinished tasks (a superuser''s: all)';
 

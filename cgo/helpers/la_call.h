@@ -106,9 +106,19 @@ extern char *la_bk_claim_due_sql(const LaCatalog *cat);
 extern TimestampTz la_bk_next_due(const LaCatalog *cat, TimestampTz now);
 
 /* la_claim.c */
+/* The task a claim took (la_claim.c). */
+typedef struct LaClaimed
+{
+	int64_t		jobid;			/* 0: none */
+	char	   *query;
+	int64_t		timeout_us;		/* the task's own timeout, 0: none */
+	uint32_t	tasks_relid;
+	int32_t		attempt;		/* this attempt's number, from 1 */
+	int32_t		retries;		/* how many attempts may follow the first */
+} LaClaimed;
+
 extern bool la_bk_claim(int slot, const LaSettle *finished, uint32_t finished_relid,
-						int64_t *jobid, char **query, int64_t *timeout_us,
-						uint32_t *tasks_relid, LaError *err);
+						LaClaimed *out, LaError *err);
 
 /* la_copies.c: unfinished tasks a copied database inherited */
 typedef struct LaCopiedRow

@@ -27,10 +27,7 @@ typedef struct LaClaim
 	int			slot;
 	const LaSettle *finished;	/* recorded first, in the same commit; NULL: none */
 	uint32_t	finished_relid;
-	int64_t    *jobid;
-	char	  **query;
-	int64_t    *timeout_us;		/* the task's own timeout, 0: none */
-	uint32_t   *tasks_relid;
+	LaClaimed  *out;
 	bool		refused;		/* the slot is retiring or the settings changed: the claim rolled back */
 	int64		named;			/* the jobid the slot names since la_slot_set_job, 0: none */
 	LaSlotJob	prior;			/* what the slot named before */
@@ -93,8 +90,8 @@ la_bk_claim_take(LaClaim *c, LaPrivileged *p, bool with_timeout)
 		return;
 	}
 	c->named = jobid;
-	*c->jobid = jobid;
-	*c->query = MemoryContextStrdup(la_result_context(),
+	c->out->jobid = jobid;
+	c->out->query = MemoryContextStrdup(la_result_context(),
 									TextDatumGetCString(SPI_getbinval(row, desc, 2, &isnull)));
 	if (with_timeout)
 	{
@@ -102,9 +99,15 @@ la_bk_claim_take(LaClaim *c, LaPrivileged *p, bool with_timeout)
 
 		/* NULL is none; async_task refuses one that is not positive */
 		if (!isnull)
-			*c->timeout_us = Max(la_interval_usecs(DatumGetIntervalP(timeout)), 0);
+			c->out->timeout_us = Max(la_interval_usecs(DatumGetIntervalP(timeout)), 0);
 	}
-	*c->tasks_relid = p->cat.tasks;
+	/* From 0.5.0 on: which attempt this is, and how many may follow the first. */
+	if (desc->natts >= 5)
+	{
+		c->out->attempt = DatumGetInt32(SPI_getbinval(row, desc, 4, &isnull));
+		c->out->retries = DatumGetInt32(SPI_getbinval(row, desc, 5, &isnull));
+	}
+	c->out->tasks_relid = p->cat.tasks;
 	/* Flushed whatever synchronous_commit the role has: a claim a crash forgot could run twice. */
 	ForceSyncCommit();
 }
@@ -195,25 +198,23 @@ la_bk_claim_undo(void *arg)
  * Claim the next task, keeping the demand board true (loader/state/demand.c): the entry
  * is marked looked-at before the claim's snapshot, and removed only when a
  * claim found nothing and no submit noted work since; otherwise claim again.
- * *jobid 0 means nothing to claim, or the slot is retiring; *timeout_us is
- * the task's own time limit (0: none given).  finished (NULL:
- * none) is recorded by the first claim, or alone when that claim is refused;
- * either way its task is done on return, and on an error it is not recorded.
+ * out->jobid 0 means nothing to claim, or the slot is retiring; finished
+ * (NULL: none) is recorded by the first claim, or alone when that claim is
+ * refused; either way its task is done on return, and on an error it is
+ * not recorded.
  */
 bool
-la_bk_claim(int slot, const LaSettle *finished, uint32_t finished_relid,
-			int64_t *jobid, char **query, int64_t *timeout_us, uint32_t *tasks_relid,
+la_bk_claim(int slot, const LaSettle *finished, uint32_t finished_relid, LaClaimed *out,
 			LaError *err)
 {
 	Oid			roleid = GetAuthenticatedUserId();
 
 	for (;;)
 	{
-		LaClaim		c = {slot, finished, finished_relid, jobid, query, timeout_us, tasks_relid, false, 0};
+		LaClaim		c = {slot, finished, finished_relid, out, false, 0};
 
-		*jobid = 0;
-		*query = NULL;
-		*timeout_us = 0;
+		memset(out, 0, sizeof(*out));
+		out->attempt = 1;
 		la_demand_looking(MyDatabaseId, roleid);
 		if (!la_bk_run_undoable(la_bk_claim_body, la_bk_claim_undo, &c, err))
 		{
@@ -235,10 +236,10 @@ la_bk_claim(int slot, const LaSettle *finished, uint32_t finished_relid,
 			la_slot_task_done(slot);
 			return true;
 		}
-		if (finished != NULL && *jobid == 0)
+		if (finished != NULL && out->jobid == 0)
 			la_slot_task_done(slot);
 		finished = NULL;
-		if (*jobid != 0)
+		if (out->jobid != 0)
 			return true;
 		/* Nothing due: the entry stays for the launcher if a task is due later. */
 		if (la_demand_settled(MyDatabaseId, roleid, c.next_due))

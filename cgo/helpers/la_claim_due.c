@@ -41,9 +41,10 @@ la_bk_claim_due_sql(const LaCatalog *cat)
 					"  UPDATE %s u SET status = 'running' FROM pick "
 					"  WHERE u.jobid = pick.jobid RETURNING u.jobid, u.query), "
 					"unqueued AS ("
-					"  UPDATE %s o SET due = NULL FROM claimed c "
-					"  WHERE o.jobid = c.jobid RETURNING o.jobid, o.timeout) "
-					"SELECT c.jobid, c.query, q.timeout FROM claimed c JOIN unqueued q ON q.jobid = c.jobid",
+					"  UPDATE %s o SET due = NULL, attempts = o.attempts + 1 FROM claimed c "
+					"  WHERE o.jobid = c.jobid RETURNING o.jobid, o.timeout, o.attempts, o.retries) "
+					"SELECT c.jobid, c.query, q.timeout, q.attempts, q.retries "
+					"FROM claimed c JOIN unqueued q ON q.jobid = c.jobid",
 					cat->task_owners_name, cat->tasks_name, cat->tasks_name, cat->task_owners_name);
 }
 

@@ -129,7 +129,7 @@ func TestSchemaAndFunctions(t *testing.T) {
 	}
 	require.NoError(t, rows.Err())
 	require.Equal(t, []string{
-		"async_task(query text, job_name text, timeout interval, run_after timestamp with time zone) returns bigint setof=false",
+		"async_task(query text, job_name text, timeout interval, run_after timestamp with time zone, retries integer, depends_on bigint[]) returns bigint setof=false",
 	}, got, "one function, its optional parameters with defaults")
 
 	// Named notation works with those parameter names.

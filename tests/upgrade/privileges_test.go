@@ -31,6 +31,6 @@ func TestUpgradeKeepsWhoMaySubmit(t *testing.T) {
 	require.Equal(t, []string{"alice", "postgres"}, testkit.QueryAll[string](t, su, `
 		SELECT coalesce(r.rolname, 'PUBLIC') FROM pg_proc p, aclexplode(p.proacl) a
 		LEFT JOIN pg_roles r ON r.oid = a.grantee
-		WHERE p.oid = 'lantern.async_task(text, text, interval, timestamptz)'::regprocedure
+		WHERE p.oid = 'lantern.async_task(text, text, interval, timestamptz, integer, bigint[])'::regprocedure
 		ORDER BY 1`), "who may execute the new function")
 }

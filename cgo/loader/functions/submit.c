@@ -13,6 +13,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "tcop/utility.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -186,10 +187,32 @@ la_submit_run_after_arg(FunctionCallInfo fcinfo)
 	return run_after <= GetCurrentTransactionStartTimestamp() ? 0 : run_after;
 }
 
+/*
+ * How many attempts may follow the first after a transient failure
+ * (bgworker/retry.go): NULL is none.  Bounded, so that a task cannot be
+ * kept retrying for years, and a mistyped count is caught.
+ */
+#define LA_MAX_RETRIES 100
+
+static int32
+la_submit_retries_arg(FunctionCallInfo fcinfo)
+{
+	int32		retries;
+
+	if (PG_NARGS() < 5 || PG_ARGISNULL(4))
+		return 0;
+	retries = PG_GETARG_INT32(4);
+	if (retries < 0 || retries > LA_MAX_RETRIES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("retries must be between 0 and %d", LA_MAX_RETRIES),
+				 errdetail("retries is how many more attempts a task may have after a transient failure.")));
+	return retries;
+}
+
 /* Inserted as the bootstrap superuser (tables/privilege.c), for the caller's role. */
 static int64
-la_submit_insert(const char *query, const char *job_name, Oid roleid, const Interval *timeout,
-				 TimestampTz due)
+la_submit_insert(const LaNewTask *task)
 {
 	LaPrivileged p;
 	LaCatalog	cat;
@@ -205,8 +228,7 @@ la_submit_insert(const char *query, const char *job_name, Oid roleid, const Inte
 	(void) la_catalog_lookup(&cat, RowExclusiveLock);
 	la_privileged_begin(&p, RowExclusiveLock);
 	la_privileged_require(&p);
-	jobid = la_queue_insert(&p.cat, query, job_name, GetUserNameFromId(roleid, false), roleid,
-							timeout, due);
+	jobid = la_queue_insert(&p.cat, task);
 	la_privileged_end(&p);
 
 	/* Jobids are positive: the workers' shared memory uses 0 for "no task". */
@@ -218,35 +240,49 @@ la_submit_insert(const char *query, const char *job_name, Oid roleid, const Inte
 	return jobid;
 }
 
+/* depends_on (the sixth argument): not taken yet. */
+static bool
+la_submit_depends_arg(FunctionCallInfo fcinfo)
+{
+	if (PG_NARGS() < 6 || PG_ARGISNULL(5) || ArrayGetNItems(ARR_NDIM(PG_GETARG_ARRAYTYPE_P(5)),
+														   ARR_DIMS(PG_GETARG_ARRAYTYPE_P(5))) == 0)
+		return false;
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("depends_on is not supported yet")));
+	return true;
+}
+
 Datum
 lantern_async_task(PG_FUNCTION_ARGS)
 {
-	char	   *query;
-	char	   *job_name = NULL;
-	Interval   *timeout;
-	TimestampTz due;
+	LaNewTask	task = {0};
 	Oid			roleid = GetUserId();
 	int64		jobid;
 
 	/* On a standby, or read-only: say so, before the insert fails on it. */
 	PreventCommandDuringRecovery("lantern.async_task()");
 	PreventCommandIfReadOnly("lantern.async_task()");
-	query = la_submit_query_arg(fcinfo);
+	task.query = la_submit_query_arg(fcinfo);
 
 	if (PG_NARGS() > 1 && !PG_ARGISNULL(1))
-		job_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	timeout = la_submit_timeout_arg(fcinfo);
-	due = la_submit_run_after_arg(fcinfo);
+		task.job_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	task.timeout = la_submit_timeout_arg(fcinfo);
+	task.due = la_submit_run_after_arg(fcinfo);
+	task.retries = la_submit_retries_arg(fcinfo);
+	task.depends = la_submit_depends_arg(fcinfo);
 
 	la_submit_check_database();
 	la_submit_check_role(roleid);
-	jobid = la_submit_insert(query, job_name, roleid, timeout, due);
+	task.roleid = roleid;
+	task.username = GetUserNameFromId(roleid, false);
+	jobid = la_submit_insert(&task);
 
 	if (!la_xact_callback_registered)
 	{
 		RegisterXactCallback(la_submit_xact_callback, NULL);
 		la_xact_callback_registered = true;
 	}
-	la_submit_remember(roleid, due);
+	la_submit_remember(roleid, task.due);
 	PG_RETURN_INT64(jobid);
 }

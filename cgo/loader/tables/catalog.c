@@ -56,6 +56,10 @@ la_catalog_note_member(LaCatalog *cat, Oid relid)
 			cat->task_errors = relid;
 		else if (strcmp(NameStr(form->relname), "task_owners") == 0)
 			cat->task_owners = relid;
+		else if (strcmp(NameStr(form->relname), "task_attempts") == 0)
+			cat->task_attempts = relid;
+		else if (strcmp(NameStr(form->relname), "task_dependencies") == 0)
+			cat->task_dependencies = relid;
 	}
 	ReleaseSysCache(tuple);
 }
@@ -141,7 +145,8 @@ static void
 la_catalog_invalidate(Datum arg, Oid relid)
 {
 	if (!OidIsValid(relid) || relid == la_cached.tasks || relid == la_cached.task_errors ||
-		relid == la_cached.task_owners)
+		relid == la_cached.task_owners || relid == la_cached.task_attempts ||
+		relid == la_cached.task_dependencies)
 		la_cached_valid = false;
 }
 
@@ -162,6 +167,16 @@ la_catalog_keep_name(char **kept, const char *name)
 		*kept = MemoryContextStrdup(TopMemoryContext, name);
 }
 
+/* The same for a table only some versions have (NULL: none). */
+static void
+la_catalog_keep_optional_name(char **kept, const char *name)
+{
+	if (name == NULL)
+		*kept = NULL;
+	else
+		la_catalog_keep_name(kept, name);
+}
+
 static void
 la_catalog_remember(const LaCatalog *cat)
 {
@@ -175,9 +190,13 @@ la_catalog_remember(const LaCatalog *cat)
 	la_cached.tasks = cat->tasks;
 	la_cached.task_errors = cat->task_errors;
 	la_cached.task_owners = cat->task_owners;
+	la_cached.task_attempts = cat->task_attempts;
+	la_cached.task_dependencies = cat->task_dependencies;
 	la_catalog_keep_name(&la_cached.tasks_name, cat->tasks_name);
 	la_catalog_keep_name(&la_cached.task_errors_name, cat->task_errors_name);
 	la_catalog_keep_name(&la_cached.task_owners_name, cat->task_owners_name);
+	la_catalog_keep_optional_name(&la_cached.task_attempts_name, cat->task_attempts_name);
+	la_catalog_keep_optional_name(&la_cached.task_dependencies_name, cat->task_dependencies_name);
 	la_cached_valid = true;
 }
 
@@ -199,6 +218,11 @@ la_catalog_fill(LaCatalog *cat)
 	cat->tasks_name = la_catalog_name(cat->tasks);
 	cat->task_errors_name = la_catalog_name(cat->task_errors);
 	cat->task_owners_name = la_catalog_name(cat->task_owners);
+	/* From 0.5.0 on. */
+	if (OidIsValid(cat->task_attempts))
+		cat->task_attempts_name = la_catalog_name(cat->task_attempts);
+	if (OidIsValid(cat->task_dependencies))
+		cat->task_dependencies_name = la_catalog_name(cat->task_dependencies);
 	la_catalog_remember(cat);
 	return true;
 }

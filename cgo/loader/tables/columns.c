@@ -54,7 +54,10 @@ la_queue_has_due(const LaCatalog *cat)
 {
 	AttrNumber	attnum = get_attnum(cat->task_owners, "due");
 
-	return attnum != InvalidAttrNumber && get_atttype(cat->task_owners, attnum) == TIMESTAMPTZOID;
+	/* 0.5.0's other parts: retries, dependencies, attempts */
+	return attnum != InvalidAttrNumber && get_atttype(cat->task_owners, attnum) == TIMESTAMPTZOID &&
+		get_attnum(cat->task_owners, "depends") != InvalidAttrNumber &&
+		OidIsValid(cat->task_attempts) && OidIsValid(cat->task_dependencies);
 }
 
 /*

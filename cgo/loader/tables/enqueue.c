@@ -26,8 +26,9 @@ la_queue_insert_sql(const LaCatalog *cat, LaOwnerColumns c)
 					"  INSERT INTO %s (jobid, roleid%s%s%s) SELECT jobid, $4%s%s%s FROM task) "
 					"SELECT jobid FROM task",
 					cat->tasks_name, cat->task_owners_name,
-					c.timeout ? ", timeout" : "", c.datid ? ", datid" : "", c.due ? ", due" : "",
-					c.timeout ? ", $5" : "", c.datid ? ", $6" : "", c.due ? ", $7" : "");
+					c.timeout ? ", timeout" : "", c.datid ? ", datid" : "",
+					c.due ? ", due, retries, depends" : "",
+					c.timeout ? ", $5" : "", c.datid ? ", $6" : "", c.due ? ", $7, $8, $9" : "");
 }
 
 static void
@@ -42,39 +43,42 @@ la_queue_require(bool has, const char *what, const char *column)
 }
 
 /*
- * Queue a task for roleid, with username as the name it had at submit,
- * timeout its own time limit (NULL: lantern_async.task_timeout as its
- * worker's session sees it) and due the earliest it may start (0: at
- * once).  The owner row is what makes the task runnable: it is written
- * here only.
+ * Queue a task (la_tables.h says what each field means).  The owner row is
+ * what makes the task runnable: it is written here only.
  */
 int64
-la_queue_insert(const LaCatalog *cat, const char *query, const char *job_name,
-				const char *username, Oid roleid, const Interval *timeout, TimestampTz due)
+la_queue_insert(const LaCatalog *cat, const LaNewTask *task)
 {
-	Oid			types[7] = {TEXTOID, TEXTOID, TEXTOID, OIDOID, INTERVALOID, OIDOID, TIMESTAMPTZOID};
-	Datum		values[7];
-	char		nulls[8] = "       ";
+	Oid			types[9] = {TEXTOID, TEXTOID, TEXTOID, OIDOID, INTERVALOID, OIDOID, TIMESTAMPTZOID,
+	INT4OID, BOOLOID};
+	Datum		values[9];
+	char		nulls[10] = "         ";
 	LaOwnerColumns c = la_queue_columns(cat);
-	int			nargs = c.due ? 7 : c.datid ? 6 : c.timeout ? 5 : 4;
+	int			nargs = c.due ? 9 : c.datid ? 6 : c.timeout ? 5 : 4;
 	bool		isnull;
 	int			rc;
 
-	if (timeout != NULL)
+	if (task->timeout != NULL)
 		la_queue_require(c.timeout, "a timeout", "timeout");
-	if (due != 0)
+	if (task->due != 0)
 		la_queue_require(c.due, "a start time", "due");
-	values[0] = CStringGetTextDatum(query);
-	values[1] = la_queue_text(job_name, &nulls[1]);
-	values[2] = CStringGetTextDatum(username);
-	values[3] = ObjectIdGetDatum(roleid);
-	values[4] = PointerGetDatum(timeout);
-	nulls[4] = timeout ? ' ' : 'n';
+	if (task->retries != 0)
+		la_queue_require(c.due, "retries", "retries");
+	if (task->depends)
+		la_queue_require(c.due, "dependencies", "depends");
+	values[0] = CStringGetTextDatum(task->query);
+	values[1] = la_queue_text(task->job_name, &nulls[1]);
+	values[2] = CStringGetTextDatum(task->username);
+	values[3] = ObjectIdGetDatum(task->roleid);
+	values[4] = PointerGetDatum(task->timeout);
+	nulls[4] = task->timeout ? ' ' : 'n';
 	/* The database it is submitted in: the only one where it runs. */
 	values[5] = ObjectIdGetDatum(MyDatabaseId);
 	/* Due at the submit (started_at) unless later: a past time means now. */
-	values[6] = TimestampTzGetDatum(Max(due, GetCurrentTransactionStartTimestamp()));
-	rc = SPI_execute_plan(la_queue_plan(&la_insert_plans[nargs - 4], cat->tasks,
+	values[6] = TimestampTzGetDatum(Max(task->due, GetCurrentTransactionStartTimestamp()));
+	values[7] = Int32GetDatum(task->retries);
+	values[8] = BoolGetDatum(task->depends);
+	rc = SPI_execute_plan(la_queue_plan(&la_insert_plans[c.due ? 3 : nargs - 4], cat->tasks,
 										la_queue_insert_sql(cat, c), nargs, types),
 						  values, nulls, false, 0);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)

@@ -32,10 +32,14 @@ typedef struct LaCatalog
 	Oid			tasks;			/* lantern.tasks */
 	Oid			task_errors;
 	Oid			task_owners;
+	Oid			task_attempts;	/* from 0.5.0 on; InvalidOid before */
+	Oid			task_dependencies;	/* from 0.5.0 on; InvalidOid before */
 	/* Quoted, schema-qualified names built from the OIDs, for SQL text. */
 	char	   *tasks_name;
 	char	   *task_errors_name;
 	char	   *task_owners_name;
+	char	   *task_attempts_name; /* NULL before 0.5.0 */
+	char	   *task_dependencies_name; /* NULL before 0.5.0 */
 } LaCatalog;
 
 extern PGDLLEXPORT bool la_catalog_lookup(LaCatalog *cat, LOCKMODE lockmode);
@@ -92,9 +96,20 @@ extern PGDLLEXPORT int la_queue_running(const LaCatalog *cat, int64 **jobids);
 extern int	la_queue_execute(const char *sql, int nargs, Oid *types, Datum *values,
 							 const char *nulls, bool latest);
 /* A new task's rows (enqueue.c); due: the earliest it may start, 0: at once. */
-extern int64 la_queue_insert(const LaCatalog *cat, const char *query, const char *job_name,
-							 const char *username, Oid roleid, const Interval *timeout,
-							 TimestampTz due);
+/* A task about to be queued (enqueue.c). */
+typedef struct LaNewTask
+{
+	const char *query;
+	const char *job_name;		/* NULL: none */
+	const char *username;		/* the submitting role's name at submit */
+	Oid			roleid;			/* the submitting role */
+	const Interval *timeout;	/* its own time limit; NULL: lantern_async.task_timeout */
+	TimestampTz due;			/* the earliest it may start; 0: at once */
+	int32		retries;		/* attempts that may follow a transient failure */
+	bool		depends;		/* it has dependencies (task_dependencies) */
+} LaNewTask;
+
+extern int64 la_queue_insert(const LaCatalog *cat, const LaNewTask *task);
 extern Datum la_queue_text(const char *value, char *null);
 
 typedef struct LaTaskState
