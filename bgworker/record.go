@@ -44,7 +44,8 @@ func (w *Worker) record(outcome Outcome) (parked bool, err error) {
 		left := w.BlockedGrace - w.since(since)
 		if left <= 0 || w.StopRequested() || (w.Retiring != nil && w.Retiring()) ||
 			w.Wait == nil || w.Wait(min(w.BlockedRetry, left)) {
-			w.Queue.Park(outcome)
+			// A scout records a final outcome only.
+			w.Queue.Park(outcome.Final("its outcome could not be recorded in time"))
 			w.Log.Logf("lantern_async worker: left the outcome of task %d for a scout of its database: %v",
 				outcome.JobID, err)
 			return true, nil

@@ -92,13 +92,40 @@ func Microseconds(us int64) time.Duration {
 	return time.Duration(us) * time.Microsecond
 }
 
-// Outcome is what gets recorded for a task once it has finished.
+// Outcome is what gets recorded for a task once an attempt of it has
+// finished: its final status, or Pending for a retry.
 type Outcome struct {
 	JobID    int64
 	Table    uint32 // see Task.Table; 0 for any
 	Status   Status
 	Message  string // psql-style error text; empty on success
 	SQLState string // empty on success
+	// Attempt is the attempt's number for its row in lantern.task_attempts
+	// (0: no row: the task has no retries), run from Started to Ended.
+	Attempt        int
+	Started, Ended time.Time
+	// Due is when a retried task's next attempt may start (Status Pending).
+	Due time.Time
+}
+
+// Attempted adds the attempt's row to an outcome, for a task submitted
+// with retries.
+func (o Outcome) Attempted(task Task, started, ended time.Time) Outcome {
+	if task.Retries > 0 {
+		o.Attempt, o.Started, o.Ended = task.Attempt, started, ended
+	}
+	return o
+}
+
+// Final is a retry's outcome made final, for when the retry cannot be
+// recorded (the outcome is parked for a scout): the attempt's failure,
+// saying why it was not retried.
+func (o Outcome) Final(why string) Outcome {
+	if o.Status == Pending {
+		o.Status, o.Due = Failed, time.Time{}
+		o.Message += "\nlantern_async did not retry the task: " + why
+	}
+	return o
 }
 
 // CanceledOutcome is the outcome of a task lantern.cancel_task() stopped.

@@ -46,13 +46,22 @@ type Queue interface {
 // Session is the worker's own database session, where tasks run.
 type Session interface {
 	// Execute runs a task's query string like psql -c; a failure is a
-	// *pgerr.Error. recorded is true when the task's success was committed
-	// in the same transaction as the end of its work, so there is nothing
-	// left to Settle. A task still running when limit passes is stopped
+	// *pgerr.Error. A task still running when limit passes is stopped
 	// (a query cancel) and fails with an error that says so.
-	Execute(task Task, limit Limit) (recorded bool, err error)
+	Execute(task Task, limit Limit) (Result, error)
 	// Reset discards all session state a task may have left behind.
 	Reset() error
+}
+
+// Result is what Session.Execute tells besides the error.
+type Result struct {
+	// Recorded is true when the task's success was committed in the same
+	// transaction as the end of its work, so there is nothing left to
+	// Settle.
+	Recorded bool
+	// Committed is true when a transaction of the task committed work (or
+	// was prepared): the task must not be run again from the start.
+	Committed bool
 }
 
 // Logger writes to the server log.
@@ -102,6 +111,8 @@ type Worker struct {
 	// the limit of a task without a timeout of its own.
 	TaskTimeout func() time.Duration
 	Now         func() time.Time
+	// Jitter draws a retry's jitter, in [0, 1) (nil: at random).
+	Jitter func() float64
 
 	costs Costs
 	// last holds the outcome runOne hands back, so that none is allocated per task.
@@ -251,20 +262,21 @@ func (w *Worker) now() time.Time {
 func (w *Worker) runOne(task Task) (*Outcome, error) {
 	limit := LimitOf(task, w.taskTimeout())
 	t0 := w.now()
-	recorded, execErr := w.Session.Execute(task, limit)
+	result, execErr := w.Session.Execute(task, limit)
 	t1 := w.now()
 	w.costs.Tasks++
 	w.costs.Execute += t1.Sub(t0)
-	outcome := OutcomeOf(task, execErr)
+	outcome := w.retryOrFinal(task, OutcomeOf(task, execErr), result.Committed)
 	if w.Queue.Finish(task.JobID) {
 		outcome = CanceledOutcome(task)
 	}
+	outcome = outcome.Attempted(task, t0, t1)
 	resetErr := w.Session.Reset()
 	w.costs.Reset += w.since(t1)
 	if resetErr != nil {
 		resetErr = fmt.Errorf("could not reset the session after task %d: %w", task.JobID, resetErr)
 	}
-	if recorded {
+	if result.Recorded {
 		w.Queue.Done(task.JobID)
 		return nil, resetErr
 	}

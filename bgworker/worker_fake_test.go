@@ -108,16 +108,17 @@ type fakeSession struct {
 	log      *callLog
 	results  map[string]error // Execute error by query; nil when absent
 	recorded map[string]bool  // queries whose success Execute commits itself
+	commits  map[string]bool  // queries that commit work before they fail
 	executed []Task
 	limits   []Limit // the limit of each executed task
 	resetErr error
 }
 
-func (s *fakeSession) Execute(task Task, limit Limit) (bool, error) {
+func (s *fakeSession) Execute(task Task, limit Limit) (Result, error) {
 	s.log.add("execute " + task.Query)
 	s.executed = append(s.executed, task)
 	s.limits = append(s.limits, limit)
-	return s.recorded[task.Query], s.results[task.Query]
+	return Result{Recorded: s.recorded[task.Query], Committed: s.commits[task.Query]}, s.results[task.Query]
 }
 
 func (s *fakeSession) Reset() error {

@@ -10,6 +10,7 @@ import "C"
 
 import (
 	"errors"
+	"time"
 	"unsafe"
 
 	"github.com/lanterndata/lantern_async/bgworker"
@@ -144,6 +145,10 @@ func newCSettle(f settleFilter, from bgworker.Status, o *bgworker.Outcome) *C.La
 	s.to_status = C.CString(string(o.Status))
 	s.message = optionalCString(o.Message)
 	s.sqlstate = optionalCString(o.SQLState)
+	s.attempt = C.int32(o.Attempt)
+	s.attempt_started = pgTimestamp(o.Started)
+	s.attempt_ended = pgTimestamp(o.Ended)
+	s.due = pgTimestamp(o.Due)
 	return s
 }
 
@@ -167,21 +172,35 @@ func optionalCString(s string) *C.char {
 type session struct {
 	pg   *pg
 	slot C.int
-	// recorded is an out-parameter in C memory, allocated once.
-	recorded *C.bool
+	// run is the helper's argument in C memory, allocated once.
+	run *C.LaTaskRun
 }
 
-func (s *session) Execute(task bgworker.Task, limit bgworker.Limit) (bool, error) {
-	if s.recorded == nil {
-		s.recorded = (*C.bool)(C.calloc(1, C.sizeof_bool))
+func (s *session) Execute(task bgworker.Task, limit bgworker.Limit) (bgworker.Result, error) {
+	if s.run == nil {
+		s.run = (*C.LaTaskRun)(C.calloc(1, C.sizeof_LaTaskRun))
 	}
 	cQuery := C.CString(task.Query)
 	defer C.free(unsafe.Pointer(cQuery))
-	if !C.la_exec_task(s.slot, C.int64_t(task.JobID), C.uint32_t(task.Table), cQuery,
-		C.int64_t(limit.Duration.Microseconds()), C.bool(limit.PerTask), s.recorded, s.pg.err) {
-		return false, s.pg.lastError()
+	*s.run = C.LaTaskRun{
+		slot:           s.slot,
+		jobid:          C.int64_t(task.JobID),
+		tasks_relid:    C.uint32_t(task.Table),
+		query:          cQuery,
+		limit_us:       C.int64_t(limit.Duration.Microseconds()),
+		limit_per_task: C.bool(limit.PerTask),
 	}
-	return bool(*s.recorded), nil
+	if task.Retries > 0 {
+		// Its success is recorded with its work, and its attempt's row with it.
+		s.run.attempt = C.int32_t(task.Attempt)
+		s.run.attempt_started = C.int64_t(pgTimestamp(time.Now()))
+	}
+	ok := C.la_exec_task(s.run, s.pg.err)
+	result := bgworker.Result{Recorded: bool(s.run.recorded), Committed: bool(s.run.committed)}
+	if !ok {
+		return result, s.pg.lastError()
+	}
+	return result, nil
 }
 
 // rememberSettings takes the session's copy of its role's and database's

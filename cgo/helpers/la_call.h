@@ -62,8 +62,22 @@ extern bool la_log_enabled(int level);
 extern int	la_wait(long timeout_ms);
 
 /* la_exec.c (with la_exec_limit.c, la_exec_finish.c) */
-extern bool la_exec_task(int slot, int64_t jobid, uint32_t tasks_relid, const char *query,
-						 int64_t limit_us, bool limit_per_task, bool *recorded, LaError *err);
+typedef struct LaTaskRun
+{
+	int			slot;
+	int64_t		jobid;
+	uint32_t	tasks_relid;
+	const char *query;
+	int64_t		limit_us;		/* how long it may run, 0: no limit */
+	bool		limit_per_task; /* the limit is its own timeout, not lantern_async.task_timeout */
+	int32_t		attempt;		/* > 0: its success goes in task_attempts as this attempt */
+	int64_t		attempt_started;	/* TimestampTz: when this attempt started */
+	/* Out: */
+	bool		recorded;		/* its success was committed with its work */
+	bool		committed;		/* a transaction of it committed work: it must not run again */
+} LaTaskRun;
+
+extern bool la_exec_task(LaTaskRun *run, LaError *err);
 
 /* la_reset.c */
 extern bool la_reset_session(LaError *err);
@@ -97,6 +111,7 @@ extern bool la_bk_rollback;
 extern bool la_bk_ready(bool *ready, LaError *err);
 extern bool la_bk_settle(const LaSettle *settle, uint32_t tasks_relid, int64_t *count,
 						 LaError *err);
+extern void la_bk_note_retry(const LaSettle *settle);
 extern bool la_bk_queues(LaQueueRow **rows, int *nrows, LaError *err);
 extern bool la_bk_fail_orphans(const LaSettle *settle, int64_t *count, LaError *err);
 extern uint32_t la_bk_database(void);

@@ -287,26 +287,28 @@ la_exec(const char *query, LaError *err)
 }
 
 /*
- * Run a claimed task, stopped after limit_us microseconds (0: no limit;
- * limit_per_task: the limit is the task's own timeout rather than
- * lantern_async.task_timeout, for the error message).  *recorded tells
- * whether its success was committed with its work; otherwise the worker
- * loop records the outcome.
+ * Run a claimed task, stopped after run->limit_us microseconds.
+ * run->recorded tells whether its success was committed with its work
+ * (otherwise the worker loop records the outcome); run->committed whether
+ * any transaction of it committed work, which a retry would do again.
  */
 bool
-la_exec_task(int slot, int64_t jobid, uint32_t tasks_relid, const char *query,
-			 int64_t limit_us, bool limit_per_task, bool *recorded, LaError *err)
+la_exec_task(LaTaskRun *run, LaError *err)
 {
 	bool		ok;
 
+	la_exec_watch_commits();
 	la_run.active = true;
-	la_run.slot = slot;
-	la_run.jobid = jobid;
-	la_run.tasks_relid = tasks_relid;
+	la_run.slot = run->slot;
+	la_run.jobid = run->jobid;
+	la_run.tasks_relid = run->tasks_relid;
 	la_run.finishing = false;
 	la_run.recorded = false;
-	la_run.limit_us = Max(limit_us, 0);
-	la_run.limit_per_task = limit_per_task;
+	la_run.limit_us = Max(run->limit_us, 0);
+	la_run.limit_per_task = run->limit_per_task;
+	la_run.attempt = run->attempt;
+	la_run.attempt_started = (TimestampTz) run->attempt_started;
+	la_run.committing = la_run.committed = false;
 	la_exec_clear_limit();
 
 	/*
@@ -314,9 +316,9 @@ la_exec_task(int slot, int64_t jobid, uint32_t tasks_relid, const char *query,
 	 * nothing; ours are in the slot, and checked after this.
 	 */
 	QueryCancelPending = false;
-	ok = la_exec(query, err);
-	*recorded = ok && la_run.recorded;
+	ok = la_exec(run->query, err);
+	run->recorded = ok && la_run.recorded;
+	run->committed = la_run.committed;
 	la_run.active = false;
 	return ok;
 }
-

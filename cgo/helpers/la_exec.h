@@ -8,6 +8,8 @@
 
 #include "postgres.h"
 
+#include "datatype/timestamp.h"
+
 /* The task being run, for the end of its last transaction. */
 typedef struct LaRun
 {
@@ -19,6 +21,10 @@ typedef struct LaRun
 	bool		recorded;		/* its success is written in the open transaction */
 	int64		limit_us;		/* how long it may run, 0: no limit */
 	bool		limit_per_task; /* the limit is its own timeout, not lantern_async.task_timeout */
+	int32		attempt;		/* > 0: its success goes in task_attempts */
+	TimestampTz attempt_started;
+	bool		committing;		/* the transaction committing now wrote something */
+	bool		committed;		/* a transaction of the task committed work */
 } LaRun;
 
 extern LaRun la_run;
@@ -30,6 +36,9 @@ extern bool la_exec_limit_passed(void);
 extern void la_exec_disarm_limit(void);
 extern void la_exec_limit_error(const char *context);
 extern void la_exec_report_limit(void);
+
+/* la_exec_commits.c */
+extern void la_exec_watch_commits(void);
 
 /* la_exec_finish.c */
 extern void la_exec_finish_task(void);

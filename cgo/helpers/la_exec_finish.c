@@ -27,6 +27,8 @@ la_exec_record_success(void)
 		.jobid = la_run.jobid,
 		.from_status = "running",
 		.to_status = "succeeded",
+		.attempt = la_run.attempt,
+		.attempt_started = la_run.attempt_started,
 	};
 
 	/*

@@ -74,6 +74,11 @@ typedef struct LaSettle
 	const char *to_status;
 	const char *message;		/* error_message, NULL for none */
 	const char *sqlstate;		/* recorded in task_errors, NULL for none */
+	/* From 0.5.0 on, the end of one attempt of a running task (attempts.c): */
+	int32		attempt;		/* > 0: recorded in task_attempts as this attempt */
+	TimestampTz attempt_started;
+	TimestampTz attempt_ended;	/* 0: now */
+	TimestampTz due;			/* to_status pending, a retry: when the next attempt may start */
 	const int64 *only;			/* only these jobids (nonly of them); NULL: any */
 	int			nonly;
 	const int64 *except;		/* never these jobids (nexcept of them); NULL: none */
@@ -111,6 +116,13 @@ typedef struct LaNewTask
 
 extern int64 la_queue_insert(const LaCatalog *cat, const LaNewTask *task);
 extern Datum la_queue_text(const char *value, char *null);
+extern int	la_queue_run(struct _SPI_plan *plan, Datum *values, const char *nulls, bool latest);
+
+/* Attempts and retries (attempts.c). */
+extern const char *la_queue_attempt_sql(const LaCatalog *cat, const LaSettle *s);
+extern void la_queue_attempt_args(const LaSettle *s, Datum *values, char *nulls);
+extern PGDLLEXPORT bool la_queue_is_retry(const LaSettle *s);
+extern int64 la_queue_retry(const LaCatalog *cat, const LaSettle *s);
 
 typedef struct LaTaskState
 {

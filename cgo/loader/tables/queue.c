@@ -88,14 +88,6 @@ la_queue_settle_sql(const LaCatalog *cat, const LaSettle *s)
 					cat->tasks_name, cat->task_errors_name, la_queue_unqueue_sql(cat, s, false));
 }
 
-/* A text parameter, NULL when value is. */
-Datum
-la_queue_text(const char *value, char *null)
-{
-	*null = value ? ' ' : 'n';
-	return value ? CStringGetTextDatum(value) : (Datum) 0;
-}
-
 /* A bigint[] of jobids; NULL (no filter) when jobids is NULL. */
 static Datum
 la_queue_jobids(const int64 *jobids, int n, char *null)
@@ -133,79 +125,8 @@ la_queue_running(const LaCatalog *cat, int64 **jobids)
 	return (int) SPI_processed;
 }
 
-/*
- * Saved plans of the queue's hot statements, one per statement shape, for
- * the life of the process: a trivial task's claim and outcome otherwise
- * spent more time in the parser and planner than in the executor.
- *
- * A plan is used only for the text it was prepared from, which names the
- * tables as they are named now (catalog.c): after DROP and CREATE
- * EXTENSION, or a rename of the schema, the statement is prepared again
- * from the new text.  One that PostgreSQL has invalidated
- * meanwhile is prepared again too, rather than left to the plan cache,
- * which would analyze it again from its old text, resolving the old names
- * (as ri_triggers.c does for its own saved plans).  Should a name change
- * between here and the statement's run, sqlguard.c fails it.
- */
-/* [leaving pending][with SKIP LOCKED] */
+/* la_queue_settle_rows's saved plans (statements.c): [leaving pending][with SKIP LOCKED] */
 static LaSavedPlan la_settle_plans[2][2];
-
-SPIPlanPtr
-la_queue_plan(LaSavedPlan *saved, Oid relid, const char *sql, int nargs, Oid *types)
-{
-	SPIPlanPtr	plan;
-
-	if (saved->plan != NULL && saved->relid == relid && strcmp(saved->sql, sql) == 0 &&
-		SPI_plan_is_valid(saved->plan))
-		return saved->plan;
-	plan = SPI_prepare(sql, nargs, types);
-	if (plan == NULL)
-		elog(ERROR, "lantern_async could not prepare a queue statement: %s",
-			 SPI_result_code_string(SPI_result));
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "lantern_async could not keep a queue statement's plan");
-	if (saved->plan != NULL)
-	{
-		SPI_freeplan(saved->plan);
-		pfree(saved->sql);
-	}
-	saved->plan = plan;
-	saved->sql = MemoryContextStrdup(TopMemoryContext, sql);
-	saved->relid = relid;
-	return plan;
-}
-
-/*
- * Run one prepared statement of the queue.  With latest, it sees what
- * committed since the caller's snapshot, as READ COMMITTED would: a
- * cancel_task() called in a REPEATABLE READ transaction must find a task
- * that finished meanwhile finished, not fail to serialize.
- */
-static int
-la_queue_run(SPIPlanPtr plan, Datum *values, const char *nulls, bool latest)
-{
-	if (!latest)
-		return SPI_execute_plan(plan, values, nulls, false, 0);
-	/* fire_triggers: the foreign keys of task_errors are checked at the end of the statement */
-	return SPI_execute_snapshot(plan, values, nulls, GetLatestSnapshot(), InvalidSnapshot,
-								false, true, 0);
-}
-
-/* Run a one-off statement of the queue (latest as for la_queue_run). */
-int
-la_queue_execute(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
-				 bool latest)
-{
-	SPIPlanPtr	plan;
-
-	if (!latest)
-		return SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
-	plan = SPI_prepare(sql, nargs, types);
-	if (plan == NULL)
-		elog(ERROR, "lantern_async could not prepare a queue statement: %s",
-			 SPI_result_code_string(SPI_result));
-	return la_queue_run(plan, values, nulls, true);
-}
 
 /*
  * The common case, one task by jobid (an outcome, a cancel): a statement
@@ -222,9 +143,10 @@ la_queue_settle_one_sql(const LaCatalog *cat, const LaSettle *s)
 					"  RETURNING t.jobid), "
 					"recorded AS ("
 					"  INSERT INTO %s (jobid, sqlstate) "
-					"  SELECT jobid, $5 FROM settled WHERE $5 IS NOT NULL)%s "
+					"  SELECT jobid, $5 FROM settled WHERE $5 IS NOT NULL)%s%s "
 					"SELECT count(*) FROM settled",
-					cat->tasks_name, cat->task_errors_name, la_queue_unqueue_sql(cat, s, true));
+					cat->tasks_name, cat->task_errors_name, la_queue_unqueue_sql(cat, s, true),
+					la_queue_attempt_sql(cat, s));
 }
 
 static bool
@@ -237,11 +159,14 @@ la_queue_settles_one(const LaSettle *s)
 static int64
 la_queue_settle_one(const LaCatalog *cat, const LaSettle *s)
 {
-	static LaSavedPlan plans[2];	/* [leaving pending] */
+	/* [0] from running, [1] from pending (unqueued), [2] from running with an attempt's row */
+	static LaSavedPlan plans[3];
 	bool		pending = la_queue_leaves_pending(s);
-	Oid			types[5] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[5];
-	char		nulls[6] = "     ";
+	bool		attempt = la_queue_attempt_sql(cat, s)[0] != '\0';
+	Oid			types[8] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TIMESTAMPTZOID,
+	TIMESTAMPTZOID};
+	Datum		values[8];
+	char		nulls[9] = "        ";
 	bool		isnull;
 	int			rc;
 
@@ -250,8 +175,10 @@ la_queue_settle_one(const LaCatalog *cat, const LaSettle *s)
 	values[2] = la_queue_text(s->to_status, &nulls[2]);
 	values[3] = la_queue_text(s->message, &nulls[3]);
 	values[4] = la_queue_text(s->sqlstate, &nulls[4]);
-	rc = la_queue_run(la_queue_plan(&plans[pending], cat->tasks, la_queue_settle_one_sql(cat, s), 5,
-													types),
+	if (attempt)
+		la_queue_attempt_args(s, &values[5], &nulls[5]);
+	rc = la_queue_run(la_queue_plan(&plans[attempt ? 2 : pending], cat->tasks,
+									la_queue_settle_one_sql(cat, s), attempt ? 8 : 5, types),
 					  values, nulls, s->latest_snapshot);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "lantern_async could not update the status of a task: %s",
@@ -298,7 +225,12 @@ la_queue_settle_rows(const LaCatalog *cat, const LaSettle *s)
 int64
 la_queue_settle(const LaCatalog *cat, const LaSettle *s)
 {
-	int64		n = la_queue_settle_rows(cat, s);
+	int64		n;
+
+	/* Not finished: its waiters keep waiting. */
+	if (la_queue_is_retry(s))
+		return la_queue_retry(cat, s);
+	n = la_queue_settle_rows(cat, s);
 
 	if (n > 0)
 		la_wait_note_finished(!s->all_jobs && s->only == NULL ? s->jobid : 0);
@@ -331,23 +263,4 @@ la_queue_read_task(const LaCatalog *cat, int64 jobid)
 		state.owner = isnull ? InvalidOid : DatumGetObjectId(owner);
 	}
 	return state;
-}
-
-/*
- * The length of an interval in microseconds, a month counting 30 days and a
- * day 24 hours (as interval comparison counts them: '1 mon' = '30 days'),
- * saturated at the ends of int64 (about 292,000 years).
- */
-int64
-la_interval_usecs(const Interval *span)
-{
-	INT128		usecs = int64_to_int128(span->time);
-
-	int128_add_int64_mul_int64(&usecs, span->day, USECS_PER_DAY);
-	int128_add_int64_mul_int64(&usecs, span->month, DAYS_PER_MONTH * USECS_PER_DAY);
-	if (int128_compare(usecs, int64_to_int128(PG_INT64_MAX)) > 0)
-		return PG_INT64_MAX;
-	if (int128_compare(usecs, int64_to_int128(PG_INT64_MIN)) < 0)
-		return PG_INT64_MIN;
-	return int128_to_int64(usecs);
 }
