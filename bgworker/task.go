@@ -6,8 +6,9 @@
 // Task lifecycle (the status column of lantern.tasks):
 //
 //	pending ──claim──▶ running ──▶ succeeded
-//	   │                      ├──▶ failed   (error, open transaction, worker lost, server stopped)
-//	   └──cancel_task──▶ canceled ◀──cancel_task──┘
+//	   ▲ │                  │ ├──▶ failed   (error, open transaction, worker lost, server stopped)
+//	   │ └──cancel_task──▶ canceled ◀──cancel_task──┘
+//	   └──── retry: a transient failure, nothing committed ──┘
 //
 // The final status, duration and error_message are written once, after
 // the whole query string has finished; README.md says who writes each

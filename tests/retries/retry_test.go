@@ -64,14 +64,27 @@ func TestOnlyTransientFailuresAreRetried(t *testing.T) {
 	require.Len(t, attempts(t, carol, id), 2, "lock_not_available is retried")
 }
 
-// TestTaskWithoutRetriesHasNoAttempts: the default (no retries) fails at
-// once, and its one attempt is the task's own row.
-func TestTaskWithoutRetriesHasNoAttempts(t *testing.T) {
+// TestAttemptRowsOnlyWithRetries: the default (no retries) fails at once,
+// and its one attempt is the task's own row; a task with retries that
+// succeeds at once has one attempt's row, whether its success was
+// recorded with its work (an insert) or after it (a read-only query).
+func TestAttemptRowsOnlyWithRetries(t *testing.T) {
 	testkit.Begin(t)
+	su := testkit.Connect(t, testkit.Superuser)
 	alice := testkit.Connect(t, "alice")
 	id := testkit.Submit(t, alice, alwaysFailing("40001"))
 	testkit.RequireFailedWithSQLState(t, alice, id, "40001")
 	require.Empty(t, attempts(t, alice, id))
+
+	marker := testkit.MarkerTable(t, su, "once", "alice")
+	for _, q := range []string{"SELECT 1", testkit.MarkerInsert(marker, 1)} {
+		id = submitRetries(t, alice, q, 2)
+		testkit.RequireSucceeded(t, alice, id)
+		as := attempts(t, alice, id)
+		require.Len(t, as, 1, q)
+		require.Nil(t, as[0].SQLState, q)
+		require.Positive(t, as[0].Duration, q)
+	}
 }
 
 // TestCommittedWorkIsNeverRetried: a task whose first transaction
