@@ -60,7 +60,7 @@ func (c config) wants(key string) bool {
 		return true
 	}
 	if key == "" {
-		return c.only["throughput"] || c.only["costs"] || c.only["waiting"] || c.only["idle"] || c.only["memory"] || c.only["history"]
+		return c.only["throughput"] || c.only["costs"] || c.only["waiting"] || c.only["dependents"] || c.only["idle"] || c.only["memory"] || c.only["history"]
 	}
 	return c.only[key]
 }
@@ -96,10 +96,10 @@ func loadConfig() (config, error) {
 		cfg.only = map[string]bool{}
 		for _, k := range strings.Split(s, ",") {
 			switch k = strings.TrimSpace(k); k {
-			case "baselines", "warm", "cold", "delayed", "throughput", "index", "costs", "waiting", "idle", "memory", "history":
+			case "baselines", "warm", "cold", "delayed", "throughput", "index", "costs", "waiting", "dependents", "idle", "memory", "history":
 				cfg.only[k] = true
 			default:
-				return cfg, fmt.Errorf("BENCH_ONLY: unknown %q (baselines, warm, cold, delayed, throughput, index, costs, waiting, idle, memory, history)", k)
+				return cfg, fmt.Errorf("BENCH_ONLY: unknown %q (baselines, warm, cold, delayed, throughput, index, costs, waiting, dependents, idle, memory, history)", k)
 			}
 		}
 	}
@@ -190,6 +190,7 @@ func run() (err error) {
 		// After costs (row 11 prints row 8's claim next to its own), with
 		// max_workers = 1 and the default worker_idle_timeout.
 		{"waiting", "tasks waiting for their time", b.waiting},
+		{"dependents", "tasks waiting on a dependency", b.dependents},
 		{"idle", "idle CPU", b.idleCPU},
 		{"memory", "worker memory", b.memory},
 		{"history", "claim cost with a long history", b.history},

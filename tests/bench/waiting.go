@@ -159,12 +159,20 @@ func (b *bench) waitingClaim(role string, user *pgx.Conn) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", role, err)
 	}
+	progress("   waiting: %s: %s", role, m[0])
 	return m[3], nil
 }
 
 // otherUser creates waitingOtherRole, allowed to submit tasks, and
 // connects as it.
 func (b *bench) otherUser() (*pgx.Conn, error) {
+	var exists bool
+	if err := b.su.QueryRow(b.ctx, "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)", waitingOtherRole).Scan(&exists); err != nil {
+		return nil, err
+	}
+	if exists { // row 11 made it
+		return b.c.Connect(b.ctx, dbName, waitingOtherRole)
+	}
 	for _, q := range []string{
 		"CREATE ROLE " + waitingOtherRole + " LOGIN",
 		"GRANT USAGE ON SCHEMA lantern TO " + waitingOtherRole,
