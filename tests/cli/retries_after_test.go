@@ -181,7 +181,8 @@ func TestCLISubmitAfterCanceled(t *testing.T) {
 	require.Equal(t, 0, r.Code, "%s", r)
 	r = c.Run("wait", strconv.FormatInt(then, 10))
 	require.Equal(t, 1, r.Code, "%s", r)
-	require.Regexp(t, fmt.Sprintf(`(?m)^task %d failed: .*\b%d\b`, then, first), r.Stdout, "the error names the dependency")
+	// The jobid on the first line of the error, or a DETAIL line.
+	require.Regexp(t, fmt.Sprintf(`(?ms)^task %d failed: .*\b%d\b`, then, first), r.Stdout, "the error names the dependency")
 	d := showJSON(t, c, then)
 	require.Len(t, d.Dependencies, 1)
 	require.Equal(t, "canceled", testkit.Deref(d.Dependencies[0].Status))
@@ -219,6 +220,9 @@ func TestCLIShowAttempts(t *testing.T) {
 			"this server does not retry yet; the test checks show's attempts once it does\n%s", id, r)
 	}
 	require.Equal(t, 0, r.Code, "%s", r)
+	// The last attempt's row may land after the task's end.
+	testkit.RequirePoll(t, 10*time.Second, fmt.Sprintf("two rows of task %d in lantern.task_attempts", id), testkit.RowsLeft(su, 2,
+		"lantern.task_attempts WHERE jobid = $1", id))
 
 	d := showJSON(t, c, id)
 	require.Len(t, d.Attempts, 2, "%+v", d.Attempts)
