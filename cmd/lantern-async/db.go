@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // store is everything the commands ask the server; pgStore is the real one.
@@ -21,6 +20,9 @@ type store interface {
 	List(ctx context.Context, statuses []string) ([]taskRow, error)
 	// Task reads one row; nil when the caller cannot see it.
 	Task(ctx context.Context, jobid int64) (*taskRow, error)
+	// Details reads one row with its dependencies and attempts; nil when
+	// the caller cannot see it.
+	Details(ctx context.Context, jobid int64) (*taskDetails, error)
 	Cancel(ctx context.Context, jobid int64) (bool, error)
 	// ParseTime reads text as the server's timestamptz input does and
 	// returns its Unix time in seconds (+Inf for infinity).
@@ -31,10 +33,14 @@ type store interface {
 // submission is what lantern.async_task is called with; Timeout is
 // interval text ("" for the server's lantern_async.task_timeout). The
 // run_after is At (timestamptz text) or the server's clock + AtIn
-// (interval text); neither: now.
+// (interval text); neither: now. Retries is how many more attempts a
+// transient failure may have, and After the jobids that must succeed
+// first (depends_on); each is passed only when set (not 0, not empty).
 type submission struct {
 	Query, Name, Timeout string
 	At, AtIn             string
+	Retries              int
+	After                []int64
 }
 
 // taskRow is a row of lantern.tasks with its SQLSTATE from lantern.task_errors.
@@ -54,6 +60,9 @@ type taskRow struct {
 	Due *time.Time `json:"due"`
 	// dueIn is Due − the server's clock when it was read, in seconds.
 	dueIn *float64
+	// WaitsFor is, of a pending task with dependencies, those that have
+	// not succeeded yet (lantern.task_dependencies); nil otherwise.
+	WaitsFor []int64 `json:"waits_for"`
 }
 
 // taskState is what wait needs to know of a task at one moment.
@@ -76,10 +85,15 @@ type progress struct {
 
 type pgStore struct {
 	conn *pgx.Conn
-	// hasDue: whether lantern.task_owners has due (0.5.0 on); nil until
-	// the first read of task rows asks.
-	hasDue *bool
+	// has: what of 0.5.0 this server's lantern_async has; nil until the
+	// first read of task rows asks.
+	has *features
 }
+
+// features is what of 0.5.0 a server's lantern_async has: due (run_after),
+// dependencies (task_owners.depends and task_dependencies), and attempts
+// (task_attempts). Before 0.5.0: none.
+type features struct{ due, dependencies, attempts bool }
 
 // connectStore connects with dsn, or with the libpq environment variables
 // when dsn is empty.
@@ -108,66 +122,6 @@ func (s *pgStore) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = s.conn.Close(ctx)
-}
-
-func (s *pgStore) Submit(ctx context.Context, sub submission) (int64, error) {
-	var name *string
-	if sub.Name != "" {
-		name = &sub.Name
-	}
-	if sub.At != "" || sub.AtIn != "" {
-		return s.submitAt(ctx, sub, name)
-	}
-	var row pgx.Row
-	switch {
-	case sub.Timeout != "":
-		row = s.conn.QueryRow(ctx, "SELECT lantern.async_task($1, $2, $3::interval)", sub.Query, name, sub.Timeout)
-	case name != nil:
-		row = s.conn.QueryRow(ctx, "SELECT lantern.async_task($1, $2)", sub.Query, name)
-	default:
-		row = s.conn.QueryRow(ctx, "SELECT lantern.async_task($1)", sub.Query)
-	}
-	var jobid int64
-	return jobid, wrapDB("", row.Scan(&jobid))
-}
-
-// submitAt passes run_after in named notation, which only 0.5.0 on
-// accepts: an older lantern.async_task does not match (42883), and the
-// error then says to update the extension.
-func (s *pgStore) submitAt(ctx context.Context, sub submission, name *string) (int64, error) {
-	runAfter, at := "$4::pg_catalog.timestamptz", sub.At
-	if sub.AtIn != "" {
-		runAfter, at = "pg_catalog.clock_timestamp() + $4::pg_catalog.interval", sub.AtIn
-	}
-	var timeout *string
-	if sub.Timeout != "" {
-		timeout = &sub.Timeout
-	}
-	var jobid int64
-	err := s.conn.QueryRow(ctx, `SELECT lantern.async_task($1, job_name => $2,
-		timeout => $3::pg_catalog.interval, run_after => `+runAfter+`)`,
-		sub.Query, name, timeout, at).Scan(&jobid)
-	return jobid, wrapDB("", withoutRunAfterHint(err))
-}
-
-// withoutRunAfterHint gives "no such function" (42883, from a
-// lantern.async_task older than 0.5.0, which has no run_after) the hint to
-// update the extension.
-func withoutRunAfterHint(err error) error {
-	var pe *pgconn.PgError
-	if !errors.As(err, &pe) || pe.Code != "42883" {
-		return err
-	}
-	old := *pe
-	old.Hint = "--at needs lantern_async 0.5.0 or later (lantern.async_task with run_after). " +
-		"To update it, as the extension's owner: ALTER EXTENSION lantern_async UPDATE;"
-	return &old
-}
-
-func (s *pgStore) ParseTime(ctx context.Context, text string) (float64, error) {
-	var epoch float64
-	err := s.conn.QueryRow(ctx, "SELECT extract(epoch FROM $1::pg_catalog.timestamptz)::pg_catalog.float8", text).Scan(&epoch)
-	return epoch, wrapDB("", err)
 }
 
 // WaitTask is a CALL outside any transaction block, as wait_task requires.
@@ -220,45 +174,69 @@ func (s *pgStore) Snapshot(ctx context.Context, jobids []int64) ([]taskState, er
 }
 
 // taskRowSQL reads task rows; due and its distance from the server's
-// clock come from lantern.task_owners where it has due (0.5.0 on).
-func taskRowSQL(hasDue bool) string {
+// clock come from lantern.task_owners where it has due (0.5.0 on), and
+// the dependencies a pending task waits for from task_dependencies (only
+// for a task whose owner row says it has some).
+func taskRowSQL(has features) string {
 	due, join := "NULL::pg_catalog.timestamptz, NULL::pg_catalog.float8", ""
-	if hasDue {
+	if has.due {
 		due = "o.due, extract(epoch FROM o.due - pg_catalog.clock_timestamp())::pg_catalog.float8"
 		join = " LEFT JOIN lantern.task_owners o ON o.jobid = t.jobid"
 	}
+	waits := "NULL::pg_catalog.int8[]"
+	if has.due && has.dependencies {
+		waits = `CASE WHEN o.depends AND t.status = 'pending' THEN ARRAY(
+		SELECT d.depends_on FROM lantern.task_dependencies d LEFT JOIN lantern.tasks dt ON dt.jobid = d.depends_on
+		WHERE d.jobid = t.jobid AND dt.status IS DISTINCT FROM 'succeeded' ORDER BY d.depends_on) END`
+	}
 	return `
 SELECT t.jobid, t.query, t.pg_cron_job_name, t.job_name, t.username, t.started_at,
-       extract(epoch FROM t.duration)::float8, t.status, t.error_message, e.sqlstate, ` + due + `
+       extract(epoch FROM t.duration)::float8, t.status, t.error_message, e.sqlstate, ` + due + `,
+       ` + waits + `
 FROM lantern.tasks t LEFT JOIN lantern.task_errors e ON e.jobid = t.jobid` + join
 }
 
-const hasDueSQL = `
-SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute a
-               JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
-               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-               WHERE n.nspname = 'lantern' AND c.relname = 'task_owners'
-                 AND a.attname = 'due' AND NOT a.attisdropped)`
+const featuresSQL = `
+WITH c AS (SELECT c.relname, a.attname FROM pg_catalog.pg_attribute a
+           JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = 'lantern' AND NOT a.attisdropped
+             AND c.relname IN ('task_owners', 'task_dependencies', 'task_attempts'))
+SELECT EXISTS (SELECT FROM c WHERE relname = 'task_owners' AND attname = 'due'),
+       EXISTS (SELECT FROM c WHERE relname = 'task_owners' AND attname = 'depends')
+         AND EXISTS (SELECT FROM c WHERE relname = 'task_dependencies' AND attname = 'depends_on'),
+       EXISTS (SELECT FROM c WHERE relname = 'task_attempts' AND attname = 'attempt')`
 
-// taskRows is taskRowSQL for this server, which is asked once whether
-// lantern.task_owners has due.
-func (s *pgStore) taskRows(ctx context.Context) (string, error) {
-	if s.hasDue == nil {
-		var has bool
-		if err := s.conn.QueryRow(ctx, hasDueSQL).Scan(&has); err != nil {
-			return "", wrapDB("", err)
+// features asks this server, once, what it has of 0.5.0.
+func (s *pgStore) features(ctx context.Context) (features, error) {
+	if s.has == nil {
+		var has features
+		if err := s.conn.QueryRow(ctx, featuresSQL).Scan(&has.due, &has.dependencies, &has.attempts); err != nil {
+			return features{}, wrapDB("", err)
 		}
-		s.hasDue = &has
+		s.has = &has
 	}
-	return taskRowSQL(*s.hasDue), nil
+	return *s.has, nil
+}
+
+// taskRows is taskRowSQL for this server.
+func (s *pgStore) taskRows(ctx context.Context) (string, error) {
+	has, err := s.features(ctx)
+	if err != nil {
+		return "", err
+	}
+	return taskRowSQL(has), nil
 }
 
 func scanTaskRow(row pgx.Row) (taskRow, error) {
 	var r taskRow
 	err := row.Scan(&r.JobID, &r.Query, &r.PgCronJobName, &r.JobName, &r.Username, &r.StartedAt,
-		&r.DurationSeconds, &r.Status, &r.ErrorMessage, &r.SQLState, &r.Due, &r.dueIn)
+		&r.DurationSeconds, &r.Status, &r.ErrorMessage, &r.SQLState, &r.Due, &r.dueIn, &r.WaitsFor)
 	if deref(r.Status) != "pending" { // due is set only while pending
 		r.Due, r.dueIn = nil, nil
+	}
+	if len(r.WaitsFor) == 0 { // none left, or none: null
+		r.WaitsFor = nil
 	}
 	return r, err
 }

@@ -21,6 +21,8 @@ type fakeStore struct {
 	onWait    func(n int, ctx context.Context) error
 	submitted []submission
 	rows      []taskRow
+	deps      map[int64][]dependency // what Details reads beside a row of rows
+	attempts  map[int64][]attempt
 	listed    [][]string
 	canceled  map[int64]bool
 	times     map[string]float64 // what ParseTime reads; anything else is a syntax error
@@ -78,6 +80,17 @@ func (f *fakeStore) Task(_ context.Context, jobid int64) (*taskRow, error) {
 		}
 	}
 	return nil, f.err
+}
+
+func (f *fakeStore) Details(ctx context.Context, jobid int64) (*taskDetails, error) {
+	r, err := f.Task(ctx, jobid)
+	if r == nil {
+		return nil, err
+	}
+	d := &taskDetails{taskRow: *r, Dependencies: []dependency{}, Attempts: []attempt{}}
+	d.Dependencies = append(d.Dependencies, f.deps[jobid]...)
+	d.Attempts = append(d.Attempts, f.attempts[jobid]...)
+	return d, err
 }
 
 func (f *fakeStore) Cancel(_ context.Context, jobid int64) (bool, error) {

@@ -28,8 +28,13 @@ the unfinished ones (pending, running); --all lists every task, --status
 those with the statuses given (pending, running, succeeded, failed,
 canceled; repeat the flag or separate them with commas).
 
---output json prints every column, the full query and the SQLSTATE of a
-failed or canceled task.`,
+A due column follows status when a pending task may not start yet: "in
+4m10s" (submit --at, or a retried task's next attempt), or "after 12, 13"
+when it waits for those tasks to succeed (submit --after).
+
+--output json prints every column, the full query, the SQLSTATE of a
+failed or canceled task, a pending task's due time and the tasks it still
+waits for (waits_for).`,
 		Example: `  lantern-async list
   lantern-async list --status failed --output json`,
 		Args: cobra.NoArgs,

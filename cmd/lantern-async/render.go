@@ -37,11 +37,12 @@ const queryWidth = 60
 var listHeaders = []string{"jobid", "status", "job_name", "started_at", "duration", "query"}
 
 // renderList writes rows as a psql-style aligned table with a row count;
-// a due column follows status when a pending task is due later.
+// a due column follows status when a pending task is due later or waits
+// for other tasks.
 func renderList(w io.Writer, rows []taskRow) {
 	withDue := false
 	for _, r := range rows {
-		withDue = withDue || dueLater(r) != ""
+		withDue = withDue || pendingUntil(r) != ""
 	}
 	headers := listHeaders
 	if withDue {
@@ -54,7 +55,7 @@ func renderList(w io.Writer, rows []taskRow) {
 			formatTime(r.StartedAt), formatSeconds(r.DurationSeconds), shorten(r.Query, queryWidth),
 		}
 		if withDue {
-			cells[i] = slices.Insert(cells[i], 2, dueLater(r))
+			cells[i] = slices.Insert(cells[i], 2, pendingUntil(r))
 		}
 	}
 	renderTable(w, headers, []bool{true}, cells)
@@ -63,6 +64,31 @@ func renderList(w io.Writer, rows []taskRow) {
 	} else {
 		fmt.Fprintf(w, "(%d rows)\n", len(rows))
 	}
+}
+
+// pendingUntil is list's due: what a pending task waits for, its
+// dependencies ("after 12, 13") or its time (dueLater); "" when nothing.
+func pendingUntil(r taskRow) string {
+	if len(r.WaitsFor) > 0 {
+		return afterText(r.WaitsFor)
+	}
+	return dueLater(r)
+}
+
+// afterShown is how many jobids list's due names, at most.
+const afterShown = 3
+
+// afterText is "after 12", "after 12, 13, 14", "after 12, 13, 14 and 2 more".
+func afterText(ids []int64) string {
+	parts := make([]string, 0, afterShown)
+	for _, id := range ids[:min(len(ids), afterShown)] {
+		parts = append(parts, strconv.FormatInt(id, 10))
+	}
+	s := "after " + strings.Join(parts, ", ")
+	if len(ids) > afterShown {
+		s += fmt.Sprintf(" and %d more", len(ids)-afterShown)
+	}
+	return s
 }
 
 // dueWithin is how far ahead a due time is shown as a wait ("in 4m10s");
@@ -115,71 +141,6 @@ func renderTable(w io.Writer, headers []string, rightAlign []bool, cells [][]str
 			parts[i] = pad(c, widths[i], i < len(rightAlign) && rightAlign[i])
 		}
 		line(parts)
-	}
-}
-
-// field is one line of an expanded record.
-type field struct{ name, value string }
-
-// showFields are the columns show prints as a record; error_message
-// follows the record, as psql prints an error.
-func showFields(r taskRow) []field {
-	fields := []field{
-		{"jobid", strconv.FormatInt(r.JobID, 10)},
-		{"job_name", deref(r.JobName)},
-		{"status", deref(r.Status)},
-	}
-	if r.Due != nil { // a pending task: when it may start
-		due := formatTime(*r.Due)
-		if later := dueLater(r); later != "" && later != due {
-			due += " (" + later + ")"
-		}
-		fields = append(fields, field{"due", due})
-	}
-	return append(fields, []field{
-		{"username", r.Username},
-		{"started_at", formatTime(r.StartedAt)},
-		{"duration", formatSeconds(r.DurationSeconds)},
-		{"sqlstate", deref(r.SQLState)},
-		{"pg_cron_job_name", deref(r.PgCronJobName)},
-		{"query", r.Query},
-	}...)
-}
-
-// renderShow writes the task as psql's expanded display (\x) does, then its
-// error_message as psql prints an error.
-func renderShow(w io.Writer, r taskRow) {
-	renderRecord(w, showFields(r))
-	if r.ErrorMessage != nil {
-		fmt.Fprintln(w)
-		fmt.Fprintln(w, strings.TrimRight(*r.ErrorMessage, "\n"))
-	}
-}
-
-// renderRecord is psql's expanded display of one record: a multi-line value
-// continues on the next lines, each line but the last ending in "+".
-func renderRecord(w io.Writer, fields []field) {
-	nameWidth, valueWidth := 0, 0
-	for _, f := range fields {
-		nameWidth = max(nameWidth, width(f.name))
-		for _, l := range strings.Split(f.value, "\n") {
-			valueWidth = max(valueWidth, width(l))
-		}
-	}
-	head := "-[ RECORD 1 ]"
-	fmt.Fprintln(w, head+strings.Repeat("-", max(0, nameWidth+1-width(head)))+"+"+strings.Repeat("-", valueWidth+1))
-	for _, f := range fields {
-		lines := strings.Split(f.value, "\n")
-		for i, l := range lines {
-			name := ""
-			if i == 0 {
-				name = f.name
-			}
-			if i < len(lines)-1 {
-				l = pad(l, valueWidth, false) + "+"
-			}
-			fmt.Fprintln(w, strings.TrimRight(pad(name, nameWidth, false)+" | "+l, " "))
-		}
 	}
 }
 

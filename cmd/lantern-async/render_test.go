@@ -37,7 +37,7 @@ func TestRenderShow(t *testing.T) {
 		DurationSeconds: ptr(0.0123), Status: ptr("failed"), SQLState: ptr("42703"),
 		ErrorMessage: ptr("ERROR:  column \"haha\" does not exist\nLINE 1: SELECT pg_sleep(haha);\n                        ^\n")}
 	var b bytes.Buffer
-	renderShow(&b, r)
+	renderShow(&b, taskDetails{taskRow: r})
 	assert.Equal(t, `-[ RECORD 1 ]----+-----------------------
 jobid            | 9
 job_name         |
@@ -161,10 +161,10 @@ func TestRenderListDue(t *testing.T) {
 	assert.NotContains(t, b.String(), "due")
 
 	b.Reset()
-	renderShow(&b, rows[0])
+	renderShow(&b, taskDetails{taskRow: rows[0]})
 	assert.Contains(t, b.String(), "\nstatus           | pending\ndue              | 2025-03-04 05:10:17 (in 4m10s)\nusername ")
 	b.Reset()
-	renderShow(&b, rows[2])
+	renderShow(&b, taskDetails{taskRow: rows[2]})
 	assert.Contains(t, b.String(), "\ndue              | 2025-03-04 05:06:07\n", "due already: the time alone")
 
 	r := runWith(t, &fakeStore{rows: rows}, "", false, "list", "-o", "json")

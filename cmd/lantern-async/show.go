@@ -8,10 +8,15 @@ func (a *app) showCommand() *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
 		Use:   "show JOBID",
-		Short: "Show one task, with its error and SQLSTATE",
+		Short: "Show one task, with its error, SQLSTATE, dependencies and attempts",
 		Long: `Show a task's row as psql's expanded display (\x) does, then its
 error_message as psql prints an error. The sqlstate field is the SQLSTATE
 of a failed or canceled task (57014 for canceled).
+
+Then, when it has any, the tasks it depends on (submit --after) with their
+status, and its attempts (a task submitted with --retries): number, start,
+duration, SQLSTATE and the first line of the error (none: it succeeded).
+--output json has them in full, as "dependencies" and "attempts".
 
 Exit status 1 when the task does not exist or belongs to another role.`,
 		Example: `  lantern-async show 42
@@ -26,7 +31,7 @@ Exit status 1 when the task does not exist or belongs to another role.`,
 				return err
 			}
 			return a.withStore(cmd.Context(), func(db store) error {
-				row, err := db.Task(cmd.Context(), ids[0])
+				row, err := db.Details(cmd.Context(), ids[0])
 				if err != nil {
 					return err
 				}

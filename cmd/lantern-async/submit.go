@@ -15,15 +15,12 @@ type submitFlags struct {
 	wait    bool
 	timeout string
 	at      string
+	retries int
+	after   []string
 	file    string
 }
 
-func (a *app) submitCommand() *cobra.Command {
-	var f submitFlags
-	cmd := &cobra.Command{
-		Use:   "submit [flags] [SQL | -]",
-		Short: "Queue SQL to run in the background; prints its jobid",
-		Long: `Queue SQL with lantern.async_task() and print its jobid.
+const submitLong = `Queue SQL with lantern.async_task() and print its jobid.
 
 The SQL is the argument, or the contents of --file, or standard input when
 the argument is "-" or absent and standard input is not a terminal. It runs
@@ -36,13 +33,34 @@ lantern_async.task_timeout applies. --wait then waits like "wait".
 --at is when the task may start (it stays pending until then): an RFC 3339
 time (2026-12-07T22:00:00Z), anything PostgreSQL's timestamptz input takes
 ('tomorrow 03:00', in the session's TimeZone), or +D, a Go duration from
-now on the server's clock (+90s, +2h). A time in the past means now. It
-needs lantern_async 0.5.0 or later (run_after).`,
-		Example: `  lantern-async submit --name 'index items' 'CREATE INDEX ON items (v)'
+now on the server's clock (+90s, +2h). A time in the past means now.
+
+--retries N lets a transient failure (a serialization failure or a
+deadlock, say) be retried up to N more times (0 to 100), with backoff, as
+long as nothing of the task has committed; "show" lists its attempts.
+
+--after JOBID starts the task only once that task has succeeded (repeat
+the flag, or separate jobids with commas, for several); if one fails or is
+canceled, this task never runs and fails.
+
+--at, --retries and --after need lantern_async 0.5.0 or later (run_after,
+retries and depends_on of lantern.async_task).`
+
+const submitExample = `  lantern-async submit --name 'index items' 'CREATE INDEX ON items (v)'
   lantern-async submit --wait --timeout 2h --file build_index.sql
   echo 'VACUUM items' | lantern-async submit
-  lantern-async submit --at +2h --name 'nightly reindex' 'REINDEX INDEX items_v_idx'`,
-		Args: cobra.MaximumNArgs(1),
+  lantern-async submit --at +2h --name 'nightly reindex' 'REINDEX INDEX items_v_idx'
+  lantern-async submit --retries 3 'UPDATE counters SET n = n + 1'
+  lantern-async submit --after 41,42 'CREATE INDEX ON items (v)'`
+
+func (a *app) submitCommand() *cobra.Command {
+	var f submitFlags
+	cmd := &cobra.Command{
+		Use:     "submit [flags] [SQL | -]",
+		Short:   "Queue SQL to run in the background; prints its jobid",
+		Long:    submitLong,
+		Example: submitExample,
+		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sub, err := a.submission(f, args)
 			if err != nil {
@@ -70,6 +88,8 @@ needs lantern_async 0.5.0 or later (run_after).`,
 	cmd.Flags().BoolVarP(&f.wait, "wait", "w", false, "wait for the task to finish, like the wait command")
 	cmd.Flags().StringVarP(&f.timeout, "timeout", "t", "", "the task's time limit: a Go duration or a PostgreSQL interval")
 	cmd.Flags().StringVar(&f.at, "at", "", "start no earlier than this: an RFC 3339 or PostgreSQL time, or +D (a Go duration from now)")
+	cmd.Flags().IntVar(&f.retries, "retries", 0, "retry a transient failure up to `N` more times (0 to 100)")
+	cmd.Flags().StringSliceVar(&f.after, "after", nil, "start only once task `JOBID` has succeeded (repeat, or separate jobids with commas)")
 	cmd.Flags().StringVarP(&f.file, "file", "f", "", `read the SQL from this file ("-": standard input)`)
 	return cmd
 }
@@ -88,7 +108,15 @@ func (a *app) submission(f submitFlags, args []string) (submission, error) {
 	if err != nil {
 		return submission{}, err
 	}
-	return submission{Query: query, Name: f.name, Timeout: timeout, At: at, AtIn: atIn}, nil
+	if err := checkRetries(f.retries); err != nil {
+		return submission{}, err
+	}
+	after, err := afterJobIDs(f.after)
+	if err != nil {
+		return submission{}, err
+	}
+	return submission{Query: query, Name: f.name, Timeout: timeout, At: at, AtIn: atIn,
+		Retries: f.retries, After: after}, nil
 }
 
 // readSQL returns the SQL to submit: from the argument, --file, or stdin.

@@ -86,11 +86,11 @@ func TestWithoutRunAfterHint(t *testing.T) {
 	old := &pgconn.PgError{Severity: "ERROR", Code: "42883",
 		Message: "function lantern.async_task(unknown, job_name => unknown, timeout => interval, run_after => timestamp with time zone) does not exist",
 		Hint:    "No function matches the given name and argument types. You might need to add explicit type casts."}
-	err := wrapDB("", withoutRunAfterHint(old))
+	err := wrapDB("", withUpdateHint(old, []string{"--at"}, []string{"run_after"}))
 	assert.Equal(t, exitServer, exitCode(context.Background(), err))
 	assert.Equal(t, "ERROR:  "+old.Message+" (SQLSTATE 42883)\n"+
 		"HINT:  --at needs lantern_async 0.5.0 or later (lantern.async_task with run_after). "+
 		"To update it, as the extension's owner: ALTER EXTENSION lantern_async UPDATE;", errorText(err))
 	other := &pgconn.PgError{Severity: "ERROR", Code: "42501", Message: "permission denied"}
-	assert.Same(t, other, withoutRunAfterHint(other))
+	assert.Same(t, other, withUpdateHint(other, []string{"--at"}, []string{"run_after"}))
 }
