@@ -363,7 +363,8 @@ func TestBindingsHostileDatabase(t *testing.T) {
 		m := testkit.ConnectTo(t, testkit.Cluster, freshDB, mallory)
 		jobid := testkit.Submit(t, m, "SELECT 1")
 		for _, args := range [][]string{{"wait", fmt.Sprint(jobid)}, {"list"}, {"list", "--status", "succeeded"}, {"show", fmt.Sprint(jobid)},
-			{"submit", "--wait", "--at", "+0s", "SELECT 1"}, {"submit", "--wait", "--at", "yesterday", "SELECT 1"}} {
+			{"submit", "--wait", "--at", "+0s", "SELECT 1"}, {"submit", "--wait", "--at", "yesterday", "SELECT 1"},
+			{"submit", "--wait", "--retries", "1", failOnceQuery(t, m)}} {
 			c, cancel := context.WithTimeout(context.Background(), testkit.CLITimeout)
 			out, err := exec.CommandContext(c, bin, append([]string{"--dsn", testkit.Cluster.DSN(freshDB, testkit.Superuser)}, args...)...).CombinedOutput()
 			cancel()
@@ -425,4 +426,13 @@ func requireNotCaught(t *testing.T, cat *pgx.Conn, mallory, when string) {
 		"%s called a plant: %v", when, testkit.QueryAll[string](t, cat, "SELECT what || ' by ' || by_role FROM public.trap_log"))
 	require.False(t, testkit.QueryOne[bool](t, cat, "SELECT rolsuper FROM pg_roles WHERE rolname = $1", mallory),
 		"%s made the database owner a superuser", when)
+}
+
+// failOnceQuery is a task that fails its first attempt with a
+// serialization failure (40001) and succeeds on its second: a retry, its
+// attempts' rows and its requeue run in the hostile database.
+func failOnceQuery(t *testing.T, conn *pgx.Conn) string {
+	seq := testkit.Uniq("fail_once")
+	testkit.MustExec(t, conn, "CREATE SEQUENCE "+seq)
+	return fmt.Sprintf(`DO $$ BEGIN IF pg_catalog.nextval('%s') OPERATOR(pg_catalog.=) 1 THEN RAISE EXCEPTION 'once' USING ERRCODE = '40001'; END IF; END $$`, seq)
 }
