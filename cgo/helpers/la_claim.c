@@ -113,6 +113,25 @@ la_bk_claim_take(LaClaim *c, LaPrivileged *p, bool with_timeout)
 }
 
 /*
+ * A task the pick took that has dependencies (from 0.5.0 on, the last
+ * column) is not claimed by it: la_claim_deps.c decides it, and claims it
+ * when they all succeeded.  True: it did not, and the claim picks again.
+ */
+static bool
+la_bk_claim_passed(LaPrivileged *p, TimestampTz now)
+{
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	bool		isnull;
+
+	if (SPI_processed != 1 || desc->natts < 6 ||
+		!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], desc, 6, &isnull)))
+		return false;
+	return !la_bk_claim_deps(&p->cat, DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], desc, 1,
+																	 &isnull)),
+							 now);
+}
+
+/*
  * Claim the oldest pending task of the role this worker logged in as (by
  * OID, from task_owners).  The slot learns the jobid before the claim
  * commits, so that from the moment the row reads 'running' the launcher
@@ -126,10 +145,9 @@ static void
 la_bk_claim_body(LaPrivileged *p, void *arg)
 {
 	LaClaim    *c = arg;
-	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz now;
 	Oid			types[3] = {OIDOID, OIDOID, TIMESTAMPTZOID};
-	Datum		values[3] = {ObjectIdGetDatum(GetAuthenticatedUserId()), ObjectIdGetDatum(MyDatabaseId),
-	TimestampTzGetDatum(now)};
+	Datum		values[3] = {ObjectIdGetDatum(GetAuthenticatedUserId()), ObjectIdGetDatum(MyDatabaseId), 0};
 	/*
 	 * 0.2.0 has no per-task timeouts; from 0.4.0 on only tasks submitted
 	 * in this database (not a copy's) run here; from 0.5.0 on the task due
@@ -150,15 +168,21 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 	 * And only an ordered walk can stop there: a plan chosen on statistics
 	 * that saw an empty queue would fetch every pending row, check each
 	 * one's owner and sort them, for every claim (quadratic in a burst).
+	 * The clock is read after the outcome, whose dependents it queued.
 	 */
 	la_bk_pin_ordered_walk();
-	rc = SPI_execute_plan(la_queue_plan(&la_claim_plans[shape], p->cat.tasks,
-										cols.due ? la_bk_claim_due_sql(&p->cat)
-										: la_bk_claim_sql(&p->cat, cols.timeout, cols.datid),
-										nargs, types),
-						  values, NULL, false, 0);
-	if (rc != (cols.due ? SPI_OK_SELECT : SPI_OK_UPDATE_RETURNING))
-		elog(ERROR, "lantern_async could not claim a task: %s", SPI_result_code_string(rc));
+	do
+	{
+		now = GetCurrentTimestamp();
+		values[2] = TimestampTzGetDatum(now);
+		rc = SPI_execute_plan(la_queue_plan(&la_claim_plans[shape], p->cat.tasks,
+											cols.due ? la_bk_claim_due_sql(&p->cat)
+											: la_bk_claim_sql(&p->cat, cols.timeout, cols.datid),
+											nargs, types),
+							  values, NULL, false, 0);
+		if (rc != (cols.due ? SPI_OK_SELECT : SPI_OK_UPDATE_RETURNING))
+			elog(ERROR, "lantern_async could not claim a task: %s", SPI_result_code_string(rc));
+	} while (la_bk_claim_passed(p, now));
 	if (SPI_processed == 0 && !la_worker_can_run_as(GetAuthenticatedUserId()))
 	{
 		/* The role's pending tasks can never run now: a scout fails them. */
