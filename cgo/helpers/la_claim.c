@@ -168,13 +168,16 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 	 * And only an ordered walk can stop there: a plan chosen on statistics
 	 * that saw an empty queue would fetch every pending row, check each
 	 * one's owner and sort them, for every claim (quadratic in a burst).
-	 * The clock is read after the outcome, whose dependents it queued.
+	 * The clock is read once, after the outcome: a task a pick puts back
+	 * for later (la_claim_deps.c) is never picked again by this claim, and
+	 * the dependents the outcome or a pick queued again are noted on the
+	 * board at its commit, for the next claim.
 	 */
 	la_bk_pin_ordered_walk();
+	now = GetCurrentTimestamp();
+	values[2] = TimestampTzGetDatum(now);
 	do
 	{
-		now = GetCurrentTimestamp();
-		values[2] = TimestampTzGetDatum(now);
 		rc = SPI_execute_plan(la_queue_plan(&la_claim_plans[shape], p->cat.tasks,
 											cols.due ? la_bk_claim_due_sql(&p->cat)
 											: la_bk_claim_sql(&p->cat, cols.timeout, cols.datid),

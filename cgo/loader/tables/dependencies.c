@@ -13,12 +13,15 @@
  */
 #include "postgres.h"
 
+#include "access/relation.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
+#include "storage/bufmgr.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -103,8 +106,10 @@ la_dependencies_require_all(const int64 *jobids, int n, uint64 found)
 
 /*
  * The jobids the caller sees in lantern.tasks, read as the caller in its
- * own snapshot, so that lantern.tasks' row security decides (a superuser
- * or a BYPASSRLS role sees every task).  In a subtransaction: a caller
+ * own transaction, so that lantern.tasks' row security decides (a
+ * superuser or a BYPASSRLS role sees every task).  Not read-only: a fresh
+ * snapshot, as the next statement would take, sees a task queued by the
+ * same statement (async_task(q, depends_on => ARRAY[async_task(p)])).  In a subtransaction: a caller
  * whose SELECT on the table (or USAGE on its schema) was revoked sees
  * none, and gets the same error as for a jobid that does not exist.
  * Returns how many rows SPI_tuptable holds; -1 when the caller may not read.
@@ -126,7 +131,7 @@ la_dependencies_read_visible(const LaCatalog *cat, Datum jobids)
 		if (SPI_execute_with_args(psprintf("SELECT t.jobid FROM %s t "
 										   "WHERE t.jobid OPERATOR(pg_catalog.=) ANY ($1)",
 										   cat->tasks_name),
-								  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
+								  1, types, values, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "lantern_async could not read the tasks named in depends_on");
 		found = (int64) SPI_processed;
 		ReleaseCurrentSubTransaction();
@@ -188,7 +193,7 @@ la_dependencies_record(const LaCatalog *cat, int64 jobid, const int64 *jobids, i
 	if (SPI_execute_with_args(psprintf("SELECT o.jobid FROM %s o "
 									   "WHERE o.jobid = ANY ($1) AND o.datid = $2",
 									   cat->task_owners_name),
-							  2, types, values, NULL, true, 0) != SPI_OK_SELECT)
+							  2, types, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "lantern_async could not read the tasks named in depends_on");
 	la_dependencies_require_all(jobids, n, SPI_processed);
 	if (SPI_execute_with_args(psprintf("INSERT INTO %s (jobid, depends_on) "
@@ -246,6 +251,45 @@ la_dependencies_remember(Oid roleid)
 }
 
 /*
+ * No task has ever had a dependency here: task_dependencies has no page.
+ * A dependent left waiting was read by the claim that left it so, which
+ * the status update waited for: its page exists by now.  (VACUUM gives
+ * pages back only once no row is left on them.)
+ */
+static bool
+la_dependencies_none(const LaCatalog *cat)
+{
+	Relation	rel = relation_open(cat->task_dependencies, AccessShareLock);
+	bool		none = RelationGetNumberOfBlocks(rel) == 0;
+
+	relation_close(rel, AccessShareLock);
+	return none;
+}
+
+/*
+ * Those waiting for the settled tasks, locked, and then queued again: one
+ * locked by another transaction is left alone.  Another settle's
+ * requeue queues it itself; a cancel_task() of it under way (the only
+ * lock a user can hold on it) cancels it; should that cancel roll back,
+ * it waits until its next dependency ends (README, Known limitations).
+ * The update tests nothing but the locked jobids (queue.c says why).
+ */
+static char *
+la_dependencies_requeue_sql(const LaCatalog *cat)
+{
+	return psprintf("WITH waiting AS ("
+					"  SELECT o.jobid FROM %s o "
+					"  WHERE o.jobid = ANY ((SELECT pg_catalog.array_agg(d.jobid) FROM %s d "
+					"                        WHERE d.depends_on = ANY ($1))::bigint[]) "
+					"    AND o.due IS NULL AND o.depends "
+					"  FOR UPDATE OF o SKIP LOCKED) "
+					"UPDATE %s o SET due = $2 "
+					"WHERE o.jobid = ANY ((SELECT pg_catalog.array_agg(jobid) FROM waiting)::bigint[]) "
+					"RETURNING o.roleid, o.datid",
+					cat->task_owners_name, cat->task_dependencies_name, cat->task_owners_name);
+}
+
+/*
  * The tasks jobids (a bigint[]) just got their final status: put the
  * dependents that a claim found waiting for them (due NULL, depends set)
  * back in the claims' queue, due now, for a claim to decide.  Run after
@@ -254,7 +298,8 @@ la_dependencies_remember(Oid roleid)
  * so the update waited for that claim to commit, and this statement sees
  * the dependent it left waiting (the task's own transaction may be
  * REPEATABLE READ, whose snapshot would not).  Called for every final
- * status, each trivial task's success too: one saved plan, one probe of
+ * status, each trivial task's success too: nothing at all in a database
+ * where no task ever had a dependency, else one saved plan, one probe of
  * task_dependencies_depends_on_idx.  A copy's dependents (another datid)
  * never run here, and are not noted.
  */
@@ -266,14 +311,9 @@ la_dependencies_requeue(const LaCatalog *cat, Datum jobids)
 	Datum		values[2] = {jobids, TimestampTzGetDatum(GetCurrentTimestamp())};
 	int			rc;
 
-	rc = SPI_execute_snapshot(la_queue_plan(&plan, cat->tasks,
-											psprintf("UPDATE %s o SET due = $2 "
-													 "WHERE o.jobid = ANY ((SELECT pg_catalog.array_agg(d.jobid) FROM %s d "
-													 "                      WHERE d.depends_on = ANY ($1))::bigint[]) "
-													 "  AND o.due IS NULL AND o.depends "
-													 "RETURNING o.roleid, o.datid",
-													 cat->task_owners_name, cat->task_dependencies_name),
-											2, types),
+	if (la_dependencies_none(cat))
+		return;
+	rc = SPI_execute_snapshot(la_queue_plan(&plan, cat->tasks, la_dependencies_requeue_sql(cat), 2, types),
 							  values, NULL, GetLatestSnapshot(), InvalidSnapshot, false, true, 0);
 	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "lantern_async could not queue the dependents of a task: %s",
