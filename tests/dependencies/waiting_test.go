@@ -31,6 +31,8 @@ func TestWaitingTasksCostNothing(t *testing.T) {
 	testkit.DebugServerLog(t, su)
 	waiter := testkit.NewTempRole(t, su, "deps_many")
 	wc := testkit.Connect(t, waiter)
+	oid := testkit.QueryOne[uint32](t, su, "SELECT oid FROM pg_roles WHERE rolname = $1", waiter)
+	logFrom := len(testkit.Cluster.Log())
 	b := testkit.QueryOne[int64](t, wc, "SELECT lantern.async_task('SELECT 1', run_after => now() + interval '1 hour')")
 	testkit.MustExec(t, wc, fmt.Sprintf(`SELECT count(lantern.async_task('SELECT 1', depends_on => ARRAY[%d]))
 		FROM generate_series(1, %d)`, b, waitingTasks))
@@ -70,6 +72,10 @@ func TestWaitingTasksCostNothing(t *testing.T) {
 	testkit.Never(t, idle, connected, "a lantern_async process in a database while only waiting tasks are queued")
 	require.Empty(t, testkit.CensusOf(testkit.Cluster.Log()[from:]).Starts, "processes of ours started in %v", idle)
 	require.Equal(t, map[string]int{"pending": waitingTasks + 1}, testkit.StatusCounts(t, su, waiter))
+	// The workers that only decided, gone by now, did their work: the launcher does not hold
+	// the role back as if they had failed.
+	require.NotContains(t, testkit.Cluster.Log()[logFrom:],
+		fmt.Sprintf("a worker of role %d for database", oid), "the launcher's backoff of the waiting role")
 
 	carol := testkit.Connect(t, "carol")
 	delay := testkit.SubmitTimed(t, carol, testkit.StartTable(t, su, "carol")).StartDelay(t, carol, testkit.WaitTimeout)
