@@ -189,10 +189,11 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 	 * And only an ordered walk can stop there: a plan chosen on statistics
 	 * that saw an empty queue would fetch every pending row, check each
 	 * one's owner and sort them, for every claim (quadratic in a burst).
-	 * The clock is read once, after the outcome: a task a pick puts back
-	 * for later (la_claim_deps.c) is never picked again by this claim, and
-	 * the dependents the outcome or a pick queued again are noted on the
-	 * board at its commit, for the next claim.
+	 * The clock is read once, after the outcome, so that the dependents it
+	 * queued again are due; a task a pick puts back for later
+	 * (la_claim_deps.c) is then never picked again by this claim, and the
+	 * dependents of one it fails are noted on the board at its commit, for
+	 * the next claim.
 	 */
 	la_bk_pin_ordered_walk();
 	now = GetCurrentTimestamp();
