@@ -27,7 +27,7 @@ OBJS = $(LOADER)/entry/loader.o $(LOADER)/entry/golib.o \
        $(LOADER)/functions/wait_caller.o $(LOADER)/functions/progress.o \
        $(LOADER)/hooks/dbguard.o $(LOADER)/hooks/fatal.o $(LOADER)/hooks/sqlguard.o \
        $(LOADER)/tables/catalog.o $(LOADER)/tables/privilege.o $(LOADER)/tables/queue.o $(LOADER)/tables/enqueue.o $(LOADER)/tables/columns.o \
-       $(LOADER)/tables/attempts.o $(LOADER)/tables/statements.o \
+       $(LOADER)/tables/attempts.o $(LOADER)/tables/statements.o $(LOADER)/tables/dependencies.o \
        $(LOADER)/state/shmem.o $(LOADER)/state/slots.o $(LOADER)/state/slot_job.o \
        $(LOADER)/state/slot_wake.o $(LOADER)/state/slot_cancel.o $(LOADER)/state/blocks.o \
        $(LOADER)/state/demand.o $(LOADER)/state/lost.o $(LOADER)/state/history.o \

@@ -204,12 +204,18 @@ la_bk_queue_row(HeapTuple row, TupleDesc desc, LaQueueRow *q)
 /*
  * One row per role (by OID) with pending tasks, oldest first; roleid 0 for
  * rows with no owner.  From 0.5.0 on, also when the earliest of them may
- * start (the board serves it then).
+ * start (the board serves it then), and none that waits for dependencies.
  */
 static void
 la_bk_queues_body(LaPrivileged *p, void *arg)
 {
 	LaQueues   *c = arg;
+	/*
+	 * Tasks waiting for their dependencies are left out: no worker could
+	 * take them, and the end of a dependency queues them again and notes
+	 * them itself (loader/tables/dependencies.c).
+	 */
+	const char *waiting = "AND NOT coalesce(o.due IS NULL AND o.depends, false) ";
 	int			rc;
 
 	rc = SPI_execute(psprintf("SELECT coalesce(o.roleid, 0), min(t.jobid), count(*), "
@@ -217,10 +223,11 @@ la_bk_queues_body(LaPrivileged *p, void *arg)
 							  "       %s "
 							  "FROM %s t LEFT JOIN %s o ON o.jobid = t.jobid "
 							  "LEFT JOIN pg_catalog.pg_authid r ON r.oid = o.roleid "
-							  "WHERE t.status = 'pending' "
+							  "WHERE t.status = 'pending' %s"
 							  "GROUP BY o.roleid, r.oid, r.rolcanlogin ORDER BY 2",
 							  la_queue_has_due(&p->cat) ? "min(o.due)" : "NULL::pg_catalog.timestamptz",
-							  p->cat.tasks_name, p->cat.task_owners_name),
+							  p->cat.tasks_name, p->cat.task_owners_name,
+							  la_queue_has_due(&p->cat) ? waiting : ""),
 					 false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "lantern_async could not read the queue: %s", SPI_result_code_string(rc));

@@ -119,6 +119,10 @@ extern uint32_t la_bk_database(void);
 /* la_claim_due.c: the claim's statement and the next due time, from 0.5.0 on */
 extern char *la_bk_claim_due_sql(const LaCatalog *cat);
 extern TimestampTz la_bk_next_due(const LaCatalog *cat, TimestampTz now);
+extern char *la_bk_claim_ready_sql(const LaCatalog *cat);
+
+/* la_claim_deps.c: a picked task that has dependencies */
+extern bool la_bk_claim_deps(const LaCatalog *cat, int64 jobid, TimestampTz now);
 
 /* la_claim.c */
 /* The task a claim took (la_claim.c). */

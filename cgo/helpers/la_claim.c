@@ -33,7 +33,19 @@ typedef struct LaClaim
 	int64		named;			/* the jobid the slot names since la_slot_set_job, 0: none */
 	LaSlotJob	prior;			/* what the slot named before */
 	TimestampTz next_due;		/* found nothing due: when the next task may start, 0: none */
+	int			decided;		/* tasks with dependencies it decided without claiming them */
+	bool		more;			/* decided LA_CLAIM_DECISIONS tasks and claimed none: claim again */
 } LaClaim;
+
+/*
+ * How many tasks with dependencies one claim transaction may decide
+ * without claiming one (la_claim_deps.c) before it commits and the next
+ * claim goes on: each decided task leaves a dead entry in the queue's
+ * index that this transaction's later picks walk past again, so a
+ * thousand decisions in one transaction would cost half a million steps.
+ * Once committed, the next walk marks them dead for good.
+ */
+#define LA_CLAIM_DECISIONS 32
 
 /* The claim's saved plans (loader/tables/queue.c says why). */
 static LaSavedPlan la_claim_plans[4];	/* 0.2.0, 0.3.0 (timeout), 0.4.0 (timeout, datid), 0.5.0 (due) */
@@ -114,6 +126,34 @@ la_bk_claim_take(LaClaim *c, LaPrivileged *p, bool with_timeout)
 }
 
 /*
+ * A task the pick took that has dependencies (from 0.5.0 on, the last
+ * column) is not claimed by it: la_claim_deps.c decides it, and claims it
+ * when they all succeeded.  True: it did not, and the claim picks again;
+ * false: the pick's result stands, or (c->more) the claim ends here.
+ */
+static bool
+la_bk_claim_passed(LaClaim *c, LaPrivileged *p, TimestampTz now)
+{
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	bool		isnull;
+
+	if (SPI_processed != 1 || desc->natts < 6 ||
+		!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], desc, 6, &isnull)))
+		return false;
+	/* Left as it is, due: the next claim picks it first. */
+	if (c->decided == LA_CLAIM_DECISIONS)
+	{
+		c->more = true;
+		return false;
+	}
+	if (la_bk_claim_deps(&p->cat, DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], desc, 1, &isnull)),
+						 now))
+		return false;
+	c->decided++;
+	return true;
+}
+
+/*
  * Claim the oldest pending task of the role this worker logged in as (by
  * OID, from task_owners).  The slot learns the jobid before the claim
  * commits, so that from the moment the row reads 'running' the launcher
@@ -127,10 +167,9 @@ static void
 la_bk_claim_body(LaPrivileged *p, void *arg)
 {
 	LaClaim    *c = arg;
-	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz now;
 	Oid			types[3] = {OIDOID, OIDOID, TIMESTAMPTZOID};
-	Datum		values[3] = {ObjectIdGetDatum(GetAuthenticatedUserId()), ObjectIdGetDatum(MyDatabaseId),
-	TimestampTzGetDatum(now)};
+	Datum		values[3] = {ObjectIdGetDatum(GetAuthenticatedUserId()), ObjectIdGetDatum(MyDatabaseId), 0};
 	/*
 	 * 0.2.0 has no per-task timeouts; from 0.4.0 on only tasks submitted
 	 * in this database (not a copy's) run here; from 0.5.0 on the task due
@@ -154,15 +193,27 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 	 * And only an ordered walk can stop there: a plan chosen on statistics
 	 * that saw an empty queue would fetch every pending row, check each
 	 * one's owner and sort them, for every claim (quadratic in a burst).
+	 * The clock is read once, after the outcome, so that the dependents it
+	 * queued again are due; a task a pick puts back for later
+	 * (la_claim_deps.c) is then never picked again by this claim, and the
+	 * dependents of one it fails are noted on the board at its commit, for
+	 * the next claim.
 	 */
 	la_bk_pin_ordered_walk();
-	rc = SPI_execute_plan(la_queue_plan(&la_claim_plans[shape], p->cat.tasks,
-										cols.due ? la_bk_claim_due_sql(&p->cat)
-										: la_bk_claim_sql(&p->cat, cols.timeout, cols.datid),
-										nargs, types),
-						  values, NULL, false, 0);
-	if (rc != (cols.due ? SPI_OK_SELECT : SPI_OK_UPDATE_RETURNING))
-		elog(ERROR, "lantern_async could not claim a task: %s", SPI_result_code_string(rc));
+	now = GetCurrentTimestamp();
+	values[2] = TimestampTzGetDatum(now);
+	do
+	{
+		rc = SPI_execute_plan(la_queue_plan(&la_claim_plans[shape], p->cat.tasks,
+											cols.due ? la_bk_claim_due_sql(&p->cat)
+											: la_bk_claim_sql(&p->cat, cols.timeout, cols.datid),
+											nargs, types),
+							  values, NULL, false, 0);
+		if (rc != (cols.due ? SPI_OK_SELECT : SPI_OK_UPDATE_RETURNING))
+			elog(ERROR, "lantern_async could not claim a task: %s", SPI_result_code_string(rc));
+	} while (la_bk_claim_passed(c, p, now));
+	if (c->more)
+		return;
 	if (SPI_processed == 0 && !la_worker_can_run_as(GetAuthenticatedUserId()))
 	{
 		/* The role's pending tasks can never run now: a scout fails them. */
@@ -215,7 +266,7 @@ la_bk_claim(int slot, const LaSettle *finished, uint32_t finished_relid, LaClaim
 
 	for (;;)
 	{
-		LaClaim		c = {slot, finished, finished_relid, out, false, false, 0};
+		LaClaim		c = {.slot = slot, .finished = finished, .finished_relid = finished_relid, .out = out};
 
 		memset(out, 0, sizeof(*out));
 		out->attempt = 1;
@@ -242,11 +293,16 @@ la_bk_claim(int slot, const LaSettle *finished, uint32_t finished_relid, LaClaim
 		}
 		if (c.recorded)
 			la_bk_note_retry(finished);
+		/* Committed: what it decided counts as work (la_slot_tasks_decided). */
+		if (c.decided > 0)
+			la_slot_tasks_decided(slot, c.decided);
 		if (finished != NULL && out->jobid == 0)
 			la_slot_task_done(slot);
 		finished = NULL;
 		if (out->jobid != 0)
 			return true;
+		if (c.more)
+			continue;
 		/* Nothing due: the entry stays for the launcher if a task is due later. */
 		if (la_demand_settled(MyDatabaseId, roleid, c.next_due))
 			return true;

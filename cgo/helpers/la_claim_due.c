@@ -25,13 +25,15 @@
  * in the order every status change from pending takes them
  * (loader/tables/queue.c): a claim and a cancel of one task never
  * deadlock.  $3 is the claim's clock, not now(): a task submitted after
- * this transaction began is due as soon as its commit shows it.
+ * this transaction began is due as soon as its commit shows it.  A task
+ * with dependencies (o.depends) is picked, and locked, but not claimed:
+ * the last column says so, and la_claim_deps.c decides it.
  */
 char *
 la_bk_claim_due_sql(const LaCatalog *cat)
 {
 	return psprintf("WITH pick AS ("
-					"  SELECT t.jobid FROM %s o JOIN %s t ON t.jobid = o.jobid "
+					"  SELECT t.jobid, o.depends FROM %s o JOIN %s t ON t.jobid = o.jobid "
 					"  WHERE o.roleid = $1 AND o.datid = $2 AND o.due <= $3 AND t.status = 'pending' "
 	/* dropped (or, on 15, NOLOGIN) since this worker logged in: a scout fails its tasks */
 					"    AND EXISTS (SELECT FROM pg_catalog.pg_authid r "
@@ -39,13 +41,33 @@ la_bk_claim_due_sql(const LaCatalog *cat)
 					"  ORDER BY o.due, o.jobid LIMIT 1 FOR UPDATE OF t SKIP LOCKED), "
 					"claimed AS ("
 					"  UPDATE %s u SET status = 'running' FROM pick "
-					"  WHERE u.jobid = pick.jobid RETURNING u.jobid, u.query), "
+					"  WHERE u.jobid = pick.jobid AND NOT pick.depends RETURNING u.jobid, u.query), "
 					"unqueued AS ("
 					"  UPDATE %s o SET due = NULL, attempts = o.attempts + 1 FROM claimed c "
 					"  WHERE o.jobid = c.jobid RETURNING o.jobid, o.timeout, o.attempts, o.retries) "
-					"SELECT c.jobid, c.query, q.timeout, q.attempts, q.retries "
-					"FROM claimed c JOIN unqueued q ON q.jobid = c.jobid",
+					"SELECT pick.jobid, c.query, q.timeout, q.attempts, q.retries, pick.depends "
+					"FROM pick LEFT JOIN claimed c ON c.jobid = pick.jobid "
+					"LEFT JOIN unqueued q ON q.jobid = pick.jobid",
 					cat->task_owners_name, cat->tasks_name, cat->tasks_name, cat->task_owners_name);
+}
+
+/*
+ * The same claim, of a task with dependencies that a claim found all
+ * succeeded (la_claim_deps.c): its row is locked by this transaction
+ * already.  The same columns, depends false: it has none left to check.
+ */
+char *
+la_bk_claim_ready_sql(const LaCatalog *cat)
+{
+	return psprintf("WITH claimed AS ("
+					"  UPDATE %s u SET status = 'running' "
+					"  WHERE u.jobid = $1 AND u.status = 'pending' RETURNING u.jobid, u.query), "
+					"unqueued AS ("
+					"  UPDATE %s o SET due = NULL, attempts = o.attempts + 1, depends = false FROM claimed c "
+					"  WHERE o.jobid = c.jobid RETURNING o.jobid, o.timeout, o.attempts, o.retries) "
+					"SELECT c.jobid, c.query, q.timeout, q.attempts, q.retries, false "
+					"FROM claimed c JOIN unqueued q ON q.jobid = c.jobid",
+					cat->tasks_name, cat->task_owners_name);
 }
 
 /*

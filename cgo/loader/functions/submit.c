@@ -8,6 +8,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -210,9 +211,20 @@ la_submit_retries_arg(FunctionCallInfo fcinfo)
 	return retries;
 }
 
-/* Inserted as the bootstrap superuser (tables/privilege.c), for the caller's role. */
+/* The tasks this one waits for (depends_on), sorted and distinct. */
+typedef struct LaDepends
+{
+	int64	   *jobids;
+	int			n;				/* 0: none */
+} LaDepends;
+
+/*
+ * Inserted as the bootstrap superuser (tables/privilege.c), for the
+ * caller's role.  The tasks named in depends_on are checked first as the
+ * caller (tables/dependencies.c): only those it can see may be named.
+ */
 static int64
-la_submit_insert(const LaNewTask *task)
+la_submit_insert(const LaNewTask *task, const LaDepends *depends)
 {
 	LaPrivileged p;
 	LaCatalog	cat;
@@ -225,10 +237,13 @@ la_submit_insert(const LaNewTask *task)
 	 * lock_timeout and statement_timeout allow: the switch below pins
 	 * lock_timeout to 0, and then only takes the lock held already.
 	 */
-	(void) la_catalog_lookup(&cat, RowExclusiveLock);
+	if (la_catalog_lookup(&cat, RowExclusiveLock) && depends->n > 0)
+		la_dependencies_check_visible(&cat, depends->jobids, depends->n);
 	la_privileged_begin(&p, RowExclusiveLock);
 	la_privileged_require(&p);
 	jobid = la_queue_insert(&p.cat, task);
+	if (depends->n > 0)
+		la_dependencies_record(&p.cat, jobid, depends->jobids, depends->n);
 	la_privileged_end(&p);
 
 	/* Jobids are positive: the workers' shared memory uses 0 for "no task". */
@@ -240,23 +255,55 @@ la_submit_insert(const LaNewTask *task)
 	return jobid;
 }
 
-/* depends_on (the sixth argument): not taken yet. */
-static bool
+static int
+la_submit_jobid_cmp(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/*
+ * depends_on (the sixth argument): NULL or empty is none; the elements of
+ * an array of any dimensions, each once.  A NULL element is refused
+ * rather than skipped: it names no task to wait for.
+ */
+static LaDepends
 la_submit_depends_arg(FunctionCallInfo fcinfo)
 {
-	if (PG_NARGS() < 6 || PG_ARGISNULL(5) || ArrayGetNItems(ARR_NDIM(PG_GETARG_ARRAYTYPE_P(5)),
-														   ARR_DIMS(PG_GETARG_ARRAYTYPE_P(5))) == 0)
-		return false;
-	ereport(ERROR,
-			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-			 errmsg("depends_on is not supported yet")));
-	return true;
+	LaDepends	depends = {NULL, 0};
+	Datum	   *elems;
+	bool	   *nulls;
+	int			nelems;
+
+	if (PG_NARGS() < 6 || PG_ARGISNULL(5))
+		return depends;
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(5), INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
+					  TYPALIGN_DOUBLE, &elems, &nulls, &nelems);
+	if (nelems == 0)
+		return depends;
+	depends.jobids = palloc(sizeof(int64) * nelems);
+	for (int i = 0; i < nelems; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("depends_on must not contain null")));
+		depends.jobids[i] = DatumGetInt64(elems[i]);
+	}
+	qsort(depends.jobids, nelems, sizeof(int64), la_submit_jobid_cmp);
+	for (int i = 0; i < nelems; i++)
+		if (depends.n == 0 || depends.jobids[depends.n - 1] != depends.jobids[i])
+			depends.jobids[depends.n++] = depends.jobids[i];
+	return depends;
 }
 
 Datum
 lantern_async_task(PG_FUNCTION_ARGS)
 {
 	LaNewTask	task = {0};
+	LaDepends	depends;
 	Oid			roleid = GetUserId();
 	int64		jobid;
 
@@ -270,13 +317,14 @@ lantern_async_task(PG_FUNCTION_ARGS)
 	task.timeout = la_submit_timeout_arg(fcinfo);
 	task.due = la_submit_run_after_arg(fcinfo);
 	task.retries = la_submit_retries_arg(fcinfo);
-	task.depends = la_submit_depends_arg(fcinfo);
+	depends = la_submit_depends_arg(fcinfo);
+	task.depends = depends.n > 0;
 
 	la_submit_check_database();
 	la_submit_check_role(roleid);
 	task.roleid = roleid;
 	task.username = GetUserNameFromId(roleid, false);
-	jobid = la_submit_insert(&task);
+	jobid = la_submit_insert(&task, &depends);
 
 	if (!la_xact_callback_registered)
 	{

@@ -161,6 +161,7 @@ extern PGDLLEXPORT bool la_slot_set_job(int index, int64 jobid, Oid tasks_relid,
 										 LaSlotJob *prior);
 extern PGDLLEXPORT void la_slot_unset_job(int index, int64 jobid, const LaSlotJob *prior);
 extern PGDLLEXPORT void la_slot_task_done(int index);
+extern PGDLLEXPORT void la_slot_tasks_decided(int index, int64 ntasks);
 extern PGDLLEXPORT void la_slot_park(int index, const char *status, const char *sqlstate,
 									 const char *message);
 extern void la_slot_park_fatal(int index, const char *sqlstate, const char *message);

@@ -96,6 +96,22 @@ la_slot_task_done(int index)
 }
 
 /*
+ * A claim decided ntasks tasks without running them (a task whose
+ * dependency failed, one left waiting for its dependencies): work done,
+ * which the launcher counts as it counts finished tasks (control.Exit),
+ * so that a worker that only decided is not taken for one that failed.
+ */
+void
+la_slot_tasks_decided(int index, int64 ntasks)
+{
+	LaSlot	   *slot = &la_shmem->slots[index];
+
+	SpinLockAcquire(&la_shmem->mutex);
+	slot->tasks_run += ntasks;
+	SpinLockRelease(&la_shmem->mutex);
+}
+
+/*
  * Fill this worker's own parked outcome; only the slot's worker writes it,
  * and only the launcher reads it, once that worker has exited (la_slot_reap),
  * so the copy needs no lock: the spinlock that then sets parked.set orders

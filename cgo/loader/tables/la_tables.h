@@ -115,6 +115,11 @@ typedef struct LaNewTask
 } LaNewTask;
 
 extern int64 la_queue_insert(const LaCatalog *cat, const LaNewTask *task);
+
+/* A task's dependencies, from 0.5.0 on (dependencies.c); jobids sorted, distinct. */
+extern void la_dependencies_check_visible(const LaCatalog *cat, const int64 *jobids, int n);
+extern void la_dependencies_record(const LaCatalog *cat, int64 jobid, const int64 *jobids, int n);
+extern void la_dependencies_requeue(const LaCatalog *cat, Datum jobids);
 extern Datum la_queue_text(const char *value, char *null);
 extern int	la_queue_run(struct _SPI_plan *plan, Datum *values, const char *nulls, bool latest);
 

@@ -42,8 +42,9 @@ la_queue_unqueue_sql(const LaCatalog *cat, const LaSettle *s, bool one)
 {
 	if (!la_queue_leaves_pending(s) || !la_queue_has_due(cat))
 		return "";
+	/* depends too: a dependency's end must never queue a task that ended again (dependencies.c) */
 	return psprintf(", unqueued AS ("
-					"  UPDATE %s o SET due = NULL WHERE %s)",
+					"  UPDATE %s o SET due = NULL, depends = false WHERE %s)",
 					cat->task_owners_name,
 					one ? "o.jobid = $1 AND EXISTS (SELECT FROM settled)"
 					: "o.jobid = ANY ((SELECT array_agg(jobid) FROM settled)::bigint[])");
@@ -82,7 +83,7 @@ la_queue_settle_sql(const LaCatalog *cat, const LaSettle *s)
 					"recorded AS ("
 					"  INSERT INTO %s (jobid, sqlstate) "
 					"  SELECT jobid, $7 FROM settled WHERE $7 IS NOT NULL)%s "
-					"SELECT count(*) FROM settled",
+					"SELECT count(*), array_agg(jobid) FROM settled",
 					cat->tasks_name, cat->task_owners_name, cat->task_owners_name,
 					s->skip_locked ? " SKIP LOCKED" : "",
 					cat->tasks_name, cat->task_errors_name, la_queue_unqueue_sql(cat, s, false));
@@ -186,8 +187,9 @@ la_queue_settle_one(const LaCatalog *cat, const LaSettle *s)
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
+/* *settled: the jobids that changed status (a bigint[]), when more than one may have. */
 static int64
-la_queue_settle_rows(const LaCatalog *cat, const LaSettle *s)
+la_queue_settle_rows(const LaCatalog *cat, const LaSettle *s, Datum *settled)
 {
 	Oid			types[9] = {INT8OID, OIDOID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
 	INT8ARRAYOID, INT8ARRAYOID};
@@ -215,7 +217,16 @@ la_queue_settle_rows(const LaCatalog *cat, const LaSettle *s)
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "lantern_async could not update the status of tasks: %s",
 			 SPI_result_code_string(rc));
+	*settled = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* A status no task leaves: its dependents may be decided. */
+static bool
+la_queue_is_final(const char *status)
+{
+	return status != NULL && (strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0 ||
+							  strcmp(status, "canceled") == 0);
 }
 
 /*
@@ -225,15 +236,25 @@ la_queue_settle_rows(const LaCatalog *cat, const LaSettle *s)
 int64
 la_queue_settle(const LaCatalog *cat, const LaSettle *s)
 {
+	Datum		settled = (Datum) 0;
 	int64		n;
 
-	/* Not finished: its waiters keep waiting. */
+	/* Not finished: its waiters keep waiting, and its dependents too. */
 	if (la_queue_is_retry(s))
 		return la_queue_retry(cat, s);
-	n = la_queue_settle_rows(cat, s);
+	n = la_queue_settle_rows(cat, s, &settled);
 
 	if (n > 0)
 		la_wait_note_finished(!s->all_jobs && s->only == NULL ? s->jobid : 0);
+	/* From 0.5.0 on: the tasks waiting for these may be decided now (dependencies.c). */
+	if (n > 0 && OidIsValid(cat->task_dependencies) && la_queue_is_final(s->to_status))
+	{
+		char		null;
+
+		if (settled == (Datum) 0)
+			settled = la_queue_jobids(&s->jobid, 1, &null);
+		la_dependencies_requeue(cat, settled);
+	}
 	return n;
 }
 
