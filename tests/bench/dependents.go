@@ -32,20 +32,8 @@ func (b *bench) dependents() error {
 	}
 	checked := time.Since(t0)
 	progress("   dependents: %d tasks waiting on task %d after %.1f s", dependentTasks, blocker, checked.Seconds())
-	same, err := b.waitingClaim(benchRole, b.user)
+	same, another, err := b.claimsBeside(first, last)
 	if err != nil {
-		return err
-	}
-	other, err := b.otherUser()
-	if err != nil {
-		return err
-	}
-	defer other.Close(b.ctx)
-	another, err := b.waitingClaim(waitingOtherRole, other)
-	if err != nil {
-		return err
-	}
-	if err := b.checkPending(first, last); err != nil {
 		return err
 	}
 	b.dependentsRows(checked, same, another)
@@ -77,19 +65,6 @@ func (b *bench) waitDependentsOutOfQueue(first, last int64) error {
 			WHERE jobid BETWEEN $1 AND $2 AND due IS NOT NULL`, first, last).Scan(&n)
 		return n == 0, err
 	})
-}
-
-// checkPending fails unless every task first..last is still pending.
-func (b *bench) checkPending(first, last int64) error {
-	var n int64
-	if err := b.su.QueryRow(b.ctx, `SELECT count(*) FROM lantern.tasks
-		WHERE jobid BETWEEN $1 AND $2 AND status = 'pending'`, first, last).Scan(&n); err != nil {
-		return err
-	}
-	if n != last-first+1 {
-		return fmt.Errorf("%d of the %d tasks %d..%d are pending, want all", n, last-first+1, first, last)
-	}
-	return nil
 }
 
 func (b *bench) dependentsRows(checked time.Duration, same, another string) {

@@ -57,20 +57,8 @@ func (b *bench) waiting() error {
 	if err != nil {
 		return err
 	}
-	same, err := b.waitingClaim(benchRole, b.user)
+	same, another, err := b.claimsBeside(first, last)
 	if err != nil {
-		return err
-	}
-	other, err := b.otherUser()
-	if err != nil {
-		return err
-	}
-	defer other.Close(b.ctx)
-	another, err := b.waitingClaim(waitingOtherRole, other)
-	if err != nil {
-		return err
-	}
-	if err := b.checkWaitingPending(first, last); err != nil {
 		return err
 	}
 	b.waitingRows(idle, same, another)
@@ -185,16 +173,34 @@ func (b *bench) otherUser() (*pgx.Conn, error) {
 	return b.c.Connect(b.ctx, dbName, waitingOtherRole)
 }
 
-// checkWaitingPending fails unless every waiting task is still pending:
+// claimsBeside is row 8's SELECT 1 claim cost by benchRole and by
+// waitingOtherRole while the tasks first..last wait; then it checks that
+// none of them started meanwhile.
+func (b *bench) claimsBeside(first, last int64) (same, another string, err error) {
+	if same, err = b.waitingClaim(benchRole, b.user); err != nil {
+		return "", "", err
+	}
+	other, err := b.otherUser()
+	if err != nil {
+		return "", "", err
+	}
+	defer other.Close(b.ctx)
+	if another, err = b.waitingClaim(waitingOtherRole, other); err != nil {
+		return "", "", err
+	}
+	return same, another, b.checkPending(first, last)
+}
+
+// checkPending fails unless every task first..last is still pending:
 // none may have started early.
-func (b *bench) checkWaitingPending(first, last int64) error {
-	var n int
+func (b *bench) checkPending(first, last int64) error {
+	var n int64
 	if err := b.su.QueryRow(b.ctx, `SELECT count(*) FROM lantern.tasks
 		WHERE jobid BETWEEN $1 AND $2 AND status = 'pending'`, first, last).Scan(&n); err != nil {
 		return err
 	}
-	if n != waitingTasks {
-		return fmt.Errorf("%d of the %d waiting tasks are pending, want all", n, waitingTasks)
+	if n != last-first+1 {
+		return fmt.Errorf("%d of the %d tasks %d..%d are pending, want all", n, last-first+1, first, last)
 	}
 	return nil
 }

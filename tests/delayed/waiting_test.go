@@ -2,11 +2,9 @@ package delayed
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/lanterndata/lantern_async/tests/internal/testkit"
 	"github.com/stretchr/testify/require"
 )
@@ -58,32 +56,9 @@ func TestWaitingTasksCostNothing(t *testing.T) {
 	wc := testkit.Connect(t, waiter)
 	testkit.MustExec(t, wc, fmt.Sprintf(`SELECT count(lantern.async_task('SELECT 1',
 		run_after => clock_timestamp() + interval '10 min' + i * interval '3 s')) FROM generate_series(1, %d) i`, waitingTasks))
-	connected, closeConn := testkit.ReconnectingTo(testkit.Cluster, func(conn *pgx.Conn) (bool, string, error) {
-		in, _, err := testkit.OurProcesses(conn)
-		return len(in) > 0, fmt.Sprintf("connected to a database: %v", in), err
-	})
-	defer closeConn()
 	// The submit's commit may start a worker, which finds nothing due and
-	// leaves; so may the workers of the tests before, and a database's last
-	// worker leaving sends a scout there (at most one a second): wait until
-	// nothing of ours has been in a database for longer than that.
-	var quietSince time.Time
-	testkit.RequirePoll(t, testkit.WaitTimeout, "no process of ours in a database for 2 s after the submit", func() (bool, string) {
-		in, seen := connected()
-		if in || !strings.HasPrefix(seen, "connected to a database") {
-			quietSince = time.Time{}
-			return false, seen
-		}
-		if quietSince.IsZero() {
-			quietSince = time.Now()
-		}
-		return time.Since(quietSince) > 2*time.Second, seen
-	})
-
-	from := len(testkit.Cluster.Log())
-	idle := testkit.LauncherNaptime + time.Second
-	testkit.Never(t, idle, connected, "a lantern_async process in a database while only tasks for later wait")
-	require.Empty(t, testkit.CensusOf(testkit.Cluster.Log()[from:]).Starts, "processes of ours started in %v", idle)
+	// leaves; so may the workers of the tests before.
+	testkit.RequireNoneStartWhileWaiting(t, "tasks for later")
 	require.Equal(t, map[string]int{"pending": waitingTasks}, testkit.StatusCounts(t, su, waiter))
 
 	carol := testkit.Connect(t, "carol")

@@ -2,11 +2,9 @@ package dependencies
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/lanterndata/lantern_async/tests/internal/testkit"
 	"github.com/stretchr/testify/require"
 )
@@ -46,31 +44,7 @@ func TestWaitingTasksCostNothing(t *testing.T) {
 		}
 		return n[0] == waitingTasks, fmt.Sprintf("%d waiting", n[0])
 	}))
-	connected, closeConn := testkit.ReconnectingTo(testkit.Cluster, func(conn *pgx.Conn) (bool, string, error) {
-		in, _, err := testkit.OurProcesses(conn)
-		return len(in) > 0, fmt.Sprintf("connected to a database: %v", in), err
-	})
-	defer closeConn()
-	// The workers that found them waiting leave after worker_idle_timeout;
-	// a database's last worker leaving sends a scout there (at most one a
-	// second): wait until nothing of ours has been in a database for 2 s.
-	var quietSince time.Time
-	testkit.RequirePoll(t, testkit.WaitTimeout, "no process of ours in a database for 2 s", func() (bool, string) {
-		in, seen := connected()
-		if in || !strings.HasPrefix(seen, "connected to a database") {
-			quietSince = time.Time{}
-			return false, seen
-		}
-		if quietSince.IsZero() {
-			quietSince = time.Now()
-		}
-		return time.Since(quietSince) > 2*time.Second, seen
-	})
-
-	from := len(testkit.Cluster.Log())
-	idle := testkit.LauncherNaptime + time.Second
-	testkit.Never(t, idle, connected, "a lantern_async process in a database while only waiting tasks are queued")
-	require.Empty(t, testkit.CensusOf(testkit.Cluster.Log()[from:]).Starts, "processes of ours started in %v", idle)
+	testkit.RequireNoneStartWhileWaiting(t, "waiting tasks")
 	require.Equal(t, map[string]int{"pending": waitingTasks + 1}, testkit.StatusCounts(t, su, waiter))
 	// The workers that only decided, gone by now, did their work: the launcher does not hold
 	// the role back as if they had failed.

@@ -250,3 +250,34 @@ func ReconnectingTo(c *pgcluster.Cluster, cond func(conn *pgx.Conn) (bool, strin
 		return met, seen
 	}, closeConn
 }
+
+// RequireNoneStartWhileWaiting waits until no process of ours has been in
+// a database for 2 s (workers that found nothing to run leave after
+// worker_idle_timeout, and a database's last worker leaving sends a scout
+// there, at most one a second), then requires that for the launcher's nap
+// + 1 s none connects to a database and none starts (the postmaster log's
+// census): what is queued only waits. what says what is queued.
+func RequireNoneStartWhileWaiting(t *testing.T, what string) {
+	t.Helper()
+	connected, closeConn := ReconnectingTo(Cluster, func(conn *pgx.Conn) (bool, string, error) {
+		in, _, err := OurProcesses(conn)
+		return len(in) > 0, fmt.Sprintf("connected to a database: %v", in), err
+	})
+	defer closeConn()
+	var quietSince time.Time
+	RequirePoll(t, WaitTimeout, "no process of ours in a database for 2 s", func() (bool, string) {
+		in, seen := connected()
+		if in || !strings.HasPrefix(seen, "connected to a database") {
+			quietSince = time.Time{}
+			return false, seen
+		}
+		if quietSince.IsZero() {
+			quietSince = time.Now()
+		}
+		return time.Since(quietSince) > 2*time.Second, seen
+	})
+	from := len(Cluster.Log())
+	idle := LauncherNaptime + time.Second
+	Never(t, idle, connected, "a lantern_async process in a database while only "+what+" are queued")
+	require.Empty(t, CensusOf(Cluster.Log()[from:]).Starts, "processes of ours started in %v", idle)
+}
