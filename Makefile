@@ -30,7 +30,7 @@ OBJS = $(LOADER)/entry/loader.o $(LOADER)/entry/golib.o \
        $(LOADER)/tables/attempts.o $(LOADER)/tables/statements.o $(LOADER)/tables/dependencies.o \
        $(LOADER)/state/shmem.o $(LOADER)/state/slots.o $(LOADER)/state/slot_job.o \
        $(LOADER)/state/slot_wake.o $(LOADER)/state/slot_cancel.o $(LOADER)/state/blocks.o \
-       $(LOADER)/state/demand.o $(LOADER)/state/lost.o $(LOADER)/state/history.o \
+       $(LOADER)/state/demand.o $(LOADER)/state/commit_notes.o $(LOADER)/state/lost.o $(LOADER)/state/history.o \
        $(LOADER)/state/waiters.o \
        $(LOADER)/base/guc.o
 # Every #include of ours names its layer's folder: "state/la_state.h".

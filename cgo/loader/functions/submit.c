@@ -1,6 +1,6 @@
 /*
  * submit.c - lantern.async_task(): queue a task, and note it on the demand
- * board at commit
+ * board at commit (state/commit_notes.c)
  */
 #include "postgres.h"
 
@@ -25,73 +25,6 @@
 #include "state/la_state.h"
 
 PG_FUNCTION_INFO_V1(lantern_async_task);
-
-/*
- * Tasks this backend queued in the current transaction, per role (SET ROLE
- * between submits gives several).  Beyond LA_QUEUED_ROLES roles the commit
- * asks for a scout of the database instead, which finds them all.
- */
-#define LA_QUEUED_ROLES 8
-
-typedef struct LaQueued
-{
-	Oid			roleid;
-	int64		ntasks;
-	TimestampTz due;			/* the earliest any of them may start */
-} LaQueued;
-
-static LaQueued la_queued[LA_QUEUED_ROLES];
-static int	la_nqueued = 0;
-static bool la_queued_overflow = false;
-static bool la_xact_callback_registered = false;
-
-static void
-la_submit_remember(Oid roleid, TimestampTz due)
-{
-	for (int i = 0; i < la_nqueued; i++)
-		if (la_queued[i].roleid == roleid)
-		{
-			la_queued[i].ntasks++;
-			la_queued[i].due = Min(la_queued[i].due, due);
-			return;
-		}
-	if (la_nqueued == LA_QUEUED_ROLES)
-	{
-		la_queued_overflow = true;
-		return;
-	}
-	la_queued[la_nqueued].roleid = roleid;
-	la_queued[la_nqueued].ntasks = 1;
-	la_queued[la_nqueued].due = due;
-	la_nqueued++;
-}
-
-/*
- * Note the work at commit, never at insert: only then is the row durable
- * and visible to a worker.  An aborted transaction queued nothing; a
- * prepared one is noted when COMMIT PREPARED commits (hooks/dbguard.c).
- */
-static void
-la_submit_xact_callback(XactEvent event, void *arg)
-{
-	switch (event)
-	{
-		case XACT_EVENT_COMMIT:
-			for (int i = 0; i < la_nqueued; i++)
-				la_demand_note_at(MyDatabaseId, la_queued[i].roleid, la_queued[i].ntasks,
-								  la_queued[i].due);
-			if (la_queued_overflow)
-				la_demand_note(MyDatabaseId, InvalidOid, 0);
-			/* FALLTHROUGH */
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PREPARE:
-			la_nqueued = 0;
-			la_queued_overflow = false;
-			break;
-		default:
-			break;
-	}
-}
 
 static char *
 la_submit_query_arg(FunctionCallInfo fcinfo)
@@ -326,11 +259,6 @@ lantern_async_task(PG_FUNCTION_ARGS)
 	task.username = GetUserNameFromId(roleid, false);
 	jobid = la_submit_insert(&task, &depends);
 
-	if (!la_xact_callback_registered)
-	{
-		RegisterXactCallback(la_submit_xact_callback, NULL);
-		la_xact_callback_registered = true;
-	}
-	la_submit_remember(roleid, task.due);
+	la_demand_note_at_commit(roleid, task.due);
 	PG_RETURN_INT64(jobid);
 }

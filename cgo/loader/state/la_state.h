@@ -202,6 +202,8 @@ extern PGDLLEXPORT void la_lost_forget_database(Oid dboid);
 /* The demand board (demand.c) */
 extern PGDLLEXPORT void la_demand_note(Oid dboid, Oid roleid, int64 ntasks);
 extern PGDLLEXPORT void la_demand_note_at(Oid dboid, Oid roleid, int64 ntasks, TimestampTz due);
+/* commit_notes.c: one more task of roleid queued in this transaction, noted at its commit (due 0: now) */
+extern void la_demand_note_at_commit(Oid roleid, TimestampTz due);
 extern PGDLLEXPORT void la_demand_note_pending(Oid dboid, Oid roleid, int64 pending, TimestampTz due);
 extern PGDLLEXPORT void la_demand_looking(Oid dboid, Oid roleid);
 extern PGDLLEXPORT void la_demand_claimed(Oid dboid, Oid roleid);

@@ -28,24 +28,6 @@
 #include "tables/la_tables.h"
 #include "state/la_state.h"
 
-/*
- * The (database, role) pairs whose dependents this transaction requeued,
- * noted on the demand board when it commits.  Beyond LA_REQUEUED_ROLES
- * pairs the commit asks for a scout of the database instead.
- */
-#define LA_REQUEUED_ROLES 8
-
-typedef struct LaRequeued
-{
-	Oid			roleid;
-	int64		ntasks;
-} LaRequeued;
-
-static LaRequeued la_requeued[LA_REQUEUED_ROLES];
-static int	la_nrequeued = 0;
-static bool la_requeued_overflow = false;
-static bool la_requeue_callback_registered = false;
-
 /* The same error for a jobid that does not exist and one the caller may not name. */
 static void
 la_dependencies_not_found(int64 jobid)
@@ -203,53 +185,6 @@ la_dependencies_record(const LaCatalog *cat, int64 jobid, const int64 *jobids, i
 		elog(ERROR, "lantern_async could not record the dependencies of a task");
 }
 
-/* Note the requeued dependents at commit, never before: only then can a claim see them. */
-static void
-la_dependencies_xact_callback(XactEvent event, void *arg)
-{
-	switch (event)
-	{
-		case XACT_EVENT_COMMIT:
-			for (int i = 0; i < la_nrequeued; i++)
-				la_demand_note(MyDatabaseId, la_requeued[i].roleid, la_requeued[i].ntasks);
-			if (la_requeued_overflow)
-				la_demand_note(MyDatabaseId, InvalidOid, 0);
-			/* FALLTHROUGH */
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PREPARE:
-			/* A prepared transaction is noted at COMMIT PREPARED (a scout, hooks/dbguard.c). */
-			la_nrequeued = 0;
-			la_requeued_overflow = false;
-			break;
-		default:
-			break;
-	}
-}
-
-static void
-la_dependencies_remember(Oid roleid)
-{
-	if (!la_requeue_callback_registered)
-	{
-		RegisterXactCallback(la_dependencies_xact_callback, NULL);
-		la_requeue_callback_registered = true;
-	}
-	for (int i = 0; i < la_nrequeued; i++)
-		if (la_requeued[i].roleid == roleid)
-		{
-			la_requeued[i].ntasks++;
-			return;
-		}
-	if (la_nrequeued == LA_REQUEUED_ROLES)
-	{
-		la_requeued_overflow = true;
-		return;
-	}
-	la_requeued[la_nrequeued].roleid = roleid;
-	la_requeued[la_nrequeued].ntasks = 1;
-	la_nrequeued++;
-}
-
 /*
  * No task has ever had a dependency here: task_dependencies has no page.
  * A dependent left waiting was read by the claim that left it so, which
@@ -324,7 +259,7 @@ la_dependencies_requeue(const LaCatalog *cat, Datum jobids)
 		HeapTuple	row = SPI_tuptable->vals[r];
 
 		if (DatumGetObjectId(SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull)) == MyDatabaseId)
-			la_dependencies_remember(DatumGetObjectId(SPI_getbinval(row, SPI_tuptable->tupdesc, 1,
-																	&isnull)));
+			la_demand_note_at_commit(DatumGetObjectId(SPI_getbinval(row, SPI_tuptable->tupdesc, 1,
+																	&isnull)), 0);
 	}
 }
