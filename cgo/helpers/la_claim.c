@@ -137,8 +137,18 @@ la_bk_claim_passed(LaClaim *c, LaPrivileged *p, TimestampTz now)
 	TupleDesc	desc = SPI_tuptable->tupdesc;
 	bool		isnull;
 
-	if (SPI_processed != 1 || desc->natts < 6 ||
-		!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], desc, 6, &isnull)))
+	if (SPI_processed != 1 || desc->natts < 7)
+		return false;
+	/* An ended task's entry, dropped by the pick: pick again, as after a decision. */
+	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], desc, 7, &isnull)))
+	{
+		c->decided++;
+		if (c->decided < LA_CLAIM_DECISIONS)
+			return true;
+		c->more = true;
+		return false;
+	}
+	if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], desc, 6, &isnull)))
 		return false;
 	/* Left as it is, due: the next claim picks it first. */
 	if (c->decided == LA_CLAIM_DECISIONS)

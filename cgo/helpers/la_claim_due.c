@@ -27,28 +27,37 @@
  * deadlock.  $3 is the claim's clock, not now(): a task submitted after
  * this transaction began is due as soon as its commit shows it.  A task
  * with dependencies (o.depends) is picked, and locked, but not claimed:
- * the last column says so, and la_claim_deps.c decides it.
+ * the sixth column says so, and la_claim_deps.c decides it.  An entry
+ * whose task is no longer pending (one canceled while a dependency's end
+ * queued it again: loader/tables/queue.c) is dropped from the queue: the
+ * seventh column says so, and the claim picks again.
  */
 char *
 la_bk_claim_due_sql(const LaCatalog *cat)
 {
 	return psprintf("WITH pick AS ("
-					"  SELECT t.jobid, o.depends FROM %s o JOIN %s t ON t.jobid = o.jobid "
-					"  WHERE o.roleid = $1 AND o.datid = $2 AND o.due <= $3 AND t.status = 'pending' "
+					"  SELECT t.jobid, o.depends, t.status FROM %s o JOIN %s t ON t.jobid = o.jobid "
+					"  WHERE o.roleid = $1 AND o.datid = $2 AND o.due <= $3 "
 	/* dropped (or, on 15, NOLOGIN) since this worker logged in: a scout fails its tasks */
 					"    AND EXISTS (SELECT FROM pg_catalog.pg_authid r "
 					"                WHERE r.oid = $1 AND " LA_ROLE_LOGIN_SQL ") "
 					"  ORDER BY o.due, o.jobid LIMIT 1 FOR UPDATE OF t SKIP LOCKED), "
 					"claimed AS ("
 					"  UPDATE %s u SET status = 'running' FROM pick "
-					"  WHERE u.jobid = pick.jobid AND NOT pick.depends RETURNING u.jobid, u.query), "
+					"  WHERE u.jobid = pick.jobid AND pick.status = 'pending' AND NOT pick.depends "
+					"  RETURNING u.jobid, u.query), "
 					"unqueued AS ("
 					"  UPDATE %s o SET due = NULL, attempts = o.attempts + 1 FROM claimed c "
-					"  WHERE o.jobid = c.jobid RETURNING o.jobid, o.timeout, o.attempts, o.retries) "
-					"SELECT pick.jobid, c.query, q.timeout, q.attempts, q.retries, pick.depends "
+					"  WHERE o.jobid = c.jobid RETURNING o.jobid, o.timeout, o.attempts, o.retries), "
+					"dropped AS ("
+					"  UPDATE %s o SET due = NULL, depends = false FROM pick "
+					"  WHERE o.jobid = pick.jobid AND pick.status IS DISTINCT FROM 'pending') "
+					"SELECT pick.jobid, c.query, q.timeout, q.attempts, q.retries, "
+					"       pick.depends AND pick.status = 'pending', pick.status IS DISTINCT FROM 'pending' "
 					"FROM pick LEFT JOIN claimed c ON c.jobid = pick.jobid "
 					"LEFT JOIN unqueued q ON q.jobid = pick.jobid",
-					cat->task_owners_name, cat->tasks_name, cat->tasks_name, cat->task_owners_name);
+					cat->task_owners_name, cat->tasks_name, cat->tasks_name, cat->task_owners_name,
+					cat->task_owners_name);
 }
 
 /*
@@ -65,7 +74,7 @@ la_bk_claim_ready_sql(const LaCatalog *cat)
 					"unqueued AS ("
 					"  UPDATE %s o SET due = NULL, attempts = o.attempts + 1, depends = false FROM claimed c "
 					"  WHERE o.jobid = c.jobid RETURNING o.jobid, o.timeout, o.attempts, o.retries) "
-					"SELECT c.jobid, c.query, q.timeout, q.attempts, q.retries, false "
+					"SELECT c.jobid, c.query, q.timeout, q.attempts, q.retries, false, false "
 					"FROM claimed c JOIN unqueued q ON q.jobid = c.jobid",
 					cat->tasks_name, cat->task_owners_name);
 }

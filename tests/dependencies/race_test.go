@@ -126,26 +126,38 @@ func racePair(t *testing.T, conn *pgx.Conn, rng *rand.Rand, failing bool) (dep, 
 }
 
 // TestEndDoesNotWaitForUserLock: a dependent being canceled in a
-// transaction left open holds its queue entry; its dependency's end,
-// which queues waiting dependents again, leaves that one alone instead of
-// waiting for the user: the dependency is recorded succeeded while the
-// cancel is open, and the dependent ends canceled.
+// transaction left open; its dependency's end, which queues waiting
+// dependents again, does not wait for the user: the dependency is
+// recorded succeeded while the cancel is open. Committed, the cancel
+// wins, and a claim drops the canceled task's entry from the queue;
+// rolled back, the dependent runs (before, it was left waiting for good).
 func TestEndDoesNotWaitForUserLock(t *testing.T) {
-	testkit.Begin(t)
-	su := testkit.Connect(t, testkit.Superuser)
-	carol := testkit.Connect(t, "carol")
-	lock := testkit.HoldAdvisoryLock(t)
-	b := testkit.Submit(t, carol, lock.WaitSQL())
-	lock.WaitBlocked(t, su, []int64{b})
-	a := submitAfter(t, carol, "SELECT 1", b)
-	waitWaiting(t, su, a)
-	canceler := testkit.Connect(t, "carol")
-	tx := testkit.BeginHeld(t, canceler)
-	testkit.RequireCancelTask(t, canceler, a, true)
-	lock.Release(t)
-	testkit.RequireSucceeded(t, su, b)
-	tx.End(t, "COMMIT")
-	testkit.RequireCanceled(t, carol, a, "57014")
-	require.True(t, testkit.QueryOne[bool](t, su,
-		"SELECT due IS NULL AND NOT depends FROM lantern.task_owners WHERE jobid = $1", a))
+	for _, end := range []string{"COMMIT", "ROLLBACK"} {
+		t.Run(end, func(t *testing.T) {
+			testkit.Begin(t)
+			su := testkit.Connect(t, testkit.Superuser)
+			carol := testkit.Connect(t, "carol")
+			lock := testkit.HoldAdvisoryLock(t)
+			b := testkit.Submit(t, carol, lock.WaitSQL())
+			lock.WaitBlocked(t, su, []int64{b})
+			a := submitAfter(t, carol, "SELECT 1", b)
+			waitWaiting(t, su, a)
+			canceler := testkit.Connect(t, "carol")
+			tx := testkit.BeginHeld(t, canceler)
+			testkit.RequireCancelTask(t, canceler, a, true)
+			lock.Release(t)
+			testkit.RequireSucceeded(t, su, b)
+			tx.End(t, end)
+			if end == "ROLLBACK" {
+				testkit.RequireSucceeded(t, carol, a)
+				return
+			}
+			testkit.RequireCanceled(t, carol, a, "57014")
+			testkit.RequirePoll(t, testkit.WaitTimeout, "the canceled task out of the queue", func() (bool, string) {
+				out := testkit.QueryOne[bool](t, su,
+					"SELECT due IS NULL AND NOT depends FROM lantern.task_owners WHERE jobid = $1", a)
+				return out, "still queued"
+			})
+		})
+	}
 }

@@ -202,12 +202,15 @@ la_dependencies_none(const LaCatalog *cat)
 }
 
 /*
- * Those waiting for the settled tasks, locked, and then queued again: one
- * locked by another transaction is left alone.  Another settle's
- * requeue queues it itself; a cancel_task() of it under way (the only
- * lock a user can hold on it) cancels it; should that cancel roll back,
- * it waits until its next dependency ends (README, Known limitations).
- * The update tests nothing but the locked jobids (queue.c says why).
+ * Those still pending and waiting for the settled tasks, locked, and then
+ * queued again.  A cancel_task() of one leaves its waiting row unlocked
+ * (queue.c), so an open cancel does not keep it from the queue: should
+ * the cancel roll back, a claim decides it; should it commit, a claim
+ * drops the entry of the canceled task.  One locked by another
+ * transaction is left alone: only another settle's requeue holds it, and
+ * queues it itself (or, rolled back, the dependency it settled has not
+ * ended, and its end will).  The update tests nothing but the locked
+ * jobids (queue.c says why).
  */
 static char *
 la_dependencies_requeue_sql(const LaCatalog *cat)
@@ -217,11 +220,13 @@ la_dependencies_requeue_sql(const LaCatalog *cat)
 					"  WHERE o.jobid = ANY ((SELECT pg_catalog.array_agg(d.jobid) FROM %s d "
 					"                        WHERE d.depends_on = ANY ($1))::bigint[]) "
 					"    AND o.due IS NULL AND o.depends "
+					"    AND EXISTS (SELECT FROM %s t WHERE t.jobid = o.jobid AND t.status = 'pending') "
 					"  FOR UPDATE OF o SKIP LOCKED) "
 					"UPDATE %s o SET due = $2 "
 					"WHERE o.jobid = ANY ((SELECT pg_catalog.array_agg(jobid) FROM waiting)::bigint[]) "
 					"RETURNING o.roleid, o.datid",
-					cat->task_owners_name, cat->task_dependencies_name, cat->task_owners_name);
+					cat->task_owners_name, cat->task_dependencies_name, cat->tasks_name,
+					cat->task_owners_name);
 }
 
 /*

@@ -42,9 +42,17 @@ la_queue_unqueue_sql(const LaCatalog *cat, const LaSettle *s, bool one)
 {
 	if (!la_queue_leaves_pending(s) || !la_queue_has_due(cat))
 		return "";
-	/* depends too: a dependency's end must never queue a task that ended again (dependencies.c) */
+	/*
+	 * A task waiting for its dependencies (due NULL, depends) is not in
+	 * the queue: its row is left alone, unlocked, so that a dependency's
+	 * end can queue it again while this settle's transaction is open; if
+	 * that transaction rolls back, the task is decided then, and if it
+	 * commits, a claim drops the ended task's entry (la_claim_due.c).
+	 * Written so that no partial index matches it (see above).
+	 */
 	return psprintf(", unqueued AS ("
-					"  UPDATE %s o SET due = NULL, depends = false WHERE %s)",
+					"  UPDATE %s o SET due = NULL, depends = false "
+					"  WHERE %s AND (o.due IS NOT NULL OR NOT o.depends))",
 					cat->task_owners_name,
 					one ? "o.jobid = $1 AND EXISTS (SELECT FROM settled)"
 					: "o.jobid = ANY ((SELECT array_agg(jobid) FROM settled)::bigint[])");
