@@ -10,15 +10,17 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestClaimWalksPendingRowsInOrder: a claim walks the pending-rows index
-// in jobid order and checks the owner of the first pending rows only, even
-// when the statistics last saw an empty queue (as they do after every
-// burst). A plan that fetched every pending row, checked each one's owner
-// (an index scan of task_owners) and sorted them did that for every claim:
-// n tasks queued at once made about n²/2 owner lookups (and read 1,013,000
-// index entries for 1000 tasks). Counted: scans of task_owners' primary
-// key, which only the owner check makes here: between one and a few per
-// task.
+// TestClaimWalksPendingRowsInOrder: a claim walks the claims' queue in
+// order (from 0.5.0 the index task_owners_due_idx: its role's entries by
+// due time, then jobid) and looks at the first entries only, even when the
+// statistics last saw an empty queue (as they do after every burst). A
+// plan that fetched every pending row, checked each one's owner (an index
+// scan of task_owners) and sorted them did that for every claim: n tasks
+// queued at once made about n²/2 owner lookups (and read 1,013,000 index
+// entries for 1000 tasks). Counted: scans of task_owners' primary key,
+// which only the claim's own update of the owner row makes here, between
+// one and a few per task; and scans of the queue's index, one per claim
+// at least.
 func TestClaimWalksPendingRowsInOrder(t *testing.T) {
 	testkit.Begin(t)
 	su := testkit.Connect(t, testkit.Superuser)
@@ -31,7 +33,7 @@ func TestClaimWalksPendingRowsInOrder(t *testing.T) {
 			WHERE indexrelid = $1::regclass`, index)
 	}
 	ownerLookups := func() int64 { return indexScans("lantern.task_owners_pkey") }
-	walks := func() int64 { return indexScans("lantern.tasks_pending_idx") }
+	walks := func() int64 { return indexScans("lantern.task_owners_due_idx") }
 	testkit.WaitNoWorkers(t, su)
 	testkit.MustExec(t, su, "ANALYZE lantern.tasks")
 	before, walksBefore := ownerLookups(), walks()
@@ -40,7 +42,7 @@ func TestClaimWalksPendingRowsInOrder(t *testing.T) {
 		testkit.RowsLeft(su, 0, "lantern.tasks WHERE jobid BETWEEN $1 AND $2 AND status <> 'succeeded'", first, last))
 	testkit.WaitNoWorkers(t, su)
 	lookups, walked := ownerLookups()-before, walks()-walksBefore
-	t.Logf("%d scans of the pending rows' index", walked)
+	t.Logf("%d scans of the claims' queue index", walked)
 	t.Logf("%d tasks queued at once: %d owner lookups (%.1f per task)", n, lookups, float64(lookups)/n)
 	require.Less(t, lookups, int64(20*n), "owner lookups by the claims of %d tasks", n)
 	// And at least one per task: each claim checks the owner of the row it
@@ -48,5 +50,5 @@ func TestClaimWalksPendingRowsInOrder(t *testing.T) {
 	// some other way (a scan or hash of task_owners, which reads every row
 	// the role ever submitted), or that the count did not see the claims.
 	require.GreaterOrEqual(t, lookups, int64(n), "owner lookups by the claims of %d tasks: one per task at least", n)
-	require.GreaterOrEqual(t, walked, int64(n), "each claim walks the pending rows' index (tasks_pending_idx)")
+	require.GreaterOrEqual(t, walked, int64(n), "each claim walks the claims' queue index (task_owners_due_idx)")
 }
