@@ -252,7 +252,11 @@ la_exec(const char *query, LaError *err)
 	PG_TRY();
 	{
 		if (is_task)
+		{
+			/* Registers a callback once: it allocates, so inside the PG_TRY. */
+			la_exec_watch_commits();
 			la_exec_name_session(la_run.jobid);
+		}
 		/* Accepted before the task started (between claim and here): do not run it. */
 		if (is_task && la_slot_cancel_requested(la_run.slot, la_run.jobid))
 			ereport(ERROR,
@@ -297,7 +301,6 @@ la_exec_task(LaTaskRun *run, LaError *err)
 {
 	bool		ok;
 
-	la_exec_watch_commits();
 	la_run.active = true;
 	la_run.slot = run->slot;
 	la_run.jobid = run->jobid;
