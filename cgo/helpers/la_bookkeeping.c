@@ -160,22 +160,7 @@ la_bk_settle(const LaSettle *settle, uint32_t tasks_relid, int64_t *count, LaErr
 	LaSettleCall c = {settle, tasks_relid, count};
 
 	*count = 0;
-	if (!la_bk_run(la_bk_settle_body, &c, err))
-		return false;
-	if (*count > 0)
-		la_bk_note_retry(settle);
-	return true;
-}
-
-/*
- * Once a retry has committed, the board serves the task's role at its next
- * attempt, as a submit's commit would: this worker may leave before then.
- */
-void
-la_bk_note_retry(const LaSettle *settle)
-{
-	if (settle != NULL && la_queue_is_retry(settle))
-		la_demand_note_at(MyDatabaseId, GetAuthenticatedUserId(), 1, settle->due);
+	return la_bk_run(la_bk_settle_body, &c, err);
 }
 
 typedef struct LaQueues

@@ -111,7 +111,6 @@ extern bool la_bk_rollback;
 extern bool la_bk_ready(bool *ready, LaError *err);
 extern bool la_bk_settle(const LaSettle *settle, uint32_t tasks_relid, int64_t *count,
 						 LaError *err);
-extern void la_bk_note_retry(const LaSettle *settle);
 extern bool la_bk_queues(LaQueueRow **rows, int *nrows, LaError *err);
 extern bool la_bk_fail_orphans(const LaSettle *settle, int64_t *count, LaError *err);
 extern uint32_t la_bk_database(void);

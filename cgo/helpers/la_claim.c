@@ -29,7 +29,6 @@ typedef struct LaClaim
 	uint32_t	finished_relid;
 	LaClaimed  *out;
 	bool		refused;		/* the slot is retiring or the settings changed: the claim rolled back */
-	bool		recorded;		/* finished was recorded (unless refused) */
 	int64		named;			/* the jobid the slot names since la_slot_set_job, 0: none */
 	LaSlotJob	prior;			/* what the slot named before */
 	TimestampTz next_due;		/* found nothing due: when the next task may start, 0: none */
@@ -194,10 +193,7 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 	if (c->finished != NULL &&
 		(c->finished_relid == 0 || c->finished_relid == p->cat.tasks) &&
 		la_queue_settle(&p->cat, c->finished) > 0)
-	{
-		c->recorded = true;
 		ForceSyncCommit();
-	}
 
 	/*
 	 * And only an ordered walk can stop there: a plan chosen on statistics
@@ -301,8 +297,6 @@ la_bk_claim(int slot, const LaSettle *finished, uint32_t finished_relid, LaClaim
 			la_slot_task_done(slot);
 			return true;
 		}
-		if (c.recorded)
-			la_bk_note_retry(finished);
 		/* Committed: what it decided counts as work (la_slot_tasks_decided). */
 		if (c.decided > 0)
 			la_slot_tasks_decided(slot, c.decided);

@@ -15,16 +15,23 @@
 #include "utils/timestamp.h"
 
 #include "tables/la_tables.h"
+#include "state/la_state.h"
 
 /*
  * The attempt's row, as a part of a settle's statement whose "settled"
  * names the task, with $4 its error_message and $5 its SQLSTATE (both NULL
  * on success), and $6-$8 as la_queue_attempt_args puts them.
  */
+bool
+la_queue_records_attempt(const LaCatalog *cat, const LaSettle *s)
+{
+	return s->attempt > 0 && cat->task_attempts_name != NULL;
+}
+
 const char *
 la_queue_attempt_sql(const LaCatalog *cat, const LaSettle *s)
 {
-	if (s->attempt <= 0 || cat->task_attempts_name == NULL)
+	if (!la_queue_records_attempt(cat, s))
 		return "";
 	return psprintf(", attempted AS ("
 					"  INSERT INTO %s (jobid, attempt, started_at, duration, sqlstate, error_message) "
@@ -64,15 +71,21 @@ la_queue_retry_sql(const LaCatalog *cat)
 					"  UPDATE %s t SET status = 'pending', error_message = NULL, duration = NULL "
 					"  WHERE t.jobid = $1 AND t.status = 'running' RETURNING t.jobid), "
 					"requeued AS ("
-					"  UPDATE %s o SET due = $2 WHERE o.jobid = $1 AND EXISTS (SELECT FROM settled)), "
+					"  UPDATE %s o SET due = $2 WHERE o.jobid = $1 AND EXISTS (SELECT FROM settled) "
+					"  RETURNING o.roleid), "
 					"attempted AS ("
 					"  INSERT INTO %s (jobid, attempt, started_at, duration, sqlstate, error_message) "
 					"  SELECT jobid, $5, $6, coalesce($7, clock_timestamp()) - $6, $4, $3 FROM settled) "
-					"SELECT count(*) FROM settled",
+					"SELECT roleid FROM requeued",
 					cat->tasks_name, cat->task_owners_name, cat->task_attempts_name);
 }
 
-/* Returns 1 when the task was running and is now pending, else 0. */
+/*
+ * Returns 1 when the task was running and is now pending, else 0.  Its
+ * role is served at the next attempt's time once this commits, as a
+ * submit's would be (state/commit_notes.c), whoever records the retry and
+ * whatever that worker does next.
+ */
 int64
 la_queue_retry(const LaCatalog *cat, const LaSettle *s)
 {
@@ -93,8 +106,13 @@ la_queue_retry(const LaCatalog *cat, const LaSettle *s)
 	la_queue_attempt_args(s, &values[4], &nulls[4]);
 	rc = la_queue_run(la_queue_plan(&plan, cat->tasks, la_queue_retry_sql(cat), 7, types),
 					  values, nulls, s->latest_snapshot);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+	if (rc != SPI_OK_SELECT || SPI_processed > 1)
 		elog(ERROR, "lantern_async could not queue a task's next attempt: %s",
 			 SPI_result_code_string(rc));
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (SPI_processed == 0)
+		return 0;
+	la_demand_note_at_commit(DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+															SPI_tuptable->tupdesc, 1, &isnull)),
+							 s->due);
+	return 1;
 }

@@ -124,9 +124,10 @@ extern Datum la_queue_text(const char *value, char *null);
 extern int	la_queue_run(struct _SPI_plan *plan, Datum *values, const char *nulls, bool latest);
 
 /* Attempts and retries (attempts.c). */
+extern bool la_queue_records_attempt(const LaCatalog *cat, const LaSettle *s);
 extern const char *la_queue_attempt_sql(const LaCatalog *cat, const LaSettle *s);
 extern void la_queue_attempt_args(const LaSettle *s, Datum *values, char *nulls);
-extern PGDLLEXPORT bool la_queue_is_retry(const LaSettle *s);
+extern bool la_queue_is_retry(const LaSettle *s);
 extern int64 la_queue_retry(const LaCatalog *cat, const LaSettle *s);
 
 typedef struct LaTaskState

@@ -171,7 +171,7 @@ la_queue_settle_one(const LaCatalog *cat, const LaSettle *s)
 	/* [0] from running, [1] from pending (unqueued), [2] from running with an attempt's row */
 	static LaSavedPlan plans[3];
 	bool		pending = la_queue_leaves_pending(s);
-	bool		attempt = la_queue_attempt_sql(cat, s)[0] != '\0';
+	bool		attempt = la_queue_records_attempt(cat, s);
 	Oid			types[8] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID, TIMESTAMPTZOID,
 	TIMESTAMPTZOID};
 	Datum		values[8];
