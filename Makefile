@@ -125,9 +125,14 @@ demo:
 	if [ -n "$(PG)" ] && [ "$(PG)" != 15 ]; then tests/demo/demo-hnsw.sh $(PG); else tests/demo/demo.sh; fi
 
 # Starts its own throw-away cluster (tests/internal/pgcluster) with the
-# installed extension; progress on stderr, the table on stdout.
+# installed extension; progress on stderr, the table on stdout. Row 14 runs
+# River's program, a module of its own (tests/bench/river: only the bench
+# builds it and downloads its modules, never `make test` or `make unit`).
+RIVER_BENCH = tests/bench/river/river-bench
+EXTRA_CLEAN += $(RIVER_BENCH)
 bench: install
-	PG_CONFIG='$(PG_CONFIG)' $(GO) run ./tests/bench
+	$(GO) -C tests/bench/river build -o '$(CURDIR)/$(RIVER_BENCH)' .
+	PG_CONFIG='$(PG_CONFIG)' BENCH_RIVER_BIN='$(CURDIR)/$(RIVER_BENCH)' $(GO) run ./tests/bench
 
 .PHONY: install-golib uninstall-golib tidy-check layers unit test test-images demo bench
 
