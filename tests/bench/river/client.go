@@ -53,7 +53,8 @@ func (w *selectWorker) Work(ctx context.Context, _ *river.Job[selectArgs]) error
 	return err
 }
 
-// prepare migrates River's schema up and makes the latency table, on a
+// prepare migrates River's schema up and makes the latency table, empty
+// and with no job of this program left from an earlier run, on a
 // connection of its own.
 func prepare(ctx context.Context, dsn string) error {
 	pool, err := pgxpool.New(ctx, dsn)
@@ -71,7 +72,9 @@ func prepare(ctx context.Context, dsn string) error {
 	}
 	progress("River's schema: %d migrations applied", len(res.Versions))
 	_, err = pool.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS bench;
-		CREATE TABLE IF NOT EXISTS bench.lat (kind text, seq int, ts timestamptz, PRIMARY KEY (kind, seq))`)
+		CREATE TABLE IF NOT EXISTS bench.lat (kind text, seq int, ts timestamptz, PRIMARY KEY (kind, seq));
+		TRUNCATE bench.lat;
+		DELETE FROM river_job WHERE kind IN ('`+latencyArgs{}.Kind()+`', '`+selectArgs{}.Kind()+`')`)
 	return err
 }
 
@@ -100,23 +103,23 @@ func startSide(ctx context.Context, o options, name string) (*side, error) {
 		return nil, err
 	}
 	if err := fillPool(ctx, s.pool, o.poolSize); err != nil {
-		s.close(ctx)
+		s.close()
 		return nil, err
 	}
 	if s.watch, err = pgx.Connect(ctx, o.dsn); err != nil {
-		s.close(ctx)
+		s.close()
 		return nil, err
 	}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &latencyWorker{pool: s.pool})
 	river.AddWorker(workers, &selectWorker{pool: s.pool})
 	if s.client, err = river.NewClient(riverpgxv5.New(s.pool), riverConfig(name, o.workers, workers)); err != nil {
-		s.close(ctx)
+		s.close()
 		return nil, err
 	}
 	if err := s.client.Start(ctx); err != nil {
 		s.client = nil
-		s.close(ctx)
+		s.close()
 		return nil, err
 	}
 	return s, nil
@@ -141,10 +144,11 @@ func fillPool(ctx context.Context, pool *pgxpool.Pool, n int) error {
 }
 
 // close stops the client (it finishes its jobs and completes them) and
-// closes the connections.
-func (s *side) close(ctx context.Context) {
+// closes the connections; also after an interrupt, so not with its
+// context: the client must be stopped before its pool closes.
+func (s *side) close() {
 	if s.client != nil {
-		stopCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		if err := s.client.Stop(stopCtx); err != nil {
 			progress("warning: stopping River's client: %v", err)
 		}

@@ -24,7 +24,7 @@ func measureMode(ctx context.Context, o options, name string) (mode, error) {
 	if err != nil {
 		return m, err
 	}
-	defer s.close(ctx)
+	defer s.close()
 	cooldown, poll := fetchIntervals(name)
 	m.FetchCooldownMS, m.FetchPollIntervalMS = float64(cooldown)/1e6, float64(poll)/1e6
 	// The first job warms the client up (its first fetch, the statements
