@@ -44,6 +44,8 @@ type riverMode struct {
 	Jobs                 int       `json:"jobs"`
 	CommitToCompletedSec float64   `json:"commit_to_last_completed_s"`
 	CommitToFinalizedSec float64   `json:"commit_to_last_finalized_s"`
+	IdleSec              float64   `json:"idle_s"`
+	IdleCPUPercent       float64   `json:"idle_cpu_percent"`
 }
 
 // oursBeside is our side of row 14.
@@ -51,6 +53,7 @@ type oursBeside struct {
 	start, finish []float64
 	jobs          int
 	secs          float64
+	idlePercent   float64 // the launcher and one idle warm worker
 }
 
 // riverJobs is BENCH_RIVER_JOBS, the queued tasks of each side's
@@ -118,12 +121,17 @@ func riverProgram(b *bench) (path string, cleanup func(), err error) {
 	return path, cleanup, nil
 }
 
-// oursBesideRiver measures our side: row 1's start latency after a first
+// oursBesideRiver measures our side: row 5's idle CPU, row 1's start
+// latency after a first
 // task (not a sample) made the worker, then row 3's throughput from no
 // worker connected (so it includes forking the workers, which River's
 // running client does not pay).
 func (b *bench) oursBesideRiver(jobs int) (oursBeside, error) {
 	o := oursBeside{jobs: jobs}
+	var err error
+	if o.idlePercent, err = b.idleBesideRiver(); err != nil {
+		return o, err
+	}
 	job, _, err := b.submitOne(latencyQuery(riverSeries, 0))
 	if err != nil {
 		return o, err
@@ -168,7 +176,7 @@ func (b *bench) runRiver(bin string, jobs int) (riverFigures, error) {
 	}()
 	cmd := exec.CommandContext(b.ctx, bin, "-dsn", b.c.DSN(riverDB, superuser),
 		"-samples", fmt.Sprint(latencySamples), "-jobs", fmt.Sprint(jobs),
-		"-gap", warmGap.String(), "-workers", "4", "-modes", "tuned,defaults")
+		"-gap", warmGap.String(), "-idle", idleWindow.String(), "-workers", "4", "-modes", "tuned,defaults")
 	cmd.Env = cleanEnv()
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, os.Stderr
@@ -182,4 +190,35 @@ func (b *bench) runRiver(bin string, jobs int) (riverFigures, error) {
 		return f, fmt.Errorf("%s: %d modes, want tuned and defaults", bin, len(f.Modes))
 	}
 	return f, nil
+}
+
+// idleBesideRiver is row 5's idle CPU, launcher + one idle warm worker
+// (worker_idle_timeout = 60s meanwhile, then the default again), in % of
+// one core.
+func (b *bench) idleBesideRiver() (float64, error) {
+	launcher, worker, err := b.warmWorker()
+	if err != nil {
+		return 0, err
+	}
+	var before, after int64
+	for _, p := range []int{launcher, worker} {
+		t, err := cpuTicks(p)
+		if err != nil {
+			return 0, err
+		}
+		before += t
+	}
+	t0 := time.Now()
+	if err := sleep(b.ctx, idleWindow); err != nil {
+		return 0, err
+	}
+	elapsed := time.Since(t0).Seconds()
+	for _, p := range []int{launcher, worker} {
+		t, err := cpuTicks(p)
+		if err != nil {
+			return 0, fmt.Errorf("idle CPU: the launcher or the idle worker ended: %w", err)
+		}
+		after += t
+	}
+	return float64(after-before) / clockTicks / elapsed * 100, b.setIdleTimeout(-1)
 }

@@ -29,11 +29,15 @@ func (b *bench) riverRows(ours oursBeside, f riverFigures, load string) {
 		"its INSERT of clock_timestamp() − the submit's (InsertTx's) commit timestamp; finished = commit of the final row version "+
 		"(River commits completions in batches, every 50–250 ms). Throughput as row 3: SELECT 1 queued in one transaction "+
 		"(InsertManyTx), commit → latest commit timestamp of the rows' final versions (River: also → its latest finalized_at); "+
-		"ours from no worker connected (it forks its workers), River's client running. Ratios: River ÷ ours for latency, ours ÷ River for throughput",
+		"ours from no worker connected (it forks its workers), River's client running. Idle: utime + stime (/proc) with nothing to do, after a first task; ours as row 5, River's program and its connections' backends. Ratios: River ÷ ours for latency, ours ÷ River for throughput",
 		f.RiverVersion, f.Workers, f.PoolMaxConns))
 	b.tbl.add("load average at the start of this row", load, "", 0, "")
 	if c, ok := b.tbl.figures["connect_ms"]; ok {
 		b.tbl.add("new connection + SELECT 1 (pgbench -C, row 4)", ms(c), "ms", 0, "")
+	}
+	b.tbl.add("lantern_async idle: launcher + one idle warm worker, as row 5", fmt.Sprintf("%.2f", ours.idlePercent), "% of a core", fmt.Sprintf("1 × %.0f s", idleWindow.Seconds()), "")
+	for _, m := range f.Modes {
+		b.tbl.add(riverModeLabel(m)+" idle: its program + its backends", fmt.Sprintf("%.2f", m.IdleCPUPercent), "% of a core", fmt.Sprintf("1 × %.0f s", m.IdleSec), "")
 	}
 	n := len(ours.start)
 	p50, p99 := percentile(ours.start, 50), percentile(ours.start, 99)

@@ -7,6 +7,8 @@
 // For each mode (River tuned: FetchCooldown and FetchPollInterval at
 // River's minimum, 1 ms; River's defaults: 100 ms and 1 s), with one queue
 // of 4 workers whose jobs run their SQL through the program's pgx pool:
+//   - idle CPU: the program's and its backends' utime + stime over -idle
+//     with nothing to do (the server must be on this machine);
 //   - start latency: -samples jobs, each inserted alone in its own
 //     transaction once the previous one has completed (+ -gap); start =
 //     the clock_timestamp() the job's INSERT writes − the commit timestamp
@@ -56,6 +58,8 @@ type mode struct {
 	Jobs                 int       `json:"jobs"`
 	CommitToCompletedSec float64   `json:"commit_to_last_completed_s"`
 	CommitToFinalizedSec float64   `json:"commit_to_last_finalized_s"`
+	IdleSec              float64   `json:"idle_s"`
+	IdleCPUPercent       float64   `json:"idle_cpu_percent"`
 }
 
 // options are the command line's settings.
@@ -66,6 +70,7 @@ type options struct {
 	workers  int
 	poolSize int
 	gap      time.Duration
+	idle     time.Duration
 	modes    []string
 }
 
@@ -78,6 +83,7 @@ func parseOptions() (options, error) {
 	flag.IntVar(&o.workers, "workers", 4, "MaxWorkers of River's queue")
 	flag.IntVar(&o.poolSize, "pool", 10, "the pgx pool's MaxConns (River's own connections and the jobs' SQL)")
 	flag.DurationVar(&o.gap, "gap", 10*time.Millisecond, "pause between a job's completion and the next insert")
+	flag.DurationVar(&o.idle, "idle", 10*time.Second, "idle CPU window of River's side before the latency run (0: none)")
 	flag.StringVar(&modes, "modes", "tuned,defaults", "modes to run, in order: tuned, defaults")
 	flag.Parse()
 	if o.dsn == "" {

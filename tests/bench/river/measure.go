@@ -32,6 +32,12 @@ func measureMode(ctx context.Context, o options, name string) (mode, error) {
 	if _, _, err := s.insertAndWait(ctx, latencyArgs{Series: name, Seq: 0}); err != nil {
 		return m, err
 	}
+	if o.idle > 0 {
+		m.IdleSec = o.idle.Seconds()
+		if m.IdleCPUPercent, err = s.idleCPU(ctx, o.idle); err != nil {
+			return m, err
+		}
+	}
 	if m.StartMS, m.CompletedMS, err = s.latency(ctx, o.samples); err != nil {
 		return m, err
 	}
