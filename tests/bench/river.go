@@ -183,13 +183,29 @@ func (b *bench) runRiver(bin string, jobs int) (riverFigures, error) {
 	if err := cmd.Run(); err != nil {
 		return f, fmt.Errorf("%s: %w", bin, err)
 	}
-	if err := json.Unmarshal(out.Bytes(), &f); err != nil {
-		return f, fmt.Errorf("reading %s's output: %w\n%s", bin, err, out.String())
+	// The two sides of the JSON are two copies of one type in two
+	// modules: an unknown field or a missing figure is a mismatch.
+	dec := json.NewDecoder(&out)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return f, fmt.Errorf("reading %s's output: %w", bin, err)
 	}
+	return f, checkRiverFigures(f, jobs)
+}
+
+func checkRiverFigures(f riverFigures, jobs int) error {
 	if len(f.Modes) != 2 {
-		return f, fmt.Errorf("%s: %d modes, want tuned and defaults", bin, len(f.Modes))
+		return fmt.Errorf("River's program: %d modes, want tuned and defaults", len(f.Modes))
 	}
-	return f, nil
+	for _, m := range f.Modes {
+		if len(m.StartMS) != latencySamples || len(m.CompletedMS) != latencySamples || m.Jobs != jobs ||
+			m.CommitToCompletedSec <= 0 || m.CommitToFinalizedSec <= 0 || m.IdleSec <= 0 {
+			return fmt.Errorf("River's program: mode %q: %d/%d samples of %d, %d jobs of %d, %g s, %g s, idle %g s: a figure is missing",
+				m.Name, len(m.StartMS), len(m.CompletedMS), latencySamples, m.Jobs, jobs,
+				m.CommitToCompletedSec, m.CommitToFinalizedSec, m.IdleSec)
+		}
+	}
+	return nil
 }
 
 // idleBesideRiver is row 5's idle CPU, launcher + one idle warm worker
