@@ -98,6 +98,9 @@ func startSide(ctx context.Context, o options, name string) (*side, error) {
 		return nil, err
 	}
 	pcfg.MaxConns = int32(o.poolSize)
+	// Names this mode's backends for idleCPU (the previous mode's may
+	// still be ending).
+	pcfg.ConnConfig.RuntimeParams["application_name"] = appName(name)
 	s := &side{name: name, gap: o.gap}
 	if s.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
 		return nil, err
@@ -124,6 +127,8 @@ func startSide(ctx context.Context, o options, name string) (*side, error) {
 	}
 	return s, nil
 }
+
+func appName(mode string) string { return "river-bench " + mode }
 
 // fillPool opens n connections of pool at once and gives them back.
 func fillPool(ctx context.Context, pool *pgxpool.Pool, n int) error {

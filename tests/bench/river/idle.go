@@ -22,13 +22,16 @@ const clockTicks = 100
 // idleCPU returns the CPU River's side used over d, in % of one core.
 func (s *side) idleCPU(ctx context.Context, d time.Duration) (float64, error) {
 	rows, err := s.watch.Query(ctx, `SELECT pid FROM pg_stat_activity
-		WHERE datname = current_database() AND pid <> pg_backend_pid()`)
+		WHERE datname = current_database() AND application_name = $1`, appName(s.name))
 	if err != nil {
 		return 0, err
 	}
 	pids, err := pgx.CollectRows(rows, pgx.RowTo[int])
 	if err != nil {
 		return 0, err
+	}
+	if len(pids) == 0 {
+		return 0, fmt.Errorf("idle CPU: no backend named %q", appName(s.name))
 	}
 	pids = append(pids, os.Getpid())
 	before, err := sumTicks(pids)
