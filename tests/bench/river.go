@@ -16,10 +16,10 @@ import (
 // instead, in the same run on the same server. River's side is the
 // program of tests/bench/river, a module of its own (the extension's
 // module never requires River), run against a database of its own on
-// this cluster; ours is measured here with the same method: row 1's start
-// latency (200 tasks, each submitted alone once the previous one has
-// finished, + warmGap) and row 3's throughput with riverJobs() queued
-// SELECT 1, with max_workers = 4 as River's 4 workers.
+// this cluster; ours is measured here with the same method: row 5's idle
+// CPU, row 1's start latency (200 tasks, each submitted alone once the
+// previous one has finished, + warmGap) and row 3's throughput with
+// riverJobs() queued SELECT 1, with max_workers = 4 as River's 4 workers.
 
 const (
 	riverDB = "river"
@@ -76,7 +76,7 @@ func (b *bench) riverBeside() error {
 		return err
 	}
 	load := loadAvg()
-	bin, cleanup, err := riverProgram(b)
+	bin, cleanup, err := b.riverProgram()
 	if err != nil {
 		return err
 	}
@@ -95,7 +95,7 @@ func (b *bench) riverBeside() error {
 
 // riverProgram is BENCH_RIVER_BIN (make bench builds it), or else the
 // program built from tests/bench/river into a temporary directory.
-func riverProgram(b *bench) (path string, cleanup func(), err error) {
+func (b *bench) riverProgram() (path string, cleanup func(), err error) {
 	if p := os.Getenv("BENCH_RIVER_BIN"); p != "" {
 		if _, err := os.Stat(p); err != nil {
 			return "", nil, fmt.Errorf("BENCH_RIVER_BIN: %w", err)
@@ -122,10 +122,9 @@ func riverProgram(b *bench) (path string, cleanup func(), err error) {
 }
 
 // oursBesideRiver measures our side: row 5's idle CPU, row 1's start
-// latency after a first
-// task (not a sample) made the worker, then row 3's throughput from no
-// worker connected (so it includes forking the workers, which River's
-// running client does not pay).
+// latency after a first task (not a sample) made the worker, then row 3's
+// throughput from no worker connected (so it includes forking the
+// workers, which River's running client does not pay).
 func (b *bench) oursBesideRiver(jobs int) (oursBeside, error) {
 	o := oursBeside{jobs: jobs}
 	var err error
