@@ -106,7 +106,8 @@ func submitHow(secs int) string {
 		"Window = first → last submit commit. Start = the task's clock_timestamp() − its submit's commit timestamp; finished = commit timestamp of its row. "+
 		"Backlog = submitted − finished by then. Drain = last submit commit → last finish. WAL per task: pg_stat_wal from before pgbench until the run's workers exited "+
 		"(submits' and claims' flushes); fsync busy = wal_sync_time ÷ (first submit → last finish). CPU over pgbench's run: the machine (/proc/stat, shared with anything else running) "+
-		"and the server's processes (/proc/<pid>/stat; exited = reaped meanwhile, mostly pgbench's backends), in cores",
+		"and the server's processes (/proc/<pid>/stat; exiting = gone from pg_stat_activity, exited = reaped meanwhile with the postmaster's own: "+
+		"mostly pgbench's backends, which pgbench closes as it ends), in cores",
 		secs, submitWorkerProcesses)
 }
 
@@ -156,6 +157,10 @@ func (r submitRun) addRows(t *table) {
 	t.add("  CPU busy, whole machine", fmt.Sprintf("%s of %d (%.0f %%)", cores(r.machineS()), nCPU(), r.machineShare()*100), "cores", 0, "")
 	t.add("  server processes (by backend_type)", r.server.perSecond(r.cpuWindowS), "cores", 0, "")
 	t.add("  pgbench itself", cores(r.pgbenchS), "cores", 0, "")
+	u := r.server
+	backends := u.byKind["client backend"] + u.byKind[""] + u.exited
+	t.add("  CPU per task: workers (÷ finished in the window); backends (÷ submitted)", fmt.Sprintf("%.0f; %.0f",
+		u.byKind[backendWorker]/float64(max(r.finishedInWindow, 1))*1e6, backends/float64(r.tasks)*1e6), "µs", 0, "")
 	t.add("  limit", r.limit(), "", 0, "")
 }
 
