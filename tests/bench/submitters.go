@@ -76,7 +76,8 @@ func (b *bench) submitters() error {
 			return err
 		}
 	}
-	if _, err := b.user.Exec(b.ctx, "CREATE TABLE bench.sub (run int, xid bigint, ts timestamptz, PRIMARY KEY (run, xid))"); err != nil {
+	if _, err := b.user.Exec(b.ctx, `CREATE TABLE bench.sub (run int, xid bigint, ts timestamptz, PRIMARY KEY (run, xid));
+		CREATE TABLE bench.sub_control (v int)`); err != nil {
 		return err
 	}
 	b.tbl.section("15", "concurrent submitters", submitHow(secs))
@@ -86,6 +87,11 @@ func (b *bench) submitters() error {
 			return err
 		}
 		for _, c := range submitClientCounts {
+			if w == submitWorkerCounts[0] {
+				if err := b.submitControl(c, secs); err != nil {
+					return fmt.Errorf("control, %d clients: %w", c, err)
+				}
+			}
 			r, f, l, err := b.submitOnce(w, c, secs)
 			if err != nil {
 				return fmt.Errorf("max_workers = %d, %d clients: %w", w, c, err)
@@ -127,7 +133,7 @@ func (b *bench) submittersCleanUp(first, last int64) error {
 	}
 	for _, q := range []string{
 		fmt.Sprintf("DELETE FROM lantern.tasks WHERE jobid BETWEEN %d AND %d", first, last),
-		"DROP TABLE bench.sub",
+		"DROP TABLE bench.sub, bench.sub_control",
 		"VACUUM ANALYZE lantern.tasks, lantern.task_owners",
 	} {
 		if _, err := b.su.Exec(b.ctx, q); err != nil {
