@@ -58,37 +58,62 @@ type serverCPU struct {
 }
 
 // snapServerCPU reads the server's CPU. Processes outside
-// pg_stat_activity (the logger, the archiver) count as "other".
+// pg_stat_activity (the logger, backends on their way out) have kind "".
+// A child reaped between reading reaped and scanning /proc would count
+// nowhere: the scan is taken again until reaped is the same after it.
 func (b *bench) snapServerCPU() (serverCPU, error) {
-	s := serverCPU{at: time.Now(), byPid: map[int]int64{}, kind: map[int]string{}}
 	var pm int
 	if err := b.su.QueryRow(b.ctx, "SELECT pg_backend_pid()").Scan(&pm); err != nil {
-		return s, err
+		return serverCPU{}, err
 	}
 	pm, err := parentOf(pm)
 	if err != nil {
-		return s, err
+		return serverCPU{}, err
 	}
+	kinds, err := b.kindsByPid()
+	if err != nil {
+		return serverCPU{}, err
+	}
+	reaped := func() int64 { return int64(b.c.ServerCPU() / (time.Second / clockTicks)) }
+	for try := 0; ; try++ {
+		s := serverCPU{at: time.Now(), reaped: reaped(), kind: map[int]string{}}
+		if s.byPid, err = childTicks(pm); err != nil {
+			return s, err
+		}
+		if reaped() == s.reaped || try == 20 {
+			for pid := range s.byPid {
+				s.kind[pid] = kinds[pid]
+			}
+			return s, nil
+		}
+	}
+}
+
+func (b *bench) kindsByPid() (map[int]string, error) {
 	rows, err := b.su.Query(b.ctx, "SELECT pid, coalesce(backend_type, '') FROM pg_stat_activity")
 	if err != nil {
-		return s, err
+		return nil, err
 	}
+	defer rows.Close()
 	kinds := map[int]string{}
 	for rows.Next() {
 		var pid int
 		var k string
 		if err := rows.Scan(&pid, &k); err != nil {
-			rows.Close()
-			return s, err
+			return nil, err
 		}
 		kinds[pid] = k
 	}
-	rows.Close()
-	s.reaped = int64(b.c.ServerCPU() / (time.Second / clockTicks))
+	return kinds, rows.Err()
+}
+
+// childTicks returns the CPU ticks of each live child of pm.
+func childTicks(pm int) (map[int]int64, error) {
 	dirs, err := os.ReadDir("/proc")
 	if err != nil {
-		return s, err
+		return nil, err
 	}
+	ticks := map[int]int64{}
 	for _, d := range dirs {
 		pid, err := strconv.Atoi(d.Name())
 		if err != nil || pid == pm {
@@ -97,13 +122,11 @@ func (b *bench) snapServerCPU() (serverCPU, error) {
 		if p, err := parentOf(pid); err != nil || p != pm {
 			continue // not the server's, or gone meanwhile
 		}
-		ticks, err := cpuTicks(pid)
-		if err != nil {
-			continue // exited meanwhile: its ticks are in reaped next time
+		if t, err := cpuTicks(pid); err == nil {
+			ticks[pid] = t
 		}
-		s.byPid[pid], s.kind[pid] = ticks, kinds[pid]
 	}
-	return s, nil
+	return ticks, nil
 }
 
 // parentOf reads the ppid of pid from /proc/<pid>/stat.
