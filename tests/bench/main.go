@@ -96,10 +96,10 @@ func loadConfig() (config, error) {
 		cfg.only = map[string]bool{}
 		for _, k := range strings.Split(s, ",") {
 			switch k = strings.TrimSpace(k); k {
-			case "baselines", "warm", "cold", "delayed", "throughput", "river", "index", "costs", "waiting", "dependents", "idle", "memory", "history":
+			case "baselines", "warm", "cold", "delayed", "throughput", "river", "floor", "submitters", "index", "costs", "waiting", "dependents", "idle", "memory", "history":
 				cfg.only[k] = true
 			default:
-				return cfg, fmt.Errorf("BENCH_ONLY: unknown %q (baselines, warm, cold, delayed, throughput, river, index, costs, waiting, dependents, idle, memory, history)", k)
+				return cfg, fmt.Errorf("BENCH_ONLY: unknown %q (baselines, warm, cold, delayed, throughput, river, floor, submitters, index, costs, waiting, dependents, idle, memory, history)", k)
 			}
 		}
 	}
@@ -184,6 +184,8 @@ func run() (err error) {
 		{"delayed", "start after run_after", b.delayedStarts},
 		{"throughput", "throughput, 4 workers", func() error { return b.throughput(4) }},
 		{"river", "River side by side (4 workers)", b.riverBeside},
+		{"floor", "the floor of trivial tasks, 4 workers", b.floor},
+		{"submitters", "concurrent submitters (restarts, back to max_workers = 4)", b.submitters},
 		{"index", "index build overhead", b.indexOverhead},
 		{"", "restart with max_workers = 1", func() error { return b.setMaxWorkers(1) }},
 		{"throughput", "throughput, 1 worker", func() error { return b.throughput(1) }},
