@@ -24,6 +24,7 @@
 #include "commands/prepare.h"
 #include "commands/sequence.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -84,6 +85,14 @@ la_reset_session(LaError *err)
 		la_own_transaction_start();
 		la_reset_steps();
 		CommitTransactionCommand();
+		/*
+		 * Out of any transaction now: hand the tasks' table and WAL counts to
+		 * the cumulative statistics (at most every PGSTAT_MIN_INTERVAL), as a
+		 * backend does between statements.  A worker that never idles would
+		 * otherwise report nothing until it exits, and autovacuum would
+		 * never see the dead rows of lantern.tasks or of the tasks' tables.
+		 */
+		(void) pgstat_report_stat(false);
 	}
 	PG_CATCH();
 	{

@@ -3,6 +3,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/interrupt.h"
@@ -25,6 +26,13 @@ la_wait(long timeout_ms)
 	la_save(&saved);
 	PG_TRY();
 	{
+		/*
+		 * Going to sleep (not a mere check for signals, timeout 0): report
+		 * what is still pending to the cumulative statistics, as an idle
+		 * backend does (la_reset.c reports between tasks, rate-limited).
+		 */
+		if (timeout_ms != 0 && !IsTransactionOrTransactionBlock())
+			(void) pgstat_report_stat(true);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 timeout_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
