@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -52,14 +53,16 @@ func loadServerlessConfig() (serverlessConfig, error) {
 
 // pgbenchSeries is the pgbench runs of one script.
 type pgbenchSeries struct {
-	latency, conn, cpu float64 // sums: latency average, connection time, server CPU ms per transaction
-	runs, txns         int
+	// sums: latency average, connection time; server CPU ms and page faults per transaction
+	latency, conn, cpu, faults float64
+	runs, txns                 int
 }
 
-func (s *pgbenchSeries) add(r pgbenchResult, cpuMS float64) {
+func (s *pgbenchSeries) add(r pgbenchResult, c serverCost) {
 	s.latency += r.latencyMS
 	s.conn += r.connMS
-	s.cpu += cpuMS / float64(max(r.processed, 1))
+	s.cpu += c.cpuMS / float64(max(r.processed, 1))
+	s.faults += c.faults / float64(max(r.processed, 1))
 	s.runs++
 	s.txns += r.processed
 }
@@ -82,11 +85,11 @@ func (b *bench) serverless() error {
 	if err != nil {
 		return err
 	}
-	startFresh, startSession, err := b.serverlessStarts(cfg.samples)
+	starts, err := b.serverlessStarts(cfg.samples)
 	if err != nil {
 		return err
 	}
-	b.serverlessRows(cfg, fresh, persistent, startFresh, startSession)
+	b.serverlessRows(cfg, fresh, persistent, starts)
 	return b.serverlessCleanup(before)
 }
 
@@ -98,59 +101,109 @@ func (b *bench) serverlessPgbench(cfg serverlessConfig) (fresh, persistent [2]pg
 		for k := 0; k < 2; k++ {
 			i := k ^ round%2
 			progress("   serverless: round %d/%d, pgbench -C, %s", round+1, cfg.rounds, scripts[i])
-			r, cpuMS, err := b.pgbenchCPU(scripts[i], "-C", "-T", fmt.Sprint(cfg.seconds))
+			r, cost, err := b.pgbenchCost(scripts[i], "-C", "-T", fmt.Sprint(cfg.seconds))
 			if err != nil {
 				return fresh, persistent, err
 			}
-			fresh[i].add(r, cpuMS)
-			r, cpuMS, err = b.pgbenchCPU(scripts[i], "-t", fmt.Sprint(serverlessPersistentTxns))
+			fresh[i].add(r, cost)
+			r, cost, err = b.pgbenchCost(scripts[i], "-t", fmt.Sprint(serverlessPersistentTxns))
 			if err != nil {
 				return fresh, persistent, err
 			}
-			persistent[i].add(r, cpuMS)
+			persistent[i].add(r, cost)
 		}
 	}
 	return fresh, persistent, nil
 }
 
-// pgbenchCPU runs pgbench and also returns the processor time the server
-// used meanwhile, in ms: its postmaster's and reaped processes' time and
-// the change of every live process's (pg_stat_activity lists backends,
-// the extension's workers and the server's own processes).
-func (b *bench) pgbenchCPU(script string, args ...string) (pgbenchResult, float64, error) {
-	c0, err := b.serverCPUms()
+// serverCost is what the server's processes used: processor time and
+// minor page faults (on this machine kind a page fault costs tens of µs,
+// and counts do not depend on the load).
+type serverCost struct {
+	cpuMS  float64
+	faults float64
+}
+
+// pgbenchCost runs pgbench and also returns what the server used
+// meanwhile, until the tasks it queued ended (the worker's part counts).
+func (b *bench) pgbenchCost(script string, args ...string) (pgbenchResult, serverCost, error) {
+	c0, err := b.serverCost()
 	if err != nil {
-		return pgbenchResult{}, 0, err
+		return pgbenchResult{}, serverCost{}, err
 	}
 	r, err := b.pgbench(script, args...)
 	if err != nil {
-		return r, 0, err
+		return r, serverCost{}, err
 	}
-	// What the last transactions left running (the worker on their tasks) counts too.
 	if err := b.waitNoOpenTasks(); err != nil {
-		return r, 0, err
+		return r, serverCost{}, err
 	}
-	c1, err := b.serverCPUms()
-	return r, c1 - c0, err
+	c1, err := b.serverCost()
+	return r, serverCost{c1.cpuMS - c0.cpuMS, c1.faults - c0.faults}, err
 }
 
-func (b *bench) serverCPUms() (float64, error) {
-	total := float64(b.c.ServerCPU()) / float64(time.Millisecond)
+// serverCost sums the postmaster's own and its reaped children's figures
+// (/proc/<pid>/stat: minflt, cminflt, utime, stime, cutime, cstime) and
+// every live process's own (pg_stat_activity lists the backends, the
+// extension's workers and the server's own processes). A process that
+// ended between the two reads counts once: in its parent's.
+func (b *bench) serverCost() (serverCost, error) {
+	var cost serverCost
+	var pm int
+	if err := b.su.QueryRow(b.ctx, "SELECT pg_backend_pid()").Scan(&pm); err != nil {
+		return cost, err
+	}
+	f, err := procStat(pm)
+	if err != nil {
+		return cost, err
+	}
+	pm = int(f[1]) // ppid: the postmaster
+	if f, err = procStat(pm); err != nil {
+		return cost, err
+	}
+	cost.faults = float64(f[7] + f[8])
+	cost.cpuMS = float64(f[11]+f[12]+f[13]+f[14]) * 1000 / clockTicks
 	rows, err := b.su.Query(b.ctx, "SELECT pid FROM pg_stat_activity")
 	if err != nil {
-		return 0, err
+		return cost, err
 	}
 	pids, err := pgx.CollectRows(rows, pgx.RowTo[int])
 	if err != nil {
-		return 0, err
+		return cost, err
 	}
 	for _, pid := range pids {
-		// A process may have ended since: its time is in ServerCPU once reaped.
-		if t, err := cpuTicks(pid); err == nil {
-			total += float64(t) * 1000 / clockTicks
+		if f, err := procStat(pid); err == nil {
+			cost.faults += float64(f[7])
+			cost.cpuMS += float64(f[11]+f[12]) * 1000 / clockTicks
 		}
 	}
-	return total, nil
+	return cost, nil
+}
+
+// procStat returns /proc/<pid>/stat's numeric fields from field 3 on:
+// f[0] is field 3 (state, 0 here), f[1] the ppid, f[7] minflt, f[8]
+// cminflt, f[11] utime ... f[14] cstime.
+func procStat(pid int) ([]int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("/proc/%d/stat: unexpected %q", pid, s)
+	}
+	fields := strings.Fields(s[i+1:])
+	if len(fields) < 15 {
+		return nil, fmt.Errorf("/proc/%d/stat: unexpected %q", pid, s)
+	}
+	out := make([]int64, 15)
+	for k := 1; k < 15; k++ {
+		if out[k], err = strconv.ParseInt(fields[k], 10, 64); err != nil {
+			return nil, fmt.Errorf("/proc/%d/stat: field %d: %w", pid, k+3, err)
+		}
+	}
+	return out, nil
 }
 
 func (b *bench) waitNoOpenTasks() error {
@@ -162,54 +215,50 @@ func (b *bench) waitNoOpenTasks() error {
 	})
 }
 
-// serverlessStarts alternates a submit from a new connection (closed right
-// after its commit, as the serverless user does) with one from the
-// persistent session, each waited for as row 1 waits, and returns both
-// kinds' start − submit commit in ms.
-func (b *bench) serverlessStarts(samples int) (fresh, session []float64, err error) {
+// The kinds of serverlessStarts' submits, in turn.
+const (
+	fromNewConnection   = iota // closed right after its commit, as the serverless user does
+	fromNewConnKeptOpen        // closed once its task ended: the backend exits only after the start
+	fromSession                // the persistent session (row 1's case)
+	serverlessKinds
+)
+
+// serverlessStarts submits each kind in turn, each waited for as row 1
+// waits, and returns each kind's start − submit commit in ms.
+func (b *bench) serverlessStarts(samples int) (starts [serverlessKinds][]float64, err error) {
 	var seqs []int32
 	var jobs, xids []int64
-	for i := 1; i <= 2*samples; i++ {
+	for i := 0; i < serverlessKinds*samples; i++ {
 		if err := sleep(b.ctx, warmGap); err != nil {
-			return nil, nil, err
+			return starts, err
 		}
-		var job, xid int64
-		if i%2 == 1 {
-			job, xid, err = b.submitFromNewConnection(latencyQuery("serverless", i))
-		} else {
-			job, xid, err = b.submitOne(latencyQuery("serverless", i))
-		}
+		job, xid, err := b.serverlessSubmitAndWait(i%serverlessKinds, latencyQuery("serverless", i))
 		if err != nil {
-			return nil, nil, err
-		}
-		if err := b.waitDone(job, job, 2*time.Millisecond, 30*time.Second, nil); err != nil {
-			return nil, nil, err
+			return starts, err
 		}
 		seqs, jobs, xids = append(seqs, int32(i)), append(jobs, job), append(xids, xid)
-		if i%100 == 0 {
-			progress("   serverless starts: %d/%d", i, 2*samples)
+		if (i+1)%100 == 0 {
+			progress("   serverless starts: %d/%d", i+1, serverlessKinds*samples)
 		}
 	}
-	starts, err := b.startLatencies("serverless", seqs, jobs, xids)
+	all, err := b.startLatencies("serverless", seqs, jobs, xids)
 	if err != nil {
-		return nil, nil, err
+		return starts, err
 	}
-	for k, s := range starts {
-		if seqs[k]%2 == 1 {
-			fresh = append(fresh, s)
-		} else {
-			session = append(session, s)
-		}
+	for k, s := range all {
+		starts[k%serverlessKinds] = append(starts[k%serverlessKinds], s)
 	}
-	return fresh, session, nil
+	return starts, nil
 }
 
-func (b *bench) submitFromNewConnection(query string) (jobid, xid int64, err error) {
-	conn, err := b.c.Connect(b.ctx, dbName, benchRole)
-	if err != nil {
-		return 0, 0, err
+func (b *bench) serverlessSubmitAndWait(kind int, query string) (jobid, xid int64, err error) {
+	conn := b.user
+	if kind != fromSession {
+		if conn, err = b.c.Connect(b.ctx, dbName, benchRole); err != nil {
+			return 0, 0, err
+		}
+		defer conn.Close(context.Background())
 	}
-	defer conn.Close(context.Background())
 	tx, err := conn.Begin(b.ctx)
 	if err != nil {
 		return 0, 0, err
@@ -218,7 +267,15 @@ func (b *bench) submitFromNewConnection(query string) (jobid, xid int64, err err
 	if err := tx.QueryRow(b.ctx, "SELECT lantern.async_task($1), txid_current()", query).Scan(&jobid, &xid); err != nil {
 		return 0, 0, err
 	}
-	return jobid, xid, tx.Commit(b.ctx)
+	if err := tx.Commit(b.ctx); err != nil {
+		return 0, 0, err
+	}
+	if kind == fromNewConnection {
+		if err := conn.Close(b.ctx); err != nil {
+			return 0, 0, err
+		}
+	}
+	return jobid, xid, b.waitDone(jobid, jobid, 2*time.Millisecond, 30*time.Second, nil)
 }
 
 // startLatencies is the task's clock_timestamp() − its submit's commit
@@ -249,25 +306,32 @@ func (b *bench) startLatencies(kind string, seqs []int32, jobs, xids []int64) ([
 	return out, nil
 }
 
-func (b *bench) serverlessRows(cfg serverlessConfig, fresh, persistent [2]pgbenchSeries, startFresh, startSession []float64) {
+func (b *bench) serverlessRows(cfg serverlessConfig, fresh, persistent [2]pgbenchSeries, starts [serverlessKinds][]float64) {
 	b.tbl.section("13", "serverless path", fmt.Sprintf("as role bench: %q against %q into bench.plain (id bigserial PRIMARY KEY, v text), "+
 		"pgbench from pg_config --bindir, %d rounds of -C -T %d for each, alternated (the order flipped each round), and after each a run of -t %d on one connection; "+
-		"means of the runs' latency averages; server CPU = the postmaster's, its reaped processes' and its live processes' utime + stime over each run, until its tasks ended, per transaction; "+
-		"then %d tasks submitted each from a new connection closed at once, alternated with %d from one persistent session, each waited for as in row 1 (+10 ms)",
-		serverlessSubmit, serverlessInsert, cfg.rounds, cfg.seconds, serverlessPersistentTxns, cfg.samples, cfg.samples))
+		"means of the runs' latency averages; server CPU and page faults = the postmaster's, its reaped processes' and its live processes' utime + stime and minor faults (/proc) over each run, until its tasks ended, per transaction; "+
+		"then %d tasks of each kind, in turn: submitted from a new connection closed right after the commit, from a new connection closed once the task ended, and from one persistent session; each waited for as in row 1 (+10 ms)",
+		serverlessSubmit, serverlessInsert, cfg.rounds, cfg.seconds, serverlessPersistentTxns, cfg.samples))
 	ins, sub := fresh[0], fresh[1]
 	b.tbl.add("new connection + INSERT (pgbench -C), latency average", ms(ins.mean(ins.latency)), "ms", ins.txns, "")
 	b.tbl.add("new connection + async_task() (pgbench -C), latency average", ms(sub.mean(sub.latency)), "ms", sub.txns, "")
 	b.tbl.add("  async_task() / INSERT, new connections", fmt.Sprintf("%.2f", sub.mean(sub.latency)/ins.mean(ins.latency)), "×", 0, "≤ 1.05")
 	b.tbl.add("  of which connection time, INSERT / async_task()", ms(ins.mean(ins.conn))+" / "+ms(sub.mean(sub.conn)), "ms", 0, "")
 	b.tbl.add("  server CPU per transaction, INSERT / async_task()", ms(ins.mean(ins.cpu))+" / "+ms(sub.mean(sub.cpu)), "ms", 0, "")
+	b.tbl.add("  server page faults per transaction, INSERT / async_task()",
+		fmt.Sprintf("%.0f / %.0f", ins.mean(ins.faults), sub.mean(sub.faults)), "", 0, "")
 	pins, psub := persistent[0], persistent[1]
 	b.tbl.add("one connection: INSERT / async_task(), latency average", ms(pins.mean(pins.latency))+" / "+ms(psub.mean(psub.latency)), "ms", pins.txns+psub.txns, "")
 	b.tbl.add("  async_task() / INSERT, one connection", fmt.Sprintf("%.2f", psub.mean(psub.latency)/pins.mean(pins.latency)), "×", 0, "")
-	b.tbl.add("start − submit commit from a new connection, p50", ms(percentile(startFresh, 50)), "ms", len(startFresh), "")
-	b.tbl.add("start − submit commit from a new connection, p99", ms(percentile(startFresh, 99)), "ms", len(startFresh), "")
-	b.tbl.add("start − submit commit from one session (alternated), p50", ms(percentile(startSession, 50)), "ms", len(startSession), "")
-	b.tbl.add("start − submit commit from one session (alternated), p99", ms(percentile(startSession, 99)), "ms", len(startSession), "")
+	for _, k := range []struct {
+		kind int
+		what string
+	}{{fromNewConnection, "a new connection closed at once"}, {fromNewConnKeptOpen, "a new connection kept open"},
+		{fromSession, "one session"}} {
+		v := starts[k.kind]
+		b.tbl.add("start − submit commit from "+k.what+", p50 / p99",
+			ms(percentile(v, 50))+" / "+ms(percentile(v, 99)), "ms", len(v), "")
+	}
 	if warm, ok := b.tbl.figures["warm_p50"]; ok {
 		b.tbl.add("  row 1's warm start p50, for comparison", ms(warm), "ms", 0, "")
 	}
