@@ -96,10 +96,10 @@ func loadConfig() (config, error) {
 		cfg.only = map[string]bool{}
 		for _, k := range strings.Split(s, ",") {
 			switch k = strings.TrimSpace(k); k {
-			case "baselines", "warm", "cold", "delayed", "throughput", "river", "floor", "submitters", "index", "costs", "waiting", "dependents", "idle", "memory", "history":
+			case "baselines", "warm", "cold", "delayed", "serverless", "throughput", "river", "floor", "submitters", "index", "costs", "waiting", "dependents", "idle", "memory", "history":
 				cfg.only[k] = true
 			default:
-				return cfg, fmt.Errorf("BENCH_ONLY: unknown %q (baselines, warm, cold, delayed, throughput, river, floor, submitters, index, costs, waiting, dependents, idle, memory, history)", k)
+				return cfg, fmt.Errorf("BENCH_ONLY: unknown %q (baselines, warm, cold, delayed, serverless, throughput, river, floor, submitters, index, costs, waiting, dependents, idle, memory, history)", k)
 			}
 		}
 	}
@@ -182,6 +182,7 @@ func run() (err error) {
 		{"warm", "warm start latency", b.warmLatency},
 		{"cold", "cold start latency", b.coldLatency},
 		{"delayed", "start after run_after", b.delayedStarts},
+		{"serverless", "the serverless path", b.serverless},
 		{"throughput", "throughput, 4 workers", func() error { return b.throughput(4) }},
 		{"river", "River side by side (4 workers)", b.riverBeside},
 		{"floor", "the floor of trivial tasks, 4 workers", b.floor},
