@@ -95,7 +95,11 @@ func loadConfig() (config, error) {
 	if s := os.Getenv("BENCH_ONLY"); s != "" {
 		cfg.only = map[string]bool{}
 		for _, k := range strings.Split(s, ",") {
-			switch k = strings.TrimSpace(k); k {
+			if k = strings.TrimSpace(k); isScaleKey(k) { // scale.go: "scale" and its sub-keys
+				cfg.only[k], cfg.only["scale"] = true, true
+				continue
+			}
+			switch k {
 			case "baselines", "warm", "cold", "delayed", "throughput", "index", "costs", "waiting", "dependents", "idle", "memory", "history":
 				cfg.only[k] = true
 			default:
@@ -194,6 +198,7 @@ func run() (err error) {
 		{"idle", "idle CPU", b.idleCPU},
 		{"memory", "worker memory", b.memory},
 		{"history", "claim cost with a long history", b.history},
+		{"scale", "the scaling table", b.scale}, // last: it leaves 1000s of databases and roles
 	}
 	for _, s := range steps {
 		if !cfg.wants(s.key) {
