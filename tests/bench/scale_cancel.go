@@ -9,127 +9,147 @@ import (
 	"time"
 )
 
-// Section S4: cancel_all_async_tasks() of scaleBusyRole's pending tasks
+// Section S4: cancel_all_async_tasks() of one role's pending tasks
 // (waiting for later, as S1 (b) left them; submitted here if S1 did not
-// run), first at 1/100 of the size (another role's) for the ratio: the time, and the
-// memory of the backend that cancels (a fresh connection, so its VmHWM is
-// the cancel's own peak), and which of our processes it makes busy
-// (pg_stat_activity sampled meanwhile; the launcher's CPU).
+// run): the time, the memory of the backend that cancels (a fresh
+// connection, so its VmHWM is the cancel's own peak; RssAnon sampled
+// meanwhile), and which of our processes it makes busy (pg_stat_activity
+// sampled meanwhile; the launcher's CPU). Three runs: 1/100 of the size by
+// another role while the large one is pending, the large one, then the
+// small again with nothing else pending (the ratios' base).
 
 const (
 	scaleCancelSample    = 20 * time.Millisecond
 	scaleCancelSmallRole = "bench_cancel_small"
 )
 
+// cancelFigures is one cancel's result.
+type cancelFigures struct {
+	label           string
+	n               int
+	secs            float64
+	before, after   map[string]int64
+	anonPeak, ticks int64
+	seen            []string
+}
+
 func (b *bench) scaleCancel(sc scaleConfig) error {
 	small := max(1, sc.pending/100)
-	b.tbl.section("S4", "cancel_all_async_tasks() of pending tasks",
-		fmt.Sprintf("one role's SELECT 1 tasks pending for later (run_after as S1 (b)), canceled by the role in a fresh session: the call's time, the backend's VmHWM and VmRSS (/proc/<pid>/status) before → after, the launcher's CPU from the call until %v after it, and the lantern_async processes seen (sampled every %v)",
-			time.Second, scaleCancelSample))
-	sizes := []int{sc.pending}
-	if small < sc.pending {
-		sizes = []int{small, sc.pending}
+	runs := []struct {
+		role, label string
+		n           int
+	}{
+		{scaleCancelSmallRole, fmt.Sprintf("%d pending, %d of another role pending too", small, sc.pending), small},
+		{scaleBusyRole, fmt.Sprintf("%d pending", sc.pending), sc.pending},
+		{scaleCancelSmallRole, fmt.Sprintf("%d pending, nothing else", small), small},
 	}
-	var base float64
-	for _, n := range sizes {
-		// The smaller size's role is another: cancel_all_async_tasks()
-		// would cancel S1's pending tasks too.
-		role := scaleBusyRole
-		if n != sc.pending {
-			role = scaleCancelSmallRole
-		}
+	var out []cancelFigures
+	for _, r := range runs {
 		first, last := scaleLeft.first, scaleLeft.last
-		if n != sc.pending || first == 0 {
-			busy, err := b.scaleRole(role)
-			if err != nil {
-				return err
-			}
-			first, last, _, err = b.scaleSubmitBusy(busy, n, true)
-			busy.Close(context.Background())
-			if err != nil {
-				return err
-			}
-			if err := b.waitQuietFor(50*time.Millisecond, waitingQuietFor); err != nil {
+		if r.role != scaleBusyRole || first == 0 {
+			var err error
+			if first, last, err = b.scaleCancelSubmit(r.role, r.n); err != nil {
 				return err
 			}
 		}
-		perTask, err := b.scaleCancelOnce(role, n, first, last, base)
+		if r.role == scaleBusyRole {
+			scaleLeft.first, scaleLeft.last = 0, 0
+		}
+		f, err := b.scaleCancelOnce(r.role, r.n, first, last)
 		if err != nil {
 			return err
 		}
-		if base == 0 {
-			base = perTask
-		}
-		if n == sc.pending {
-			scaleLeft.first, scaleLeft.last = 0, 0
-		}
+		f.label = r.label
+		out = append(out, f)
+	}
+	b.tbl.section("S4", "cancel_all_async_tasks() of pending tasks",
+		fmt.Sprintf("one role's SELECT 1 tasks pending for later (run_after as S1 (b)), canceled by the role in a fresh session: the call's time (ratio per task to the last run), the backend's VmHWM, VmRSS and RssAnon (/proc/<pid>/status) before → after (RssAnon's peak sampled every %v), the launcher's CPU from the call until %v after it, and the lantern_async processes seen meanwhile",
+			scaleCancelSample, time.Second))
+	base := out[len(out)-1].secs / float64(out[len(out)-1].n)
+	for _, f := range out {
+		b.scaleCancelRows(f, base)
 	}
 	return nil
 }
 
-// scaleCancelOnce cancels the n pending tasks first..last and adds its
-// rows; it returns the time per task in µs.
-func (b *bench) scaleCancelOnce(role string, n int, first, last int64, base float64) (float64, error) {
+// scaleCancelSubmit queues n tasks for later as role and waits until
+// nothing of ours is connected.
+func (b *bench) scaleCancelSubmit(role string, n int) (first, last int64, err error) {
+	conn, err := b.scaleRole(role)
+	if err != nil {
+		return 0, 0, err
+	}
+	first, last, _, err = b.scaleSubmitBusy(conn, n, true)
+	conn.Close(context.Background())
+	if err != nil {
+		return 0, 0, err
+	}
+	return first, last, b.waitQuietFor(50*time.Millisecond, waitingQuietFor)
+}
+
+func (b *bench) scaleCancelRows(f cancelFigures, base float64) {
+	b.tbl.add(f.label+": cancel_all_async_tasks()", fmt.Sprintf("%.0f ms; %s", f.secs*1000, withRatio(f.secs*1e6/float64(f.n), base*1e6, "%.2f µs per task")), "", f.n, "")
+	b.tbl.add("  backend VmHWM, VmRSS", beforeAfter(f.before["VmHWM"], f.after["VmHWM"])+"; "+beforeAfter(f.before["VmRSS"], f.after["VmRSS"]), "kB", 2, "")
+	b.tbl.add("  backend RssAnon (private), peak", beforeAfter(f.before["RssAnon"], f.after["RssAnon"])+fmt.Sprintf(", peak %d", f.anonPeak), "kB", 0, "")
+	b.tbl.add("  launcher CPU meanwhile", fmt.Sprint(f.ticks), "ticks of 10 ms", 0, "")
+	b.tbl.add("  lantern_async processes seen", fmt.Sprintf("%d %s", len(f.seen), strings.Join(f.seen, ", ")), "", 0, "")
+}
+
+// scaleCancelOnce cancels the n pending tasks first..last as role.
+func (b *bench) scaleCancelOnce(role string, n int, first, last int64) (cancelFigures, error) {
+	f := cancelFigures{n: n}
 	conn, err := b.c.Connect(b.ctx, dbName, role)
 	if err != nil {
-		return 0, err
+		return f, err
 	}
 	defer conn.Close(context.Background())
 	var pid int
 	if err := conn.QueryRow(b.ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
-		return 0, err
+		return f, err
 	}
-	before, err := statusKB(pid, "VmHWM", "VmRSS")
-	if err != nil {
-		return 0, err
+	if f.before, err = statusKB(pid, "VmHWM", "VmRSS", "RssAnon"); err != nil {
+		return f, err
 	}
 	launcher, err := b.pidsOf(backendLauncher)
 	if err != nil || len(launcher) != 1 {
-		return 0, fmt.Errorf("want one launcher: %v %v", launcher, err)
+		return f, fmt.Errorf("want one launcher: %v %v", launcher, err)
 	}
 	ticks0, err := cpuTicks(launcher[0])
 	if err != nil {
-		return 0, err
+		return f, err
 	}
 	done := make(chan error, 1)
-	var secs float64
-	var after map[string]int64
 	go func() {
 		t0 := time.Now()
 		_, err := conn.Exec(b.ctx, "SELECT lantern.cancel_all_async_tasks()")
-		secs = time.Since(t0).Seconds()
+		f.secs = time.Since(t0).Seconds()
 		if err == nil {
-			after, err = statusKB(pid, "VmHWM", "VmRSS")
+			f.after, err = statusKB(pid, "VmHWM", "VmRSS", "RssAnon")
 		}
 		done <- err
 	}()
-	seen, err := b.sampleProcsUntil(done)
-	if err != nil {
-		return 0, err
+	peak := func() {
+		if m, err := statusKB(pid, "RssAnon"); err == nil {
+			f.anonPeak = max(f.anonPeak, m["RssAnon"])
+		}
+	}
+	if f.seen, err = b.sampleProcsUntil(done, peak); err != nil {
+		return f, err
 	}
 	ticks1, err := cpuTicks(launcher[0])
 	if err != nil {
-		return 0, err
+		return f, err
 	}
-	if err := b.checkCanceled(first, last); err != nil {
-		return 0, err
-	}
-	perTask := secs * 1e6 / float64(n)
-	if base == 0 {
-		base = perTask
-	}
-	progress("   cancel of %d: %.2f s, VmHWM %d → %d kB", n, secs, before["VmHWM"], after["VmHWM"])
-	b.tbl.add(fmt.Sprintf("%d pending: cancel_all_async_tasks()", n), fmt.Sprintf("%.0f ms; %s", secs*1000, withRatio(perTask, base, "%.2f µs per task")), "", n, "")
-	b.tbl.add("  backend VmHWM", beforeAfter(before["VmHWM"], after["VmHWM"]), "kB", 2, "")
-	b.tbl.add("  backend VmRSS", beforeAfter(before["VmRSS"], after["VmRSS"]), "kB", 2, "")
-	b.tbl.add("  launcher CPU meanwhile", fmt.Sprint(ticks1-ticks0), "ticks of 10 ms", 0, "")
-	b.tbl.add("  lantern_async processes seen", fmt.Sprintf("%d %s", len(seen), strings.Join(seen, ", ")), "", 0, "")
-	return perTask, nil
+	f.ticks = ticks1 - ticks0
+	f.anonPeak = max(f.anonPeak, f.after["RssAnon"])
+	progress("   cancel of %d: %.2f s, VmHWM %d → %d kB, RssAnon peak %d kB", n, f.secs, f.before["VmHWM"], f.after["VmHWM"], f.anonPeak)
+	return f, b.checkCanceled(first, last)
 }
 
 // sampleProcsUntil lists the lantern_async processes (other than the
 // launcher) seen from now until done's value and a second after it.
-func (b *bench) sampleProcsUntil(done chan error) ([]string, error) {
+// each also runs at each sample.
+func (b *bench) sampleProcsUntil(done chan error, each func()) ([]string, error) {
 	var seen []string
 	known := map[string]bool{}
 	var end time.Time
@@ -142,6 +162,7 @@ func (b *bench) sampleProcsUntil(done chan error) ([]string, error) {
 			end = time.Now().Add(time.Second)
 		case <-time.After(scaleCancelSample):
 		}
+		each()
 		procs, err := b.extProcNames()
 		if err != nil {
 			return nil, err

@@ -62,6 +62,9 @@ func (b *bench) scaleDatabases(sc scaleConfig) error {
 		if err := b.waitQuietLong(); err != nil {
 			return err
 		}
+		if err := b.waitQuietFor(50*time.Millisecond, waitingQuietFor); err != nil {
+			return err
+		}
 		idle, err := b.waitingIdleWindow()
 		if err != nil {
 			return err

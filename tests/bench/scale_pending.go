@@ -48,13 +48,29 @@ func (b *bench) scalePending(sc scaleConfig) error {
 		fmt.Sprintf("row 1's warm start (%d tasks of one role, each alone once the previous finished, +10 ms; max_workers = 4, worker_idle_timeout = 1s) on an idle server, then while role %s has %d tasks pending: (a) SELECT 1 due now, submitted in one transaction (its workers busy); (b) SELECT 1 with run_after = now() + %v + i × %v/%d (row 11's case at %d×); CPU = the machine's busy share (/proc/stat) during the samples",
 			latencySamples, scaleBusyRole, sc.pending, scaleWaitFirst, scaleWaitSpan, sc.pending, max(1, sc.pending/waitingTasks)))
 	b.scaleStartRows("idle server", idle, idle)
-
-	// (a) runnable now.
-	first, last, secs, err := b.scaleSubmitBusy(busy, sc.pending, false)
+	if err := b.scaleRunnable(busy, sc.pending, idle); err != nil {
+		return err
+	}
+	// The machine is shared: the idle figure again, after (a), shows how
+	// far it moved meanwhile.
+	if err := b.waitQuiet(20 * time.Millisecond); err != nil {
+		return err
+	}
+	again, err := b.scaleStarts("scale_idle_again", nil)
 	if err != nil {
 		return err
 	}
-	b.tbl.add(fmt.Sprintf("submit %d × SELECT 1 in one transaction", sc.pending), fmt.Sprintf("%.1f", secs*1e6/float64(sc.pending)), "µs per task", sc.pending, "")
+	b.scaleStartRows("idle server again, after (a)", again, idle)
+	return b.scaleWaiting(busy, sc.pending, idle)
+}
+
+// scaleRunnable is S1 (a): n SELECT 1 of user's role due now.
+func (b *bench) scaleRunnable(busy *pgx.Conn, n int, idle startFigures) error {
+	first, last, secs, err := b.scaleSubmitBusy(busy, n, false)
+	if err != nil {
+		return err
+	}
+	b.tbl.add(fmt.Sprintf("submit %d × SELECT 1 in one transaction", n), fmt.Sprintf("%.1f", secs*1e6/float64(n)), "µs per task", n, "")
 	counts := map[string][]int{}
 	runnable, err := b.scaleStarts("scale_runnable", func(int) error { return b.countWorkersByRole(counts) })
 	if err != nil {
@@ -62,12 +78,13 @@ func (b *bench) scalePending(sc scaleConfig) error {
 	}
 	b.scaleStartRows("(a) runnable now", runnable, idle)
 	b.tbl.add("  (a) worker processes per role (min–max over samples)", workerSpread(counts), "", runnable.n, "")
-	if err := b.scaleCancelAll(busy, first, last); err != nil {
-		return err
-	}
+	return b.scaleCancelAll(busy, first, last)
+}
 
-	// (b) waiting for later.
-	first, last, _, err = b.scaleSubmitBusy(busy, sc.pending, true)
+// scaleWaiting is S1 (b): n SELECT 1 of user's role due later, left
+// pending for S4 if it runs.
+func (b *bench) scaleWaiting(busy *pgx.Conn, n int, idle startFigures) error {
+	first, last, _, err := b.scaleSubmitBusy(busy, n, true)
 	if err != nil {
 		return err
 	}
@@ -82,7 +99,9 @@ func (b *bench) scalePending(sc scaleConfig) error {
 	b.scaleStartRows("(b) waiting for later", waiting, idle)
 	if !b.scaleWants("scale_cancel") {
 		scaleLeft.first, scaleLeft.last = 0, 0
-		return b.scaleCancelAll(busy, first, last)
+		if err := b.scaleCancelAll(busy, first, last); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -116,7 +135,7 @@ func (b *bench) scaleStarts(kind string, after func(int) error) (startFigures, e
 
 func (b *bench) scaleStartRows(label string, f, idle startFigures) {
 	target := ""
-	if f != idle {
+	if strings.HasPrefix(label, "(") {
 		target = "≤ 1.2× idle"
 	}
 	b.tbl.add(label+": start − submit commit, p50", withRatio(f.p50, idle.p50, "%.3f"), "ms", f.n, target)
