@@ -95,7 +95,7 @@ func (b *bench) scaleRolesOnce(n int) (scaleRoleFigures, error) {
 	if err != nil {
 		return f, err
 	}
-	err = poll(b.ctx, 200*time.Millisecond, time.Duration(n)*100*time.Millisecond+2*time.Minute, fmt.Sprintf("%d roles' tasks", n), func() (bool, error) {
+	err = poll(b.ctx, 200*time.Millisecond, time.Duration(n)*300*time.Millisecond+5*time.Minute, fmt.Sprintf("%d roles' tasks", n), func() (bool, error) {
 		pids, err := b.pidsOf(backendWorker)
 		f.mostWorkers = max(f.mostWorkers, len(pids))
 		if err != nil {
