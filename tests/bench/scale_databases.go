@@ -36,6 +36,9 @@ func (b *bench) scaleDatabases(sc scaleConfig) error {
 	b.tbl.section("S3", "many databases with the extension",
 		fmt.Sprintf("N copies of a database with the extension (CREATE DATABASE ... TEMPLATE, STRATEGY FILE_COPY, %d sessions at once, fsync as the run: %d kB each); idle: once nothing of ours had been connected for %v, the launcher's utime+stime over %.0f s and the lantern_async processes seen (every %v); cold start: row 2's start − submit commit of one INSERT task in each of %d databases spread over the copies, nothing of ours connected before each",
 			scaleCopiers, dbBytes>>10, waitingQuietFor, idleWindow.Seconds(), waitingSample, scaleColdSamples))
+	if err := b.scaleLauncherMem("before S3's copies"); err != nil {
+		return err
+	}
 	var dataDir string
 	if err := b.su.QueryRow(b.ctx, "SHOW data_directory").Scan(&dataDir); err != nil {
 		return err
@@ -76,16 +79,19 @@ func (b *bench) scaleDatabases(sc scaleConfig) error {
 		if baseCold == 0 {
 			baseCold = percentile(cold, 50)
 		}
-		label := fmt.Sprintf("%d databases", n)
-		b.tbl.add(label+": CREATE DATABASE, per copy", withRatio(copyMs, baseCopy, "%.0f"), "ms", n, "")
-		b.tbl.add("  idle launcher", fmt.Sprintf("%.2f", idle.launcherPct), "% of a core", fmt.Sprintf("1 × %.0f s", idleWindow.Seconds()), "0.0 %")
-		b.tbl.add("  lantern_async processes started while idle", fmt.Sprint(len(idle.started)), "processes", idle.samples, "0")
-		b.tbl.add("  cold start − submit commit, p50 / max", fmt.Sprintf("%s / %s", withRatio(percentile(cold, 50), baseCold, "%.1f"), ms(percentile(cold, 100))), "ms", len(cold), "")
+		b.scaleDatabaseRows(n, withRatio(copyMs, baseCopy, "%.0f"), idle, cold, baseCold)
 		if err := b.scaleLauncherMem(fmt.Sprintf("%d databases", n)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func (b *bench) scaleDatabaseRows(n int, copyMs string, idle waitingIdle, cold []float64, baseCold float64) {
+	b.tbl.add(fmt.Sprintf("%d databases: CREATE DATABASE, per copy", n), copyMs, "ms", n, "")
+	b.tbl.add("  idle launcher", fmt.Sprintf("%.2f", idle.launcherPct), "% of a core", fmt.Sprintf("1 × %.0f s", idleWindow.Seconds()), "0.0 %")
+	b.tbl.add("  lantern_async processes started while idle", fmt.Sprint(len(idle.started)), "processes", idle.samples, "0")
+	b.tbl.add("  cold start − submit commit, p50 / max", fmt.Sprintf("%s / %s", withRatio(percentile(cold, 50), baseCold, "%.1f"), ms(percentile(cold, 100))), "ms", len(cold), "")
 }
 
 // scaleMakeTemplate makes the template database (the extension, a table
