@@ -72,12 +72,23 @@ func (b *bench) scaleRunnable(busy *pgx.Conn, n int, idle startFigures) error {
 	}
 	b.tbl.add(fmt.Sprintf("submit %d × SELECT 1 in one transaction", n), fmt.Sprintf("%.1f", secs*1e6/float64(n)), "µs per task", n, "")
 	counts := map[string][]int{}
-	runnable, err := b.scaleStarts("scale_runnable", func(int) error { return b.countWorkersByRole(counts) })
+	ours := map[workerIdentity]bool{} // our role's worker processes seen
+	runnable, err := b.scaleStarts("scale_runnable", func(int) error {
+		ws, err := b.workersOf(benchRole)
+		for _, w := range ws {
+			ours[w] = true
+		}
+		if err != nil {
+			return err
+		}
+		return b.countWorkersByRole(counts)
+	})
 	if err != nil {
 		return err
 	}
 	b.scaleStartRows("(a) runnable now", runnable, idle)
 	b.tbl.add("  (a) worker processes per role (min–max over samples)", workerSpread(counts), "", runnable.n, "")
+	b.tbl.add("  (a) our role's worker processes seen after its tasks (distinct)", fmt.Sprint(len(ours)), "processes", runnable.n, "")
 	return b.scaleCancelAll(busy, first, last)
 }
 
@@ -208,4 +219,17 @@ func workerSpread(counts map[string][]int) string {
 	}
 	sort.Strings(parts)
 	return strings.Join(parts, "; ")
+}
+
+// workersOf lists role's worker processes.
+func (b *bench) workersOf(role string) ([]workerIdentity, error) {
+	rows, err := b.su.Query(b.ctx, `SELECT pid, backend_start FROM pg_stat_activity
+		WHERE backend_type = $1 AND usename = $2`, backendWorker, role)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (workerIdentity, error) {
+		var w workerIdentity
+		return w, r.Scan(&w.pid, &w.start)
+	})
 }
