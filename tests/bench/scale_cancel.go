@@ -43,10 +43,17 @@ func (b *bench) scaleCancel(sc scaleConfig) error {
 		{scaleBusyRole, fmt.Sprintf("%d pending", sc.pending), sc.pending},
 		{scaleCancelSmallRole, fmt.Sprintf("%d pending, nothing else", small), small},
 	}
+	if scaleLeft.first == 0 { // S1 did not run: the large run's tasks, pending during the first
+		first, last, err := b.scaleCancelSubmit(scaleBusyRole, sc.pending)
+		if err != nil {
+			return err
+		}
+		scaleLeft.first, scaleLeft.last = first, last
+	}
 	var out []cancelFigures
 	for _, r := range runs {
 		first, last := scaleLeft.first, scaleLeft.last
-		if r.role != scaleBusyRole || first == 0 {
+		if r.role != scaleBusyRole {
 			var err error
 			if first, last, err = b.scaleCancelSubmit(r.role, r.n); err != nil {
 				return err
