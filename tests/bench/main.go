@@ -95,11 +95,17 @@ func loadConfig() (config, error) {
 	if s := os.Getenv("BENCH_ONLY"); s != "" {
 		cfg.only = map[string]bool{}
 		for _, k := range strings.Split(s, ",") {
-			switch k = strings.TrimSpace(k); k {
+			if k = strings.TrimSpace(k); isScaleKey(k) { // scale.go: "scale" and its sub-keys
+				cfg.only[k], cfg.only["scale"] = true, true
+				// The scaling table's first part is row 9 (claim and submit with a long history).
+				cfg.only["history"] = cfg.only["history"] || k == "scale"
+				continue
+			}
+			switch k {
 			case "baselines", "warm", "cold", "delayed", "serverless", "throughput", "river", "floor", "submitters", "index", "costs", "waiting", "dependents", "idle", "memory", "history":
 				cfg.only[k] = true
 			default:
-				return cfg, fmt.Errorf("BENCH_ONLY: unknown %q (baselines, warm, cold, delayed, serverless, throughput, river, floor, submitters, index, costs, waiting, dependents, idle, memory, history)", k)
+				return cfg, fmt.Errorf("BENCH_ONLY: unknown %q (baselines, warm, cold, delayed, serverless, throughput, river, floor, submitters, index, costs, waiting, dependents, idle, memory, history, scale, scale_pending, scale_roles, scale_databases, scale_cancel, scale_memory)", k)
 			}
 		}
 	}
@@ -198,6 +204,7 @@ func run() (err error) {
 		{"idle", "idle CPU", b.idleCPU},
 		{"memory", "worker memory", b.memory},
 		{"history", "claim cost with a long history", b.history},
+		{"scale", "the scaling table", b.scale}, // last: it leaves 1000s of databases and roles
 	}
 	for _, s := range steps {
 		if !cfg.wants(s.key) {

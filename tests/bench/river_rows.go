@@ -19,7 +19,7 @@ func trimFloat(v float64) string {
 
 func pair(a, b string) string { return a + " / " + b }
 
-func ratio(a, b float64) string { return fmt.Sprintf("%.2f", a/b) }
+func quotient(a, b float64) string { return fmt.Sprintf("%.2f", a/b) }
 
 func (b *bench) riverRows(ours oursBeside, f riverFigures, load string) {
 	b.tbl.section("14", "River side by side", fmt.Sprintf("the same server in the same run; River %s with riverpgxv5, one queue of %d workers "+
@@ -58,7 +58,7 @@ func (b *bench) riverRows(ours oursBeside, f riverFigures, load string) {
 			target = "≥ 2×"
 		}
 		b.tbl.add(fmt.Sprintf("River %s ÷ lantern_async, start p50 / p99", m.Name),
-			pair(ratio(percentile(m.StartMS, 50), p50), ratio(percentile(m.StartMS, 99), p99)), "×", 0, target)
+			pair(quotient(percentile(m.StartMS, 50), p50), quotient(percentile(m.StartMS, 99), p99)), "×", 0, target)
 	}
 	b.riverThroughputRows(ours, f)
 }
@@ -78,6 +78,6 @@ func (b *bench) riverThroughputRows(ours oursBeside, f riverFigures) {
 			target = "> 1×"
 		}
 		b.tbl.add(fmt.Sprintf("lantern_async ÷ River %s, throughput (completed / finalized_at)", m.Name),
-			pair(ratio(rate, float64(m.Jobs)/m.CommitToCompletedSec), ratio(rate, float64(m.Jobs)/m.CommitToFinalizedSec)), "×", 0, target)
+			pair(quotient(rate, float64(m.Jobs)/m.CommitToCompletedSec), quotient(rate, float64(m.Jobs)/m.CommitToFinalizedSec)), "×", 0, target)
 	}
 }
