@@ -87,6 +87,9 @@ type Launcher struct {
 	// after the round's look at the catalogs): nobody wakes the launcher
 	// when that changes.
 	LaunchRetry time.Duration
+	// IdleGrace is how long an idle worker lingers against other keys'
+	// backlogs after a task (linger.go; 0: defaultIdleGrace).
+	IdleGrace time.Duration
 
 	Backoff Backoff
 	Now     func() time.Time
@@ -124,6 +127,10 @@ type Launcher struct {
 	// nextDue is when the earliest demand the last round held back as not
 	// due yet falls due (zero: none held back).
 	nextDue time.Time
+	// idle holds, per slot index, when the worker there was first seen
+	// idle; lingerEnd is when the earliest lingering ends (zero: none).
+	idle      map[int]idleMark
+	lingerEnd time.Time
 	// now is the instant the round decides at, and the nap counts from it:
 	// a backoff or rest that held a demand back then ends after it, so the
 	// nap covers its end even when that comes before the round's own end

@@ -4,7 +4,8 @@ import "time"
 
 // nap is how long to sleep after the round's instant: the naptime, or
 // less when something the round held back ends sooner and nobody would
-// wake the launcher for it: a DROP/ALTER/CREATE DATABASE's block
+// wake the launcher for it: an idle worker's lingering (linger.go), a
+// DROP/ALTER/CREATE DATABASE's block
 // (BlockedRecheck), a refused launch (LaunchRetry), a key's backoff, a
 // database's scout rest, or a demand not due yet (a note of earlier work
 // wakes the launcher, and its round naps anew).
@@ -15,6 +16,9 @@ func (l *Launcher) nap() time.Duration {
 	// last round's nextDue, which may be past.
 	if l.nextDue.After(now) && l.nextDue.Sub(now) < nap {
 		nap = l.nextDue.Sub(now)
+	}
+	if l.lingerEnd.After(now) && l.lingerEnd.Sub(now) < nap {
+		nap = l.lingerEnd.Sub(now) // an idle worker may give way then
 	}
 	if l.blocked && l.BlockedRecheck < nap {
 		nap = l.BlockedRecheck

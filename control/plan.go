@@ -47,6 +47,9 @@ type Slot struct {
 	JobID    int64
 	TasksRun int64
 	Retiring bool // asked to give the slot up; it leaves after its current task
+	// Lingering: an idle worker that finished a task less than the idle
+	// grace ago (linger.go): it gives way to a key with no process only.
+	Lingering bool
 }
 
 // Plan is what one launcher round decides.

@@ -14,7 +14,9 @@ import "sort"
 // at most. A key that just lost a slot still has its worker running, so
 // it takes none in turn. Slots already retiring are promised to the first
 // such keys. Then idle workers of keys with nothing noted give way to the
-// demand still unmet.
+// demand still unmet, once they no longer linger (linger.go): a role
+// between two of its tasks keeps its warm worker for a moment against a
+// backlog that has workers already.
 func retirements(demands []Demand, slots []Slot, need []int64, owned map[Key]int) []int {
 	var retire []int
 	promised := 0
@@ -38,7 +40,7 @@ func retirements(demands []Demand, slots []Slot, need []int64, owned map[Key]int
 			need[i]--
 			continue
 		}
-		victim, ok := unneededSlot(slots, noted, taken)
+		victim, ok := unneededSlot(slots, noted, taken, false)
 		if !ok {
 			victim, ok = busiestSlot(slots, held, taken)
 		}
@@ -50,7 +52,7 @@ func retirements(demands []Demand, slots []Slot, need []int64, owned map[Key]int
 		}
 	}
 	for unmet := sum(need) - int64(promised); unmet > 0; unmet-- {
-		victim, ok := unneededSlot(slots, noted, taken)
+		victim, ok := unneededSlot(slots, noted, taken, true)
 		if !ok {
 			break
 		}
@@ -61,10 +63,11 @@ func retirements(demands []Demand, slots []Slot, need []int64, owned map[Key]int
 }
 
 // unneededSlot picks an idle worker whose key has nothing noted: it gives
-// its slot up at once and loses nothing.
-func unneededSlot(slots []Slot, noted map[Key]bool, taken map[int]bool) (Slot, bool) {
+// its slot up at once and loses nothing; with patient, not one that lingers.
+func unneededSlot(slots []Slot, noted map[Key]bool, taken map[int]bool, patient bool) (Slot, bool) {
 	for _, s := range slots {
-		if !s.Scout() && s.JobID == 0 && !s.Retiring && !noted[s.Key] && !taken[s.Index] {
+		if !s.Scout() && s.JobID == 0 && !s.Retiring && !noted[s.Key] && !taken[s.Index] &&
+			!(patient && s.Lingering) {
 			return s, true
 		}
 	}

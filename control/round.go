@@ -15,6 +15,7 @@ func (l *Launcher) round() error {
 		return err
 	}
 	l.markServed(demands, slots)
+	l.markLingering(slots)
 	return l.carryOut(PlanRound(demands, slots, l.Cluster.Capacity()))
 }
 
