@@ -55,10 +55,14 @@ la_status_is(const char *status, const char *want)
 	return status != NULL && strcmp(status, want) == 0;
 }
 
+/* Pending tasks canceled per statement by cancel_all_async_tasks() */
+#define LA_CANCEL_BATCH 10000
+
 static int64
 la_cancel_pending(const LaCatalog *cat, bool all_jobs, int64 jobid, Oid roleid, bool skip_locked)
 {
 	LaSettle	s = {
+		.batch = all_jobs ? LA_CANCEL_BATCH : 0,
 		.all_jobs = all_jobs,
 		.jobid = jobid,
 		.roleid = roleid,
@@ -154,30 +158,37 @@ lantern_async_cancel_task(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(la_cancel_one(PG_GETARG_INT64(0)));
 }
 
-/* Pending tasks of the selection that are left: rows another transaction holds. */
-static int64
-la_cancel_count_pending(const LaCatalog *cat, Oid roleid)
+/*
+ * Whether a pending task of the selection is left: a row another
+ * transaction holds.  LIMIT 1: a count planned its EXISTS as a hash of
+ * every owner row of the role (20 MB for 300,000 of them).
+ */
+static bool
+la_cancel_any_pending(const LaCatalog *cat, Oid roleid)
 {
 	Oid			types[1] = {OIDOID};
 	Datum		values[1] = {ObjectIdGetDatum(roleid)};
-	bool		isnull;
+	bool		left;
 
-	if (la_queue_execute(psprintf("SELECT count(*) FROM %s t WHERE t.status = 'pending' "
+	if (la_queue_execute(psprintf("SELECT 1 FROM %s t WHERE t.status = 'pending' "
 								  "AND ($1 = 0 OR EXISTS (SELECT FROM %s o "
-								  "                       WHERE o.jobid = t.jobid AND o.roleid = $1))",
+								  "                       WHERE o.jobid = t.jobid AND o.roleid = $1)) LIMIT 1",
 								  cat->tasks_name, cat->task_owners_name),
 						 1, types, values, NULL, true) != SPI_OK_SELECT)
-		elog(ERROR, "could not count the tasks left to cancel");
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		elog(ERROR, "could not look for the tasks left to cancel");
+	left = SPI_processed > 0;
+	SPI_freetuptable(SPI_tuptable);
+	return left;
 }
 
 /* Tries, 2 ms apart, for rows a claim under way holds (a claim takes a few ms). */
 #define LA_CANCEL_ALL_TRIES 100
 
 /*
- * The caller's own unfinished tasks; a superuser's: everybody's.  One
- * statement for the pending ones, then the slots for the running ones, so
- * it takes the same time and memory whatever the number of tasks.  Rows
+ * The caller's own unfinished tasks; a superuser's: everybody's.  The
+ * pending ones LA_CANCEL_BATCH at a time (each statement's memory is freed
+ * before the next), then the slots for the running ones, so it takes time
+ * in proportion to the tasks and the same memory whatever their number.  Rows
  * another transaction holds are skipped, never waited for (a lock kept
  * after waiting would stall the worker that claimed the row): such a row
  * is being claimed, and is tried again until it shows up in a slot, or is
@@ -196,9 +207,11 @@ lantern_async_cancel_all_tasks(PG_FUNCTION_ARGS)
 	roleid = superuser_arg(p.caller) ? InvalidOid : p.caller;
 	for (int try = 0; try < LA_CANCEL_ALL_TRIES; try++)
 	{
-		(void) la_cancel_pending(&p.cat, true, 0, roleid, true);
+		/* In batches: memory stays flat however many tasks there are. */
+		while (la_cancel_pending(&p.cat, true, 0, roleid, true) == LA_CANCEL_BATCH)
+			CHECK_FOR_INTERRUPTS();
 		la_slot_cancel_role(roleid, p.cat.tasks);
-		if (la_cancel_count_pending(&p.cat, roleid) == 0)
+		if (!la_cancel_any_pending(&p.cat, roleid))
 			break;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 2, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);

@@ -267,4 +267,5 @@ la_dependencies_requeue(const LaCatalog *cat, Datum jobids)
 			la_demand_note_at_commit(DatumGetObjectId(SPI_getbinval(row, SPI_tuptable->tupdesc, 1,
 																	&isnull)), 0);
 	}
+	SPI_freetuptable(SPI_tuptable); /* a cancel of many tasks requeues once per batch */
 }

@@ -83,6 +83,7 @@ typedef struct LaSettle
 	int			nonly;
 	const int64 *except;		/* never these jobids (nexcept of them); NULL: none */
 	int			nexcept;
+	int64		batch;			/* > 0: at most this many tasks (the caller repeats); 0: all */
 } LaSettle;
 
 extern PGDLLEXPORT int64 la_queue_settle(const LaCatalog *cat, const LaSettle *s);

@@ -60,6 +60,9 @@ la_queue_unqueue_sql(const LaCatalog *cat, const LaSettle *s, bool one)
 
 /*
  * Only rows still in from_status change, so each task gets one outcome.
+ * With a batch, at most that many: the statement's arrays and its
+ * RETURNING rows are held in memory until it ends, so a caller that
+ * settles any number of tasks (cancel_all_async_tasks) repeats it instead.
  * With skip_locked, rows another transaction holds (a cancel_task() not yet
  * committed, a claim under way) are left for a later call: the extension's
  * own processes never wait on a lock a user can hold.
@@ -82,7 +85,7 @@ la_queue_settle_sql(const LaCatalog *cat, const LaSettle *s)
 					"      AND ($2 = 0 OR EXISTS (SELECT FROM %s o WHERE o.jobid = t.jobid AND o.roleid = $2))"
 					"      AND (NOT $3 OR NOT EXISTS (SELECT FROM %s o WHERE o.jobid = t.jobid))"
 					"      AND ($8 IS NULL OR t.jobid = ANY ($8)) AND ($9 IS NULL OR t.jobid <> ALL ($9))"
-					"    FOR UPDATE OF t%s) l), "
+					"    LIMIT $10 FOR UPDATE OF t%s) l), "
 					"settled AS ("
 					"  UPDATE %s t SET status = $5, error_message = $6, "
 					"         duration = clock_timestamp() - t.started_at "
@@ -199,10 +202,10 @@ la_queue_settle_one(const LaCatalog *cat, const LaSettle *s)
 static int64
 la_queue_settle_rows(const LaCatalog *cat, const LaSettle *s, Datum *settled)
 {
-	Oid			types[9] = {INT8OID, OIDOID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-	INT8ARRAYOID, INT8ARRAYOID};
-	Datum		values[9];
-	char		nulls[10] = "         ";
+	Oid			types[10] = {INT8OID, OIDOID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	INT8ARRAYOID, INT8ARRAYOID, INT8OID};
+	Datum		values[10];
+	char		nulls[11] = "          ";
 	bool		isnull;
 	bool		pending = la_queue_leaves_pending(s);
 	int			rc;
@@ -219,8 +222,11 @@ la_queue_settle_rows(const LaCatalog *cat, const LaSettle *s, Datum *settled)
 	values[6] = la_queue_text(s->sqlstate, &nulls[6]);
 	values[7] = la_queue_jobids(s->only, s->nonly, &nulls[7]);
 	values[8] = la_queue_jobids(s->except, s->nexcept, &nulls[8]);
+	/* LIMIT NULL: no limit */
+	values[9] = Int64GetDatum(s->batch);
+	nulls[9] = s->batch > 0 ? ' ' : 'n';
 	rc = la_queue_run(la_queue_plan(&la_settle_plans[pending][s->skip_locked], cat->tasks,
-									la_queue_settle_sql(cat, s), 9, types),
+									la_queue_settle_sql(cat, s), 10, types),
 					  values, nulls, s->latest_snapshot);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "lantern_async could not update the status of tasks: %s",
@@ -245,12 +251,14 @@ int64
 la_queue_settle(const LaCatalog *cat, const LaSettle *s)
 {
 	Datum		settled = (Datum) 0;
+	SPITupleTable *result;
 	int64		n;
 
 	/* Not finished: its waiters keep waiting, and its dependents too. */
 	if (la_queue_is_retry(s))
 		return la_queue_retry(cat, s);
 	n = la_queue_settle_rows(cat, s, &settled);
+	result = SPI_tuptable;
 
 	if (n > 0)
 		la_wait_note_finished(!s->all_jobs && s->only == NULL ? s->jobid : 0);
@@ -263,6 +271,8 @@ la_queue_settle(const LaCatalog *cat, const LaSettle *s)
 			settled = la_queue_jobids(&s->jobid, 1, &null);
 		la_dependencies_requeue(cat, settled);
 	}
+	/* Its rows (settled with them) would last until SPI_finish: a caller may repeat it. */
+	SPI_freetuptable(result);
 	return n;
 }
 
