@@ -68,8 +68,19 @@ func historyChurn() (int, error) {
 type historyCost struct {
 	rows          int
 	claim, submit float64
-	queuePages    float64
-	load          string
+	// the worker's CPU time per task (its claims, and everything else a
+	// task costs it), and the submitting backend's per submit, in µs
+	workerCPU, submitCPU float64
+	queuePages           float64
+	load                 string
+}
+
+// minPositive is the smaller of a and b, or b when a is 0 (none yet).
+func minPositive(a, b float64) float64 {
+	if a == 0 || b < a {
+		return b
+	}
+	return a
 }
 
 func (b *bench) history() error {
@@ -106,27 +117,32 @@ func (b *bench) history() error {
 		if err != nil {
 			return err
 		}
-		progress("   history: %d finished rows added: claim %.1f µs (%.1f queue index pages), submit %.1f µs (load %s)",
-			added, c.claim, c.queuePages, c.submit, c.load)
+		progress("   history: %d finished rows added: claim %.1f µs (%.1f queue index pages, worker CPU %.1f µs a task), submit %.1f µs (CPU %.1f µs) (load %s)",
+			added, c.claim, c.queuePages, c.workerCPU, c.submit, c.submitCPU, c.load)
 		costs = append(costs, c)
 	}
 	b.historyRows(costs, churn, conn)
 	return nil
 }
 
+// ratioTo shows v and its ratio to base.
+func ratioTo(v, base float64) string {
+	return fmt.Sprintf("%.1f (%.2f×)", v, v/base)
+}
+
 func (b *bench) historyRows(costs []historyCost, churn int, conn pgbenchResult) {
-	b.tbl.section("9", "claim and submit cost with a long history", fmt.Sprintf("at each size, %d SELECT 1 tasks run first (autovacuum_naptime = 1s); then the best of %d: the claim as row 8 (%d × SELECT 1, one worker), the queue index (task_owners_due_idx) pages a claim read, and the submit: %d calls of async_task('SELECT 1') in one statement, timed in the server; with the table as it was, then after finished rows (a succeeded task and its owner row each, then VACUUM ANALYZE and CHECKPOINT) were added up to each size; ratio to the first; load: 1-minute load average when measured",
+	b.tbl.section("9", "claim and submit cost with a long history", fmt.Sprintf("at each size, %d SELECT 1 tasks run first (autovacuum_naptime = 1s); then the best of %d: the claim as row 8 (%d × SELECT 1, one worker), the queue index (task_owners_due_idx) pages a claim read, the worker's CPU time per task (/proc/<pid>/schedstat: it moves far less with the machine's load than wall-clock figures), and the submit: %d calls of async_task('SELECT 1') in one statement, timed in the server, and its backend's CPU time; with the table as it was, then after finished rows (a succeeded task and its owner row each, then VACUUM ANALYZE and CHECKPOINT) were added up to each size; ratio to the first; load: 1-minute load average when measured",
 		churn, historyRepeats, costTasks, costTasks))
 	for _, c := range costs {
 		target := ""
 		if c.rows > 0 {
 			target = "≤ 1.2×"
 		}
-		b.tbl.add(fmt.Sprintf("claim, %d finished rows added (load %s)", c.rows, c.load),
-			fmt.Sprintf("%.1f (%.2f×)", c.claim, c.claim/costs[0].claim), "µs", costTasks, target)
+		b.tbl.add(fmt.Sprintf("claim, %d finished rows added (load %s)", c.rows, c.load), ratioTo(c.claim, costs[0].claim), "µs", costTasks, target)
 		b.tbl.add("  queue index pages read per claim", fmt.Sprintf("%.1f", c.queuePages), "pages", costTasks, "")
-		b.tbl.add(fmt.Sprintf("submit, %d finished rows added", c.rows),
-			fmt.Sprintf("%.1f (%.2f×)", c.submit, c.submit/costs[0].submit), "µs", costTasks, target)
+		b.tbl.add("  the worker's CPU time per task", ratioTo(c.workerCPU, costs[0].workerCPU), "µs", costTasks, target)
+		b.tbl.add(fmt.Sprintf("submit, %d finished rows added", c.rows), ratioTo(c.submit, costs[0].submit), "µs", costTasks, target)
+		b.tbl.add("  its backend's CPU time per submit", ratioTo(c.submitCPU, costs[0].submitCPU), "µs", costTasks, target)
 	}
 	b.tbl.add("new connection + SELECT 1 in this row (pgbench -C)", ms(conn.latencyMS), "ms", conn.processed, "")
 }
@@ -141,9 +157,17 @@ func (b *bench) historyCostAt(rows int) (historyCost, error) {
 		if err != nil {
 			return c, err
 		}
-		m, err := b.costsOf("SELECT 1")
+		cpu, err := b.sampleWorkerCPU()
 		if err != nil {
 			return c, err
+		}
+		m, err := b.costsOf("SELECT 1")
+		workerCPU, workers := cpu.total()
+		if err != nil {
+			return c, err
+		}
+		if workers != 1 {
+			return c, fmt.Errorf("%d workers ran the claim's tasks, want 1", workers)
 		}
 		claim, _ := strconv.ParseFloat(m[3], 64)
 		claims, _ := strconv.Atoi(m[2])
@@ -151,45 +175,56 @@ func (b *bench) historyCostAt(rows int) (historyCost, error) {
 		if err != nil {
 			return c, err
 		}
-		submit, err := b.submitCost()
+		submit, submitCPU, err := b.submitCost()
 		if err != nil {
 			return c, err
 		}
 		if i == 0 || claim < c.claim {
 			c.claim, c.queuePages = claim, pages
 		}
+		c.workerCPU = minPositive(c.workerCPU, workerCPU.Seconds()*1e6/costTasks)
 		if i == 0 || submit < c.submit {
 			c.submit = submit
 		}
+		c.submitCPU = minPositive(c.submitCPU, submitCPU)
 	}
 	return c, nil
 }
 
 // submitCost times costTasks submits in one statement inside the server,
-// then waits for their tasks to run (so that the next claim starts from a
-// quiet server).
-func (b *bench) submitCost() (float64, error) {
+// and reads the CPU time its backend spent on them, both per submit in µs;
+// then it waits for their tasks to run (so that the next claim starts from
+// a quiet server).
+func (b *bench) submitCost() (wall, cpu float64, err error) {
 	tx, err := b.user.Begin(b.ctx)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer tx.Rollback(b.ctx) //nolint:errcheck // no-op after Commit
 	var t0 time.Time
+	var pid int
 	var first, last int64
-	var us float64
-	if err := tx.QueryRow(b.ctx, "SELECT clock_timestamp()").Scan(&t0); err != nil {
-		return 0, err
+	if err := tx.QueryRow(b.ctx, "SELECT clock_timestamp(), pg_backend_pid()").Scan(&t0, &pid); err != nil {
+		return 0, 0, err
+	}
+	cpu0, err := cpuNanos(pid)
+	if err != nil {
+		return 0, 0, err
 	}
 	if err := tx.QueryRow(b.ctx, `SELECT min(j), max(j), extract(epoch FROM clock_timestamp() - $2::timestamptz) * 1e6
 		FROM (SELECT lantern.async_task('SELECT 1') AS j FROM generate_series(1, $1)) s`, costTasks, t0).
-		Scan(&first, &last, &us); err != nil {
-		return 0, err
+		Scan(&first, &last, &wall); err != nil {
+		return 0, 0, err
+	}
+	cpu1, err := cpuNanos(pid)
+	if err != nil {
+		return 0, 0, err
 	}
 	if err := tx.Commit(b.ctx); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if err := b.waitDone(first, last, 20*time.Millisecond, 5*time.Minute, nil); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return us / costTasks, nil
+	return wall / costTasks, float64(cpu1-cpu0) / 1e3 / costTasks, nil
 }

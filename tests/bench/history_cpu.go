@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Row 9's CPU figures: on a machine shared with other work, a process's
+// own CPU time (/proc/<pid>/schedstat, in ns) moves far less with the load
+// than the wall-clock costs do.
+
+// cpuNanos returns the time pid has run on a CPU, in ns.
+func cpuNanos(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/schedstat", pid))
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 1 {
+		return 0, fmt.Errorf("/proc/%d/schedstat: unexpected %q", pid, b)
+	}
+	return strconv.ParseInt(f[0], 10, 64)
+}
+
+// parentOf returns pid's parent process.
+func parentOf(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	f := strings.Fields(s[i+1:])
+	if i < 0 || len(f) < 2 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected %q", pid, s)
+	}
+	return strconv.Atoi(f[1])
+}
+
+// workerCPU samples, every 10 ms until stopped, the CPU time of each
+// lantern_async worker that the postmaster forks, and returns their sum
+// (each worker's last sample: a worker idle before it exits adds nothing).
+type workerCPU struct {
+	postmaster int
+	mu         sync.Mutex
+	seen       map[int]int64
+	stop       context.CancelFunc
+	done       chan struct{}
+}
+
+func (b *bench) sampleWorkerCPU() (*workerCPU, error) {
+	var backend int
+	if err := b.su.QueryRow(b.ctx, "SELECT pg_backend_pid()").Scan(&backend); err != nil {
+		return nil, err
+	}
+	pm, err := parentOf(backend)
+	if err != nil {
+		return nil, err
+	}
+	ctx, stop := context.WithCancel(b.ctx)
+	w := &workerCPU{postmaster: pm, seen: map[int]int64{}, stop: stop, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		for ctx.Err() == nil {
+			w.sample()
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	return w, nil
+}
+
+func (w *workerCPU) sample() {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if ppid, err := parentOf(pid); err != nil || ppid != w.postmaster {
+			continue
+		}
+		cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil || !strings.Contains(string(cmd), backendWorker) {
+			continue
+		}
+		if ns, err := cpuNanos(pid); err == nil {
+			w.mu.Lock()
+			w.seen[pid] = ns
+			w.mu.Unlock()
+		}
+	}
+}
+
+// total stops the sampling and returns the workers' CPU time and how many
+// workers there were.
+func (w *workerCPU) total() (time.Duration, int) {
+	w.stop()
+	<-w.done
+	var sum int64
+	for _, ns := range w.seen {
+		sum += ns
+	}
+	return time.Duration(sum), len(w.seen)
+}
