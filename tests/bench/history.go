@@ -157,6 +157,10 @@ func (b *bench) historyCostAt(rows int) (historyCost, error) {
 		if err != nil {
 			return c, err
 		}
+		// No worker left from before: the sampler counts every worker it sees.
+		if err := b.waitQuiet(20 * time.Millisecond); err != nil {
+			return c, err
+		}
 		cpu, err := b.sampleWorkerCPU()
 		if err != nil {
 			return c, err

@@ -43,11 +43,13 @@ func parentOf(pid int) (int, error) {
 }
 
 // workerCPU samples, every 10 ms until stopped, the CPU time of each
-// lantern_async worker that the postmaster forks, and returns their sum
-// (each worker's last sample: a worker idle before it exits adds nothing).
+// lantern_async worker that the postmaster forks from its start on, and
+// returns their sum (each worker's last sample: a worker idle before it
+// exits adds nothing).
 type workerCPU struct {
 	postmaster int
 	mu         sync.Mutex
+	before     map[int]bool // workers there at the start (one exiting), left out
 	seen       map[int]int64
 	stop       context.CancelFunc
 	done       chan struct{}
@@ -63,7 +65,12 @@ func (b *bench) sampleWorkerCPU() (*workerCPU, error) {
 		return nil, err
 	}
 	ctx, stop := context.WithCancel(b.ctx)
-	w := &workerCPU{postmaster: pm, seen: map[int]int64{}, stop: stop, done: make(chan struct{})}
+	w := &workerCPU{postmaster: pm, before: map[int]bool{}, seen: map[int]int64{}, stop: stop, done: make(chan struct{})}
+	w.sample()
+	for pid := range w.seen {
+		w.before[pid] = true
+	}
+	w.seen = map[int]int64{}
 	go func() {
 		defer close(w.done)
 		for ctx.Err() == nil {
@@ -84,7 +91,7 @@ func (w *workerCPU) sample() {
 		if err != nil {
 			continue
 		}
-		if ppid, err := parentOf(pid); err != nil || ppid != w.postmaster {
+		if ppid, err := parentOf(pid); err != nil || ppid != w.postmaster || w.before[pid] {
 			continue
 		}
 		cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
