@@ -131,7 +131,7 @@ func ratioTo(v, base float64) string {
 }
 
 func (b *bench) historyRows(costs []historyCost, churn int, conn pgbenchResult) {
-	b.tbl.section("9", "claim and submit cost with a long history", fmt.Sprintf("at each size, %d SELECT 1 tasks run first (autovacuum_naptime = 1s); then the best of %d: the claim as row 8 (%d × SELECT 1, one worker), the queue index (task_owners_due_idx) pages a claim read, the worker's CPU time per task (/proc/<pid>/schedstat: it moves far less with the machine's load than wall-clock figures), and the submit: %d calls of async_task('SELECT 1') in one statement, timed in the server, and its backend's CPU time; with the table as it was, then after finished rows (a succeeded task and its owner row each, then VACUUM ANALYZE and CHECKPOINT) were added up to each size; ratio to the first; load: 1-minute load average when measured",
+	b.tbl.section("9", "claim and submit cost with a long history", fmt.Sprintf("at each size, %d SELECT 1 tasks run first (autovacuum_naptime = 1s); then the best of %d: the claim as row 8 (%d × SELECT 1, one worker), the queue index (task_owners_due_idx) pages a claim read, the worker's CPU time per task (/proc/<pid>/schedstat: it moves less with the machine's load than wall-clock figures do), and the submit: %d calls of async_task('SELECT 1') in one statement, timed in the server, and its backend's CPU time; with the table as it was, then after finished rows (a succeeded task and its owner row each, then VACUUM ANALYZE and CHECKPOINT) were added up to each size; ratio to the first; load: 1-minute load average when measured",
 		churn, historyRepeats, costTasks, costTasks))
 	for _, c := range costs {
 		target := ""

@@ -11,7 +11,7 @@ import (
 )
 
 // Row 9's CPU figures: on a machine shared with other work, a process's
-// own CPU time (/proc/<pid>/schedstat, in ns) moves far less with the load
+// own CPU time (/proc/<pid>/schedstat, in ns) moves less with the load
 // than the wall-clock costs do.
 
 // cpuNanos returns the time pid has run on a CPU, in ns.
