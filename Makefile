@@ -39,7 +39,8 @@ DATA = sql/lantern_async--0.1.0.sql sql/lantern_async--0.2.0.sql \
        sql/lantern_async--0.1.0--0.2.0.sql sql/lantern_async--0.3.0.sql \
        sql/lantern_async--0.2.0--0.3.0.sql sql/lantern_async--0.4.0.sql \
        sql/lantern_async--0.3.0--0.4.0.sql sql/lantern_async--0.5.0.sql \
-       sql/lantern_async--0.4.0--0.5.0.sql
+       sql/lantern_async--0.4.0--0.5.0.sql sql/lantern_async--0.6.0.sql \
+       sql/lantern_async--0.5.0--0.6.0.sql
 PGFILEDESC = "lantern_async - background tasks inside PostgreSQL"
 
 GO_LIB = lantern_async_go.so

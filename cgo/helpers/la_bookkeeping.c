@@ -105,13 +105,15 @@ la_bk_run(la_bk_body body, void *arg, LaError *err)
  * The next statement walks an index in its order instead of sorting what
  * it reads, whatever the statistics say (a sort penalized, not forbidden),
  * and joins row by row, stopping at the first it takes (a hash or merge
- * join would read every row the role ever submitted first).  Pinned where
- * its saved plan is (re)planned, until la_privileged_end.
+ * join would read every row the role ever submitted first).  Never JIT
+ * compiled either: a few index probes cost microseconds, compiling them
+ * tens of milliseconds, whatever a plan's estimate says.  Pinned where
+ * its saved plan is (re)planned and run, until la_privileged_end.
  */
 void
 la_bk_pin_ordered_walk(void)
 {
-	static const char *const off[] = {"enable_sort", "enable_hashjoin", "enable_mergejoin"};
+	static const char *const off[] = {"enable_sort", "enable_hashjoin", "enable_mergejoin", "jit"};
 
 	for (int i = 0; i < lengthof(off); i++)
 		(void) set_config_option(off[i], "off", PGC_SUSET, PGC_S_SESSION,

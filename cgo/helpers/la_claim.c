@@ -210,10 +210,10 @@ la_bk_claim_body(LaPrivileged *p, void *arg)
 	values[2] = TimestampTzGetDatum(now);
 	do
 	{
-		rc = SPI_execute_plan(la_queue_plan(&la_claim_plans[shape], p->cat.tasks,
-											cols.due ? la_bk_claim_due_sql(&p->cat)
-											: la_bk_claim_sql(&p->cat, cols.timeout, cols.datid),
-											nargs, types),
+		rc = SPI_execute_plan(la_queue_plan_generic(&la_claim_plans[shape], p->cat.tasks,
+													cols.due ? la_bk_claim_due_sql(&p->cat)
+													: la_bk_claim_sql(&p->cat, cols.timeout, cols.datid),
+													nargs, types),
 							  values, NULL, false, 0);
 		if (rc != (cols.due ? SPI_OK_SELECT : SPI_OK_UPDATE_RETURNING))
 			elog(ERROR, "lantern_async could not claim a task: %s", SPI_result_code_string(rc));

@@ -188,7 +188,7 @@ la_bk_claim_deps(const LaCatalog *cat, int64 jobid, TimestampTz now)
 		la_deps_defer(cat, jobid, st.held ? now : 0);
 		return false;
 	}
-	rc = SPI_execute_plan(la_queue_plan(&ready, cat->tasks, la_bk_claim_ready_sql(cat), 1, types),
+	rc = SPI_execute_plan(la_queue_plan_generic(&ready, cat->tasks, la_bk_claim_ready_sql(cat), 1, types),
 						  values, NULL, false, 0);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "lantern_async could not claim task " INT64_FORMAT ": %s", jobid,

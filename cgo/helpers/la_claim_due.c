@@ -97,11 +97,11 @@ la_bk_next_due(const LaCatalog *cat, TimestampTz now)
 	Datum		next;
 	int			rc;
 
-	rc = SPI_execute_plan(la_queue_plan(&plan, cat->tasks,
-										psprintf("SELECT min(o.due) FROM %s o "
-												 "WHERE o.roleid = $1 AND o.datid = $2 AND o.due > $3",
-												 cat->task_owners_name),
-										3, types),
+	rc = SPI_execute_plan(la_queue_plan_generic(&plan, cat->tasks,
+												psprintf("SELECT min(o.due) FROM %s o "
+														 "WHERE o.roleid = $1 AND o.datid = $2 AND o.due > $3",
+														 cat->task_owners_name),
+												3, types),
 						  values, NULL, true, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "lantern_async could not read when the next task is due: %s",

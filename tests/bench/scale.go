@@ -106,10 +106,6 @@ func (b *bench) anyScaleSubKey() bool {
 // at the default sizes they take far longer than the other rows (25
 // minutes or more) and about 16 GB of disk.
 func (b *bench) scale() error {
-	if b.cfg.only == nil {
-		progress("   skipped: BENCH_ONLY=scale (or a scale_* key) runs it")
-		return nil
-	}
 	sc, err := loadScaleConfig()
 	if err != nil {
 		return err

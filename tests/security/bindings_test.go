@@ -339,7 +339,7 @@ func TestBindingsHostileDatabase(t *testing.T) {
 
 	var fresh, freshDB string
 	parent := t
-	for _, from := range []string{"", "0.1.0", "0.2.0", "0.3.0", "0.4.0"} {
+	for _, from := range []string{"", "0.1.0", "0.2.0", "0.3.0", "0.4.0", "0.5.0"} {
 		name := "fresh"
 		if from != "" {
 			name = "from_" + strings.ReplaceAll(from, ".", "")

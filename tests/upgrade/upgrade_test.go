@@ -78,6 +78,12 @@ func TestUpgradeFrom040(t *testing.T) {
 	upgradeWithQueuedTask(t, "0.4.0")
 }
 
+// TestUpgradeFrom050: the same from 0.5.0, whose task_owners (the claims'
+// queue) autovacuum left to a fraction of the history's size.
+func TestUpgradeFrom050(t *testing.T) {
+	upgradeWithQueuedTask(t, "0.5.0")
+}
+
 func upgradeWithQueuedTask(t *testing.T, from string) {
 	testkit.Begin(t)
 	su := testkit.Connect(t, testkit.Superuser)

@@ -98,6 +98,9 @@ typedef struct LaSavedPlan
 
 extern PGDLLEXPORT struct _SPI_plan *la_queue_plan(LaSavedPlan *saved, Oid relid, const char *sql,
 												   int nargs, Oid *types);
+/* The same, always with the generic plan: for the claim's statements */
+extern PGDLLEXPORT struct _SPI_plan *la_queue_plan_generic(LaSavedPlan *saved, Oid relid,
+														   const char *sql, int nargs, Oid *types);
 extern PGDLLEXPORT int la_queue_running(const LaCatalog *cat, int64 **jobids);
 extern int	la_queue_execute(const char *sql, int nargs, Oid *types, Datum *values,
 							 const char *nulls, bool latest);

@@ -9,6 +9,7 @@
 
 #include "common/int128.h"
 #include "executor/spi.h"
+#include "nodes/parsenodes.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -38,15 +39,16 @@ la_queue_text(const char *value, char *null)
  * (as ri_triggers.c does for its own saved plans).  Should a name change
  * between here and the statement's run, sqlguard.c fails it.
  */
-SPIPlanPtr
-la_queue_plan(LaSavedPlan *saved, Oid relid, const char *sql, int nargs, Oid *types)
+static SPIPlanPtr
+la_queue_plan_with(LaSavedPlan *saved, Oid relid, const char *sql, int nargs, Oid *types,
+				   int cursor_options)
 {
 	SPIPlanPtr	plan;
 
 	if (saved->plan != NULL && saved->relid == relid && strcmp(saved->sql, sql) == 0 &&
 		SPI_plan_is_valid(saved->plan))
 		return saved->plan;
-	plan = SPI_prepare(sql, nargs, types);
+	plan = SPI_prepare_cursor(sql, nargs, types, cursor_options);
 	if (plan == NULL)
 		elog(ERROR, "lantern_async could not prepare a queue statement: %s",
 			 SPI_result_code_string(SPI_result));
@@ -61,6 +63,28 @@ la_queue_plan(LaSavedPlan *saved, Oid relid, const char *sql, int nargs, Oid *ty
 	saved->sql = MemoryContextStrdup(TopMemoryContext, sql);
 	saved->relid = relid;
 	return plan;
+}
+
+SPIPlanPtr
+la_queue_plan(LaSavedPlan *saved, Oid relid, const char *sql, int nargs, Oid *types)
+{
+	return la_queue_plan_with(saved, relid, sql, nargs, types, 0);
+}
+
+/*
+ * The same, for a statement whose plan must not depend on its parameters
+ * (the claim's): planned once, with them unknown, and never again until
+ * invalidated.  The plan cache would otherwise plan it anew at each of its
+ * first five runs, and for good when the generic plan's estimate came out
+ * above the custom ones' (a role with many tasks due later: "due <= $3"
+ * guessed a third of them), each time probing the ends of the primary
+ * keys for the join's estimates (get_actual_variable_range), through
+ * whatever dead entries the claims left there.
+ */
+SPIPlanPtr
+la_queue_plan_generic(LaSavedPlan *saved, Oid relid, const char *sql, int nargs, Oid *types)
+{
+	return la_queue_plan_with(saved, relid, sql, nargs, types, CURSOR_OPT_GENERIC_PLAN);
 }
 
 /*

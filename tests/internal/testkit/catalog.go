@@ -104,7 +104,7 @@ SELECT string_agg(regexp_replace(line, '(pg_toast_|RI_ConstraintTrigger_[ac]_)[0
 ) lines(line)`
 
 // CurrentVersion is lantern_async.control's default_version.
-const CurrentVersion = "0.5.0"
+const CurrentVersion = "0.6.0"
 
 func Fingerprint(t *testing.T, su *pgx.Conn) string {
 	t.Helper()
