@@ -18,7 +18,11 @@ const (
 // returns the launcher's and the now idle worker's pids, checking that no
 // other lantern_async process is connected.
 func (b *bench) warmWorker() (launcher, worker int, err error) {
-	if err := b.waitQuiet(20 * time.Millisecond); err != nil {
+	// Quiet for longer than the default worker_idle_timeout: a worker
+	// launched before the setting below (the dependents row's claims still
+	// deciding its canceled tasks) would run this row's task and leave 1 s
+	// later, in the middle of the window.
+	if err := b.waitQuietFor(20*time.Millisecond, 1500*time.Millisecond); err != nil {
 		return 0, 0, err
 	}
 	if err := b.setIdleTimeout(memIdleTimeout); err != nil {
