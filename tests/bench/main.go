@@ -114,6 +114,29 @@ func loadConfig() (config, error) {
 	return cfg, nil
 }
 
+// step is one measurement: its BENCH_ONLY key, its name in the progress
+// lines, and what runs it.
+type step struct {
+	key, name string
+	fn        func() error
+}
+
+// runSteps runs, in order, the steps that wants keeps.
+func runSteps(steps []step, wants func(string) bool) error {
+	for _, s := range steps {
+		if !wants(s.key) {
+			continue
+		}
+		progress("== %s", s.name)
+		t0 := time.Now()
+		if err := s.fn(); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		progress("   %s done in %.1f s", s.name, time.Since(t0).Seconds())
+	}
+	return nil
+}
+
 // bench is the state shared by the measurements.
 type bench struct {
 	ctx  context.Context
@@ -186,10 +209,7 @@ func run() (err error) {
 	// with max_workers = 1 for the rest (one worker must run the memory
 	// row's tasks alone). The memory row goes last: it leaves the queue
 	// table with BENCH_TASKS more rows.
-	steps := []struct {
-		key, name string
-		fn        func() error
-	}{
+	steps := []step{
 		{"baselines", "baselines (pgbench)", b.baselines},
 		{"warm", "warm start latency", b.warmLatency},
 		{"cold", "cold start latency", b.coldLatency},
@@ -212,16 +232,8 @@ func run() (err error) {
 		{"history", "claim cost with a long history", b.history},
 		{"scale", "the scaling table", b.scale}, // last: it leaves 1000s of databases and roles
 	}
-	for _, s := range steps {
-		if !cfg.wants(s.key) {
-			continue
-		}
-		progress("== %s", s.name)
-		t0 := time.Now()
-		if err := s.fn(); err != nil {
-			return fmt.Errorf("%s: %w", s.name, err)
-		}
-		progress("   %s done in %.1f s", s.name, time.Since(t0).Seconds())
+	if err := runSteps(steps, cfg.wants); err != nil {
+		return err
 	}
 	b.hdr.loadEnd = loadAvg()
 	b.tbl.ratios()

@@ -5,7 +5,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -117,26 +116,15 @@ func (b *bench) scale() error {
 	if err := b.setIdleTimeout(-1); err != nil {
 		return err
 	}
-	steps := []struct {
-		key, name string
-		fn        func() error
-	}{
+	steps := []step{
 		{"scale_pending", "S1 start latency beside pending tasks", func() error { return b.scalePending(sc) }},
 		{"scale_cancel", "S4 cancel_all_async_tasks of pending tasks", func() error { return b.scaleCancel(sc) }},
 		{"scale_memory", "S5 worker memory over many tasks", func() error { return b.scaleWorkerMemory(sc) }},
 		{"scale_roles", "S2 many roles", func() error { return b.scaleRoles(sc) }},
 		{"scale_databases", "S3 many databases", func() error { return b.scaleDatabases(sc) }},
 	}
-	for _, s := range steps {
-		if !b.scaleWants(s.key) {
-			continue
-		}
-		progress("== %s", s.name)
-		t0 := time.Now()
-		if err := s.fn(); err != nil {
-			return fmt.Errorf("%s: %w", s.name, err)
-		}
-		progress("   %s done in %.1f s", s.name, time.Since(t0).Seconds())
+	if err := runSteps(steps, b.scaleWants); err != nil {
+		return err
 	}
 	b.scaleLauncherRows()
 	return nil
