@@ -17,17 +17,18 @@
 #include "tables/la_tables.h"
 #include "state/la_state.h"
 
-/*
- * The attempt's row, as a part of a settle's statement whose "settled"
- * names the task, with $4 its error_message and $5 its SQLSTATE (both NULL
- * on success), and $6-$8 as la_queue_attempt_args puts them.
- */
+/* The settle ends an attempt that gets a row in task_attempts (from 0.5.0 on). */
 bool
 la_queue_records_attempt(const LaCatalog *cat, const LaSettle *s)
 {
 	return s->attempt > 0 && cat->task_attempts_name != NULL;
 }
 
+/*
+ * The attempt's row, as a part of a settle's statement whose "settled"
+ * names the task, with $4 its error_message and $5 its SQLSTATE (both NULL
+ * on success), and $6-$8 as la_queue_attempt_args puts them.
+ */
 const char *
 la_queue_attempt_sql(const LaCatalog *cat, const LaSettle *s)
 {
