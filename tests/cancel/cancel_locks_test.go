@@ -56,10 +56,15 @@ type claimRace struct {
 	blockers []int64
 }
 
-func newClaimRace(t *testing.T, su *pgx.Conn, role string) *claimRace {
+// before, when not nil, runs on the role's connection once every worker is
+// busy, before the task is submitted.
+func newClaimRace(t *testing.T, su *pgx.Conn, role string, before func(conn *pgx.Conn)) *claimRace {
 	t.Helper()
 	r := &claimRace{lock: testkit.HoldAdvisoryLock(t), conn: testkit.Connect(t, role)}
 	r.blockers = r.lock.BlockWorkers(t, su, testkit.Cluster.MaxWorkers())
+	if before != nil {
+		before(r.conn)
+	}
 	r.id = testkit.Submit(t, r.conn, "SELECT 1")
 	require.Equal(t, "pending", testkit.Deref(testkit.GetTask(t, su, r.id).Status), "every worker is busy: the task must be pending")
 	// Runs after the role's transaction ended (cleanups run last-registered
@@ -106,7 +111,7 @@ func TestCancelTaskKeepsNoLockOnTaskClaimedMeanwhile(t *testing.T) {
 	testkit.Begin(t)
 	su := testkit.Connect(t, testkit.Superuser)
 	role := testkit.NewTempRole(t, su, "cancel_claimed")
-	r := newClaimRace(t, su, role)
+	r := newClaimRace(t, su, role, nil)
 
 	call := startCall(func() (*bool, error) { return testkit.CancelTask(r.conn, r.id) })
 	pid := r.conn.PgConn().PID()
@@ -134,7 +139,7 @@ func TestCancelAllKeepsNoLockOnTaskBeingClaimed(t *testing.T) {
 	testkit.Begin(t)
 	su := testkit.Connect(t, testkit.Superuser)
 	role := testkit.NewTempRole(t, su, "cancel_all_claimed")
-	r := newClaimRace(t, su, role)
+	r := newClaimRace(t, su, role, nil)
 
 	start := time.Now()
 	call := startCall(func() (*bool, error) {

@@ -58,15 +58,13 @@ la_status_is(const char *status, const char *want)
 /* Pending tasks canceled per statement by cancel_all_async_tasks() */
 #define LA_CANCEL_BATCH 10000
 
-static int64
-la_cancel_pending(const LaCatalog *cat, bool all_jobs, int64 jobid, Oid roleid, bool skip_locked)
+/* The pending tasks of a role (InvalidOid: of any) to be canceled. */
+static LaSettle
+la_cancel_pending_of(Oid roleid)
 {
 	LaSettle	s = {
-		.batch = all_jobs ? LA_CANCEL_BATCH : 0,
-		.all_jobs = all_jobs,
-		.jobid = jobid,
+		.all_jobs = true,
 		.roleid = roleid,
-		.skip_locked = skip_locked,
 		.latest_snapshot = true,
 		.from_status = "pending",
 		.to_status = "canceled",
@@ -74,7 +72,7 @@ la_cancel_pending(const LaCatalog *cat, bool all_jobs, int64 jobid, Oid roleid, 
 		.sqlstate = LA_CANCELED_SQLSTATE,
 	};
 
-	return la_queue_settle(cat, &s);
+	return s;
 }
 
 /*
@@ -96,7 +94,11 @@ la_cancel_one_pending(const LaCatalog *cat, int64 jobid)
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		canceled = la_cancel_pending(cat, false, jobid, InvalidOid, false) == 1;
+		LaSettle	s = la_cancel_pending_of(InvalidOid);
+
+		s.all_jobs = false;
+		s.jobid = jobid;
+		canceled = la_queue_settle(cat, &s) == 1;
 	}
 	PG_CATCH();
 	{
@@ -159,26 +161,42 @@ lantern_async_cancel_task(PG_FUNCTION_ARGS)
 }
 
 /*
- * Whether a pending task of the selection is left: a row another
- * transaction holds.  LIMIT 1: a count planned its EXISTS as a hash of
- * every owner row of the role (20 MB for 300,000 of them).
+ * The pending tasks of the role (InvalidOid: of any) left after a pass,
+ * among *left's nleft when *left is not NULL: rows another transaction
+ * holds.  At most LA_CANCEL_BATCH of them, into *left (palloc'd).  LIMIT:
+ * a count planned its EXISTS as a hash of every owner row of the role
+ * (20 MB for 300,000 of them).
  */
-static bool
-la_cancel_any_pending(const LaCatalog *cat, Oid roleid)
+static int
+la_cancel_left(const LaCatalog *cat, Oid roleid, int64 **left, int nleft)
 {
-	Oid			types[1] = {OIDOID};
-	Datum		values[1] = {ObjectIdGetDatum(roleid)};
-	bool		left;
+	Oid			types[2] = {OIDOID, INT8ARRAYOID};
+	Datum		values[2] = {ObjectIdGetDatum(roleid)};
+	char		nulls[3] = "  ";
+	int64	   *found;
 
-	if (la_queue_execute(psprintf("SELECT 1 FROM %s t WHERE t.status = 'pending' "
+	values[1] = la_queue_jobid_array(*left, nleft, &nulls[1]);
+	if (la_queue_execute(psprintf("SELECT t.jobid FROM %s t WHERE t.status = 'pending' "
 								  "AND ($1 = 0 OR EXISTS (SELECT FROM %s o "
-								  "                       WHERE o.jobid = t.jobid AND o.roleid = $1)) LIMIT 1",
-								  cat->tasks_name, cat->task_owners_name),
-						 1, types, values, NULL, true) != SPI_OK_SELECT)
+								  "                       WHERE o.jobid = t.jobid AND o.roleid = $1)) "
+								  "AND ($2 IS NULL OR t.jobid = ANY ($2)) LIMIT %d",
+								  cat->tasks_name, cat->task_owners_name, LA_CANCEL_BATCH),
+						 2, types, values, nulls, true) != SPI_OK_SELECT)
 		elog(ERROR, "could not look for the tasks left to cancel");
-	left = SPI_processed > 0;
+	found = palloc(sizeof(int64) * Max(SPI_processed, 1));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		found[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1,
+											   &isnull));
+	}
+	nleft = (int) SPI_processed;
 	SPI_freetuptable(SPI_tuptable);
-	return left;
+	if (*left != NULL)
+		pfree(*left);
+	*left = found;
+	return nleft;
 }
 
 /* Tries, 2 ms apart, for rows a claim under way holds (a claim takes a few ms). */
@@ -192,30 +210,41 @@ la_cancel_any_pending(const LaCatalog *cat, Oid roleid)
  * another transaction holds are skipped, never waited for (a lock kept
  * after waiting would stall the worker that claimed the row): such a row
  * is being claimed, and is tried again until it shows up in a slot, or is
- * being canceled by that other transaction, and is left to it.
+ * being canceled by that other transaction, and is left to it.  The tries
+ * again name those rows by jobid: a walk of the queue costs as many index
+ * entries as it has dead ones, which an old snapshot keeps.
  */
 Datum
 lantern_async_cancel_all_tasks(PG_FUNCTION_ARGS)
 {
 	LaPrivileged p;
-	Oid			roleid;
+	LaSettle	s;
+	int64	   *left = NULL;
+	int			nleft;
 
 	PreventCommandDuringRecovery("lantern.cancel_all_async_tasks()");
 	PreventCommandIfReadOnly("lantern.cancel_all_async_tasks()");
 	la_privileged_begin(&p, RowExclusiveLock);
 	la_privileged_require(&p);
-	roleid = superuser_arg(p.caller) ? InvalidOid : p.caller;
-	for (int try = 0; try < LA_CANCEL_ALL_TRIES; try++)
+	s = la_cancel_pending_of(superuser_arg(p.caller) ? InvalidOid : p.caller);
+	s.skip_locked = true;
+	/* In batches: memory stays flat however many tasks there are. */
+	s.batch = LA_CANCEL_BATCH;
+	while (la_queue_settle(&p.cat, &s) == LA_CANCEL_BATCH)
+		CHECK_FOR_INTERRUPTS();
+	la_slot_cancel_role(s.roleid, p.cat.tasks);
+	nleft = la_cancel_left(&p.cat, s.roleid, &left, 0);
+	for (int try = 1; try < LA_CANCEL_ALL_TRIES && nleft > 0; try++)
 	{
-		/* In batches: memory stays flat however many tasks there are. */
-		while (la_cancel_pending(&p.cat, true, 0, roleid, true) == LA_CANCEL_BATCH)
-			CHECK_FOR_INTERRUPTS();
-		la_slot_cancel_role(roleid, p.cat.tasks);
-		if (!la_cancel_any_pending(&p.cat, roleid))
-			break;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 2, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
+		s.only = left;
+		s.nonly = nleft;
+		s.batch = 0;
+		(void) la_queue_settle(&p.cat, &s);
+		la_slot_cancel_role(s.roleid, p.cat.tasks);
+		nleft = la_cancel_left(&p.cat, s.roleid, &left, nleft);
 	}
 	la_privileged_end(&p);
 	PG_RETURN_VOID();

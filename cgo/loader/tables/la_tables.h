@@ -101,10 +101,12 @@ extern PGDLLEXPORT struct _SPI_plan *la_queue_plan(LaSavedPlan *saved, Oid relid
 /* The same, always with the generic plan: for the claim's statements */
 extern PGDLLEXPORT struct _SPI_plan *la_queue_plan_generic(LaSavedPlan *saved, Oid relid,
 														   const char *sql, int nargs, Oid *types);
+/* The same, planned for each run's parameters: for statements they switch filters of */
+extern struct _SPI_plan *la_queue_plan_custom(LaSavedPlan *saved, Oid relid, const char *sql,
+											  int nargs, Oid *types);
 extern PGDLLEXPORT int la_queue_running(const LaCatalog *cat, int64 **jobids);
 extern int	la_queue_execute(const char *sql, int nargs, Oid *types, Datum *values,
 							 const char *nulls, bool latest);
-/* A new task's rows (enqueue.c); due: the earliest it may start, 0: at once. */
 /* A task about to be queued (enqueue.c). */
 typedef struct LaNewTask
 {
@@ -125,6 +127,8 @@ extern void la_dependencies_check_visible(const LaCatalog *cat, const int64 *job
 extern void la_dependencies_record(const LaCatalog *cat, int64 jobid, const int64 *jobids, int n);
 extern void la_dependencies_requeue(const LaCatalog *cat, Datum jobids);
 extern Datum la_queue_text(const char *value, char *null);
+/* A bigint[] of jobids; NULL (no filter) when jobids is NULL. */
+extern Datum la_queue_jobid_array(const int64 *jobids, int n, char *null);
 extern int	la_queue_run(struct _SPI_plan *plan, Datum *values, const char *nulls, bool latest);
 
 /* Attempts and retries (attempts.c). */

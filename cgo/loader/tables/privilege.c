@@ -53,6 +53,8 @@ la_privileged_begin(LaPrivileged *p, LOCKMODE lockmode)
 	/* A role's planner settings must not make the queue's statements slow. */
 	for (int i = 0; i < lengthof(la_planner_methods); i++)
 		la_privileged_pin(la_planner_methods[i], "on");
+	/* Nor choose between a statement's custom and generic plans (statements.c). */
+	la_privileged_pin("plan_cache_mode", "auto");
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	p->installed = la_catalog_lookup(&p->cat, lockmode);

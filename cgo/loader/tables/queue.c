@@ -100,22 +100,6 @@ la_queue_settle_sql(const LaCatalog *cat, const LaSettle *s)
 					cat->tasks_name, cat->task_errors_name, la_queue_unqueue_sql(cat, s, false));
 }
 
-/* A bigint[] of jobids; NULL (no filter) when jobids is NULL. */
-static Datum
-la_queue_jobids(const int64 *jobids, int n, char *null)
-{
-	Datum	   *elems;
-
-	*null = jobids ? ' ' : 'n';
-	if (jobids == NULL)
-		return (Datum) 0;
-	elems = palloc(sizeof(Datum) * Max(n, 1));
-	for (int i = 0; i < n; i++)
-		elems[i] = Int64GetDatum(jobids[i]);
-	return PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
-										   TYPALIGN_DOUBLE));
-}
-
 /* The jobids of the tasks 'running' now; palloc'd. */
 int
 la_queue_running(const LaCatalog *cat, int64 **jobids)
@@ -137,7 +121,13 @@ la_queue_running(const LaCatalog *cat, int64 **jobids)
 	return (int) SPI_processed;
 }
 
-/* la_queue_settle_rows's saved plans (statements.c): [leaving pending][with SKIP LOCKED] */
+/*
+ * la_queue_settle_rows's saved plans (statements.c): [leaving pending][with
+ * SKIP LOCKED].  Always planned for the parameters at hand: which of its
+ * filters apply is decided by them, and a generic plan can use none of the
+ * indexes (cancel_all_async_tasks() retrying one row by its jobid read the
+ * whole table each time).
+ */
 static LaSavedPlan la_settle_plans[2][2];
 
 /*
@@ -220,12 +210,12 @@ la_queue_settle_rows(const LaCatalog *cat, const LaSettle *s, Datum *settled)
 	values[4] = la_queue_text(s->to_status, &nulls[4]);
 	values[5] = la_queue_text(s->message, &nulls[5]);
 	values[6] = la_queue_text(s->sqlstate, &nulls[6]);
-	values[7] = la_queue_jobids(s->only, s->nonly, &nulls[7]);
-	values[8] = la_queue_jobids(s->except, s->nexcept, &nulls[8]);
+	values[7] = la_queue_jobid_array(s->only, s->nonly, &nulls[7]);
+	values[8] = la_queue_jobid_array(s->except, s->nexcept, &nulls[8]);
 	/* LIMIT NULL: no limit */
 	values[9] = Int64GetDatum(s->batch);
 	nulls[9] = s->batch > 0 ? ' ' : 'n';
-	rc = la_queue_run(la_queue_plan(&la_settle_plans[pending][s->skip_locked], cat->tasks,
+	rc = la_queue_run(la_queue_plan_custom(&la_settle_plans[pending][s->skip_locked], cat->tasks,
 									la_queue_settle_sql(cat, s), 10, types),
 					  values, nulls, s->latest_snapshot);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
@@ -268,7 +258,7 @@ la_queue_settle(const LaCatalog *cat, const LaSettle *s)
 		char		null;
 
 		if (settled == (Datum) 0)
-			settled = la_queue_jobids(&s->jobid, 1, &null);
+			settled = la_queue_jobid_array(&s->jobid, 1, &null);
 		la_dependencies_requeue(cat, settled);
 	}
 	/* Its rows (settled with them) would last until SPI_finish: a caller may repeat it. */

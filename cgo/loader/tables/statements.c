@@ -7,9 +7,11 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
 #include "common/int128.h"
 #include "executor/spi.h"
 #include "nodes/parsenodes.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -23,6 +25,22 @@ la_queue_text(const char *value, char *null)
 {
 	*null = value ? ' ' : 'n';
 	return value ? CStringGetTextDatum(value) : (Datum) 0;
+}
+
+/* A bigint[] of jobids; NULL (no filter) when jobids is NULL. */
+Datum
+la_queue_jobid_array(const int64 *jobids, int n, char *null)
+{
+	Datum	   *elems;
+
+	*null = jobids ? ' ' : 'n';
+	if (jobids == NULL)
+		return (Datum) 0;
+	elems = palloc(sizeof(Datum) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		elems[i] = Int64GetDatum(jobids[i]);
+	return PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
+										   TYPALIGN_DOUBLE));
 }
 
 /*
@@ -85,6 +103,17 @@ SPIPlanPtr
 la_queue_plan_generic(LaSavedPlan *saved, Oid relid, const char *sql, int nargs, Oid *types)
 {
 	return la_queue_plan_with(saved, relid, sql, nargs, types, CURSOR_OPT_GENERIC_PLAN);
+}
+
+/*
+ * The same, for a statement whose filters its parameters switch on and off
+ * ("$1 IS NULL OR t.jobid = $1"): planned anew for each run, with them
+ * known, as its generic plan could use no index.
+ */
+SPIPlanPtr
+la_queue_plan_custom(LaSavedPlan *saved, Oid relid, const char *sql, int nargs, Oid *types)
+{
+	return la_queue_plan_with(saved, relid, sql, nargs, types, CURSOR_OPT_CUSTOM_PLAN);
 }
 
 /*
