@@ -55,6 +55,12 @@ la_privileged_begin(LaPrivileged *p, LOCKMODE lockmode)
 		la_privileged_pin(la_planner_methods[i], "on");
 	/* Nor choose between a statement's custom and generic plans (statements.c). */
 	la_privileged_pin("plan_cache_mode", "auto");
+	/*
+	 * Nor start parallel workers (force_parallel_mode, debug_parallel_query):
+	 * processes from the pool our workers need, for statements that read a
+	 * few rows.  None is planned with no worker per Gather.
+	 */
+	la_privileged_pin("max_parallel_workers_per_gather", "0");
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	p->installed = la_catalog_lookup(&p->cat, lockmode);
