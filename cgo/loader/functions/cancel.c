@@ -58,13 +58,11 @@ la_status_is(const char *status, const char *want)
 /* Pending tasks canceled per statement by cancel_all_async_tasks() */
 #define LA_CANCEL_BATCH 10000
 
-/* The pending tasks of a role (InvalidOid: of any) to be canceled. */
+/* A settle that cancels pending tasks; the caller says which. */
 static LaSettle
-la_cancel_pending_of(Oid roleid)
+la_cancel_settle(void)
 {
 	LaSettle	s = {
-		.all_jobs = true,
-		.roleid = roleid,
 		.latest_snapshot = true,
 		.from_status = "pending",
 		.to_status = "canceled",
@@ -94,9 +92,8 @@ la_cancel_one_pending(const LaCatalog *cat, int64 jobid)
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		LaSettle	s = la_cancel_pending_of(InvalidOid);
+		LaSettle	s = la_cancel_settle();
 
-		s.all_jobs = false;
 		s.jobid = jobid;
 		canceled = la_queue_settle(cat, &s) == 1;
 	}
@@ -226,7 +223,9 @@ lantern_async_cancel_all_tasks(PG_FUNCTION_ARGS)
 	PreventCommandIfReadOnly("lantern.cancel_all_async_tasks()");
 	la_privileged_begin(&p, RowExclusiveLock);
 	la_privileged_require(&p);
-	s = la_cancel_pending_of(superuser_arg(p.caller) ? InvalidOid : p.caller);
+	s = la_cancel_settle();
+	s.all_jobs = true;
+	s.roleid = superuser_arg(p.caller) ? InvalidOid : p.caller;
 	s.skip_locked = true;
 	/* In batches: memory stays flat however many tasks there are. */
 	s.batch = LA_CANCEL_BATCH;
@@ -234,6 +233,7 @@ lantern_async_cancel_all_tasks(PG_FUNCTION_ARGS)
 		CHECK_FOR_INTERRUPTS();
 	la_slot_cancel_role(s.roleid, p.cat.tasks);
 	nleft = la_cancel_left(&p.cat, s.roleid, &left, 0);
+	s.batch = 0;				/* the tries name at most LA_CANCEL_BATCH rows */
 	for (int try = 1; try < LA_CANCEL_ALL_TRIES && nleft > 0; try++)
 	{
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 2, PG_WAIT_EXTENSION);
@@ -241,7 +241,6 @@ lantern_async_cancel_all_tasks(PG_FUNCTION_ARGS)
 		CHECK_FOR_INTERRUPTS();
 		s.only = left;
 		s.nonly = nleft;
-		s.batch = 0;
 		(void) la_queue_settle(&p.cat, &s);
 		la_slot_cancel_role(s.roleid, p.cat.tasks);
 		nleft = la_cancel_left(&p.cat, s.roleid, &left, nleft);
