@@ -192,6 +192,7 @@ func (c *cluster) Reap() ([]control.Exit, error) {
 			Canceled: bool(v.cancel_requested),
 			Clean:    bool(v.clean_exit),
 			Parked:   bool(v.parked),
+			Retired:  bool(v.retiring),
 			TasksRun: int64(v.tasks_run),
 		})
 	}

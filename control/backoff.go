@@ -10,6 +10,7 @@ type Exit struct {
 	Canceled bool   // lantern.cancel_task() was accepted for that task
 	Clean    bool   // it ran out of work and returned normally
 	Parked   bool   // it left its task's outcome for a scout (now in the lost list)
+	Retired  bool   // it had been asked to give its slot up (plan_retire.go, the database guard)
 	TasksRun int64  // tasks it finished
 }
 
@@ -34,8 +35,9 @@ type Backoff struct {
 	delay    map[Key]time.Duration
 }
 
-// Observe updates a key's backoff from how one of its processes ended.
-func (b *Backoff) Observe(e Exit, now time.Time) {
+// Observe updates a key's backoff from how one of its processes ended;
+// heldBack tells whether that exit counted against the key.
+func (b *Backoff) Observe(e Exit, now time.Time) (heldBack bool) {
 	if b.until == nil {
 		b.until = make(map[Key]time.Time)
 		b.delay = make(map[Key]time.Duration)
@@ -43,11 +45,17 @@ func (b *Backoff) Observe(e Exit, now time.Time) {
 	if e.productive() {
 		delete(b.until, e.Key)
 		delete(b.delay, e.Key)
-		return
+		return false
+	}
+	if e.Clean && e.Retired {
+		// Asked to leave before it had done anything: it says nothing of
+		// the key either way (a hold-back already in force stays).
+		return false
 	}
 	d := min(max(2*b.delay[e.Key], b.Min), b.Max)
 	b.delay[e.Key] = d
 	b.until[e.Key] = now.Add(d)
+	return true
 }
 
 // Waiting tells whether launches for a key are held back at this time.

@@ -70,6 +70,21 @@ func TestBackoffClearsOnlyOnProductiveExit(t *testing.T) {
 	}
 }
 
+// A worker the launcher (or the database guard) asked to give its slot up
+// may leave before its first claim: that is the launcher's choice, not a
+// failed start, so it neither holds the key back nor lifts a hold-back.
+func TestBackoffIgnoresCleanRetirementsThatRanNothing(t *testing.T) {
+	b := Backoff{Min: time.Second, Max: time.Minute}
+	retired := Exit{Key: keyA, Clean: true, Retired: true}
+	assert.False(t, b.Observe(retired, epoch))
+	assert.False(t, b.Waiting(keyA, epoch))
+
+	require.True(t, b.Observe(Exit{Key: keyA}, epoch))
+	assert.False(t, b.Observe(retired, epoch))
+	assert.True(t, b.Waiting(keyA, epoch), "the earlier failure still holds the key back")
+	assert.Equal(t, time.Second, b.Delay(keyA), "not doubled")
+}
+
 func TestBackoffNextExpiry(t *testing.T) {
 	b := Backoff{Min: time.Second, Max: time.Minute}
 	_, ok := b.NextExpiry(epoch)

@@ -66,6 +66,8 @@ func TestLauncherHoldsBackOnlyAfterUnproductiveExits(t *testing.T) {
 		{name: "a worker that died mid-task", exit: Exit{Key: keyA, JobID: 4, Table: tasksTable, TasksRun: 2},
 			held: keyA, logs: []string{workerLine}},
 		{name: "a worker that ran tasks", exit: Exit{Key: keyA, Clean: true, TasksRun: 2}},
+		{name: "a worker retired before its first claim", exit: Exit{Key: keyA, Clean: true, Retired: true}},
+		{name: "a worker retired that then died", exit: Exit{Key: keyA, Retired: true}, held: keyA, logs: []string{workerLine}},
 		{name: "a scout that swept", exit: Exit{Key: scoutX, Clean: true}},
 		{name: "a scout that died", exit: Exit{Key: scoutX}, held: scoutX, logs: []string{scoutLine}},
 	}

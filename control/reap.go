@@ -43,10 +43,9 @@ func databaseBusy(slots []Slot, db uint32) bool {
 }
 
 func (l *Launcher) observe(e Exit) {
-	l.Backoff.Observe(e, l.now)
-	if delay := l.Backoff.Delay(e.Key); delay > 0 {
+	if l.Backoff.Observe(e, l.now) {
 		l.Log.Logf("lantern_async launcher: a %s for database %d ended without doing its work; next launch in %v",
-			processName(e.Key), e.DB, delay)
+			processName(e.Key), e.DB, l.Backoff.Delay(e.Key))
 	}
 }
 
