@@ -54,8 +54,7 @@ la_queue_unqueue_sql(const LaCatalog *cat, const LaSettle *s, bool one)
 					"  UPDATE %s o SET due = NULL, depends = false "
 					"  WHERE %s AND (o.due IS NOT NULL OR NOT o.depends))",
 					cat->task_owners_name,
-					one ? "o.jobid = $1 AND EXISTS (SELECT FROM settled)"
-					: "o.jobid = ANY ((SELECT array_agg(jobid) FROM settled)::bigint[])");
+					one ? "o.jobid = $1 AND EXISTS (SELECT FROM settled)" : "o.jobid = ANY ($1)");
 }
 
 /*
@@ -67,36 +66,49 @@ la_queue_unqueue_sql(const LaCatalog *cat, const LaSettle *s, bool one)
  * committed, a claim under way) are left for a later call: the extension's
  * own processes never wait on a lock a user can hold.
  *
- * The locked rows reach the UPDATE as one array, found through the primary
- * key: a join with the locking CTE was planned from a nearly empty queue's
- * statistics (a nested loop over the CTE: 10,000 fresh tasks canceled in
- * 23 s, 100,000 in hours). No status test in the UPDATE: this statement
- * locked each row in from_status (FOR UPDATE rechecks the newest version),
- * and the test would let the planner match the pending rows' partial index
+ * Two statements: this one locks the rows and returns their jobids as one
+ * array, and la_queue_settle_locked_sql writes them.  The array reaches the
+ * writes as a parameter of a statement planned for it, that is as a
+ * constant: the planner knows its size, and a scan it filters looks each
+ * row up in a hash of it.  Computed inside one statement, it was a run-time
+ * value the planner took for ten elements, from a nearly empty queue's
+ * statistics: a join with it became a nested loop over a scan (10,000
+ * fresh tasks canceled in 23 s, 100,000 in hours), and = ANY of it a scan
+ * that compared every row with every element (100,000 canceled in 46 s on
+ * a busy machine instead of 3).
+ */
+static char *
+la_queue_lock_rows_sql(const LaCatalog *cat, const LaSettle *s)
+{
+	return psprintf("SELECT array_agg(l.jobid) FROM ("
+					"  SELECT t.jobid FROM %s t"
+					"  WHERE t.status = $4 AND ($1 IS NULL OR t.jobid = $1)"
+					"    AND ($2 = 0 OR EXISTS (SELECT FROM %s o WHERE o.jobid = t.jobid AND o.roleid = $2))"
+					"    AND (NOT $3 OR NOT EXISTS (SELECT FROM %s o WHERE o.jobid = t.jobid))"
+					"    AND ($5 IS NULL OR t.jobid = ANY ($5)) AND ($6 IS NULL OR t.jobid <> ALL ($6))"
+					"  LIMIT $7 FOR UPDATE OF t%s) l",
+					cat->tasks_name, cat->task_owners_name, cat->task_owners_name,
+					s->skip_locked ? " SKIP LOCKED" : "");
+}
+
+/*
+ * The rows la_queue_lock_rows_sql locked ($1): no status test, as they
+ * were locked in from_status (FOR UPDATE rechecks the newest version), and
+ * the test would let the planner match the pending rows' partial index
  * against the whole array.
  */
 static char *
-la_queue_settle_sql(const LaCatalog *cat, const LaSettle *s)
+la_queue_settle_locked_sql(const LaCatalog *cat, const LaSettle *s)
 {
-	return psprintf("WITH target AS ("
-					"  SELECT array_agg(l.jobid) AS jobids FROM ("
-					"    SELECT t.jobid FROM %s t"
-					"    WHERE t.status = $4 AND ($1 IS NULL OR t.jobid = $1)"
-					"      AND ($2 = 0 OR EXISTS (SELECT FROM %s o WHERE o.jobid = t.jobid AND o.roleid = $2))"
-					"      AND (NOT $3 OR NOT EXISTS (SELECT FROM %s o WHERE o.jobid = t.jobid))"
-					"      AND ($8 IS NULL OR t.jobid = ANY ($8)) AND ($9 IS NULL OR t.jobid <> ALL ($9))"
-					"    LIMIT $10 FOR UPDATE OF t%s) l), "
-					"settled AS ("
-					"  UPDATE %s t SET status = $5, error_message = $6, "
+	return psprintf("WITH settled AS ("
+					"  UPDATE %s t SET status = $2, error_message = $3, "
 					"         duration = clock_timestamp() - t.started_at "
-					"  WHERE t.jobid = ANY ((SELECT jobids FROM target)::bigint[]) "
+					"  WHERE t.jobid = ANY ($1) "
 					"  RETURNING t.jobid), "
 					"recorded AS ("
 					"  INSERT INTO %s (jobid, sqlstate) "
-					"  SELECT jobid, $7 FROM settled WHERE $7 IS NOT NULL)%s "
+					"  SELECT jobid, $4 FROM settled WHERE $4 IS NOT NULL)%s "
 					"SELECT count(*), array_agg(jobid) FROM settled",
-					cat->tasks_name, cat->task_owners_name, cat->task_owners_name,
-					s->skip_locked ? " SKIP LOCKED" : "",
 					cat->tasks_name, cat->task_errors_name, la_queue_unqueue_sql(cat, s, false));
 }
 
@@ -122,13 +134,15 @@ la_queue_running(const LaCatalog *cat, int64 **jobids)
 }
 
 /*
- * la_queue_settle_rows's saved plans (statements.c): [leaving pending][with
- * SKIP LOCKED].  Always planned for the parameters at hand: which of its
- * filters apply is decided by them, and a generic plan can use none of the
- * indexes (cancel_all_async_tasks() retrying one row by its jobid read the
- * whole table each time).
+ * la_queue_settle_rows's saved plans (statements.c): the lock [with SKIP
+ * LOCKED], the writes [leaving pending].  Always planned for the
+ * parameters at hand: which of the lock's filters apply is decided by
+ * them, and a generic plan can use none of the indexes
+ * (cancel_all_async_tasks() retrying one row by its jobid read the whole
+ * table each time); the writes' array is a constant (see above).
  */
-static LaSavedPlan la_settle_plans[2][2];
+static LaSavedPlan la_lock_rows_plans[2];
+static LaSavedPlan la_settle_locked_plans[2];
 
 /*
  * The common case, one task by jobid (an outcome, a cancel): a statement
@@ -188,39 +202,69 @@ la_queue_settle_one(const LaCatalog *cat, const LaSettle *s)
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
-/* *settled: the jobids that changed status (a bigint[]), when more than one may have. */
-static int64
-la_queue_settle_rows(const LaCatalog *cat, const LaSettle *s, Datum *settled)
+/*
+ * The jobids of the rows la_queue_settle_rows locks (a bigint[]; *none: no
+ * row), in *rows, which the caller frees once it has used them.
+ */
+static Datum
+la_queue_lock_rows(const LaCatalog *cat, const LaSettle *s, bool *none, SPITupleTable **rows)
 {
-	Oid			types[10] = {INT8OID, OIDOID, BOOLOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-	INT8ARRAYOID, INT8ARRAYOID, INT8OID};
-	Datum		values[10];
-	char		nulls[11] = "          ";
-	bool		isnull;
-	bool		pending = la_queue_leaves_pending(s);
+	Oid			types[7] = {INT8OID, OIDOID, BOOLOID, TEXTOID, INT8ARRAYOID, INT8ARRAYOID, INT8OID};
+	Datum		values[7];
+	char		nulls[8] = "       ";
 	int			rc;
 
-	if (la_queue_settles_one(s))
-		return la_queue_settle_one(cat, s);
 	values[0] = Int64GetDatum(s->jobid);
 	nulls[0] = s->all_jobs ? 'n' : ' ';
 	values[1] = ObjectIdGetDatum(s->roleid);
 	values[2] = BoolGetDatum(s->unowned);
 	values[3] = la_queue_text(s->from_status, &nulls[3]);
-	values[4] = la_queue_text(s->to_status, &nulls[4]);
-	values[5] = la_queue_text(s->message, &nulls[5]);
-	values[6] = la_queue_text(s->sqlstate, &nulls[6]);
-	values[7] = la_queue_jobid_array(s->only, s->nonly, &nulls[7]);
-	values[8] = la_queue_jobid_array(s->except, s->nexcept, &nulls[8]);
+	values[4] = la_queue_jobid_array(s->only, s->nonly, &nulls[4]);
+	values[5] = la_queue_jobid_array(s->except, s->nexcept, &nulls[5]);
 	/* LIMIT NULL: no limit */
-	values[9] = Int64GetDatum(s->batch);
-	nulls[9] = s->batch > 0 ? ' ' : 'n';
-	rc = la_queue_run(la_queue_plan_custom(&la_settle_plans[pending][s->skip_locked], cat->tasks,
-									la_queue_settle_sql(cat, s), 10, types),
+	values[6] = Int64GetDatum(s->batch);
+	nulls[6] = s->batch > 0 ? ' ' : 'n';
+	rc = la_queue_run(la_queue_plan_custom(&la_lock_rows_plans[s->skip_locked], cat->tasks,
+										   la_queue_lock_rows_sql(cat, s), 7, types),
+					  values, nulls, s->latest_snapshot);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "lantern_async could not lock the tasks to update: %s",
+			 SPI_result_code_string(rc));
+	*rows = SPI_tuptable;
+	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, none);
+}
+
+/* *settled: the jobids that changed status (a bigint[]), when more than one may have. */
+static int64
+la_queue_settle_rows(const LaCatalog *cat, const LaSettle *s, Datum *settled)
+{
+	Oid			types[4] = {INT8ARRAYOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[4];
+	char		nulls[5] = "    ";
+	bool		isnull;
+	bool		none;
+	bool		pending = la_queue_leaves_pending(s);
+	SPITupleTable *locked;
+	int			rc;
+
+	if (la_queue_settles_one(s))
+		return la_queue_settle_one(cat, s);
+	values[0] = la_queue_lock_rows(cat, s, &none, &locked);
+	if (none)
+	{
+		*settled = (Datum) 0;
+		return 0;				/* the caller frees the lock's result as the writes' */
+	}
+	values[1] = la_queue_text(s->to_status, &nulls[1]);
+	values[2] = la_queue_text(s->message, &nulls[2]);
+	values[3] = la_queue_text(s->sqlstate, &nulls[3]);
+	rc = la_queue_run(la_queue_plan_custom(&la_settle_locked_plans[pending], cat->tasks,
+										   la_queue_settle_locked_sql(cat, s), 4, types),
 					  values, nulls, s->latest_snapshot);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "lantern_async could not update the status of tasks: %s",
 			 SPI_result_code_string(rc));
+	SPI_freetuptable(locked);	/* values[0] pointed into it: a cancel repeats this in batches */
 	*settled = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
