@@ -59,6 +59,10 @@ func Begin(t *testing.T) {
 			if crashes := CrashMarkers(Cluster.Log()); crashes != "" {
 				t.Logf("--- crash markers in the whole server log ---\n%s", crashes)
 			}
+			// A tail full of a test's own errors hides the launcher's hold-backs.
+			if lines := LauncherLines(Cluster.Log(), LogTailLines); lines != "" {
+				t.Logf("--- the launcher's lines in the whole server log (last %d) ---\n%s", LogTailLines, lines)
+			}
 		}
 	})
 	t.Cleanup(func() { RequireHealthy(t) })
@@ -68,6 +72,18 @@ func Begin(t *testing.T) {
 // Health of the server between tests
 
 var CrashRE = regexp.MustCompile(`terminated by signal|PANIC:|SIGSEGV|SIGABRT|fatal error:|^panic:|server process .* was terminated|all server processes terminated|signal arrived during`)
+
+// LauncherLines returns the last n lines of the server log that the
+// launcher wrote (its hold-backs and what it could not do).
+func LauncherLines(log string, n int) string {
+	var out []string
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, BackendLauncher+":") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out[max(len(out)-n, 0):], "\n")
+}
 
 // CrashMarkers extracts the lines of the server log that reveal a crash of
 // a server process (and the first line of each Go stack following one).
