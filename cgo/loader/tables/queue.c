@@ -252,8 +252,9 @@ la_queue_settle_rows(const LaCatalog *cat, const LaSettle *s, Datum *settled)
 	values[0] = la_queue_lock_rows(cat, s, &none, &locked);
 	if (none)
 	{
+		SPI_freetuptable(locked);
 		*settled = (Datum) 0;
-		return 0;				/* the caller frees the lock's result as the writes' */
+		return 0;
 	}
 	values[1] = la_queue_text(s->to_status, &nulls[1]);
 	values[2] = la_queue_text(s->message, &nulls[2]);
